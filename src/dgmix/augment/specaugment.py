@@ -1,0 +1,142 @@
+"""SpecAugment (Park et al., 2019) for the VICReg ablation (paper §4, Table 3; SPEC §4): time
+warping, frequency masking and time masking of (N, 1, F, T) log-mel batches, in plain torch
+(no torchaudio). Every sample gets its own random warp and masks.
+
+Interpretations (the DG-Mix paper gives no SpecAugment settings):
+
+* time warp: a random centre frame c (uniform in [W, T - W)) is moved by w frames (uniform
+  integer in [-W, W]); frames before and after c are stretched / squeezed linearly (a
+  piecewise-linear warp of the time axis that keeps the first and last frames in place),
+  resampled with linear interpolation;
+* masks: each of the ``n_freq_masks`` (``n_time_masks``) masks has a width uniform in
+  [0, max width] and a uniform start, as in the SpecAugment paper; masks may overlap;
+* mask value: the per-sample mean of the (warped) log-mel window. Log-mel values are in dB
+  (around -100 to +20), so masking with 0 would insert an extreme value; the mean is the
+  neutral choice for non-normalised features. ``mask_value`` may be set to a number instead.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["SpecAugment", "time_warp"]
+
+
+def time_warp(x: Tensor, centre: Tensor, shift: Tensor) -> Tensor:
+    """Warp the last (time) axis of ``x`` (N, ..., T) piecewise-linearly, per sample.
+
+    Output frame t reads the input at s(t), where s is piecewise linear with s(0) = 0,
+    s(centre + shift) = centre and s(T - 1) = T - 1: the content at frame ``centre`` moves to
+    frame ``centre + shift``. Values between frames are linearly interpolated. ``centre`` and
+    ``centre + shift`` must lie in [1, T - 2] (float tensors of shape (N,) are fine).
+    """
+    n, t_len = x.shape[0], x.shape[-1]
+    c = torch.as_tensor(centre, dtype=torch.float64).reshape(-1)
+    d = c + torch.as_tensor(shift, dtype=torch.float64).reshape(-1)
+    if c.shape != (n,) or d.shape != (n,):
+        raise ValueError(f"time_warp: centre and shift must have shape ({n},)")
+    if t_len < 3 or bool(((c < 1) | (c > t_len - 2) | (d < 1) | (d > t_len - 2)).any()):
+        raise ValueError(f"time_warp: centre and centre + shift must lie in [1, {t_len - 2}]")
+    t = torch.arange(t_len, dtype=torch.float64).unsqueeze(0)  # (1, T)
+    c, d = c.unsqueeze(1), d.unsqueeze(1)
+    last = float(t_len - 1)
+    src = torch.where(t <= d, t * c / d, c + (t - d) * (last - c) / (last - d))
+    src = src.clamp(0.0, last)
+    i0 = src.floor().long().clamp(max=t_len - 2)
+    frac = (src - i0).to(x.dtype)
+    view = (n,) + (1,) * (x.ndim - 2) + (t_len,)
+    i0 = i0.to(x.device).reshape(view).expand_as(x)
+    frac = frac.to(x.device).reshape(view)
+    lo = torch.gather(x, -1, i0)
+    hi = torch.gather(x, -1, i0 + 1)
+    return lo + frac * (hi - lo)
+
+
+def _band_mask(length: int, max_width: int, count: int, n: int, gen: torch.Generator | None
+               ) -> Tensor:
+    """(n, length) boolean mask: union of ``count`` random bands of width <= max_width."""
+    mask = torch.zeros(n, length, dtype=torch.bool)
+    max_width = min(max_width, length)
+    if max_width <= 0 or count <= 0:
+        return mask
+    pos = torch.arange(length).unsqueeze(0)
+    for _ in range(count):
+        width = torch.randint(0, max_width + 1, (n,), generator=gen)
+        start = (torch.rand(n, generator=gen, dtype=torch.float64)
+                 * (length - width + 1).double()).floor().long()
+        start = torch.minimum(start, length - width)
+        mask |= (pos >= start.unsqueeze(1)) & (pos < (start + width).unsqueeze(1))
+    return mask
+
+
+class SpecAugment(nn.Module):
+    """Per-sample SpecAugment on (N, C, F, T) batches (C = 1 for dgmix windows).
+
+    Args:
+        time_warp: maximum warp W in frames (0 disables warping).
+        freq_mask: maximum width F of each frequency mask, in mel bins.
+        time_mask: maximum width T of each time mask, in frames.
+        n_freq_masks, n_time_masks: number of masks of each kind.
+        p: probability that a sample is augmented at all (else it is returned unchanged).
+        mask_value: "mean" (per-sample mean, default) or a number.
+
+    ``forward(x, generator=None)``: random numbers are drawn on the CPU from ``generator`` (or
+    torch's global RNG), so results are reproducible on any device.
+    """
+
+    def __init__(
+        self,
+        time_warp: int = 5,
+        freq_mask: int = 16,
+        time_mask: int = 8,
+        n_freq_masks: int = 2,
+        n_time_masks: int = 2,
+        p: float = 1.0,
+        mask_value: str | float = "mean",
+    ) -> None:
+        super().__init__()
+        if min(time_warp, freq_mask, time_mask, n_freq_masks, n_time_masks) < 0:
+            raise ValueError("SpecAugment: widths and mask counts must be >= 0")
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"SpecAugment: p must be in [0, 1], got {p}")
+        if isinstance(mask_value, str) and mask_value != "mean":
+            raise ValueError(f"SpecAugment: mask_value must be 'mean' or a number, got "
+                             f"{mask_value!r}")
+        self.time_warp = int(time_warp)
+        self.freq_mask, self.time_mask = int(freq_mask), int(time_mask)
+        self.n_freq_masks, self.n_time_masks = int(n_freq_masks), int(n_time_masks)
+        self.p = float(p)
+        self.mask_value = mask_value
+
+    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        if x.ndim != 4:
+            raise ValueError(f"SpecAugment expects (N, C, F, T) input, got {tuple(x.shape)}")
+        n, _, f_len, t_len = x.shape
+        if n == 0:
+            return x
+        out = x
+        w = self.time_warp
+        if w > 0 and t_len > 2 * w + 2:
+            centre = torch.randint(w, t_len - w, (n,), generator=generator)
+            shift = torch.randint(-w, w + 1, (n,), generator=generator)
+            dest = (centre + shift).clamp(1, t_len - 2)
+            centre = centre.clamp(1, t_len - 2)
+            out = time_warp(out, centre, dest - centre)
+        fmask = _band_mask(f_len, self.freq_mask, self.n_freq_masks, n, generator)
+        tmask = _band_mask(t_len, self.time_mask, self.n_time_masks, n, generator)
+        mask = (fmask.unsqueeze(2) | tmask.unsqueeze(1)).unsqueeze(1).to(x.device)  # (N,1,F,T)
+        if self.mask_value == "mean":
+            value = out.mean(dim=(1, 2, 3), keepdim=True)
+        else:
+            value = torch.as_tensor(float(self.mask_value), dtype=out.dtype, device=out.device)
+        out = torch.where(mask, value, out)
+        if self.p < 1.0:
+            keep = (torch.rand(n, generator=generator) >= self.p).to(x.device)
+            out = torch.where(keep.reshape(n, 1, 1, 1), x, out)
+        return out
+
+    def extra_repr(self) -> str:
+        return (f"time_warp={self.time_warp}, freq_mask={self.freq_mask}, "
+                f"time_mask={self.time_mask}, n_freq_masks={self.n_freq_masks}, "
+                f"n_time_masks={self.n_time_masks}, p={self.p}, mask_value={self.mask_value!r}")

@@ -1,0 +1,99 @@
+"""``dgmix data ROOT``: count the clips under a dataset folder, list the files it cannot use."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dgmix.data import Dataset, scan
+from dgmix.errors import InputError
+
+_COLUMNS = ("machine", "section", "domain", "split", "label", "n")
+
+
+class OnError(str, Enum):
+    """What to do with a file that cannot be used."""
+
+    skip = "skip"
+    fail = "fail"
+
+
+def format_table(ds: Dataset) -> str:
+    """Counts per machine/section/domain/split/label as an aligned text table, then the errors."""
+    rows = [[str(c[k]) for k in _COLUMNS] for c in ds.counts()]
+    lines: list[str] = []
+    if rows:
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(_COLUMNS)]
+
+        def fmt(cells: list[str]) -> str:
+            parts = [c.ljust(w) for c, w in zip(cells[:-1], widths[:-1])]
+            return "  ".join([*parts, cells[-1].rjust(widths[-1])])
+
+        lines.append(fmt(list(_COLUMNS)))
+        lines.extend(fmt(r) for r in rows)
+        lines.append(f"total: {len(ds.records)} clips, {len(ds.machines())} machine type(s)")
+    else:
+        lines.append(f"no usable clips found under {ds.root}")
+    if ds.errors:
+        lines.append(f"{len(ds.errors)} file(s) could not be used:")
+        lines.extend(f"  {p}: {msg}" for p, msg in ds.errors)
+    return "\n".join(lines)
+
+
+def as_json(ds: Dataset) -> str:
+    """``{"counts": [...], "errors": [{"path", "error"}, ...]}`` as one JSON document."""
+    return json.dumps(
+        {
+            "counts": ds.counts(),
+            "errors": [{"path": str(p), "error": msg} for p, msg in ds.errors],
+        },
+    )
+
+
+def data(
+    root: Annotated[
+        Path, typer.Argument(help="Dataset folder (dev_data/, eval_data/ or machine folders).")
+    ],
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of a table.")
+    ] = False,
+    ground_truth: Annotated[
+        Path | None,
+        typer.Option(
+            "--ground-truth", help="Folder with ground_truth_data/ and ground_truth_domain/ CSVs."
+        ),
+    ] = None,
+    check_audio: Annotated[
+        bool,
+        typer.Option("--check-audio/--no-check-audio",
+                     help="Open each file's header to find unreadable or empty files."),
+    ] = True,
+    on_error: Annotated[
+        OnError,
+        typer.Option("--on-error", help="skip: list bad files at the end; fail: stop at the first"),
+    ] = OnError.skip,
+) -> None:
+    """Count the clips per machine type / section / domain / split / label."""
+    if not root.exists():
+        typer.echo(f"error: {root}: dataset folder not found", err=True)
+        raise typer.Exit(2)
+    if ground_truth is not None and not ground_truth.is_dir():
+        typer.echo(f"error: {ground_truth}: ground-truth folder not found", err=True)
+        raise typer.Exit(2)
+    try:
+        ds = scan(root, ground_truth=ground_truth, check_audio=check_audio,
+                  on_error=on_error.value)
+    except InputError as e:
+        # A bad file (--on-error fail) exits 1; a bad argument (root, ground truth) exits 2.
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1 if on_error is OnError.fail else 2) from None
+    typer.echo(as_json(ds) if json_out else format_table(ds))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``data`` command to ``app``."""
+    app.command("data")(data)

@@ -1,0 +1,70 @@
+"""``dgmix evaluate SCORES_DIR``: DCASE 2022 Task 2 metrics of a folder of score files (SPEC §8).
+
+Reads every ``anomaly_score_<machine>_section_<XX>_test.csv`` (and ``decision_result_...`` when
+present), takes labels from development-set file names or from ``--ground-truth DIR`` (the official
+evaluator's ``ground_truth_data`` / ``ground_truth_domain`` layout), and prints per-machine rows
+(AUC Source, AUC Target, pAUC, Harmonic Mean, paper Tables 2-3 layout), the overall row and the
+official score. ``--out DIR`` writes results.md / results.csv / results.json; ``--json`` prints the
+JSON instead of the table.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dgmix.errors import DgmixError
+
+__all__ = ["evaluate", "register"]
+
+
+def evaluate(
+    scores_dir: Annotated[Path, typer.Argument(
+        help="Folder with anomaly_score_<machine>_section_<XX>_test.csv files.",
+        show_default=False)],
+    ground_truth: Annotated[Path | None, typer.Option(
+        "--ground-truth", "-g",
+        help="Folder with ground_truth_data/ and ground_truth_domain/ (evaluator layout); "
+             "default: labels from development-set file names.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Write results.md, results.csv and results.json here.")] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the results as JSON instead of the table.")] = False,
+    method: Annotated[str | None, typer.Option(
+        "--method", help="Method name in the tables (default: the folder name).")] = None,
+    paper: Annotated[str | None, typer.Option(
+        "--paper", help="Show the paper's rows of this method for comparison "
+                        "(baseline, scratch, vicreg or dgmix).")] = None,
+) -> None:
+    """Compute AUC-S, AUC-T, pAUC per section, per-machine harmonic means and the official score."""
+    from dgmix.metrics import PAPER_RESULTS, evaluate_scores_dir
+
+    if paper is not None and paper not in PAPER_RESULTS:
+        typer.echo(f"error: --paper must be one of {', '.join(PAPER_RESULTS)}, got {paper!r}",
+                   err=True)
+        raise typer.Exit(2)
+    notes: list[str] = []
+    try:
+        table = evaluate_scores_dir(scores_dir, ground_truth, method, notes)
+        name = table.methods()[0]
+        ref = {name: PAPER_RESULTS[paper]} if paper is not None else None
+        written = table.write(out, ref) if out is not None else {}
+    except DgmixError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
+    if as_json:
+        typer.echo(json.dumps(table.to_json_dict(), indent=2))
+    else:
+        typer.echo(table.to_markdown(ref), nl=False)
+    for path in written.values():
+        typer.echo(f"wrote {path}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``evaluate`` verb to ``app``."""
+    app.command("evaluate")(evaluate)

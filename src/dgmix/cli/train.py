@@ -1,0 +1,96 @@
+"""``dgmix pretrain`` and ``dgmix finetune`` (also under ``torchrun -m dgmix``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from dgmix.cli.common import default_cache_dir, fail, run_guarded, setup_logging
+from dgmix.config import PRESETS, RunConfig, config_from_dict, load_config
+from dgmix.checkpoint import load_checkpoint
+from dgmix.training.loop import LAST
+
+
+def resolve_config(
+    preset: str, config: Optional[Path], out: Path, resume: bool, overrides: dict
+) -> RunConfig:
+    """The run's config: from the checkpoint when resuming (so it continues exactly), else preset + file."""
+    if preset not in PRESETS:
+        fail(f"--preset: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}", code=2)
+    if resume:
+        state = load_checkpoint(out / LAST)
+        return config_from_dict(state["config"], source=str(out / LAST))
+    return load_config(preset, config, overrides)
+
+
+def _summary(kind: str, result, out: Path) -> None:
+    terms = ", ".join(f"{k} {v:.4g}" for k, v in result.last_terms.items())
+    typer.echo(
+        f"{kind}: {result.epochs_done} epochs, {result.steps} steps in {result.seconds:.1f} s "
+        f"({result.windows_per_s:.0f} windows/s); last step: {terms}; checkpoint {result.last_checkpoint}"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def pretrain(
+        data: Path = typer.Option(..., "--data", help="Dataset root (DCASE layout or plain)."),
+        machine: str = typer.Option(..., "--machine", help="Machine type, e.g. fan."),
+        method: str = typer.Option("dgmix", "--method", help="dgmix or vicreg (SpecAugment ablation)."),
+        preset: str = typer.Option("paper", "--preset", help="paper | cpu | tiny."),
+        config: Optional[Path] = typer.Option(None, "--config", help="YAML/TOML file overriding any field."),
+        out: Path = typer.Option(..., "--out", help="Run directory."),
+        cache: Path = typer.Option(None, "--cache", help="Feature cache dir (default $DGMIX_CACHE or ~/.cache/dgmix)."),
+        resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt exactly."),
+        seed: Optional[int] = typer.Option(None, "--seed"),
+        progress: bool = typer.Option(True, "--progress/--no-progress"),
+        verbose: bool = typer.Option(False, "--verbose", "-v"),
+    ) -> None:
+        """Self-supervised pre-training of one machine type's encoder (paper §3.3)."""
+        setup_logging(verbose)
+        if method not in ("dgmix", "vicreg"):
+            fail(f"--method: expected dgmix or vicreg, got {method!r}", code=2)
+        overrides: dict = {"pretrain": {"method": method}}
+        if seed is not None:
+            overrides["seed"] = seed
+
+        def go():
+            from dgmix.training import pretrain as run_pretrain
+
+            cfg = resolve_config(preset, config, out, resume, overrides)
+            result = run_pretrain(data, machine, cfg, out, cache or default_cache_dir(),
+                                  resume=resume, progress=progress)
+            _summary(f"pretrain {cfg.pretrain.method} {machine}", result, out)
+
+        run_guarded(go)
+
+    @app.command()
+    def finetune(
+        data: Path = typer.Option(..., "--data", help="Dataset root."),
+        machine: str = typer.Option(..., "--machine", help="Machine type."),
+        init: str = typer.Option(..., "--init", help="Pre-training RUN_DIR (or encoder.pt), or 'scratch'."),
+        preset: str = typer.Option("paper", "--preset", help="paper | cpu | tiny."),
+        config: Optional[Path] = typer.Option(None, "--config"),
+        out: Path = typer.Option(..., "--out", help="Run directory."),
+        cache: Path = typer.Option(None, "--cache"),
+        resume: bool = typer.Option(False, "--resume"),
+        seed: Optional[int] = typer.Option(None, "--seed"),
+        progress: bool = typer.Option(True, "--progress/--no-progress"),
+        verbose: bool = typer.Option(False, "--verbose", "-v"),
+    ) -> None:
+        """Fine-tune on section-ID classification with mixup, KL and the consistency term (paper §3.4)."""
+        setup_logging(verbose)
+        overrides: dict = {} if seed is None else {"seed": seed}
+
+        def go():
+            from dgmix.training import finetune as run_finetune
+
+            cfg = resolve_config(preset, config, out, resume, overrides)
+            init_path = None if init == "scratch" else Path(init)
+            result = run_finetune(data, machine, cfg, out, cache or default_cache_dir(), init_path,
+                                  resume=resume, progress=progress)
+            _summary(f"finetune {machine}", result, out)
+
+        run_guarded(go)

@@ -1,0 +1,322 @@
+"""Typed, validated configuration: presets, YAML/TOML overrides, and the resolved copy in every run dir.
+
+Nothing here is a global: every stage receives the dataclass it needs. ``load_config`` starts
+from a preset (``paper``, ``cpu`` or ``tiny``), applies a config file that may override any field,
+validates types and ranges, and returns a :class:`RunConfig`. ``write_config`` writes the resolved
+configuration as YAML into a run directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from dgmix.errors import InputError
+
+PresetName = Literal["paper", "cpu", "tiny"]
+PRESETS: tuple[str, ...] = ("paper", "cpu", "tiny")
+
+
+@dataclass
+class FeatureConfig:
+    """Log-mel front end (SPEC §2, paper §3.1)."""
+
+    sample_rate: int = 16000
+    n_fft: int = 1024
+    hop_length: int = 512
+    n_mels: int = 128
+    power: float = 2.0
+    frames: int = 64  # P, context window
+    window_hop: int = 8  # L, window shift
+    channel: int | None = None  # None = mean downmix
+    pad: bool = False  # zero-pad clips shorter than one window instead of failing
+
+
+@dataclass
+class ModelConfig:
+    """Encoder (Table 1) and expander (paper §3.3)."""
+
+    width_mult: float = 0.5
+    embed_dim: int = 320
+    expander_hidden: int = 1280
+    expander_layers: int = 3
+    # Paper §3.3: each expander layer is followed by BN and ReLU. VICReg's own expander
+    # has a plain last layer; set False for that.
+    expander_last_bn_relu: bool = True
+    classifier_hidden: int = 128
+
+
+@dataclass
+class PretrainConfig:
+    """Self-supervised pre-training (paper §3.3, SPEC §4)."""
+
+    method: Literal["dgmix", "vicreg"] = "dgmix"
+    epochs: int = 100
+    batch_size: int = 1024
+    # lr = base_lr_per_256 * batch / 256 unless ``lr`` is set (paper: 0.8 at batch 1024).
+    lr: float | None = None
+    base_lr_per_256: float = 0.2
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    lars_eta: float = 0.001
+    warmup_epochs: float = 10
+    final_lr: float = 0.002
+    gamma: float = 25.0  # consistency / invariance coefficient
+    mu: float = 25.0  # variance coefficient
+    nu: float = 1.0  # covariance coefficient
+    # Eq. (1) as a mean over batch and dimensions ("mean", default, SPEC §4) or the literal
+    # sum over dimensions ("sum").
+    consistency_reduction: Literal["mean", "sum"] = "mean"
+    mixup_alpha: float = 0.5  # lambda ~ Beta(alpha, alpha)
+    per_sample_lambda: bool = True
+    # SpecAugment for the VICReg ablation.
+    time_warp: int = 5
+    freq_mask: int = 16
+    time_mask: int = 8
+    n_freq_masks: int = 2
+    n_time_masks: int = 2
+    # Cap on windows visited per epoch (None = every window of the machine type, as the paper).
+    windows_per_epoch: int | None = None
+    std_warn_threshold: float = 0.05
+    amp: bool = False  # bf16 autocast on CUDA
+    channels_last: bool = False
+    compile: bool = False
+    threads: int | None = None
+    log_every: int = 1
+
+
+@dataclass
+class FinetuneConfig:
+    """Section-ID fine-tuning with mixup, KL and the consistency constraint (paper §3.4, SPEC §5)."""
+
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    gamma: float = 25.0
+    consistency_reduction: Literal["mean", "sum"] = "mean"
+    mixup_alpha: float = 0.5
+    per_sample_lambda: bool = True
+    windows_per_epoch: int | None = None
+    channels_last: bool = False
+    threads: int | None = None
+    log_every: int = 1
+
+
+@dataclass
+class BaselineConfig:
+    """Official MobileNetV2 baseline (SPEC §7): section classifier, Adam lr 1e-5, 20 epochs, batch 32."""
+
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 1e-5
+    windows_per_epoch: int | None = None
+    threads: int | None = None
+    log_every: int = 1
+
+
+@dataclass
+class ScoringConfig:
+    """Clip embedding and k-NN scoring (paper §3.5, SPEC §6; options of issue 5)."""
+
+    pooling: Literal["mean", "max", "gwrp", "mean+max"] = "mean"
+    gwrp_r: float = 0.9
+    k: int = 1
+    window_level: bool = False
+    window_aggregation: Literal["mean", "max", "topk-mean"] = "max"
+    topk: int = 3
+    domain_aware: bool = False
+    bank_reduce: Literal["none", "random", "coreset"] = "none"
+    bank_size: int = 10000
+    threshold_percentile: float = 0.9
+
+
+@dataclass
+class RunConfig:
+    """Everything one run needs. ``preset`` records which preset it started from."""
+
+    preset: str = "paper"
+    seed: int = 0
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _preset_overrides(name: str) -> dict[str, Any]:
+    """Field overrides of each preset on top of the paper's defaults."""
+    if name == "paper":
+        return {}
+    if name == "cpu":
+        # Sized for one machine type of the default synthetic set in minutes on 2 cores.
+        return {
+            "pretrain": {
+                "epochs": 6, "batch_size": 64, "warmup_epochs": 1, "windows_per_epoch": 1024,
+                "final_lr": 0.002 * 64 / 1024, "channels_last": False,
+            },
+            "finetune": {"epochs": 6, "windows_per_epoch": 1024},
+            "baseline": {"epochs": 6, "lr": 1e-4, "windows_per_epoch": 1024},
+        }
+    if name == "tiny":
+        return {
+            "model": {"expander_hidden": 64},
+            "pretrain": {
+                "epochs": 2, "batch_size": 16, "warmup_epochs": 1, "windows_per_epoch": 64,
+                "final_lr": 0.001,
+            },
+            "finetune": {"epochs": 2, "batch_size": 16, "windows_per_epoch": 64},
+            "baseline": {"epochs": 2, "batch_size": 16, "lr": 1e-4, "windows_per_epoch": 64},
+        }
+    raise InputError("--preset", f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+
+
+def _check_value(value: Any, tp: Any, where: str, source: str) -> Any:
+    """Validate (and lightly coerce, int -> float) one value against a type annotation."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            allowed = ", ".join(repr(a) for a in typing.get_args(tp))
+            raise InputError(source, f"{where} must be one of {allowed}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_value(value, arg, where, source)
+            except InputError as exc:
+                errors.append(exc.problem)
+        raise InputError(source, errors[0] if errors else f"{where}: bad value {value!r}")
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InputError(source, f"{where} must be a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InputError(source, f"{where} must be an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise InputError(source, f"{where} must be true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise InputError(source, f"{where} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def apply_overrides(obj: Any, overrides: dict[str, Any], source: str, prefix: str = "") -> None:
+    """Apply a nested dict of overrides to a dataclass in place, validating names and types."""
+    if not isinstance(overrides, dict):
+        raise InputError(source, f"{prefix or 'config'} must be a mapping, got {overrides!r}")
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in overrides.items():
+        where = f"{prefix}{key}"
+        if key not in names:
+            raise InputError(source, f"unknown config field {where!r}; known: {', '.join(sorted(names))}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            apply_overrides(current, value, source, prefix=f"{where}.")
+        else:
+            setattr(obj, key, _check_value(value, hints[key], where, source))
+
+
+def validate(cfg: RunConfig, source: str = "config") -> None:
+    """Range checks that types alone cannot express."""
+    checks = [
+        (cfg.pretrain.epochs >= 1, "pretrain.epochs must be >= 1"),
+        (cfg.pretrain.batch_size >= 2, "pretrain.batch_size must be >= 2 (variance needs 2 samples)"),
+        (cfg.finetune.batch_size >= 2, "finetune.batch_size must be >= 2"),
+        (cfg.finetune.epochs >= 0, "finetune.epochs must be >= 0"),
+        (cfg.baseline.epochs >= 1, "baseline.epochs must be >= 1"),
+        (cfg.pretrain.warmup_epochs <= cfg.pretrain.epochs,
+         "pretrain.warmup_epochs must not exceed pretrain.epochs"),
+        (cfg.pretrain.mixup_alpha > 0, "pretrain.mixup_alpha must be > 0"),
+        (cfg.finetune.mixup_alpha > 0, "finetune.mixup_alpha must be > 0"),
+        (cfg.scoring.k >= 1, "scoring.k must be >= 1"),
+        (0.0 < cfg.scoring.gwrp_r <= 1.0, "scoring.gwrp_r must be in (0, 1]"),
+        (0.0 < cfg.scoring.threshold_percentile < 1.0,
+         "scoring.threshold_percentile must be in (0, 1)"),
+        (cfg.features.frames >= 1 and cfg.features.window_hop >= 1,
+         "features.frames and features.window_hop must be >= 1"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise InputError(source, msg)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a YAML (.yaml/.yml) or TOML (.toml) file; JSON is valid YAML."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "config file not found")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+        raise InputError(path, f"cannot parse config: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InputError(path, "config file must hold a mapping of fields")
+    return data
+
+
+def load_config(
+    preset: str = "paper",
+    config_file: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Resolve a preset, then a config file, then explicit overrides (e.g. from CLI flags)."""
+    cfg = RunConfig(preset=preset)
+    apply_overrides(cfg, _preset_overrides(preset), f"preset {preset}")
+    if config_file is not None:
+        data = read_config_file(config_file)
+        if "preset" in data and data["preset"] != preset:
+            raise InputError(config_file, f"config says preset {data['preset']!r} but --preset is {preset!r}")
+        data.pop("preset", None)
+        apply_overrides(cfg, data, str(config_file))
+    if overrides:
+        apply_overrides(cfg, overrides, "command line")
+    validate(cfg, str(config_file) if config_file else f"preset {preset}")
+    return cfg
+
+
+def config_from_dict(data: dict[str, Any], source: str = "checkpoint") -> RunConfig:
+    """Rebuild a RunConfig from its ``to_dict`` form (as stored in checkpoints and run dirs)."""
+    data = json.loads(json.dumps(data))  # deep copy
+    cfg = RunConfig(preset=data.pop("preset", "paper"))
+    apply_overrides(cfg, data, source)
+    validate(cfg, source)
+    return cfg
+
+
+def write_config(cfg: RunConfig, run_dir: Path, name: str = "config.yaml") -> Path:
+    """Write the resolved configuration into ``run_dir`` (created if needed)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / name
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    return path

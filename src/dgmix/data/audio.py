@@ -1,0 +1,148 @@
+"""Reading clips: soundfile in, float32 mono at 16 kHz out (SPEC Sec. 1-2).
+
+DCASE clips are mono 16 kHz; MIMII 2019 clips have 8 channels; users' own recordings may have any
+rate. :func:`load_audio` downmixes (mean of the channels, or one chosen channel), resamples with
+``scipy.signal.resample_poly`` and rejects clips the pipeline cannot use (unreadable, empty,
+NaN/Inf, digital silence, shorter than one context window unless padding is asked for).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+from dgmix.errors import InputError
+
+logger = logging.getLogger("dgmix.data")
+
+#: Source rates already reported by the resampling log message (once per process and rate).
+_RESAMPLE_LOGGED: set[tuple[int, int]] = set()
+
+
+def min_samples_for(
+    frames: int = 64, n_fft: int = 1024, hop: int = 512, center: bool = True
+) -> int:
+    """Fewest samples whose STFT has at least ``frames`` frames (paper Sec. 3.1: P = 64 frames).
+
+    With librosa's ``center=True`` framing (the feature front end's), a clip of ``S`` samples gives
+    ``T = 1 + S // hop`` frames, so ``S >= (frames - 1) * hop`` (32256 samples = 2.016 s for the
+    defaults). With ``center=False``, ``T = 1 + (S - n_fft) // hop``, so
+    ``S >= n_fft + (frames - 1) * hop``.
+    """
+    if frames < 1 or hop < 1 or n_fft < 1:
+        raise ValueError("frames, n_fft and hop must be positive")
+    if center:
+        return (frames - 1) * hop
+    return n_fft + (frames - 1) * hop
+
+
+def audio_problem(path: str | Path) -> str | None:
+    """Check a file's header with ``soundfile.info``; return the problem, or ``None`` if usable."""
+    try:
+        info = sf.info(str(path))
+    except Exception as e:  # noqa: BLE001 - libsndfile raises several types
+        return f"not a readable audio file ({_short(e)})"
+    if info.frames <= 0:
+        return "empty audio file (0 samples)"
+    if info.channels <= 0 or info.samplerate <= 0:
+        return f"bad header ({info.channels} channels, {info.samplerate} Hz)"
+    return None
+
+
+def _short(e: Exception) -> str:
+    text = " ".join(str(e).split())
+    # soundfile repeats the path in its messages; the InputError already names the file.
+    text = re.sub(r"^Error opening (?:'.*?'|\S+): ", "", text).strip().rstrip(".")
+    return text or type(e).__name__
+
+
+def load_audio(
+    path: str | Path,
+    sample_rate: int = 16000,
+    channel: int | None = None,
+    pad_to: int | None = None,
+    min_samples: int | None = None,
+    *,
+    pad: bool = False,
+    allow_silence: bool = False,
+    hop_length: int = 512,
+) -> np.ndarray:
+    """Read one clip as a float32 1-D array at ``sample_rate``.
+
+    Args:
+        path: The audio file (anything libsndfile reads; DCASE/MIMII clips are WAV).
+        sample_rate: Rate to return. Other rates are resampled with
+            ``scipy.signal.resample_poly(x, up, down)``, ``up/down = sample_rate/rate`` reduced by
+            their gcd; the first resampling from each source rate is logged (logger ``dgmix.data``).
+        channel: ``None``: mean of all channels; ``N``: only channel ``N`` (0-based).
+        pad_to: Zero-pad clips shorter than this many samples (at the end) up to it.
+        min_samples: Clips shorter than this (after resampling) raise :class:`InputError` unless
+            ``pad`` or ``pad_to`` is given, in which case they are zero-padded to
+            ``max(min_samples, pad_to)``. See :func:`min_samples_for`.
+        pad: Zero-pad short clips up to ``min_samples`` instead of raising.
+        allow_silence: Accept an all-zero (digitally silent) clip instead of raising.
+        hop_length: STFT hop, only used to state the window length in the "too short" message.
+
+    Longer clips are never cut: any length is accepted.
+
+    Raises:
+        InputError: Missing, corrupt, empty or non-audio file; ``channel`` out of range; NaN/Inf
+            samples; digital silence (unless ``allow_silence``); shorter than ``min_samples``
+            without padding.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "file not found")
+    if path.is_dir():
+        raise InputError(path, "is a folder, not an audio file")
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:  # libsndfile raises several types
+        raise InputError(path, f"not a readable audio file ({_short(e)})") from e
+    n_frames, n_channels = data.shape
+    if n_frames == 0:
+        raise InputError(path, "empty audio file (0 samples)")
+    if channel is None:
+        x = data.mean(axis=1, dtype=np.float64) if n_channels > 1 else data[:, 0]
+    else:
+        if not 0 <= channel < n_channels:
+            raise InputError(
+                path, f"channel {channel} out of range (the file has {n_channels} channel(s): "
+                f"0..{n_channels - 1})"
+            )
+        x = data[:, channel]
+    if not np.all(np.isfinite(x)):
+        raise InputError(path, "contains NaN or Inf samples")
+    if not allow_silence and not np.any(x):
+        raise InputError(path, "all samples are zero (digital silence); pass allow_silence=True "
+                         "to accept it")
+    if rate != sample_rate:
+        g = gcd(int(rate), int(sample_rate))
+        up, down = int(sample_rate) // g, int(rate) // g
+        key = (int(rate), int(sample_rate))
+        if key not in _RESAMPLE_LOGGED:
+            _RESAMPLE_LOGGED.add(key)
+            logger.info("resampling clips from %d Hz to %d Hz (resample_poly up=%d down=%d), "
+                        "first seen in %s", rate, sample_rate, up, down, path)
+        x = resample_poly(np.asarray(x, dtype=np.float64), up, down)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+
+    target = 0 if pad_to is None else int(pad_to)
+    if min_samples is not None and x.shape[0] < min_samples:
+        if not (pad or pad_to is not None):
+            frames = 1 + int(min_samples) // hop_length
+            raise InputError(
+                path,
+                f"clip is {x.shape[0] / sample_rate:.2f} s, shorter than one window ({frames} "
+                f"frames = {min_samples / sample_rate:.2f} s); pass --pad to zero-pad",
+            )
+        target = max(target, int(min_samples))
+    if x.shape[0] < target:
+        x = np.concatenate([x, np.zeros(target - x.shape[0], dtype=np.float32)])
+    return x

@@ -1,0 +1,162 @@
+"""Ground truth in the official DCASE evaluator's layout (SPEC Sec. 8), and ``attributes_XX.csv``.
+
+Ground truth (Kota-Dohi/dcase2022_evaluator)::
+
+    GT/ground_truth_data/ground_truth_<machine>_section_<XX>_test.csv    (1 = anomaly)
+    GT/ground_truth_domain/ground_truth_<machine>_section_<XX>_test.csv  (1 = target)
+
+with rows ``filename,0|1``.
+
+No header; a first row whose second field is not ``0``/``1`` is taken as a header and skipped.
+
+Attributes (DCASE 2022 format, one file per machine type and section, beside ``train/``/``test/``)::
+
+    file_name,d1p,d1v,d2p,d2v,...
+    bearing/train/section_00_source_train_normal_0000_vel_6_loc_A.wav,vel,6,loc,A
+
+Each ``dNp`` column names an attribute and ``dNv`` holds its value; other columns are kept as
+``column -> value``. Rows are matched to clips by file name (the last path component).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dgmix.errors import InputError
+
+from .records import canonical_machine
+
+_GT_FILE = re.compile(r"^ground_truth_(?P<machine>.+)_section_(?P<section>\d+)_test\.csv$",
+                      re.IGNORECASE)
+_ATTR_FILE = re.compile(r"^attributes_(?P<section>\d+)\.csv$", re.IGNORECASE)
+_PARAM_COL = re.compile(r"^d(?P<i>\d+)p$", re.IGNORECASE)
+
+DATA_DIR = "ground_truth_data"
+DOMAIN_DIR = "ground_truth_domain"
+
+
+@dataclass
+class GroundTruth:
+    """Labels and domains by (machine, section, file name).
+
+    Attributes:
+        labels: ``(machine, section, file name) -> "normal" | "anomaly"``.
+        domains: ``(machine, section, file name) -> "source" | "target"``.
+        sources: The CSV files read.
+    """
+
+    labels: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    domains: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    sources: list[Path] = field(default_factory=list)
+
+    def update(self, other: GroundTruth) -> None:
+        """Add ``other``'s entries (``other`` wins where both have one)."""
+        self.labels.update(other.labels)
+        self.domains.update(other.domains)
+        self.sources.extend(other.sources)
+
+    def __len__(self) -> int:
+        return len(set(self.labels) | set(self.domains))
+
+
+def _read_binary_csv(path: Path) -> dict[str, int]:
+    """Read ``filename,0|1`` rows. Raises :class:`InputError` on a malformed row."""
+    out: dict[str, int] = {}
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(path, f"cannot read ground truth: {e}") from e
+    for i, row in enumerate(rows, start=1):
+        row = [c.strip() for c in row]
+        if not row or not any(row):
+            continue
+        if len(row) < 2 or row[1] not in ("0", "1"):
+            if i == 1:  # header
+                continue
+            raise InputError(path, f"line {i}: expected 'filename,0|1', got {','.join(row)!r}")
+        out[Path(row[0]).name] = int(row[1])
+    return out
+
+
+def read_ground_truth(gt_dir: str | Path) -> GroundTruth:
+    """Read every ground-truth CSV under ``gt_dir``.
+
+    ``gt_dir`` may be the folder that holds ``ground_truth_data/`` and ``ground_truth_domain/``,
+    or one of those two folders itself (its sibling is then read too when it exists).
+
+    Raises:
+        InputError: If ``gt_dir`` is missing, holds no ground-truth files, or a file is malformed.
+    """
+    gt_dir = Path(gt_dir)
+    if not gt_dir.is_dir():
+        raise InputError(gt_dir, "ground-truth folder not found")
+    if gt_dir.name.lower() in (DATA_DIR, DOMAIN_DIR):
+        gt_dir = gt_dir.parent
+    gt = GroundTruth()
+    for sub, target, values in (
+        (DATA_DIR, gt.labels, ("normal", "anomaly")),
+        (DOMAIN_DIR, gt.domains, ("source", "target")),
+    ):
+        folder = gt_dir / sub
+        if not folder.is_dir():
+            continue
+        for csv_path in sorted(folder.iterdir()):
+            m = _GT_FILE.match(csv_path.name)
+            if m is None or not csv_path.is_file():
+                continue
+            machine = canonical_machine(m["machine"])
+            section = f"{int(m['section']):02d}"
+            for name, flag in _read_binary_csv(csv_path).items():
+                target[(machine, section, name)] = values[flag]
+            gt.sources.append(csv_path)
+    if not gt.sources:
+        raise InputError(
+            gt_dir,
+            f"no ground truth found (expected "
+            f"{DATA_DIR}/ground_truth_<machine>_section_<XX>_test.csv)",
+        )
+    return gt
+
+
+def read_attributes_csv(path: str | Path) -> dict[str, dict[str, str]]:
+    """Read one DCASE ``attributes_XX.csv``: file name -> attribute dict (see module docstring).
+
+    Raises:
+        InputError: If the file cannot be read or has no ``file_name`` column.
+    """
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise InputError(path, f"cannot read attributes: {e}") from e
+    if "file_name" not in header:
+        raise InputError(path, f"no 'file_name' column in header {','.join(header)!r}")
+    out: dict[str, dict[str, str]] = {}
+    for row in rows:
+        row = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None}
+        name = row.pop("file_name", "")
+        if not name:
+            continue
+        attrs: dict[str, str] = {}
+        for col, key in row.items():
+            m = _PARAM_COL.match(col)
+            if m is not None:
+                if key:
+                    attrs[key] = row.get(f"d{m['i']}v", "")
+            elif not re.match(r"^d\d+v$", col, re.IGNORECASE) and key:
+                attrs[col] = key
+        out[Path(name.replace("\\", "/")).name] = attrs
+    return out
+
+
+def attribute_files(paths: Iterable[Path]) -> list[Path]:
+    """The ``attributes_XX.csv`` files among ``paths``."""
+    return [p for p in paths if _ATTR_FILE.match(p.name)]

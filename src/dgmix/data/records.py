@@ -1,0 +1,270 @@
+"""One record per clip, and the parser that turns a clip's path into one (SPEC Sec. 1).
+
+Recognised file names (the first that matches wins):
+
+* DCASE 2021-2024 development / additional-training names
+  ``section_XX_{source|target}_{train|test}_{normal|anomaly}_NNNN[_<attrs>].wav``;
+  the same with the machine type and split put in front, ``<Machine>_{train|test}_section_...``
+  (as some copies of the DCASE 2023 data have them; the machine type then comes from the prefix).
+* DCASE evaluation test names ``section_XX_NNNN.wav`` (label and domain ``"unknown"``; the
+  ground-truth CSVs, see :mod:`dgmix.data.ground_truth`, can fill them in).
+* DCASE 2020 names ``{normal|anomaly}_id_XX_NNNNNNNN.wav`` (the machine ID becomes the section;
+  DCASE 2020 had no domain shift, so the domain is ``"source"``) and its evaluation test names
+  ``id_XX_NNNNNNNN.wav`` (label unknown).
+* MIMII 2019 folders ``<machine>/id_XX/{normal,abnormal}/<name>.wav``: section = ``XX``, domain
+  ``"unknown"``. MIMII has no train/test split; by our convention (a parameter, ``mimii_split``)
+  every MIMII clip is a ``"test"`` clip with a known label.
+* A plain layout ``<machine>/train/<name>.wav`` (normal training clips, section ``"00"``) and
+  ``<machine>/test/{normal,anomaly,abnormal}/<name>.wav``; domain ``"unknown"``.
+
+The machine type is the file-name prefix when there is one, otherwise the nearest folder above
+the file that is not a layout folder (``train``, ``test``, ``normal``, ``id_00``, ``dev_data``,
+...); a folder named like one of the known machine types (case-insensitive) is preferred. Known
+machine types are written in their canonical spelling (:data:`MACHINE_TYPES`); others are kept as
+given.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dgmix.errors import InputError
+
+#: Canonical spellings of the DCASE 2022 machine types (case-insensitive match).
+MACHINE_TYPES: tuple[str, ...] = (
+    "ToyCar", "ToyTrain", "bearing", "fan", "gearbox", "slider", "valve"
+)
+_CANONICAL = {m.lower(): m for m in MACHINE_TYPES}
+
+DOMAINS = ("source", "target", "unknown")
+SPLITS = ("train", "test")
+LABELS = ("normal", "anomaly", "unknown")
+
+#: Key under which the unparsed attribute string of a file name is kept.
+RAW_ATTRIBUTES_KEY = "_raw"
+#: Key for a trailing attribute token that has no partner (odd number of tokens).
+EXTRA_ATTRIBUTE_KEY = "_extra"
+
+_DCASE = re.compile(
+    r"^section_(?P<section>\d+)_(?P<domain>source|target)_(?P<split>train|test)_"
+    r"(?P<label>normal|anomaly)_(?P<clip>\d+)(?:_(?P<attrs>.+))?$",
+    re.IGNORECASE,
+)
+_PREFIXED = re.compile(
+    r"^(?P<machine>[A-Za-z0-9][A-Za-z0-9-]*)_(?P<split>train|test)_(?P<rest>section_.+)$",
+    re.IGNORECASE,
+)
+_DCASE_EVAL = re.compile(r"^section_(?P<section>\d+)_(?P<clip>\d+)$", re.IGNORECASE)
+_DCASE2020 = re.compile(
+    r"^(?P<label>normal|anomaly)_id_(?P<section>\d+)_(?P<clip>\d+)$", re.IGNORECASE
+)
+_DCASE2020_EVAL = re.compile(r"^id_(?P<section>\d+)_(?P<clip>\d+)$", re.IGNORECASE)
+_ID_FOLDER = re.compile(r"^id_(?P<section>\d+)$", re.IGNORECASE)
+
+_LABEL_FOLDERS = {"normal": "normal", "anomaly": "anomaly", "abnormal": "anomaly"}
+_SPLIT_FOLDERS = {"train": "train", "test": "test"}
+#: Folder names that describe the layout, never the machine type.
+_LAYOUT_FOLDERS = frozenset(
+    {
+        "train", "test", "val", "valid", "validation", "normal", "anomaly", "abnormal",
+        "source", "target", "dev_data", "eval_data", "dev", "eval", "raw", "audio", "wav",
+    }
+)
+
+
+@dataclass(frozen=True)
+class ClipRecord:
+    """One audio clip and what its path says about it (docs/architecture.md, ``dgmix.data``).
+
+    Attributes:
+        path: Where the clip is.
+        machine: Machine type, canonical spelling for the DCASE types (``"ToyCar"``, ``"fan"``...).
+        section: Two-digit section (DCASE 2021+), machine ID (DCASE 2020, MIMII) or ``"00"``.
+        domain: ``"source"``, ``"target"`` or ``"unknown"``.
+        split: ``"train"`` or ``"test"``.
+        label: ``"normal"``, ``"anomaly"`` or ``"unknown"``.
+        attributes: Attribute key -> value, from the file name (tokens paired ``key_value``;
+            the unparsed string under ``"_raw"``) and from ``attributes_XX.csv`` when present.
+        clip_id: The clip number as written in the name (``"0025"``), or ``None``.
+    """
+
+    path: Path
+    machine: str
+    section: str
+    domain: str
+    split: str
+    label: str
+    attributes: dict[str, str] = field(default_factory=dict, hash=False, compare=True)
+    clip_id: str | None = None
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("domain", DOMAINS), ("split", SPLITS), ("label", LABELS)):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"ClipRecord.{name} must be one of {allowed}, got {value!r}")
+
+    @property
+    def name(self) -> str:
+        """The file name (last path component)."""
+        return self.path.name
+
+    @property
+    def dcase_name(self) -> str:
+        """The file name without a ``<Machine>_{train|test}_`` prefix (the official DCASE name)."""
+        return strip_machine_prefix(self.path.name)
+
+
+def canonical_machine(name: str) -> str:
+    """Return the canonical spelling of a known machine type, or ``name`` unchanged."""
+    return _CANONICAL.get(name.lower(), name)
+
+
+def strip_machine_prefix(file_name: str) -> str:
+    """``"fan_test_section_00_..."`` -> ``"section_00_..."``; other names are returned unchanged."""
+    m = _PREFIXED.match(file_name)
+    return m.group("rest") if m else file_name
+
+
+def parse_attributes(text: str | None) -> dict[str, str]:
+    """Pair the ``_``-separated tokens of a DCASE attribute string as ``key_value``.
+
+    ``"m-n_W"`` -> ``{"m-n": "W"}``; ``"car_A1_spd_28V_mic_1_noise_1"`` ->
+    ``{"car": "A1", "spd": "28V", "mic": "1", "noise": "1"}``; ``"volt_1.5_wt_150"`` ->
+    ``{"volt": "1.5", "wt": "150"}``. The whole string is kept under ``"_raw"`` because the pairing
+    is a guess (values could contain ``_``); a lone trailing token goes under ``"_extra"``.
+    An empty or missing string gives ``{}``.
+    """
+    if not text:
+        return {}
+    tokens = text.split("_")
+    out: dict[str, str] = {}
+    for i in range(0, len(tokens) - 1, 2):
+        out[tokens[i]] = tokens[i + 1]
+    if len(tokens) % 2:
+        out[EXTRA_ATTRIBUTE_KEY] = tokens[-1]
+    out[RAW_ATTRIBUTES_KEY] = text
+    return out
+
+
+def _section(text: str) -> str:
+    return f"{int(text):02d}"
+
+
+def machine_from_folders(folders: Sequence[str]) -> str | None:
+    """Pick the machine type from folder names ordered nearest-first (see module docstring)."""
+    for name in folders:
+        if name.lower() in _CANONICAL:
+            return _CANONICAL[name.lower()]
+    for name in folders:
+        if name and name.lower() not in _LAYOUT_FOLDERS and not _ID_FOLDER.match(name):
+            return name
+    return None
+
+
+def _split_from_folders(folders: Sequence[str]) -> str | None:
+    for name in folders:
+        if name.lower() in _SPLIT_FOLDERS:
+            return _SPLIT_FOLDERS[name.lower()]
+    return None
+
+
+def parse_filename(
+    path: str | Path,
+    machine: str | None = None,
+    split: str | None = None,
+    *,
+    folders: Sequence[str] | None = None,
+    mimii_split: str = "test",
+) -> ClipRecord:
+    """Build the :class:`ClipRecord` for one clip from its path (see module docstring).
+
+    Args:
+        path: The clip's path.
+        machine: Machine type to use instead of the one the path gives.
+        split: Split for names that do not carry one (evaluation, DCASE 2020, MIMII); a split in
+            the name itself always wins.
+        folders: The folder names above the file, nearest first, that may be used for the
+            machine type, split and layout. Default: every parent folder of ``path``.
+            :func:`dgmix.data.scan` passes only the folders inside the scanned root, plus the
+            root's own name and parents.
+        mimii_split: Split given to MIMII 2019 clips (which have none): ``"test"`` or ``"train"``.
+
+    Raises:
+        InputError: If neither the name nor the folders follow a recognised layout.
+    """
+    path = Path(path)
+    if folders is None:
+        folders = [p.name for p in path.parents if p.name]
+    folders = list(folders)
+    if split is not None and split not in SPLITS:
+        raise InputError(path, f"split must be one of {SPLITS}, got {split!r}")
+    if mimii_split not in SPLITS:
+        raise InputError(path, f"mimii_split must be one of {SPLITS}, got {mimii_split!r}")
+    stem = path.stem
+
+    prefixed = _PREFIXED.match(stem)
+    name_machine = None
+    if prefixed is not None and _DCASE.match(prefixed.group("rest")):
+        name_machine = canonical_machine(prefixed.group("machine"))
+        stem = prefixed.group("rest")
+
+    def pick_machine() -> str:
+        if machine is not None:
+            return canonical_machine(machine)
+        if name_machine is not None:
+            return name_machine
+        found = machine_from_folders(folders)
+        if found is None:
+            raise InputError(path, "cannot tell the machine type: no machine folder above the file")
+        return found
+
+    folder_split = split or _split_from_folders(folders)
+
+    m = _DCASE.match(stem)
+    if m is not None:
+        return ClipRecord(
+            path=path,
+            machine=pick_machine(),
+            section=_section(m["section"]),
+            domain=m["domain"].lower(),
+            split=m["split"].lower(),
+            label=m["label"].lower(),
+            attributes=parse_attributes(m["attrs"]),
+            clip_id=m["clip"],
+        )
+    m = _DCASE_EVAL.match(stem)
+    if m is not None:
+        return ClipRecord(path, pick_machine(), _section(m["section"]), "unknown",
+                          folder_split or "test", "unknown", {}, m["clip"])
+    m = _DCASE2020.match(stem)
+    if m is not None:
+        label = m["label"].lower()
+        default_split = "test" if label == "anomaly" else "train"
+        return ClipRecord(path, pick_machine(), _section(m["section"]), "source",
+                          folder_split or default_split, label, {}, m["clip"])
+    m = _DCASE2020_EVAL.match(stem)
+    if m is not None:
+        return ClipRecord(path, pick_machine(), _section(m["section"]), "source",
+                          folder_split or "test", "unknown", {}, m["clip"])
+
+    # Layouts where the folders, not the name, carry the labels.
+    parent = folders[0].lower() if folders else ""
+    grandparent = folders[1] if len(folders) > 1 else ""
+    if parent in _LABEL_FOLDERS and _ID_FOLDER.match(grandparent):  # MIMII 2019
+        return ClipRecord(path, pick_machine(), _section(_ID_FOLDER.match(grandparent)["section"]),
+                          "unknown", split or mimii_split, _LABEL_FOLDERS[parent], {}, stem)
+    if parent in _LABEL_FOLDERS and grandparent.lower() == "test":  # plain test/{normal,anomaly}
+        return ClipRecord(path, pick_machine(), "00", "unknown", "test", _LABEL_FOLDERS[parent],
+                          {}, stem)
+    if parent == "train":  # plain train/: all normal
+        return ClipRecord(path, pick_machine(), "00", "unknown", "train", "normal", {}, stem)
+    raise InputError(
+        path,
+        "file name not recognised (expected section_XX_<source|target>_<train|test>_"
+        "<normal|anomaly>_NNNN[_attrs].wav, section_XX_NNNN.wav, normal_id_XX_NNNNNNNN.wav, "
+        "or a <machine>/train/, <machine>/test/<normal|anomaly>/, "
+        "<machine>/id_XX/<normal|abnormal>/ folder)",
+    )

@@ -1,0 +1,28 @@
+"""Features stage: log-mel spectrograms, context windows and the on-disk feature cache.
+
+Paper Sec. 3.1 / SPEC Sec. 2: STFT 1024/512 at 16 kHz, 128 Slaney mel bins, ``10*log10(mel + eps)``,
+context windows of P = 64 frames shifted by L = 8 frames (32 windows per 10-s clip).
+
+Public names (docs/architecture.md): :class:`FeatureParams`, :class:`LogMel`, :func:`log_mel`,
+:func:`n_windows`, :class:`WindowIndex`, :class:`WindowDataset`, :func:`clip_windows`,
+:class:`FeatureCache`, :class:`FillReport`.
+"""
+
+from .cache import FeatureCache, FillReport, content_hash
+from .logmel import EPS, FeatureParams, LogMel, log_mel, mel_filterbank
+from .windows import WindowDataset, WindowIndex, clip_windows, n_windows
+
+__all__ = [
+    "EPS",
+    "FeatureCache",
+    "FeatureParams",
+    "FillReport",
+    "LogMel",
+    "WindowDataset",
+    "WindowIndex",
+    "clip_windows",
+    "content_hash",
+    "log_mel",
+    "mel_filterbank",
+    "n_windows",
+]

@@ -1,0 +1,301 @@
+"""Log-mel spectrogram front end (paper Sec. 3.1; SPEC Sec. 2).
+
+The paper fixes an STFT frame of 64 ms, a hop of 32 ms and F = 128 mel bins at 16 kHz, i.e.
+``n_fft = 1024``, ``hop_length = 512``, ``n_mels = 128``. It does not spell out the rest; like the
+DCASE baseline it follows, we take librosa's current defaults as the definition:
+
+* ``center=True`` with zero ("constant") padding of ``n_fft // 2`` samples on both sides, so a clip of
+  ``S`` samples gives ``T = 1 + S // hop_length`` frames (10 s at 16 kHz -> 313 frames);
+* a periodic Hann window of length ``n_fft``;
+* power spectrogram ``|X|**power`` with ``power = 2.0``;
+* a mel filterbank on the Slaney mel scale with Slaney ("area") normalisation;
+* the baseline's log: ``20 / power * log10(mel + eps)`` with ``eps = sys.float_info.epsilon``
+  (10 * log10 of the power mel for ``power = 2``).
+
+Everything runs on torch (``torch.stft``), batched, on whatever device the module lives on. The
+filterbank is computed here in numpy (no librosa at run time) and held as a registered buffer.
+
+Precision: ``LogMel(dtype=torch.float64)`` computes the STFT and the mel projection in float64 and
+returns float32. The float32 path differs from a float64 reference mostly in the quietest mel bins
+(round-off of the FFT relative to the frame's loudest bin); see ``tests/test_features_logmel.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+#: Added to the mel power before the log, as in the DCASE baseline.
+EPS: float = sys.float_info.epsilon
+
+# Fields of FeatureParams that change the per-clip log-mel spectrogram (the rest only change how it is
+# cut into windows).
+_SPECTROGRAM_FIELDS = ("sample_rate", "n_fft", "hop_length", "n_mels", "power", "fmin", "fmax")
+
+
+@dataclass(frozen=True)
+class FeatureParams:
+    """Feature settings (paper Sec. 3.1; SPEC Sec. 2).
+
+    Attributes:
+        sample_rate: Hz the waveform must already have (resampling is the loader's job).
+        n_fft: STFT frame length in samples (64 ms at 16 kHz).
+        hop_length: STFT hop in samples (32 ms at 16 kHz).
+        n_mels: number of mel bins F.
+        power: exponent of the magnitude spectrogram (2.0 = power).
+        frames: context window length P in frames.
+        window_hop: shift L between consecutive context windows, in frames.
+        fmin: lowest mel filter edge in Hz.
+        fmax: highest mel filter edge in Hz (``None`` = Nyquist).
+    """
+
+    sample_rate: int = 16000
+    n_fft: int = 1024
+    hop_length: int = 512
+    n_mels: int = 128
+    power: float = 2.0
+    frames: int = 64
+    window_hop: int = 8
+    fmin: float = 0.0
+    fmax: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("sample_rate", "n_fft", "hop_length", "n_mels", "frames", "window_hop"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+                raise ValueError(f"FeatureParams.{name} must be a positive integer, got {value!r}")
+        if not self.power > 0:
+            raise ValueError(f"FeatureParams.power must be > 0, got {self.power!r}")
+        top = self.sample_rate / 2 if self.fmax is None else self.fmax
+        if not 0 <= self.fmin < top <= self.sample_rate / 2:
+            raise ValueError(
+                f"FeatureParams needs 0 <= fmin < fmax <= sample_rate/2, "
+                f"got fmin={self.fmin!r}, fmax={self.fmax!r}, sample_rate={self.sample_rate!r}"
+            )
+
+    @property
+    def n_freqs(self) -> int:
+        """Number of STFT frequency bins, ``n_fft // 2 + 1``."""
+        return self.n_fft // 2 + 1
+
+    def n_frames(self, n_samples: int) -> int:
+        """Frames of a clip of ``n_samples`` samples (``center=True``): ``1 + n_samples // hop``."""
+        return 1 + int(n_samples) // self.hop_length
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain ``dict`` of the fields (JSON-serialisable)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureParams:
+        """Inverse of :meth:`to_dict`. Unknown keys are an error (a typo should not pass silently)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"FeatureParams: unknown field(s) {', '.join(unknown)}")
+        return cls(**data)
+
+    def _canonical(self, names: tuple[str, ...]) -> str:
+        values = {}
+        for name in names:
+            value = getattr(self, name)
+            # Normalise numbers so that 2 and 2.0 (or numpy scalars) hash alike.
+            if isinstance(value, (float, np.floating)) or name in ("power", "fmin", "fmax"):
+                value = None if value is None else float(value)
+            elif isinstance(value, (int, np.integer)):
+                value = int(value)
+            values[name] = value
+        return json.dumps(values, sort_keys=True)
+
+    def key(self) -> str:
+        """Stable short hash (16 hex digits) of all fields."""
+        names = tuple(f.name for f in fields(self))
+        return hashlib.blake2b(self._canonical(names).encode(), digest_size=8).hexdigest()
+
+    def spectrogram_key(self) -> str:
+        """Stable short hash of only the fields that change the log-mel spectrogram itself.
+
+        ``frames`` and ``window_hop`` are left out: they change how a spectrogram is cut into
+        windows, not its values, so a feature cache keyed on this survives a change of P or L.
+        """
+        return hashlib.blake2b(
+            self._canonical(_SPECTROGRAM_FIELDS).encode(), digest_size=8
+        ).hexdigest()
+
+
+def _hz_to_mel_slaney(hz: np.ndarray) -> np.ndarray:
+    """Slaney (Auditory Toolbox) mel scale: linear below 1 kHz, logarithmic above."""
+    hz = np.asarray(hz, dtype=np.float64)
+    f_sp = 200.0 / 3.0  # Hz per mel in the linear part
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
+    linear = hz / f_sp
+    with np.errstate(divide="ignore"):
+        logpart = min_log_mel + np.log(np.maximum(hz, min_log_hz) / min_log_hz) / logstep
+    return np.where(hz >= min_log_hz, logpart, linear)
+
+
+def _mel_to_hz_slaney(mel: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_hz_to_mel_slaney`."""
+    mel = np.asarray(mel, dtype=np.float64)
+    f_sp = 200.0 / 3.0
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
+    linear = mel * f_sp
+    logpart = min_log_hz * np.exp(logstep * (np.maximum(mel, min_log_mel) - min_log_mel))
+    return np.where(mel >= min_log_mel, logpart, linear)
+
+
+def mel_filterbank(params: FeatureParams) -> np.ndarray:
+    """Slaney-scale, Slaney-normalised triangular mel filterbank, shape ``(n_mels, n_fft//2 + 1)``.
+
+    Filter ``m`` rises linearly from mel edge ``m`` to ``m + 1`` and falls to ``m + 2``, where the
+    ``n_mels + 2`` edges are equally spaced on the Slaney mel scale between ``fmin`` and ``fmax``;
+    each filter is scaled by ``2 / (f_{m+2} - f_m)`` so that it has unit area in Hz. This is the
+    same definition as ``librosa.filters.mel(htk=False, norm="slaney")``, computed in float64.
+    """
+    sr = params.sample_rate
+    fmax = sr / 2.0 if params.fmax is None else float(params.fmax)
+    fft_freqs = np.linspace(0.0, sr / 2.0, params.n_freqs)
+    mel_edges = np.linspace(
+        _hz_to_mel_slaney(np.float64(params.fmin)),
+        _hz_to_mel_slaney(np.float64(fmax)),
+        params.n_mels + 2,
+    )
+    hz_edges = _mel_to_hz_slaney(mel_edges)
+    widths = np.diff(hz_edges)  # (n_mels + 1,)
+    # distance of every edge to every FFT bin frequency: (n_mels + 2, n_freqs)
+    ramps = hz_edges[:, None] - fft_freqs[None, :]
+    rising = -ramps[:-2] / widths[:-1, None]
+    falling = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    weights *= (2.0 / (hz_edges[2:] - hz_edges[:-2]))[:, None]
+    return weights
+
+
+class LogMel(nn.Module):
+    """Batched log-mel spectrogram (paper Sec. 3.1), ``(B, S) -> (B, n_mels, T)``.
+
+    Args:
+        params: feature settings; only the spectrogram fields are used here.
+        dtype: precision of the internal computation (STFT, power, mel projection, log).
+            ``torch.float64`` is closer to an exact reference in very quiet bins; the output is
+            always float32.
+
+    The window and the mel filterbank are registered buffers, so ``.to(device)`` moves them and
+    the computation follows the module's device.
+    """
+
+    window: torch.Tensor
+    mel_basis: torch.Tensor
+
+    def __init__(
+        self, params: FeatureParams | None = None, dtype: torch.dtype = torch.float32
+    ) -> None:
+        super().__init__()
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"LogMel dtype must be torch.float32 or torch.float64, got {dtype}")
+        self.params = params if params is not None else FeatureParams()
+        self.compute_dtype = dtype
+        self.register_buffer(
+            "window", torch.hann_window(self.params.n_fft, periodic=True, dtype=dtype)
+        )
+        self.register_buffer(
+            "mel_basis", torch.from_numpy(mel_filterbank(self.params)).to(dtype)
+        )
+
+    def extra_repr(self) -> str:
+        p = self.params
+        return (
+            f"sample_rate={p.sample_rate}, n_fft={p.n_fft}, hop_length={p.hop_length}, "
+            f"n_mels={p.n_mels}, power={p.power}, dtype={self.compute_dtype}"
+        )
+
+    def power_mel(self, wave: torch.Tensor) -> torch.Tensor:
+        """Mel power spectrogram before the log, ``(B, S) -> (B, n_mels, T)`` in the compute dtype."""
+        if wave.dim() != 2:
+            raise ValueError(f"LogMel expects a (batch, samples) tensor, got shape {tuple(wave.shape)}")
+        if wave.shape[-1] < 1:
+            raise ValueError("LogMel got an empty waveform (0 samples)")
+        p = self.params
+        x = wave.to(device=self.mel_basis.device, dtype=self.compute_dtype)
+        spec = torch.stft(
+            x,
+            n_fft=p.n_fft,
+            hop_length=p.hop_length,
+            win_length=p.n_fft,
+            window=self.window,
+            center=True,
+            pad_mode="constant",
+            normalized=False,
+            onesided=True,
+            return_complex=True,
+        )  # (B, n_freqs, T)
+        if p.power == 2.0:
+            mag = spec.real.square() + spec.imag.square()
+        elif p.power == 1.0:
+            mag = spec.abs()
+        else:
+            mag = spec.abs().pow(p.power)
+        return torch.matmul(self.mel_basis, mag)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        """Log-mel of a batch of waveforms: ``20/power * log10(mel + eps)``, float32 output."""
+        mel = self.power_mel(wave)
+        out = (20.0 / self.params.power) * torch.log10(mel + EPS)
+        return out.to(torch.float32)
+
+
+_MODULES: dict[tuple[FeatureParams, torch.dtype, str], LogMel] = {}
+
+
+def _module(params: FeatureParams, dtype: torch.dtype, device: torch.device) -> LogMel:
+    """One cached :class:`LogMel` per (params, dtype, device), so repeated calls are cheap."""
+    key = (params, dtype, str(device))
+    if key not in _MODULES:
+        _MODULES[key] = LogMel(params, dtype=dtype).to(device)
+    return _MODULES[key]
+
+
+def log_mel(
+    waveform: np.ndarray | torch.Tensor,
+    sample_rate: int = 16000,
+    params: FeatureParams | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> np.ndarray | torch.Tensor:
+    """Log-mel spectrogram of one mono waveform (paper Sec. 3.1), shape ``(n_mels, T)``.
+
+    Args:
+        waveform: 1-D numpy array or tensor of samples at ``params.sample_rate``.
+        sample_rate: the waveform's rate; must equal ``params.sample_rate`` (no resampling here).
+        params: feature settings (defaults: SPEC Sec. 2).
+        dtype: internal precision, see :class:`LogMel`.
+
+    Returns:
+        float32 numpy array if a numpy array came in, else a float32 tensor on the input's device.
+    """
+    params = params if params is not None else FeatureParams()
+    if int(sample_rate) != params.sample_rate:
+        raise ValueError(
+            f"log_mel: waveform is at {sample_rate} Hz but the features expect "
+            f"{params.sample_rate} Hz; resample when loading (dgmix.data.load_audio)"
+        )
+    is_numpy = not isinstance(waveform, torch.Tensor)
+    wave = torch.from_numpy(np.asarray(waveform)) if is_numpy else waveform
+    if wave.dim() != 1:
+        raise ValueError(f"log_mel expects a 1-D waveform, got shape {tuple(wave.shape)}")
+    if not torch.is_floating_point(wave):
+        raise ValueError(f"log_mel expects floating-point samples, got {wave.dtype}")
+    module = _module(params, dtype, wave.device)
+    with torch.no_grad():
+        out = module(wave.unsqueeze(0))[0]
+    return out.cpu().numpy() if is_numpy else out

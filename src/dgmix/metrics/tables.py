@@ -1,0 +1,387 @@
+"""Results tables laid out like the paper's Tables 2-3, and the paper's own numbers.
+
+``ResultsTable`` holds ``method -> machine -> section -> SectionResult`` and writes
+
+* ``results.md``: one markdown table per method, rows = machine types + "Overall", columns = AUC
+  Source, AUC Target, pAUC, Harmonic Mean, in percent with 2 decimals (optionally followed by the
+  paper's rows for the same method), then a per-section detail table;
+* ``results.csv``: long format ``method,machine,section,auc_source,auc_target,pauc,hmean`` with a
+  header, fractions; besides one row per section it has one row per machine with section ``all``
+  (the machine's summary row) and one row with machine ``overall``, section ``all``;
+* ``results.json``: ``{method: {machine: {section: {auc_source, auc_target, pauc, auc_all, ...}},
+  "official_score": float}}``, fractions in [0, 1] (decision metrics are added when present).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from dgmix.errors import InputError
+from dgmix.metrics.dcase import (
+    SectionResult,
+    Summary,
+    machine_summary,
+    official_score,
+    overall_summary,
+    section_metrics,
+)
+
+__all__ = [
+    "MACHINE_ORDER",
+    "PAPER_RESULTS",
+    "ResultsTable",
+    "evaluate_scores_dir",
+    "paper_row",
+]
+
+#: Machine types in the order of the paper's tables (DCASE directory spelling).
+MACHINE_ORDER = ("ToyCar", "ToyTrain", "bearing", "fan", "gearbox", "slider", "valve")
+
+_COLS = ("auc_source", "auc_target", "pauc", "hmean")
+_HEAD = ("AUC Source", "AUC Target", "pAUC", "Harmonic Mean")
+
+
+def _rows(values: dict[str, tuple[float, float, float, float]]) -> dict[str, dict[str, float]]:
+    return {
+        m: {c: round(v / 100.0, 6) for c, v in zip(_COLS, vals, strict=True)}
+        for m, vals in values.items()
+    }
+
+
+#: The paper's Tables 2-3 (DCASE 2022 development set), as fractions:
+#: ``PAPER_RESULTS[method][machine] = {auc_source, auc_target, pauc, hmean}`` with machine keys in
+#: DCASE spelling (``MACHINE_ORDER``) plus ``"overall"``. Methods: ``baseline`` (official
+#: MobileNetV2 baseline), ``scratch`` (proposed method without pre-training), ``vicreg`` (VICReg with
+#: SpecAugment, then fine-tuning) and ``dgmix``. Transcribed as printed; note that the paper's
+#: ``scratch`` "Overall" row (72.71 / 70.93 / 62.27 / 68.32, also SPEC §9) is not the harmonic
+#: mean of its machine rows (that would be 70.22 / 67.87 / 58.71 / 65.21), while the other three
+#: methods' overall rows are consistent with their machine rows to 0.01.
+PAPER_RESULTS: dict[str, dict[str, dict[str, float]]] = {
+    "baseline": _rows({
+        "ToyCar": (58.97, 52.26, 52.39, 54.37),
+        "ToyTrain": (58.59, 46.07, 51.56, 51.57),
+        "bearing": (62.88, 61.81, 57.35, 60.58),
+        "fan": (71.35, 48.53, 57.10, 57.54),
+        "gearbox": (69.98, 56.60, 56.18, 60.29),
+        "slider": (66.03, 40.72, 54.77, 51.76),
+        "valve": (67.75, 58.01, 62.70, 62.57),
+        "overall": (64.73, 51.06, 55.80, 56.65),
+    }),
+    "scratch": _rows({
+        "ToyCar": (79.82, 73.62, 60.11, 70.18),
+        "ToyTrain": (46.45, 61.25, 51.43, 52.36),
+        "bearing": (59.24, 69.06, 50.13, 58.47),
+        "fan": (88.85, 70.27, 69.45, 75.22),
+        "gearbox": (79.83, 70.32, 60.78, 69.44),
+        "slider": (90.70, 66.02, 64.89, 72.15),
+        "valve": (71.74, 65.99, 59.05, 65.18),
+        "overall": (72.71, 70.93, 62.27, 68.32),
+    }),
+    "vicreg": _rows({
+        "ToyCar": (85.09, 78.68, 59.05, 72.47),
+        "ToyTrain": (48.34, 56.20, 53.69, 52.54),
+        "bearing": (77.99, 70.49, 73.22, 73.77),
+        "fan": (83.83, 77.17, 65.93, 74.90),
+        "gearbox": (94.99, 68.77, 68.30, 75.55),
+        "slider": (94.99, 68.74, 68.25, 75.51),
+        "valve": (75.02, 66.48, 60.60, 66.86),
+        "overall": (76.44, 68.78, 63.53, 69.18),
+    }),
+    "dgmix": _rows({
+        "ToyCar": (93.28, 81.73, 68.32, 79.80),
+        "ToyTrain": (52.50, 55.48, 53.20, 53.70),
+        "bearing": (66.99, 82.90, 64.75, 70.70),
+        "fan": (83.37, 76.73, 70.74, 76.60),
+        "gearbox": (88.96, 82.74, 71.22, 80.28),
+        "slider": (94.52, 67.35, 68.91, 75.11),
+        "valve": (85.09, 81.93, 71.65, 79.13),
+        "overall": (77.55, 74.08, 66.33, 72.34),
+    }),
+}
+
+
+def paper_row(method: str, machine: str) -> dict[str, float] | None:
+    """The paper's row for ``method`` and ``machine`` (case-insensitive machine), or ``None``."""
+    rows = PAPER_RESULTS.get(method)
+    if rows is None:
+        return None
+    for key, row in rows.items():
+        if key.lower() == machine.lower():
+            return row
+    return None
+
+
+def _machine_sort_key(machine: str) -> tuple[int, str]:
+    lower = [m.lower() for m in MACHINE_ORDER]
+    return (lower.index(machine.lower()), "") if machine.lower() in lower else (len(lower), machine)
+
+
+def _pct(v: float) -> str:
+    return f"{100.0 * v:.2f}"
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1))
+           + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+class ResultsTable:
+    """Per-method, per-machine, per-section results with paper-style summaries."""
+
+    def __init__(self) -> None:
+        self.results: dict[str, dict[str, dict[str, SectionResult]]] = {}
+
+    # -- filling ---------------------------------------------------------------------------
+    def add(self, method: str, machine: str, section: str, result: SectionResult) -> None:
+        """Store one section's result (section as a 2-digit string, e.g. ``"00"``)."""
+        section = f"{int(section):02d}" if str(section).isdigit() else str(section)
+        self.results.setdefault(method, {}).setdefault(machine, {})[section] = result
+
+    def add_machine(self, method: str, machine: str, sections: Mapping[str, SectionResult]) -> None:
+        for sec, res in sections.items():
+            self.add(method, machine, sec, res)
+
+    # -- queries -----------------------------------------------------------------------------
+    def methods(self) -> list[str]:
+        return list(self.results)
+
+    def machines(self, method: str) -> list[str]:
+        """The method's machine types in the paper's order (others after, sorted)."""
+        return sorted(self.results[method], key=_machine_sort_key)
+
+    def sections(self, method: str, machine: str) -> dict[str, SectionResult]:
+        return dict(sorted(self.results[method][machine].items()))
+
+    def machine_summary(self, method: str, machine: str) -> Summary:
+        return machine_summary(self.results[method][machine])
+
+    def overall(self, method: str) -> Summary:
+        return overall_summary(self.results[method])
+
+    def official_score(self, method: str) -> float:
+        return official_score(self.results[method])
+
+    # -- rendering -----------------------------------------------------------------------------
+    def to_markdown(
+        self,
+        paper: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
+        details: bool = True,
+    ) -> str:
+        """Markdown: per method, the paper-style table (percent, 2 decimals).
+
+        ``paper`` maps method -> machine (or ``"overall"``) -> {auc_source, auc_target, pauc, hmean}
+        fractions (e.g. :data:`PAPER_RESULTS`); rows present for the method are printed in a second
+        table headed "paper" for comparison. ``details`` adds a per-section table.
+        """
+        parts: list[str] = []
+        for method in self.methods():
+            parts.append(f"## {method}\n")
+            rows = []
+            for machine in self.machines(method):
+                s = self.machine_summary(method, machine)
+                rows.append([machine] + [_pct(getattr(s, c)) for c in _COLS])
+            o = self.overall(method)
+            rows.append(["**Overall**"] + [f"**{_pct(getattr(o, c))}**" for c in _COLS])
+            parts.append(_md_table(["Machine", *_HEAD], rows))
+            parts.append(f"\nOfficial score (hmean of all AUC-S, AUC-T, pAUC): "
+                         f"{_pct(self.official_score(method))}\n")
+            ref = paper.get(method) if paper is not None else None
+            if ref:
+                prow = []
+                for machine in self.machines(method) + ["overall"]:
+                    row = next((v for k, v in ref.items() if k.lower() == machine.lower()), None)
+                    if row is not None:
+                        mine = o if machine == "overall" else self.machine_summary(method, machine)
+                        prow.append([machine] + [_pct(row[c]) for c in _COLS]
+                                    + [f"{100.0 * (mine.hmean - row['hmean']):+.2f}"])
+                if prow:
+                    parts.append("Paper (reference rows):\n")
+                    parts.append(_md_table(["Machine", *_HEAD, "Δ Harmonic Mean"], prow) + "\n")
+            if details:
+                drows = []
+                any_dec = any(r.has_decisions for secs in self.results[method].values()
+                              for r in secs.values())
+                for machine in self.machines(method):
+                    for sec, r in self.sections(method, machine).items():
+                        dec = []
+                        if any_dec:
+                            dec = ([_pct(r.f1_source), _pct(r.f1_target)]  # type: ignore[arg-type]
+                                   if r.has_decisions else ["", ""])
+                        drows.append([machine, sec, _pct(r.auc_source), _pct(r.auc_target),
+                                      _pct(r.pauc), _pct(r.hmean), *dec])
+                head = ["Machine", "Section", *_HEAD] + (["F1 Source", "F1 Target"] if any_dec
+                                                         else [])
+                parts.append(f"Per section, {method}:\n")
+                parts.append(_md_table(head, drows) + "\n")
+        return "\n".join(parts).rstrip() + "\n"
+
+    def to_csv(self) -> str:
+        """Long-format CSV (module docstring), fractions with 6 decimals."""
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["method", "machine", "section", *_COLS])
+        for method in self.methods():
+            for machine in self.machines(method):
+                for sec, r in self.sections(method, machine).items():
+                    w.writerow([method, machine, sec] + [f"{getattr(r, c):.6f}" for c in _COLS])
+                s = self.machine_summary(method, machine)
+                w.writerow([method, machine, "all"] + [f"{getattr(s, c):.6f}" for c in _COLS])
+            o = self.overall(method)
+            w.writerow([method, "overall", "all"] + [f"{getattr(o, c):.6f}" for c in _COLS])
+        return buf.getvalue()
+
+    def to_json_dict(self) -> dict:
+        """``{method: {machine: {section: metrics}, "official_score": float}}`` (fractions)."""
+        out: dict = {}
+        for method in self.methods():
+            d: dict = {}
+            for machine in self.machines(method):
+                d[machine] = {sec: r.as_dict() for sec, r in self.sections(method, machine).items()}
+            d["official_score"] = self.official_score(method)
+            out[method] = d
+        return out
+
+    def write(
+        self,
+        out_dir: str | Path,
+        paper: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
+    ) -> dict[str, Path]:
+        """Write results.md, results.csv and results.json into ``out_dir`` (created)."""
+        out = Path(out_dir)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(out, f"cannot create the output folder ({e.strerror})") from e
+        paths = {"md": out / "results.md", "csv": out / "results.csv", "json": out / "results.json"}
+        paths["md"].write_text(self.to_markdown(paper), encoding="utf-8")
+        paths["csv"].write_text(self.to_csv(), encoding="utf-8")
+        paths["json"].write_text(json.dumps(self.to_json_dict(), indent=2) + "\n",
+                                 encoding="utf-8")
+        return paths
+
+    # -- loading -----------------------------------------------------------------------------
+    @classmethod
+    def from_json_dict(cls, data: Mapping, source: str | Path = "<results.json>") -> ResultsTable:
+        """Rebuild a table from :meth:`to_json_dict` output (``official_score`` keys skipped)."""
+        table = cls()
+        if not isinstance(data, Mapping):
+            raise InputError(source, "results JSON must be an object mapping method names")
+        for method, machines in data.items():
+            if not isinstance(machines, Mapping):
+                raise InputError(source, f"method {method!r} must map machine names")
+            for machine, secs in machines.items():
+                if machine == "official_score":
+                    continue
+                if not isinstance(secs, Mapping):
+                    raise InputError(source, f"{method}/{machine} must map section ids")
+                for sec, vals in secs.items():
+                    try:
+                        table.add(method, machine, sec, SectionResult.from_dict(vals))
+                    except (TypeError, ValueError) as e:
+                        raise InputError(source, f"{method}/{machine}/{sec}: {e}") from e
+        return table
+
+    @classmethod
+    def read_json(cls, path: str | Path) -> ResultsTable:
+        p = Path(path)
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError as e:
+            raise InputError(p, "file not found") from e
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise InputError(p, f"not a readable JSON file ({e})") from e
+        return cls.from_json_dict(data, p)
+
+
+def evaluate_scores_dir(
+    scores_dir: str | Path,
+    ground_truth: str | Path | None = None,
+    method: str | None = None,
+    notes: list[str] | None = None,
+) -> ResultsTable:
+    """Evaluate a folder of official-format score files (what ``dgmix evaluate`` does).
+
+    Every ``anomaly_score_<machine>_section_<XX>_test.csv`` in ``scores_dir`` is evaluated (with its
+    ``decision_result_...`` file when present). Labels come from the development-set file names,
+    or from ``ground_truth`` (the evaluator's ``ground_truth_data`` / ``ground_truth_domain``
+    layout) when given. ``method`` names the table's method (default: the folder name). Remarks
+    that are not errors (ground-truth sections without a score file) are appended to ``notes``.
+
+    Raises:
+        InputError: no score file, unreadable or non-numeric file, names that do not match the
+            ground truth, or a section where an AUC is undefined (e.g. no anomalous clip).
+    """
+    from dgmix.scoring.csvio import (
+        find_score_files,
+        labels_from_names,
+        read_decisions,
+        read_ground_truth,
+        read_scores,
+    )
+
+    root = Path(scores_dir)
+    files = find_score_files(root)
+    if not files:
+        raise InputError(root, "no anomaly_score_<machine>_section_<XX>_test.csv files here")
+    name = method or root.resolve().name or "scores"
+    if ground_truth is not None:
+        gt_root = Path(ground_truth)
+        if not (gt_root / "ground_truth_data").is_dir():
+            raise InputError(gt_root, "no ground_truth_data folder (expected the evaluator's "
+                                      "ground_truth_data/ and ground_truth_domain/ layout)")
+        if notes is not None:
+            have = {(m, s) for m, s, _, _ in files}
+            pat = re.compile(r"^ground_truth_(.+)_section_(\d{2})_test\.csv$")
+            unscored = sorted(
+                f"{mm[1]}/{mm[2]}"
+                for p in (gt_root / "ground_truth_data").iterdir()
+                if (mm := pat.match(p.name)) and (mm[1], mm[2]) not in have
+            )
+            if unscored:
+                notes.append(f"{len(unscored)} ground-truth sections have no score file: "
+                             + ", ".join(unscored))
+    table = ResultsTable()
+    for machine, section, score_path, dec_path in files:
+        names, scores = read_scores(score_path)
+        if ground_truth is not None:
+            gt = read_ground_truth(ground_truth, machine, section)
+        else:
+            gt = labels_from_names(names, score_path)
+        pos = gt.lookup()
+        name_set = set(names)
+        missing = [n for n in gt.names if n not in name_set]
+        extra = [n for n in names if n not in pos]
+        if missing or extra:
+            example = (extra or missing)[0]
+            raise InputError(
+                score_path, f"file names do not match the ground truth: {len(missing)} "
+                f"ground-truth clips missing, {len(extra)} names not in the ground truth "
+                f"(e.g. {example!r})"
+            )
+        order = [pos[n] for n in names]
+        y_true, is_target = gt.is_anomaly[order], gt.is_target[order]
+        y_pred = None
+        if dec_path is not None:
+            dnames, dvals = read_decisions(dec_path)
+            if set(dnames) != set(names):
+                dmiss = len(set(names) - set(dnames))
+                dextra = len(set(dnames) - set(names))
+                raise InputError(
+                    dec_path, f"file names do not match the score file: {dmiss} missing, "
+                    f"{dextra} extra"
+                )
+            dpos = {n: i for i, n in enumerate(dnames)}
+            y_pred = dvals[[dpos[n] for n in names]]
+        try:
+            res = section_metrics(y_true, scores, is_target, y_pred)
+        except ValueError as e:
+            raise InputError(score_path, str(e)) from e
+        table.add(name, machine, section, res)
+    return table

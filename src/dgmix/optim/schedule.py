@@ -1,0 +1,109 @@
+"""Learning-rate schedule of DG-Mix pre-training (paper §3.3; SPEC §4): linear warm-up from 0
+over 10 epochs, then cosine decay to 0.002 at epoch 100; and the linear scaling rule.
+
+Interpretation: the paper says the cosine decay ends "at 0.002"; we read this as an absolute
+learning rate (``final_lr=0.002``). VICReg's code instead ends at ``base_lr * 0.001``
+(0.0008 for base 0.8); ``relative_final=True`` treats ``final_lr`` as that multiple of base_lr.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+__all__ = ["WarmupCosine", "WarmupCosineScheduler", "scaled_lr"]
+
+
+def scaled_lr(batch_size: int, base: float = 0.2) -> float:
+    """Linear scaling rule: base * batch / 256 (0.8 for batch 1024, paper §3.3)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return base * batch_size / 256
+
+
+@dataclass(frozen=True)
+class WarmupCosine:
+    """Warm-up + cosine schedule, as a pure function of the optimisation step.
+
+    lr(step) = base_lr * step / warmup_steps                        for step < warmup_steps,
+    lr(step) = final + (base_lr - final) * (1 + cos(pi * k / K)) / 2   afterwards,
+    with k = step - warmup_steps, K = total_steps - warmup_steps, and lr = final after the end.
+    Steps are counted in optimizer updates: ``warmup_steps = warmup_epochs * steps_per_epoch``.
+    """
+
+    base_lr: float
+    warmup_epochs: float = 10
+    total_epochs: float = 100
+    final_lr: float = 0.002
+    steps_per_epoch: int = 1
+    relative_final: bool = False
+
+    def __post_init__(self) -> None:
+        if self.steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1, got {self.steps_per_epoch}")
+        if not 0 <= self.warmup_epochs <= self.total_epochs or self.total_epochs <= 0:
+            raise ValueError("need 0 <= warmup_epochs <= total_epochs and total_epochs > 0, got "
+                             f"{self.warmup_epochs}, {self.total_epochs}")
+        if self.base_lr < 0 or self.final_lr < 0:
+            raise ValueError("learning rates must be >= 0")
+
+    @property
+    def warmup_steps(self) -> int:
+        return round(self.warmup_epochs * self.steps_per_epoch)
+
+    @property
+    def total_steps(self) -> int:
+        return round(self.total_epochs * self.steps_per_epoch)
+
+    @property
+    def end_lr(self) -> float:
+        return self.base_lr * self.final_lr if self.relative_final else self.final_lr
+
+    def lr_at(self, step: float) -> float:
+        """Learning rate at optimisation step ``step`` (0-based)."""
+        if step < self.warmup_steps:
+            return self.base_lr * max(step, 0) / self.warmup_steps
+        decay_steps = self.total_steps - self.warmup_steps
+        if step >= self.total_steps or decay_steps <= 0:
+            return self.end_lr
+        q = 0.5 * (1.0 + math.cos(math.pi * (step - self.warmup_steps) / decay_steps))
+        return self.end_lr + (self.base_lr - self.end_lr) * q
+
+    def lr_at_epoch(self, epoch: float) -> float:
+        """Learning rate at a (fractional) epoch."""
+        return self.lr_at(epoch * self.steps_per_epoch)
+
+    def scheduler(self, optimizer: Optimizer, last_epoch: int = -1) -> WarmupCosineScheduler:
+        """A torch ``LRScheduler`` that applies this schedule (call ``.step()`` every update)."""
+        return WarmupCosineScheduler(optimizer, self, last_epoch)
+
+
+class WarmupCosineScheduler(LRScheduler):
+    """``torch.optim.lr_scheduler.LRScheduler`` wrapper: after ``n`` calls of ``step()`` every
+    parameter group's lr is ``schedule.lr_at(n) * group.get("lr_scale", 1.0)``.
+    ``state_dict`` / ``load_state_dict`` (inherited) save and restore the step count and the
+    schedule."""
+
+    def __init__(self, optimizer: Optimizer, schedule: WarmupCosine, last_epoch: int = -1) -> None:
+        self.schedule = schedule
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:  # type: ignore[override]
+        lr = self.schedule.lr_at(self.last_epoch)
+        return [lr * g.get("lr_scale", 1.0) for g in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["schedule"] = dict(vars(self.schedule))
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = dict(state_dict)
+        schedule = state.pop("schedule", None)
+        super().load_state_dict(state)
+        if schedule is not None:
+            self.schedule = WarmupCosine(**schedule)

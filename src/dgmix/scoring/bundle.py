@@ -1,0 +1,134 @@
+"""A saved detector: everything needed to score new clips, in one ``torch.load(weights_only=True)`` file.
+
+The bundle holds the encoder weights (or the baseline's encoder + classifier, or nothing for the
+``logmel`` method), the feature parameters, the section map, the k-NN bank as buffers of a
+:class:`~dgmix.scoring.knn.KNNScorer`, and one decision threshold per section (a gamma fit at the
+90th percentile of leave-one-out training scores, SPEC §6). Scores from a loaded bundle equal the
+scores of the run that made it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from dgmix.data import load_audio, min_samples_for
+from dgmix.errors import InputError
+from dgmix.features import FeatureParams, log_mel
+from dgmix.models import Encoder, SectionClassifier
+from dgmix.scoring.embed import classifier_scores, encoder_windows, logmel_frames
+from dgmix.scoring.knn import KNNScorer
+from dgmix.scoring.threshold import decide
+from dgmix.checkpoint import load_checkpoint, save_checkpoint
+
+Kind = Literal["knn", "classifier", "logmel"]
+FORMAT = "dgmix-detector-1"
+
+
+class DetectorBundle(nn.Module):
+    """Encoder + k-NN bank + thresholds for one machine type."""
+
+    def __init__(
+        self,
+        kind: Kind,
+        machine: str,
+        method: str,
+        params: FeatureParams,
+        section_names: Sequence[str],
+        scorer: KNNScorer | None = None,
+        encoder: nn.Module | None = None,
+        classifier: nn.Module | None = None,
+        model_config: dict[str, Any] | None = None,
+        thresholds: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        if kind == "knn" and (encoder is None or scorer is None):
+            raise ValueError("a k-NN detector needs an encoder and a fitted scorer")
+        if kind == "classifier" and (encoder is None or classifier is None):
+            raise ValueError("a classifier detector needs an encoder and a classifier")
+        if kind == "logmel" and scorer is None:
+            raise ValueError("a logmel detector needs a fitted scorer")
+        self.kind, self.machine, self.method = kind, machine, method
+        self.params = params
+        self.section_names = list(section_names)
+        self.model_config = dict(model_config or {})
+        self.encoder = encoder
+        self.classifier = classifier
+        self.scorer = scorer
+        t = torch.full((len(self.section_names),), float("nan"), dtype=torch.float64)
+        if thresholds is not None:
+            t = torch.as_tensor(list(thresholds), dtype=torch.float64)
+        self.register_buffer("thresholds", t)
+
+    # -- scoring -----------------------------------------------------------------------------
+    def section_index(self, sections: Sequence[str], source: str = "input") -> np.ndarray:
+        index = {s: i for i, s in enumerate(self.section_names)}
+        missing = sorted({s for s in sections} - set(index))
+        if missing:
+            raise InputError(source, f"section(s) {missing} unknown to this detector ({self.section_names})")
+        return np.array([index[s] for s in sections], dtype=np.int64)
+
+    def embed(self, features: Sequence[np.ndarray], device: str = "cpu") -> list[torch.Tensor]:
+        """Window embeddings per clip (encoder outputs, or log-mel frames for ``logmel``)."""
+        if self.kind == "logmel":
+            return logmel_frames(features)
+        return encoder_windows(self.encoder, features, self.params.frames, self.params.window_hop,
+                               device=device)
+
+    def score_features(
+        self, features: Sequence[np.ndarray], sections: Sequence[str], device: str = "cpu"
+    ) -> np.ndarray:
+        """Anomaly scores of clips given as log-mel arrays and their section ids."""
+        idx = self.section_index(sections)
+        if self.kind == "classifier":
+            return classifier_scores(self.encoder, self.classifier, features, idx, self.params.frames,
+                                     self.params.window_hop, device=device)
+        return self.scorer.score(self.embed(features, device), idx).double().numpy()
+
+    def features_of(self, path: Path, channel: int | None = None, pad: bool = False) -> np.ndarray:
+        wave = load_audio(path, sample_rate=self.params.sample_rate, channel=channel, pad=pad,
+                          min_samples=min_samples_for(self.params.frames, self.params.n_fft,
+                                                      self.params.hop_length))
+        return log_mel(wave, self.params.sample_rate)
+
+    def decide(self, scores: np.ndarray, sections: Sequence[str]) -> np.ndarray:
+        idx = self.section_index(sections)
+        thr = self.thresholds.numpy()[idx]
+        return np.array([int(decide([s], t)[0]) for s, t in zip(scores, thr)], dtype=np.int64)
+
+    # -- persistence -------------------------------------------------------------------------
+    def save(self, path: Path) -> Path:
+        meta = {
+            "format": FORMAT, "kind": self.kind, "machine": self.machine, "method": self.method,
+            "params": self.params.to_dict(), "section_names": self.section_names,
+            "model_config": self.model_config,
+            "scorer_config": self.scorer.config() if self.scorer is not None else None,
+        }
+        return save_checkpoint(Path(path), {"meta": meta, "state": self.state_dict()})
+
+    @classmethod
+    def load(cls, path: Path) -> DetectorBundle:
+        raw = load_checkpoint(Path(path))
+        meta = raw.get("meta", {}) if isinstance(raw, dict) else {}
+        if meta.get("format") != FORMAT:
+            raise InputError(path, "not a dgmix detector bundle")
+        state = raw["state"]
+        mc = meta["model_config"]
+        encoder = classifier = scorer = None
+        if meta["kind"] in ("knn", "classifier"):
+            encoder = Encoder(width_mult=mc.get("width_mult", 0.5), embed_dim=mc.get("embed_dim", 320))
+        if meta["kind"] == "classifier":
+            classifier = SectionClassifier(in_dim=mc.get("embed_dim", 320), hidden=mc.get("classifier_hidden", 128),
+                                           n_classes=len(meta["section_names"]))
+        if meta["scorer_config"] is not None:
+            scorer = KNNScorer(**meta["scorer_config"])
+        bundle = cls(meta["kind"], meta["machine"], meta["method"], FeatureParams.from_dict(meta["params"]),
+                     meta["section_names"], scorer=scorer, encoder=encoder, classifier=classifier,
+                     model_config=mc)
+        bundle.load_state_dict(state)
+        return bundle.eval()

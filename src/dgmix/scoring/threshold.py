@@ -1,0 +1,84 @@
+"""Decision threshold from training scores (SPEC §6, official DCASE 2022 baselines).
+
+The official MobileNetV2 baseline fits a gamma distribution to the anomaly scores of the training
+clips with ``scipy.stats.gamma.fit(scores)`` (shape, loc and scale all free: no ``floc``) and takes
+``scipy.stats.gamma.ppf(0.9, shape, loc, scale)`` as the threshold; a clip is anomalous when its
+score is strictly greater. With the k-NN score a training clip's distance to itself is 0, so the
+scores to fit are leave-one-out scores (:meth:`dgmix.scoring.KNNScorer.loo_scores`).
+
+Robustness (our additions, not in the baseline): one score or all-equal scores return that value
+(a gamma fit is undefined there); if the fit fails or gives a non-finite threshold, the
+empirical ``percentile`` quantile of the scores (``numpy.quantile``) is returned instead and
+``fallback_used`` in :func:`fit_gamma_threshold_info` reports it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.stats
+
+__all__ = ["ThresholdFit", "decide", "fit_gamma_threshold", "fit_gamma_threshold_info"]
+
+
+@dataclass(frozen=True)
+class ThresholdFit:
+    """Result of a threshold fit: the threshold, the gamma parameters (``None`` when not fitted)
+    and how it was obtained: ``"gamma"``, ``"constant"`` or ``"quantile"`` (fallback)."""
+
+    threshold: float
+    shape: float | None
+    loc: float | None
+    scale: float | None
+    method: str
+
+    @property
+    def fallback_used(self) -> bool:
+        return self.method == "quantile"
+
+
+def _scores(scores: object, allow_empty: bool = False) -> np.ndarray:
+    try:
+        a = np.asarray(scores, dtype=float).reshape(-1)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"scores must be numbers: {e}") from e
+    if a.size == 0 and not allow_empty:
+        raise ValueError("cannot fit a threshold to an empty list of scores")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{int(np.sum(~np.isfinite(a)))} scores are NaN or infinite")
+    return a
+
+
+def fit_gamma_threshold_info(scores: object, percentile: float = 0.9) -> ThresholdFit:
+    """Like :func:`fit_gamma_threshold` but returns the fitted parameters too."""
+    if not 0.0 < percentile < 1.0:
+        raise ValueError(f"percentile must be in (0, 1), got {percentile}")
+    a = _scores(scores)
+    if a.size == 1 or np.all(a == a[0]):
+        return ThresholdFit(float(a[0]), None, None, None, "constant")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            shape, loc, scale = scipy.stats.gamma.fit(a)
+            thr = float(scipy.stats.gamma.ppf(percentile, shape, loc=loc, scale=scale))
+        except (ValueError, RuntimeError, FloatingPointError, OverflowError):
+            shape = loc = scale = None
+            thr = float("nan")
+    if not np.isfinite(thr):
+        return ThresholdFit(float(np.quantile(a, percentile)), None, None, None, "quantile")
+    return ThresholdFit(thr, float(shape), float(loc), float(scale), "gamma")
+
+
+def fit_gamma_threshold(scores: object, percentile: float = 0.9) -> float:
+    """Threshold = ``percentile`` quantile of a gamma fit to training scores (module docstring)."""
+    return fit_gamma_threshold_info(scores, percentile).threshold
+
+
+def decide(scores: object, threshold: float) -> np.ndarray:
+    """Decisions as in the official baseline: 1 (anomaly) where ``score > threshold``, else 0."""
+    a = _scores(scores, allow_empty=True)
+    if not np.isfinite(threshold):
+        raise ValueError(f"threshold must be finite, got {threshold}")
+    return (a > threshold).astype(np.int64)

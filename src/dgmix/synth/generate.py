@@ -1,0 +1,345 @@
+"""Write a synthetic DCASE 2022 Task 2 style development set (layout of SPEC Sec. 1).
+
+Layout under ``OUT/dev_data``::
+
+    <machine>/train/section_XX_{source|target}_train_normal_NNNN_<attrs>.wav
+    <machine>/test/section_XX_{source|target}_test_{normal|anomaly}_NNNN_<attrs>.wav
+    <machine>/attributes_XX.csv          file_name,d1p,d1v,d2p,d2v,...  (DCASE 2022 style)
+    ground_truth_data/ground_truth_<machine>_section_XX_test.csv    filename,0|1 (1 = anomaly)
+    ground_truth_domain/ground_truth_<machine>_section_XX_test.csv  filename,0|1 (1 = target)
+
+Clips are 16-bit PCM mono wav files. Clip numbers ``NNNN`` count from 0 within each
+(section, domain, split, label) group, as in DCASE 2022. Every clip has its own random generator,
+seeded from ``(seed, machine, section, domain, split, label, index)`` with
+:class:`numpy.random.SeedSequence`, so a clip's audio does not depend on how many other clips are
+generated, on the order of generation or on the number of worker processes; the same seed gives
+byte-identical files.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from dgmix.errors import InputError
+from dgmix.synth.machines import MACHINES, SECTIONS, model
+from dgmix.synth.sounds import to_pcm16
+
+DOMAINS: tuple[str, ...] = ("source", "target")
+SPLITS: tuple[str, ...] = ("train", "test")
+LABELS: tuple[str, ...] = ("normal", "anomaly")
+
+#: Largest clip count per group (clip numbers have four digits).
+MAX_CLIPS = 10000
+
+
+def _as_tuple(value: str | Iterable[str]) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    out: list[str] = []
+    for item in value:
+        out += [p.strip() for p in str(item).split(",") if p.strip()]
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """What to generate. Defaults give the documented default set (docs/synthetic-data.md).
+
+    Attributes:
+        machines: Machine types (DCASE spelling, case-insensitive on input); default all seven.
+        sections: Two-digit sections ("00".."05"); default the development sections 00-02.
+        train_source: Source-domain training clips per section (DCASE 2022: 990).
+        train_target: Target-domain training clips per section (DCASE 2022: 10).
+        test_per_group: Test clips per section for each of source-normal, source-anomaly,
+            target-normal, target-anomaly (DCASE 2022: 50).
+        duration: Clip length in seconds.
+        severity: Anomaly strength multiplier (1 = default; 0 makes anomalies sound normal).
+        seed: Base seed (non-negative integer).
+        sample_rate: Sample rate in Hz (the sound models assume 16 kHz, other rates work).
+    """
+
+    machines: tuple[str, ...] = MACHINES
+    sections: tuple[str, ...] = ("00", "01", "02")
+    train_source: int = 20
+    train_target: int = 3
+    test_per_group: int = 8
+    duration: float = 10.0
+    severity: float = 1.0
+    seed: int = 0
+    sample_rate: int = 16000
+
+    def __post_init__(self) -> None:
+        canon = {m.lower(): m for m in MACHINES}
+        machines = []
+        for m in _as_tuple(self.machines):
+            if m.lower() not in canon:
+                raise InputError("--machines", f"unknown machine type {m!r}; known: "
+                                 f"{', '.join(MACHINES)}")
+            if canon[m.lower()] not in machines:
+                machines.append(canon[m.lower()])
+        if not machines:
+            raise InputError("--machines", "no machine type given")
+        sections = []
+        for s in _as_tuple(self.sections):
+            if not s.isdigit() or f"{int(s):02d}" not in SECTIONS:
+                raise InputError("--sections", f"unknown section {s!r}; known: "
+                                 f"{', '.join(SECTIONS)}")
+            if f"{int(s):02d}" not in sections:
+                sections.append(f"{int(s):02d}")
+        if not sections:
+            raise InputError("--sections", "no section given")
+        object.__setattr__(self, "machines", tuple(machines))
+        object.__setattr__(self, "sections", tuple(sorted(sections)))
+        for name, lo in (("train_source", 1), ("train_target", 1), ("test_per_group", 1)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not (
+                lo <= v <= MAX_CLIPS
+            ):
+                raise InputError(f"--{name.replace('_', '-')}",
+                                 f"must be an integer in [{lo}, {MAX_CLIPS}], got {v!r}")
+        if not (isinstance(self.duration, (int, float)) and 0.5 <= self.duration <= 600.0):
+            raise InputError("--duration", f"must be between 0.5 and 600 s, got {self.duration!r}")
+        if not (isinstance(self.severity, (int, float)) and 0.0 <= self.severity <= 10.0):
+            raise InputError("--severity", f"must be between 0 and 10, got {self.severity!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or (
+            self.seed < 0
+        ):
+            raise InputError("--seed", f"must be a non-negative integer, got {self.seed!r}")
+        if not (isinstance(self.sample_rate, int) and 8000 <= self.sample_rate <= 96000):
+            raise InputError("--sample-rate", f"must be an integer in [8000, 96000] Hz, got "
+                             f"{self.sample_rate!r}")
+
+    @property
+    def n_samples(self) -> int:
+        """Samples per clip."""
+        return int(round(self.duration * self.sample_rate))
+
+    def count(self, domain: str, split: str, label: str) -> int:
+        """Number of clips of one (domain, split, label) group in one section."""
+        if split == "train":
+            if label != "normal":
+                return 0
+            return self.train_source if domain == "source" else self.train_target
+        return self.test_per_group
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """One clip to generate: where it goes and what it is."""
+
+    machine: str
+    section: str
+    domain: str
+    split: str
+    label: str
+    index: int
+    attributes: tuple[tuple[str, str], ...]
+    anomaly: str | None = None
+
+    @property
+    def attribute_string(self) -> str:
+        """``key_value_key_value`` part of the name."""
+        return "_".join(f"{k}_{v}" for k, v in self.attributes)
+
+    @property
+    def file_name(self) -> str:
+        """``section_XX_<domain>_<split>_<label>_NNNN_<attrs>.wav``."""
+        return (f"section_{self.section}_{self.domain}_{self.split}_{self.label}_"
+                f"{self.index:04d}_{self.attribute_string}.wav")
+
+    @property
+    def relpath(self) -> str:
+        """Path below ``dev_data``: ``<machine>/<split>/<file name>``."""
+        return f"{self.machine}/{self.split}/{self.file_name}"
+
+
+def clip_seed(
+    seed: int, machine: str, section: str, domain: str, split: str, label: str, index: int
+) -> np.random.SeedSequence:
+    """Seed sequence of one clip; depends only on its identity, not on counts or order."""
+    key = (MACHINES.index(machine), int(section), DOMAINS.index(domain), SPLITS.index(split),
+           LABELS.index(label), int(index))
+    return np.random.SeedSequence(entropy=int(seed), spawn_key=key)
+
+
+def plan(cfg: SynthConfig) -> list[ClipSpec]:
+    """Every clip of ``cfg`` in a fixed order (machine, section, split, domain, label, index)."""
+    specs: list[ClipSpec] = []
+    for machine in cfg.machines:
+        mdl = model(machine)
+        for section in cfg.sections:
+            for split in SPLITS:
+                for domain in DOMAINS:
+                    for label in LABELS:
+                        for i in range(cfg.count(domain, split, label)):
+                            attrs = tuple(mdl.attributes(section, domain, i).items())
+                            kind = mdl.anomaly_kind(section, i) if label == "anomaly" else None
+                            specs.append(ClipSpec(machine, section, domain, split, label, i,
+                                                  attrs, kind))
+    return specs
+
+
+def render_clip(spec: ClipSpec, cfg: SynthConfig) -> np.ndarray:
+    """Synthesise one clip (float32, nominal range [-1, 1])."""
+    rng = np.random.default_rng(clip_seed(cfg.seed, spec.machine, spec.section, spec.domain,
+                                          spec.split, spec.label, spec.index))
+    return model(spec.machine).render(rng, cfg.n_samples, cfg.sample_rate, spec.section,
+                                      spec.domain, dict(spec.attributes), spec.anomaly,
+                                      cfg.severity)
+
+
+def _write_chunk(root: str, cfg: SynthConfig, specs: Sequence[ClipSpec]) -> int:
+    base = Path(root)
+    for spec in specs:
+        pcm = to_pcm16(render_clip(spec, cfg))
+        sf.write(base / spec.relpath, pcm, cfg.sample_rate, subtype="PCM_16", format="WAV")
+    return len(specs)
+
+
+@dataclass
+class SynthReport:
+    """What :func:`generate` wrote and how fast."""
+
+    root: Path
+    n_clips: int
+    audio_seconds: float
+    wall_seconds: float
+    workers: int
+    per_machine: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def clips_per_second(self) -> float:
+        """Clips written per wall-clock second."""
+        return self.n_clips / self.wall_seconds if self.wall_seconds > 0 else float("inf")
+
+    def summary(self) -> str:
+        """One line: clips written, seconds, clips/s."""
+        return (f"wrote {self.n_clips} clips ({self.audio_seconds:.0f} s of audio) to "
+                f"{self.root} in {self.wall_seconds:.1f} s: {self.clips_per_second:.1f} clips/s "
+                f"(workers={self.workers})")
+
+
+def _write_csv(path: Path, rows: Iterable[Sequence[object]]) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        for row in rows:
+            w.writerow(row)
+
+
+def _prepare(root: Path, cfg: SynthConfig, overwrite: bool) -> None:
+    """Create folders; refuse (or, with ``overwrite``, clear) earlier output of these machines."""
+    if root.exists() and not root.is_dir():
+        raise InputError(root, "output exists and is not a folder")
+    for machine in cfg.machines:
+        mdir = root / machine
+        old = [p for sub in SPLITS for p in (mdir / sub).glob("*.wav")] + list(
+            mdir.glob("attributes_*.csv"))
+        for kind in ("ground_truth_data", "ground_truth_domain"):
+            old += list((root / kind).glob(f"ground_truth_{machine}_section_*_test.csv"))
+        if old and not overwrite:
+            raise InputError(mdir, f"already holds {len(old)} generated files; choose an empty "
+                                   "output folder or pass --overwrite")
+        for p in old:
+            p.unlink()
+        for sub in SPLITS:
+            (mdir / sub).mkdir(parents=True, exist_ok=True)
+    (root / "ground_truth_data").mkdir(parents=True, exist_ok=True)
+    (root / "ground_truth_domain").mkdir(parents=True, exist_ok=True)
+
+
+def write_metadata(root: Path, specs: Sequence[ClipSpec]) -> None:
+    """Write ``attributes_XX.csv`` and the evaluator-format ground-truth files for ``specs``."""
+    groups: dict[tuple[str, str], list[ClipSpec]] = {}
+    for s in specs:
+        groups.setdefault((s.machine, s.section), []).append(s)
+    for (machine, section), items in sorted(groups.items()):
+        width = max(len(s.attributes) for s in items)
+        header = ["file_name"] + [f"d{i}{x}" for i in range(1, width + 1) for x in ("p", "v")]
+        rows = []
+        for s in sorted(items, key=lambda s: s.relpath):
+            pairs = [x for kv in s.attributes for x in kv]
+            rows.append([s.relpath] + pairs + [""] * (2 * width - len(pairs)))
+        _write_csv(root / machine / f"attributes_{section}.csv", [header] + rows)
+        test = sorted((s for s in items if s.split == "test"), key=lambda s: s.file_name)
+        if test:
+            name = f"ground_truth_{machine}_section_{section}_test.csv"
+            _write_csv(root / "ground_truth_data" / name,
+                       [[s.file_name, int(s.label == "anomaly")] for s in test])
+            _write_csv(root / "ground_truth_domain" / name,
+                       [[s.file_name, int(s.domain == "target")] for s in test])
+
+
+def generate(
+    out: Path,
+    cfg: SynthConfig,
+    workers: int = 1,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> SynthReport:
+    """Generate the synthetic development set of ``cfg`` under ``out / "dev_data"``.
+
+    Args:
+        out: Output folder (created); clips go to ``out/dev_data/<machine>/{train,test}``.
+        cfg: What to generate.
+        workers: Worker processes (1 = in this process). The files do not depend on it.
+        progress: Show a progress bar on stderr.
+        overwrite: Replace files of an earlier run for the same machine types (otherwise such
+            files are an error, because stale clips would mix into the new set).
+
+    Returns:
+        A :class:`SynthReport` (counts and throughput).
+    """
+    if not isinstance(workers, int) or workers < 1:
+        raise InputError("--workers", f"must be a positive integer, got {workers!r}")
+    root = Path(out) / "dev_data"
+    t0 = time.perf_counter()
+    _prepare(root, cfg, overwrite)
+    specs = plan(cfg)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(specs), unit="clip", desc="synth", leave=False)
+    done = 0
+    if workers == 1:
+        step = 16
+        for i in range(0, len(specs), step):
+            done += _write_chunk(str(root), cfg, specs[i:i + step])
+            if bar is not None:
+                bar.update(min(step, len(specs) - i))
+    else:
+        step = max(4, min(32, len(specs) // (8 * workers) or 4))
+        chunks = [specs[i:i + step] for i in range(0, len(specs), step)]
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(_write_chunk, str(root), cfg, c) for c in chunks]
+            for fut in as_completed(futures):
+                k = fut.result()
+                done += k
+                if bar is not None:
+                    bar.update(k)
+    if bar is not None:
+        bar.close()
+    write_metadata(root, specs)
+    wall = time.perf_counter() - t0
+    per_machine: dict[str, int] = {}
+    for s in specs:
+        per_machine[s.machine] = per_machine.get(s.machine, 0) + 1
+    return SynthReport(root=root, n_clips=done, audio_seconds=done * cfg.n_samples / cfg.sample_rate,
+                       wall_seconds=wall, workers=workers, per_machine=per_machine)
+
+
+def default_workers() -> int:
+    """A sensible worker count: the CPUs this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)

@@ -1,0 +1,48 @@
+"""Set-up shared by every training stage: the clips of one machine type and the wrapped model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from dgmix.config import RunConfig
+from dgmix.data import scan
+from dgmix.errors import InputError
+from dgmix.training.data import ClipSet, load_clipset, make_cache
+from dgmix.training.distributed import DistContext, convert_batchnorm
+
+
+def training_clips(
+    data_root: Path, machine: str, cfg: RunConfig, cache_dir: Path, ctx: DistContext, progress: bool
+) -> ClipSet:
+    """Every training clip of ``machine`` under ``data_root`` (all sections, both domains,
+    development and additional training data), features filled into the cache by rank 0."""
+    records = scan(Path(data_root)).select(machine=machine, split="train")
+    if not records:
+        raise InputError(data_root, f"no training clips for machine type {machine!r}")
+    cache = make_cache(cache_dir, cfg.features)
+    if ctx.is_main:
+        report = cache.fill([r.path for r in records], workers=1 if ctx.is_distributed else 2,
+                            progress=progress)
+        if report.errors:
+            path, msg = report.errors[0]
+            raise InputError(path, f"{msg} ({len(report.errors)} unreadable training clip(s))")
+    if ctx.is_distributed:
+        torch.distributed.barrier()
+    return load_clipset(records, cache, cfg.features)
+
+
+def wrap_model(task_module: nn.Module, ctx: DistContext, compile_model: bool = False) -> tuple[nn.Module, nn.Module]:
+    """(module to save, module to call): global batch norm + DDP under torchrun, optional compile."""
+    model: nn.Module = task_module
+    if ctx.is_distributed:
+        task_module = convert_batchnorm(task_module, ctx.device)
+        model = DistributedDataParallel(
+            task_module, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None
+        )
+    if compile_model:
+        model = torch.compile(model)
+    return task_module, model

@@ -1,0 +1,97 @@
+"""Training data for one machine type: cached log-mel features, window index, section/domain labels.
+
+Windows are never materialised for the whole dataset: :class:`dgmix.features.WindowDataset`
+slices them out of the per-clip feature arrays by index arithmetic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from dgmix.config import FeatureConfig
+from dgmix.data import ClipRecord
+from dgmix.errors import InputError
+from dgmix.features import FeatureCache, FeatureParams, WindowDataset
+
+
+def feature_params(cfg: FeatureConfig) -> FeatureParams:
+    return FeatureParams(
+        sample_rate=cfg.sample_rate,
+        n_fft=cfg.n_fft,
+        hop_length=cfg.hop_length,
+        n_mels=cfg.n_mels,
+        power=cfg.power,
+        frames=cfg.frames,
+        window_hop=cfg.window_hop,
+    )
+
+
+def make_cache(cache_dir: Path, cfg: FeatureConfig) -> FeatureCache:
+    return FeatureCache(
+        cache_dir, feature_params(cfg), loader_options={"channel": cfg.channel, "pad": cfg.pad}
+    )
+
+
+@dataclass
+class ClipSet:
+    """The clips of one machine type and split, with their features and window labels."""
+
+    machine: str
+    records: list[ClipRecord]
+    features: list[np.ndarray]
+    windows: WindowDataset
+    section_names: list[str]  # class index -> section id ("00", ...)
+    clip_section: np.ndarray  # (n_clips,) class index
+    clip_domain: np.ndarray  # (n_clips,) 0 = source, 1 = target/unknown
+
+    @property
+    def n_windows(self) -> int:
+        return len(self.windows)
+
+    def window_sections(self, idx: np.ndarray) -> torch.Tensor:
+        """Section class index of each window in ``idx``."""
+        return self.windows.batch_labels(idx)
+
+
+def load_clipset(
+    records: list[ClipRecord],
+    cache: FeatureCache,
+    cfg: FeatureConfig,
+    section_names: list[str] | None = None,
+) -> ClipSet:
+    """Load (or compute) features for ``records``; unreadable clips raise ``InputError``."""
+    if not records:
+        raise InputError("data", "no clips selected")
+    machine = records[0].machine
+    feats = [cache.get(r.path) for r in records]
+    if section_names is None:
+        section_names = sorted({r.section for r in records})
+    index = {s: i for i, s in enumerate(section_names)}
+    unknown = sorted({r.section for r in records} - set(index))
+    if unknown:
+        raise InputError(records[0].path.parent, f"sections {unknown} were not seen in training")
+    clip_section = np.array([index[r.section] for r in records], dtype=np.int64)
+    clip_domain = np.array([0 if r.domain == "source" else 1 for r in records], dtype=np.int64)
+    windows = WindowDataset(feats, frames=cfg.frames, hop=cfg.window_hop, labels=clip_section)
+    short = [records[i].path for i in np.flatnonzero(windows.index.counts == 0)]
+    if short:
+        raise InputError(short[0], f"clip is shorter than one window ({cfg.frames} frames)")
+    return ClipSet(machine, records, feats, windows, section_names, clip_section, clip_domain)
+
+
+class IndexDataset(Dataset):
+    """A dataset of window indices, so that ``DistributedSampler`` can shard an epoch."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        return i

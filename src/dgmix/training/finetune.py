@@ -1,0 +1,204 @@
+"""Fine-tuning on section-ID classification (paper §3.4, SPEC §5) and the official baseline (SPEC §7).
+
+Fine-tuning: encoder + classifier Linear(320,128)-ReLU-Linear(128, n_sections). Pairs of windows
+are drawn uniformly over every training window of the machine type, so they fall within and
+across domains (source x source, source x target, target x target) and across sections; the
+mixed input X_lambda is classified against the mixed one-hot section label with a KL divergence,
+and gamma times the consistency term (eq. 1) is applied to the encoder outputs Y, Y', Y_lambda.
+AdamW, lr 1e-4, weight decay 1e-4, batch 64. The paper gives no epoch count; 20 is the default.
+
+Baseline: the same encoder body trained as a plain section classifier with cross-entropy
+(official settings: Adam, lr 1e-5, batch 32, 20 epochs). Its anomaly score is computed in
+:mod:`dgmix.scoring.classifier`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dgmix.augment import mix, sample_lambda
+from dgmix.config import RunConfig, write_config
+from dgmix.errors import InputError
+from dgmix.losses import MixupKLLoss
+from dgmix.models import Encoder, SectionClassifier
+from dgmix.checkpoint import load_checkpoint, save_checkpoint
+from dgmix.training.common import training_clips, wrap_model
+from dgmix.training.data import ClipSet
+from dgmix.training.distributed import DistContext, gather_no_grad, gather_with_grad, init_from_env
+from dgmix.training.loop import LoopResult, LoopSettings, run_loop
+from dgmix.training.pretrain import ENCODER_FILE, draw_partners
+
+MODEL_FILE = "model.pt"
+
+
+class EncoderClassifier(nn.Module):
+    """Encoder f plus the section classifier (paper §3.4)."""
+
+    def __init__(self, encoder: nn.Module, classifier: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.classifier = classifier
+
+    def forward(self, *views: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Encoder outputs of every view, then the logits of the last view."""
+        ys = tuple(self.encoder(v) for v in views)
+        return (*ys, self.classifier(ys[-1]))
+
+
+def build_model(cfg: RunConfig, n_sections: int) -> EncoderClassifier:
+    encoder = Encoder(width_mult=cfg.model.width_mult, embed_dim=cfg.model.embed_dim)
+    classifier = SectionClassifier(
+        in_dim=cfg.model.embed_dim, hidden=cfg.model.classifier_hidden, n_classes=n_sections
+    )
+    return EncoderClassifier(encoder, classifier)
+
+
+def load_pretrained_encoder(init: Path, encoder: nn.Module) -> dict:
+    """Load ``init/encoder.pt`` (or a file) into ``encoder``; returns the checkpoint's metadata."""
+    path = Path(init)
+    if path.is_dir():
+        path = path / ENCODER_FILE
+    state = load_checkpoint(path)
+    if "encoder" not in state:
+        raise InputError(path, "not a dgmix encoder checkpoint (no 'encoder' entry)")
+    try:
+        encoder.load_state_dict(state["encoder"])
+    except RuntimeError as exc:
+        raise InputError(path, f"encoder weights do not fit this model: {str(exc).splitlines()[0]}") from None
+    return {k: v for k, v in state.items() if k != "encoder"}
+
+
+class FinetuneTask:
+    """Mixup + KL + consistency on the encoder (paper §3.4)."""
+
+    def __init__(self, clips: ClipSet, cfg: RunConfig, ctx: DistContext) -> None:
+        self.clips, self.cfg, self.ctx = clips, cfg, ctx
+        self.n_windows = clips.n_windows
+        self.n_classes = len(clips.section_names)
+        self.module = build_model(cfg, self.n_classes).to(ctx.device)
+        f = cfg.finetune
+        self.loss = MixupKLLoss(gamma=f.gamma, consistency_reduction=f.consistency_reduction)
+
+    def step(self, model: nn.Module, idx: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        f = self.cfg.finetune
+        idx2 = draw_partners(idx, self.n_windows, generator)
+        x = self.clips.windows.batch(idx.numpy())
+        x2 = self.clips.windows.batch(idx2.numpy())
+        lam = sample_lambda(len(idx), alpha=f.mixup_alpha, per_sample=f.per_sample_lambda, generator=generator)
+        s1 = F.one_hot(self.clips.window_sections(idx.numpy()), self.n_classes).float()
+        s2 = F.one_hot(self.clips.window_sections(idx2.numpy()), self.n_classes).float()
+        target = lam[:, None] * s1 + (1 - lam[:, None]) * s2
+        dev = self.ctx.device
+        y, y2, ym, logits = model(x.to(dev), x2.to(dev), mix(x, x2, lam).to(dev))
+        lam_all = gather_no_grad(lam.to(dev))
+        terms = dict(self.loss(
+            gather_with_grad(logits), gather_no_grad(target.to(dev)),
+            gather_with_grad(y), gather_with_grad(y2), gather_with_grad(ym), lam_all,
+        ))
+        terms["embedding_std"] = y.detach().std(dim=0).mean()
+        return terms
+
+
+class BaselineTask:
+    """The official baseline's section classifier: cross-entropy on single windows (SPEC §7)."""
+
+    def __init__(self, clips: ClipSet, cfg: RunConfig, ctx: DistContext) -> None:
+        self.clips, self.cfg, self.ctx = clips, cfg, ctx
+        self.n_windows = clips.n_windows
+        self.module = build_model(cfg, len(clips.section_names)).to(ctx.device)
+
+    def step(self, model: nn.Module, idx: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        x = self.clips.windows.batch(idx.numpy()).to(self.ctx.device)
+        y, logits = model(x)
+        target = self.clips.window_sections(idx.numpy()).to(self.ctx.device)
+        loss = F.cross_entropy(logits, target)
+        acc = (logits.argmax(dim=1) == target).float().mean()
+        return {"loss": loss, "accuracy": acc, "embedding_std": y.detach().std(dim=0).mean()}
+
+
+def _finish(task, out_dir: Path, cfg: RunConfig, machine: str, stage: str, ctx: DistContext) -> None:
+    if ctx.is_main:
+        meta = {"config": cfg.to_dict(), "machine": machine, "stage": stage,
+                "section_names": task.clips.section_names}
+        save_checkpoint(out_dir / ENCODER_FILE, {"encoder": task.module.encoder.state_dict(), **meta})
+        save_checkpoint(out_dir / MODEL_FILE, {"model": task.module.state_dict(), **meta})
+
+
+def finetune(
+    data_root: Path,
+    machine: str,
+    cfg: RunConfig,
+    out_dir: Path,
+    cache_dir: Path,
+    init: Path | None,
+    resume: bool = False,
+    progress: bool = True,
+    ctx: DistContext | None = None,
+    stop_after_epoch: int | None = None,
+) -> LoopResult:
+    """Fine-tune from ``init`` (a pre-training run dir or encoder file) or from scratch (None)."""
+    ctx = ctx or init_from_env()
+    f = cfg.finetune
+    if f.threads:
+        torch.set_num_threads(f.threads)
+    torch.manual_seed(cfg.seed)
+    out_dir = Path(out_dir)
+    clips = training_clips(data_root, machine, cfg, cache_dir, ctx, progress)
+    task = FinetuneTask(clips, cfg, ctx)
+    init_meta = {}
+    if init is not None:
+        init_meta = load_pretrained_encoder(init, task.module.encoder)
+        if init_meta.get("machine") not in (None, machine):
+            raise InputError(init, f"encoder was pre-trained on {init_meta['machine']!r}, not {machine!r}")
+    task.module, model = wrap_model(task.module, ctx)
+    opt = torch.optim.AdamW(task.module.parameters(), lr=f.lr, weight_decay=f.weight_decay)
+    if ctx.is_main:
+        write_config(cfg, out_dir)
+    settings = LoopSettings(
+        epochs=f.epochs, batch_size=f.batch_size, windows_per_epoch=f.windows_per_epoch,
+        seed=cfg.seed, log_every=f.log_every, progress=progress, stop_after_epoch=stop_after_epoch, desc=f"finetune {machine}",
+    )
+    extra = {"config": cfg.to_dict(), "machine": machine, "stage": "finetune",
+             "init": str(init) if init else "scratch", "section_names": clips.section_names}
+    result = run_loop(task, model, opt, None, settings, out_dir, ctx, extra, resume=resume)
+    _finish(task, out_dir, cfg, machine, "finetune", ctx)
+    return result
+
+
+def train_baseline(
+    data_root: Path,
+    machine: str,
+    cfg: RunConfig,
+    out_dir: Path,
+    cache_dir: Path,
+    resume: bool = False,
+    progress: bool = True,
+    ctx: DistContext | None = None,
+    stop_after_epoch: int | None = None,
+) -> LoopResult:
+    """Train the official MobileNetV2 baseline's section classifier (SPEC §7)."""
+    ctx = ctx or init_from_env()
+    b = cfg.baseline
+    if b.threads:
+        torch.set_num_threads(b.threads)
+    torch.manual_seed(cfg.seed)
+    out_dir = Path(out_dir)
+    clips = training_clips(data_root, machine, cfg, cache_dir, ctx, progress)
+    task = BaselineTask(clips, cfg, ctx)
+    task.module, model = wrap_model(task.module, ctx)
+    opt = torch.optim.Adam(task.module.parameters(), lr=b.lr)
+    if ctx.is_main:
+        write_config(cfg, out_dir)
+    settings = LoopSettings(
+        epochs=b.epochs, batch_size=b.batch_size, windows_per_epoch=b.windows_per_epoch,
+        seed=cfg.seed, log_every=b.log_every, progress=progress, stop_after_epoch=stop_after_epoch, desc=f"baseline {machine}",
+    )
+    extra = {"config": cfg.to_dict(), "machine": machine, "stage": "baseline",
+             "section_names": clips.section_names}
+    result = run_loop(task, model, opt, None, settings, out_dir, ctx, extra, resume=resume)
+    _finish(task, out_dir, cfg, machine, "baseline", ctx)
+    return result

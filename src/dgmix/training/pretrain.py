@@ -1,0 +1,189 @@
+"""Self-supervised pre-training: DG-Mix (paper §3.3, eq. 5) or the VICReg + SpecAugment ablation.
+
+One model per machine type, trained on every training window of that machine type: all
+sections, both domains, development and additional-training data (SPEC §4).
+
+DG-Mix step: X and X' are two different windows, lambda ~ Beta(0.5, 0.5), X_lambda = lambda X +
+(1 - lambda) X'. The three branches share the encoder f and expander h; the loss is eq. (5) on
+Z, Z', Z_lambda. VICReg step: two SpecAugment views of the same window; invariance replaces the
+consistency term. In both, embeddings are gathered across ranks with gradients first, so the
+variance and covariance terms see the global batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dgmix.augment import SpecAugment, mix, sample_lambda
+from dgmix.config import RunConfig, write_config
+from dgmix.errors import InputError
+from dgmix.losses import DGMixLoss, VICRegLoss
+from dgmix.models import Encoder, Expander
+from dgmix.optim import LARS, WarmupCosine
+from dgmix.checkpoint import save_checkpoint
+from dgmix.training.data import ClipSet
+from dgmix.training.distributed import DistContext, gather_no_grad, gather_with_grad, init_from_env
+from dgmix.training.common import training_clips, wrap_model
+from dgmix.training.loop import LoopResult, LoopSettings, plan_steps, run_loop
+
+log = logging.getLogger("dgmix.training")
+
+ENCODER_FILE = "encoder.pt"
+
+
+class Branches(nn.Module):
+    """Weight-sharing branches: each view goes through encoder f then expander h (paper Fig. 1)."""
+
+    def __init__(self, encoder: nn.Module, expander: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.expander = expander
+
+    def forward(self, *views: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(self.expander(self.encoder(v)) for v in views)
+
+
+def draw_partners(idx: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """For each window index, a different window drawn uniformly from the other ``n - 1``."""
+    if n < 2:
+        raise InputError("data", "pre-training needs at least two windows")
+    offset = torch.randint(1, n, idx.shape, generator=generator)
+    return (idx + offset) % n
+
+
+class _ViewMover:
+    """Moves a CPU batch to the device, in channels-last layout when asked."""
+
+    def __init__(self, device: torch.device, channels_last: bool) -> None:
+        self.device = device
+        self.fmt = torch.channels_last if channels_last else torch.contiguous_format
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(self.device, non_blocking=True).contiguous(memory_format=self.fmt)
+
+
+class PretrainTask:
+    """One DG-Mix or VICReg step on a batch of window indices."""
+
+    def __init__(self, clips: ClipSet, cfg: RunConfig, ctx: DistContext) -> None:
+        p = cfg.pretrain
+        self.clips = clips
+        self.n_windows = clips.n_windows
+        self.cfg = cfg
+        self.method = p.method
+        self.ctx = ctx
+        encoder = Encoder(width_mult=cfg.model.width_mult, embed_dim=cfg.model.embed_dim)
+        expander = Expander(
+            in_dim=cfg.model.embed_dim, hidden=cfg.model.expander_hidden,
+            n_layers=cfg.model.expander_layers, last_bn_relu=cfg.model.expander_last_bn_relu,
+        )
+        self.module = Branches(encoder, expander).to(ctx.device)
+        if p.channels_last:
+            self.module = self.module.to(memory_format=torch.channels_last)
+        self.move = _ViewMover(ctx.device, p.channels_last)
+        if p.method == "dgmix":
+            self.loss = DGMixLoss(gamma=p.gamma, mu=p.mu, nu=p.nu,
+                                  consistency_reduction=p.consistency_reduction)
+        else:
+            self.loss = VICRegLoss(sim=p.gamma, std=p.mu, cov=p.nu)
+            self.specaug = SpecAugment(
+                time_warp=p.time_warp, freq_mask=p.freq_mask, time_mask=p.time_mask,
+                n_freq_masks=p.n_freq_masks, n_time_masks=p.n_time_masks,
+            )
+        self.autocast = p.amp and ctx.device.type == "cuda"
+
+    def forward_views(self, model: nn.Module, views: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            outs = model(*views)
+        return tuple(o.float() for o in outs)
+
+    def dgmix_terms(
+        self, model: nn.Module, x: torch.Tensor, x2: torch.Tensor, lam: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Eq. (5) on the global batch for local inputs X, X' and mixing weights lambda."""
+        xm = mix(x, x2, lam)
+        z, z2, zm = self.forward_views(model, [self.move(x), self.move(x2), self.move(xm)])
+        lam_all = gather_no_grad(lam.to(z.device))
+        z, z2, zm = gather_with_grad(z), gather_with_grad(z2), gather_with_grad(zm)
+        terms = dict(self.loss(z, z2, zm, lam_all))
+        terms["embedding_std"] = z.detach().std(dim=0).mean()
+        return terms
+
+    def vicreg_terms(self, model: nn.Module, xa: torch.Tensor, xb: torch.Tensor) -> dict[str, torch.Tensor]:
+        za, zb = self.forward_views(model, [self.move(xa), self.move(xb)])
+        za, zb = gather_with_grad(za), gather_with_grad(zb)
+        terms = dict(self.loss(za, zb))
+        terms["embedding_std"] = za.detach().std(dim=0).mean()
+        return terms
+
+    def step(self, model: nn.Module, idx: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        x = self.clips.windows.batch(idx.numpy())
+        if self.method == "dgmix":
+            x2 = self.clips.windows.batch(draw_partners(idx, self.n_windows, generator).numpy())
+            lam = sample_lambda(
+                len(idx), alpha=self.cfg.pretrain.mixup_alpha,
+                per_sample=self.cfg.pretrain.per_sample_lambda, generator=generator,
+            )
+            return self.dgmix_terms(model, x, x2, lam)
+        xa = self.specaug(x, generator=generator)
+        xb = self.specaug(x, generator=generator)
+        return self.vicreg_terms(model, xa, xb)
+
+
+def build_optimizer(module: nn.Module, cfg: RunConfig, steps_per_epoch: int) -> tuple[LARS, WarmupCosine]:
+    """LARS with the paper's settings and the warm-up + cosine schedule (SPEC §4)."""
+    p = cfg.pretrain
+    lr = p.lr if p.lr is not None else p.base_lr_per_256 * p.batch_size / 256
+    opt = LARS(module.parameters(), lr=lr, weight_decay=p.weight_decay, momentum=p.momentum, eta=p.lars_eta)
+    sched = WarmupCosine(
+        base_lr=lr, warmup_epochs=p.warmup_epochs, total_epochs=p.epochs,
+        final_lr=p.final_lr, steps_per_epoch=steps_per_epoch,
+    )
+    return opt, sched
+
+
+def pretrain(
+    data_root: Path,
+    machine: str,
+    cfg: RunConfig,
+    out_dir: Path,
+    cache_dir: Path,
+    resume: bool = False,
+    progress: bool = True,
+    ctx: DistContext | None = None,
+    stop_after_epoch: int | None = None,
+) -> LoopResult:
+    """Pre-train one machine type's encoder; writes ``out_dir/{config.yaml,log.jsonl,last.pt,encoder.pt}``."""
+    ctx = ctx or init_from_env()
+    p = cfg.pretrain
+    if p.threads:
+        torch.set_num_threads(p.threads)
+    torch.manual_seed(cfg.seed)
+    out_dir = Path(out_dir)
+    clips = training_clips(data_root, machine, cfg, cache_dir, ctx, progress)
+    task = PretrainTask(clips, cfg, ctx)
+    task.module, model = wrap_model(task.module, ctx, p.compile)
+    settings = LoopSettings(
+        epochs=p.epochs, batch_size=p.batch_size, windows_per_epoch=p.windows_per_epoch,
+        seed=cfg.seed, log_every=p.log_every, std_warn_threshold=p.std_warn_threshold,
+        progress=progress, stop_after_epoch=stop_after_epoch, desc=f"pretrain {p.method} {machine}",
+    )
+    steps_per_epoch, _ = plan_steps(task.n_windows, settings, ctx)
+    opt, sched = build_optimizer(task.module, cfg, steps_per_epoch)
+    if ctx.is_main:
+        write_config(cfg, out_dir)
+    extra = {
+        "config": cfg.to_dict(), "machine": machine, "stage": "pretrain", "method": p.method,
+        "section_names": clips.section_names,
+    }
+    result = run_loop(task, model, opt, sched.lr_at, settings, out_dir, ctx, extra, resume=resume)
+    if ctx.is_main:
+        save_checkpoint(out_dir / ENCODER_FILE, {
+            "encoder": task.module.encoder.state_dict(), "config": cfg.to_dict(), "machine": machine,
+            "stage": "pretrain", "method": p.method,
+        })
+    return result

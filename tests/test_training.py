@@ -1,0 +1,105 @@
+"""Pre-training and fine-tuning: checkpoints, exact resume, non-finite loss, config handling."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from dgmix.config import load_config
+from dgmix.errors import TrainingError
+from dgmix.training import finetune, pretrain, train_baseline
+from dgmix.checkpoint import load_checkpoint
+from dgmix.training.log import read_log
+
+
+def _tiny(method: str = "dgmix", epochs: int = 2):
+    cfg = load_config("tiny", overrides={"pretrain": {"method": method, "epochs": epochs}})
+    cfg.pretrain.warmup_epochs = 1
+    return cfg
+
+
+@pytest.mark.parametrize("method", ["dgmix", "vicreg"])
+def test_pretrain_writes_run_dir(tiny_synth, feature_cache, tmp_path, method):
+    run = tmp_path / method
+    res = pretrain(tiny_synth, "fan", _tiny(method), run, feature_cache, progress=False)
+    assert res.steps == 2 * 4  # 64 windows per epoch / batch 16
+    for name in ("config.yaml", "log.jsonl", "last.pt", "encoder.pt"):
+        assert (run / name).is_file(), name
+    log = read_log(run / "log.jsonl")
+    assert len(log) == res.steps
+    keys = {"loss", "variance", "covariance", "lr", "windows_per_s", "embedding_std", "epoch", "step"}
+    assert keys <= set(log[0])
+    assert ("consistency" if method == "dgmix" else "invariance") in log[0]
+    state = torch.load(run / "last.pt", weights_only=True)
+    assert state["epoch"] == 2 and state["method"] == method
+    assert {"model", "optimizer", "scheduler", "rng", "config"} <= set(state)
+    # warm-up starts at lr 0
+    assert log[0]["lr"] == pytest.approx(0.0)
+
+
+def test_resume_is_exact(tiny_synth, feature_cache, tmp_path):
+    straight = tmp_path / "straight"
+    pretrain(tiny_synth, "fan", _tiny(epochs=2), straight, feature_cache, progress=False)
+
+    split = tmp_path / "split"
+    cfg = _tiny(epochs=2)
+    pretrain(tiny_synth, "fan", cfg, split, feature_cache, progress=False, stop_after_epoch=1)
+    assert torch.load(split / "last.pt", weights_only=True)["epoch"] == 1
+    pretrain(tiny_synth, "fan", cfg, split, feature_cache, resume=True, progress=False)
+
+    a = torch.load(straight / "last.pt", weights_only=True)["model"]
+    b = torch.load(split / "last.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_nonfinite_loss_stops_and_keeps_checkpoint(tiny_synth, feature_cache, tmp_path, monkeypatch):
+    run = tmp_path / "nan"
+    pretrain(tiny_synth, "fan", _tiny(epochs=1), run, feature_cache, progress=False)
+    before = torch.load(run / "last.pt", weights_only=True)["model"]
+
+    from dgmix.training import pretrain as mod
+
+    real = mod.PretrainTask.step
+
+    def poisoned(self, model, idx, generator):
+        terms = real(self, model, idx, generator)
+        terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(mod.PretrainTask, "step", poisoned)
+    with pytest.raises(TrainingError, match="non-finite loss.*last good checkpoint"):
+        pretrain(tiny_synth, "fan", _tiny(epochs=2), run, feature_cache, resume=True, progress=False)
+    after = torch.load(run / "last.pt", weights_only=True)
+    assert after["epoch"] == 1
+    for k in before:
+        assert torch.equal(before[k], after["model"][k])
+
+
+def test_finetune_from_pretrained_and_scratch(tiny_synth, feature_cache, tmp_path):
+    pre = tmp_path / "pre"
+    pretrain(tiny_synth, "fan", _tiny(epochs=1), pre, feature_cache, progress=False)
+    cfg = _tiny()
+    ft = tmp_path / "ft"
+    res = finetune(tiny_synth, "fan", cfg, ft, feature_cache, init=pre, progress=False)
+    log = read_log(ft / "log.jsonl")
+    assert {"loss", "kl", "consistency"} <= set(log[0])
+    assert res.steps == 2 * 4
+    enc_pre = load_checkpoint(pre / "encoder.pt")["encoder"]
+    ft_state = load_checkpoint(ft / "model.pt")
+    assert ft_state["section_names"] == ["00", "01"]
+    # the fine-tuned encoder started from the pre-trained one and moved away from it
+    k = "head.2.weight" if "head.2.weight" in enc_pre else next(iter(enc_pre))
+    assert not torch.equal(enc_pre[k], load_checkpoint(ft / "encoder.pt")["encoder"][k])
+    scratch = finetune(tiny_synth, "fan", cfg, tmp_path / "scratch", feature_cache, init=None, progress=False)
+    assert scratch.steps == res.steps
+
+
+def test_baseline_trains(tiny_synth, feature_cache, tmp_path):
+    res = train_baseline(tiny_synth, "fan", _tiny(), tmp_path / "b", feature_cache, progress=False)
+    assert "accuracy" in res.last_terms
+    cfg = json.loads(json.dumps(load_checkpoint(tmp_path / "b" / "model.pt")["config"]))
+    assert cfg["baseline"]["epochs"] == 2
