@@ -167,7 +167,8 @@ def test_fill_twice_computes_nothing_the_second_time(tmp_path: Path, workers: in
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF....garbage")
     cache = FeatureCache(tmp_path / "cache")
-    report = cache.fill([*clips, bad], workers=workers, progress=False)
+    # min_parallel=0: really start worker processes for these few clips when workers=2
+    report = cache.fill([*clips, bad], workers=workers, progress=False, min_parallel=0)
     assert (report.computed, report.cached) == (4, 0)
     assert [p for p, _ in report.errors] == [bad]
     assert "not a readable audio file" in report.errors[0][1]
@@ -176,11 +177,16 @@ def test_fill_twice_computes_nothing_the_second_time(tmp_path: Path, workers: in
     for c in clips:
         np.testing.assert_array_equal(cache.get(c), reference(c))
 
-    again = cache.fill([*clips, bad], workers=workers, progress=False)
+    again = cache.fill([*clips, bad], workers=workers, progress=False, min_parallel=0)
     assert (again.computed, again.cached, len(again.errors)) == (0, 4, 1)
+    assert again.frames == report.frames
 
     with pytest.raises(InputError, match="bad.wav"):
         cache.fill([bad, *clips], workers=workers, progress=False, on_error="fail")
+    # a clip deleted from the cache is recomputed, the others are not
+    cache.entry_path(clips[2]).unlink()
+    third = cache.fill(clips, workers=workers, progress=False, min_parallel=0)
+    assert (third.computed, third.cached) == (1, 3)
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -33,7 +33,7 @@ def test_n_windows_paper_numbers() -> None:
 
 @pytest.mark.parametrize("frames,hop", [(64, 8), (3, 2), (5, 5), (1, 1), (4, 7)])
 def test_n_windows_matches_brute_force(frames: int, hop: int) -> None:
-    for t in range(0, 120):
+    for t in range(120):
         assert n_windows(t, frames, hop) == len(brute_starts(t, frames, hop)), t
 
 

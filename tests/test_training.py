@@ -61,16 +61,16 @@ def test_nonfinite_loss_stops_and_keeps_checkpoint(tiny_synth, feature_cache, tm
     pretrain(tiny_synth, "fan", _tiny(epochs=1), run, feature_cache, progress=False)
     before = torch.load(run / "last.pt", weights_only=True)["model"]
 
-    from dgmix.training import pretrain as mod
+    from dgmix.training.pretrain import PretrainTask
 
-    real = mod.PretrainTask.step
+    real = PretrainTask.step
 
     def poisoned(self, model, idx, generator):
         terms = real(self, model, idx, generator)
         terms["loss"] = terms["loss"] * float("nan")
         return terms
 
-    monkeypatch.setattr(mod.PretrainTask, "step", poisoned)
+    monkeypatch.setattr(PretrainTask, "step", poisoned)
     with pytest.raises(TrainingError, match="non-finite loss.*last good checkpoint"):
         pretrain(tiny_synth, "fan", _tiny(epochs=2), run, feature_cache, resume=True, progress=False)
     after = torch.load(run / "last.pt", weights_only=True)

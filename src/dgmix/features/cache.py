@@ -21,6 +21,8 @@ import os
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ import torch
 from dgmix.errors import InputError
 
 from .logmel import FeatureParams, LogMel
+from .windows import n_windows
 
 #: Bumped when the cached arrays' meaning changes, so old caches are not reused.
 CACHE_FORMAT = 1
@@ -73,11 +76,11 @@ class FillReport:
 
     @property
     def total_frames(self) -> int:
+        """Frames over all successful clips."""
         return int(sum(self.frames.values()))
 
     def total_windows(self, frames: int = 64, hop: int = 8) -> int:
-        from .windows import n_windows
-
+        """Context windows over all successful clips (paper Sec. 3.1: P = 64, L = 8)."""
         return int(sum(n_windows(t, frames, hop) for t in self.frames.values()))
 
 
@@ -127,10 +130,15 @@ class FeatureCache:
         defaults.update(options)
         self.loader_options = defaults
         self.cache_dir = Path(cache_dir)
+        # min_samples only changes the stored array when short clips are padded up to it;
+        # otherwise it only decides which clips are refused, so it stays out of the key.
+        keyed_loader = dict(defaults)
+        if not (defaults["pad"] or defaults["pad_to"] is not None):
+            keyed_loader.pop("min_samples")
         meta = {
             "format": CACHE_FORMAT,
             "params": {k: v for k, v in p.to_dict().items() if k not in ("frames", "window_hop")},
-            "loader": self.loader_options,
+            "loader": keyed_loader,
             "dtype": dtype,
         }
         loader_key = hashlib.blake2b(
@@ -141,8 +149,10 @@ class FeatureCache:
         self.root = self.cache_dir / self.key
         self._meta = meta
         self._module: LogMel | None = None
-        # (path, size, mtime_ns) -> content hash, so repeated lookups in one process skip rehashing.
-        self._hashes: dict[tuple[str, int, int], str] = {}
+        # (path, inode, size, mtime_ns, ctime_ns) -> content hash, so repeated lookups of an
+        # unchanged file in one process skip rehashing. Across processes the hash is always
+        # recomputed from the bytes.
+        self._hashes: dict[tuple[str, int, int, int, int], str] = {}
 
     # ----------------------------------------------------------------- paths and lookup
     def _hash(self, path: Path) -> str:
@@ -152,7 +162,7 @@ class FeatureCache:
             raise InputError(path, "file not found" if not path.exists() else str(e)) from e
         if path.is_dir():
             raise InputError(path, "is a folder, not an audio file")
-        memo = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+        memo = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         h = self._hashes.get(memo)
         if h is None:
             try:
@@ -254,22 +264,44 @@ class FeatureCache:
             "dtype": self.dtype,
         }
 
+    def cached_frames(self, item: Any) -> int | None:
+        """Frames T of this clip's cached entry, or ``None`` if absent or unreadable.
+
+        Reads only the ``.npy`` header (memory map), not the data.
+        """
+        target = self.entry_path(item)
+        if not target.is_file():
+            return None
+        try:
+            arr = np.load(target, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            return None
+        if arr.ndim != 2 or arr.shape[0] != self.params.n_mels or arr.dtype != np.float32:
+            return None
+        return int(arr.shape[1])
+
     def fill(
         self,
         items: Sequence[Any],
         workers: int = 2,
         progress: bool = True,
         on_error: str = "skip",
+        min_parallel: int = 32,
     ) -> FillReport:
         """Make sure every clip's features are in the cache.
 
+        Clips already cached are found first, in this process (content hash + ``.npy`` header).
+        The rest are computed by ``workers`` processes (``spawn`` start method, one torch thread
+        each), or in this process when ``workers <= 1`` or fewer than ``min_parallel`` clips are
+        missing (starting a worker costs a torch import, a few seconds).
+
         Args:
             items: paths or ``ClipRecord``s.
-            workers: processes to use (``spawn`` start method, one torch thread each);
-                ``workers <= 1`` works in this process.
+            workers: processes to use.
             progress: show a tqdm progress bar (on stderr).
             on_error: ``"skip"`` lists bad files in the report; ``"fail"`` raises the first one
                 as ``InputError``.
+            min_parallel: fewest missing clips for which worker processes are started.
 
         Returns:
             A :class:`FillReport`. Running it again on the same clips computes nothing.
@@ -298,21 +330,50 @@ class FeatureCache:
             bar.update(1)
 
         try:
-            n_proc = min(int(workers), len(paths))
-            if n_proc <= 1:
-                for p in paths:
+            missing = []
+            for p in paths:
+                try:
+                    t = self.cached_frames(p)
+                except InputError as e:
+                    record((p, "error", e.problem))
+                    continue
+                if t is None:
+                    missing.append(p)
+                else:
+                    record((p, "cached", t))
+            n_proc = min(int(workers), len(missing))
+            if n_proc <= 1 or len(missing) < min_parallel:
+                for p in missing:
                     record(_fill_one_with(self, p))
             else:
-                ctx = mp.get_context("spawn")
-                chunk = max(1, min(16, len(paths) // (n_proc * 8)))
-                with ctx.Pool(n_proc, initializer=_init_worker, initargs=(self._spec(),)) as pool:
-                    for result in pool.imap_unordered(_fill_one, paths, chunksize=chunk):
-                        record(result)
+                self._fill_parallel(missing, n_proc, record)
         finally:
             bar.close()
         report.errors.sort(key=lambda e: str(e[0]))
         report.seconds = time.perf_counter() - t0
         return report
+
+    def _fill_parallel(self, paths: list[str], n_proc: int, record: Any) -> None:
+        """Compute ``paths`` in ``n_proc`` spawned processes, passing each result to ``record``."""
+        chunk = max(1, min(16, len(paths) // (n_proc * 8)))
+        chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
+        pool = ProcessPoolExecutor(
+            n_proc, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+            initargs=(self._spec(),),
+        )
+        try:
+            futures = [pool.submit(_fill_chunk, c) for c in chunks]
+            for fut in as_completed(futures):
+                try:
+                    results = fut.result()
+                except BrokenProcessPool as e:
+                    raise RuntimeError(
+                        f"a feature worker process died ({e}); retry with --workers 1"
+                    ) from e
+                for result in results:
+                    record(result)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _fill_one_with(cache: FeatureCache, path: str) -> tuple[str, str, Any]:
@@ -341,6 +402,8 @@ def _init_worker(spec: dict[str, Any]) -> None:
     )
 
 
-def _fill_one(path: str) -> tuple[str, str, Any]:
-    assert _WORKER_CACHE is not None, "worker not initialised"
-    return _fill_one_with(_WORKER_CACHE, path)
+def _fill_chunk(paths: list[str]) -> list[tuple[str, str, Any]]:
+    """Worker task: compute (or find) the features of a few clips."""
+    if _WORKER_CACHE is None:
+        raise RuntimeError("feature worker was not initialised")
+    return [_fill_one_with(_WORKER_CACHE, p) for p in paths]

@@ -16,8 +16,12 @@ Everything runs on torch (``torch.stft``), batched, on whatever device the modul
 filterbank is computed here in numpy (no librosa at run time) and held as a registered buffer.
 
 Precision: ``LogMel(dtype=torch.float64)`` computes the STFT and the mel projection in float64 and
-returns float32. The float32 path differs from a float64 reference mostly in the quietest mel bins
-(round-off of the FFT relative to the frame's loudest bin); see ``tests/test_features_logmel.py``.
+returns float32. float32 (the default) already meets the 1e-3 dB parity with librosa
+(``tests/test_features_logmel.py``). Measured max abs difference to librosa run in float64: float32
+2.6e-4 dB on a generated clip with a -100 dB stretch, 2.3e-5 dB on real valve recordings; float64
+8e-6 dB and 2e-6 dB. The float32 error sits in the quietest bins of a frame (FFT round-off relative
+to the frame's loudest bin). Cost on 2 CPU threads, batches of 16 10-s clips: float32 about 700
+clips/s, float64 about 175 clips/s; on an H200 both about 1e5 clips/s.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ byte-identical files.
 from __future__ import annotations
 
 import csv
+import multiprocessing
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -121,7 +122,7 @@ class SynthConfig:
     @property
     def n_samples(self) -> int:
         """Samples per clip."""
-        return int(round(self.duration * self.sample_rate))
+        return int(np.floor(self.duration * self.sample_rate + 0.5))
 
     def count(self, domain: str, split: str, label: str) -> int:
         """Number of clips of one (domain, split, label) group in one section."""
@@ -268,7 +269,7 @@ def write_metadata(root: Path, specs: Sequence[ClipSpec]) -> None:
         for s in sorted(items, key=lambda s: s.relpath):
             pairs = [x for kv in s.attributes for x in kv]
             rows.append([s.relpath] + pairs + [""] * (2 * width - len(pairs)))
-        _write_csv(root / machine / f"attributes_{section}.csv", [header] + rows)
+        _write_csv(root / machine / f"attributes_{section}.csv", [header, *rows])
         test = sorted((s for s in items if s.split == "test"), key=lambda s: s.file_name)
         if test:
             name = f"ground_truth_{machine}_section_{section}_test.csv"
@@ -319,7 +320,10 @@ def generate(
     else:
         step = max(4, min(32, len(specs) // (8 * workers) or 4))
         chunks = [specs[i:i + step] for i in range(0, len(specs), step)]
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # "spawn": the workers import only dgmix.synth (no state inherited from a parent that
+        # may have started threads, e.g. torch in the CLI process).
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             futures = [pool.submit(_write_chunk, str(root), cfg, c) for c in chunks]
             for fut in as_completed(futures):
                 k = fut.result()
@@ -333,7 +337,8 @@ def generate(
     per_machine: dict[str, int] = {}
     for s in specs:
         per_machine[s.machine] = per_machine.get(s.machine, 0) + 1
-    return SynthReport(root=root, n_clips=done, audio_seconds=done * cfg.n_samples / cfg.sample_rate,
+    return SynthReport(root=root, n_clips=done,
+                       audio_seconds=done * cfg.n_samples / cfg.sample_rate,
                        wall_seconds=wall, workers=workers, per_machine=per_machine)
 
 

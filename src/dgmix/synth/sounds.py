@@ -35,6 +35,11 @@ _MASK = TABLE_SIZE - 1
 _SHIFT = PHASE_BITS - TABLE_BITS
 
 
+def _nearest(x: float) -> int:
+    """Nearest integer as a Python int (also for numpy scalars, any numpy version)."""
+    return int(np.floor(x + 0.5))
+
+
 @lru_cache(maxsize=8)
 def _ramp(n: int) -> np.ndarray:
     r = np.arange(n, dtype=np.int64)
@@ -66,7 +71,7 @@ def harmonic_table(harmonics: Sequence[tuple[float, float, float]]) -> np.ndarra
     """
     spec = np.zeros(TABLE_SIZE // 2 + 1, dtype=np.complex128)
     for k, amp, phase in harmonics:
-        kk = int(round(k))
+        kk = _nearest(k)
         if amp == 0.0 or not 1 <= kk < TABLE_SIZE // 2:
             continue
         # irfft(X)[m] = (1/N) sum ... ; a sine of amplitude a needs X[k] = -1j * a * N / 2.
@@ -94,7 +99,7 @@ def burst_table(
     x = np.arange(TABLE_SIZE, dtype=np.float64) / TABLE_SIZE
     y = np.zeros_like(x)
     w = weights if weights is not None else (1.0,) * len(offsets)
-    for off, wt in zip(offsets, w):
+    for off, wt in zip(offsets, w, strict=True):
         t = ((x - off) % 1.0) * period
         env = np.exp(-t / tau_s)
         for i, f in enumerate(freqs):
@@ -155,7 +160,7 @@ def rotation(
     start = rng.random()
     w, fw = wobble
     if drift <= 0.0 and not (w > 0.0 and fw > 0.0):
-        inc = int(round(f0 / sr * ONE_CYCLE))
+        inc = _nearest(f0 / sr * ONE_CYCLE)
         acc = _ramp(n) * inc
         acc += int(start * ONE_CYCLE)
         return acc
@@ -177,8 +182,8 @@ def sine(acc: np.ndarray) -> np.ndarray:
 
 def _random_spectrum(rng: np.random.Generator, m: int) -> np.ndarray:
     """``m`` complex64 bins with independent uniform real/imaginary parts in [-0.5, 0.5)."""
-    u = rng.random((m, 2), dtype=np.float32)
-    u -= 0.5
+    u = rng.integers(-32768, 32768, (m, 2), dtype=np.int16).astype(np.float32)
+    u *= np.float32(1.0 / 65536.0)
     return u.view(np.complex64)[:, 0]
 
 
@@ -228,7 +233,9 @@ def noise_shape(n: int, sr: int, *terms: tuple[float, float, float, float]) -> n
 
 
 @lru_cache(maxsize=512)
-def _noise_shape(n: int, sr: int, terms: tuple[tuple[float, float, float, float], ...]) -> np.ndarray:
+def _noise_shape(
+    n: int, sr: int, terms: tuple[tuple[float, float, float, float], ...]
+) -> np.ndarray:
     f = rfft_freqs(n, sr)
     mag = np.zeros_like(f)
     for g, c, w, e in terms:
@@ -261,7 +268,7 @@ def add_events(
     """Add ``amps[i] * kernel`` to ``x`` at each sample position (in place, clipped at the end)."""
     n = x.shape[0]
     m = kernel.shape[0]
-    for p, a in zip(positions, amps):
+    for p, a in zip(positions, amps, strict=True):
         p = int(p)
         if p >= n or p + m <= 0:
             continue
@@ -270,26 +277,48 @@ def add_events(
         x[lo:hi] += a * kernel[lo - p : hi - p]
 
 
-def gate(n: int, sr: int, intervals: Sequence[tuple[float, float]], ramp_s: float = 0.01) -> np.ndarray:
-    """0/1 envelope that is 1 inside the ``(start, stop)`` intervals (s), with linear ramps."""
-    t = _seconds(n, sr)
-    xp: list[float] = []
-    fp: list[float] = []
-    for a, b in sorted(intervals):
+def gate(
+    n: int, sr: int, intervals: Sequence[tuple[float, float]], ramp_s: float = 0.01
+) -> np.ndarray:
+    """Envelope in [0, 1] for the ``(start, stop)`` intervals (s): trapezoids.
+
+    Each trapezoid rises linearly from 0 at ``start - ramp_s`` to 1 at ``start``, stays 1 until
+    ``stop - ramp_s`` and falls to 0 at ``stop``; overlapping intervals merge (maximum). Built
+    from slices, no per-sample Python loop.
+    """
+    g = np.zeros(n, dtype=np.float32)
+    for a, b in intervals:
         if b <= a:
             continue
-        r = min(ramp_s, (b - a) / 2)
-        if xp and a - r <= xp[-1]:
-            xp.pop()
-            fp.pop()
-            xp += [b - r, b]
-            fp += [1.0, 0.0]
+        ia = _nearest(a * sr)
+        ib = _nearest(b * sr)
+        r = max(1, min(_nearest(ramp_s * sr), (ib - ia) // 2 + 1))
+        shape = _trapezoid(ib - ia + r, r)
+        lo = ia - r
+        s0 = max(0, -lo)
+        s1 = min(shape.shape[0], n - lo)
+        if s1 <= s0:
             continue
-        xp += [a - r, a, b - r, b]
-        fp += [0.0, 1.0, 1.0, 0.0]
-    if not xp:
-        return np.zeros(n, dtype=np.float32)
-    return np.interp(t, np.asarray(xp), np.asarray(fp), left=0.0, right=0.0).astype(np.float32)
+        seg = g[lo + s0 : lo + s1]
+        np.maximum(seg, shape[s0:s1], out=seg)
+    return g
+
+
+def _trapezoid(length: int, ramp: int) -> np.ndarray:
+    """``length`` samples: linear rise over ``ramp``, flat 1, linear fall over the last ``ramp``."""
+    y = np.ones(length, dtype=np.float32)
+    up = _ramp_up(ramp)
+    k = min(ramp, length)
+    y[:k] = up[:k]
+    y[length - k :] = np.minimum(y[length - k :], up[:k][::-1])
+    return y
+
+
+@lru_cache(maxsize=64)
+def _ramp_up(ramp: int) -> np.ndarray:
+    r = (np.arange(ramp, dtype=np.float32) + 1.0) / (ramp + 1.0)
+    r.flags.writeable = False
+    return r
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,7 +371,8 @@ class Background:
     """Factory background: coloured noise + mains hum + occasional clanks.
 
     Attributes:
-        snr_db: Machine-to-noise power ratio of the coloured noise (after the mic).
+        snr_db: Machine-to-noise power ratio of the coloured noise at a 0 dB microphone
+            (a microphone with gain ``g`` dB gives an SNR ``g`` dB lower).
         colour: Power-law exponent of the noise (1 pink, 2 brown, 0 white).
         band_hz: Centre of an extra noise band (other machinery); 0 = none.
         band_db: Level of that band relative to the coloured floor.
@@ -377,6 +407,15 @@ def _background_shape(
     return mag
 
 
+def _power(spec: np.ndarray, n: int) -> float:
+    """Mean-square value of the real length-``n`` signal whose half spectrum is ``spec``."""
+    return 2.0 * float(np.vdot(spec, spec).real) / (n * n)
+
+
+def _is_flat(mic: Mic) -> bool:
+    return mic == Mic()
+
+
 def record(
     rng: np.random.Generator,
     machine: np.ndarray,
@@ -384,39 +423,66 @@ def record(
     mic: Mic,
     bg: Background,
     level_db: float,
+    noises: Sequence[tuple[np.ndarray, float]] = (),
 ) -> np.ndarray:
     """Pass the machine sound through ``mic``, add ``bg`` and set the overall level.
 
-    One forward and one inverse FFT: the machine spectrum is multiplied by the mic response, the
-    coloured background noise is drawn directly in the frequency domain and scaled so that the
-    machine-to-noise power ratio equals ``bg.snr_db``; hum and clanks are added in time. The
-    result is scaled so that the *machine* part has RMS ``10 ** (level_db / 20)`` before the mic
-    gain (so a mic farther away really is quieter), and float32 is returned.
+    At most one forward and one inverse FFT: the machine spectrum is multiplied by the mic
+    response, the coloured background noise is drawn directly in the frequency domain and scaled
+    so that the machine-to-noise power ratio equals ``bg.snr_db`` at a 0 dB mic
+    (``mic.gain_db`` lower otherwise: the background does not move with the mic); hum and
+    clanks are added in time. The machine part is scaled to RMS ``10 ** (level_db / 20)`` before
+    the mic gain (so a mic farther away really is quieter). With the flat reference mic the
+    machine sound needs no forward FFT. Returns float32.
+
+    Args:
+        machine: The machine's time-domain sound (any scale).
+        noises: Stationary machine noise added in the frequency domain (saves an inverse FFT
+            each): ``(magnitude shape, rms)`` pairs, ``rms`` on the scale of ``machine``.
     """
     n = machine.shape[0]
-    rms = float(np.sqrt(np.mean(machine * machine)))
-    scale = 10.0 ** (level_db / 20.0) / rms if rms > 0 else 1.0
-    spec = sfft.rfft(machine * np.float32(scale))
-    spec *= mic_response(n, sr, mic)
-    p_machine = float(np.sum(spec.real**2 + spec.imag**2))
+    m = n // 2 + 1
+    p_time = float(np.dot(machine, machine)) / n + sum(r * r for _, r in noises)
+    scale = 10.0 ** (level_db / 20.0) / np.sqrt(p_time) if p_time > 0 else 1.0
+    flat = _is_flat(mic)
+    spec = np.zeros(m, dtype=np.complex64) if flat else sfft.rfft(machine * np.float32(scale))
+    for shape, r in noises:
+        extra = _random_spectrum(rng, m)
+        extra *= shape
+        extra *= np.float32(scale * r / np.sqrt(max(_power(extra, n), 1e-30)))
+        spec += extra
+    if flat:
+        p_machine = scale * scale * p_time
+    else:
+        spec *= mic_response(n, sr, mic)
+        p_machine = _power(spec, n)
     shape = _background_shape(n, sr, bg.colour, bg.band_hz, bg.band_db)
-    noise = _random_spectrum(rng, shape.shape[0])
+    noise = _random_spectrum(rng, m)
     noise *= shape
-    p_noise = float(np.sum(noise.real**2 + noise.imag**2))
-    g = np.sqrt(p_machine / max(p_noise, 1e-30) * 10.0 ** (-bg.snr_db / 10.0))
+    p_noise = _power(noise, n)
+    # The background does not depend on the mic position: its level is set from the machine
+    # power at a 0 dB mic, so a farther mic (negative gain) lowers the SNR by its gain.
+    p_ref = p_machine * 10.0 ** (-mic.gain_db / 10.0)
+    g = np.sqrt(p_ref / max(p_noise, 1e-30) * 10.0 ** (-bg.snr_db / 10.0))
     noise *= np.float32(g)
     spec += noise
-    x = sfft.irfft(spec, n)
-    noise_rms = g * np.sqrt(2.0 * p_noise) / n  # Parseval for a real signal (approximately)
+    noise_rms = g * np.sqrt(p_noise)
     if bg.hum_hz > 0.0:
+        # Mains hum: three harmonics placed straight into the spectrum (nearest bins).
         a = noise_rms * 10.0 ** (bg.hum_db / 20.0)
-        x += np.float32(a) * read_table(_HUM_TABLE, rotation(rng, n, sr, bg.hum_hz))
+        for k, rel in ((1, 1.0), (2, 0.5), (3, 0.3)):
+            b = _nearest(k * bg.hum_hz * n / sr)
+            if 0 < b < m - 1:
+                spec[b] += -0.5j * a * rel * n * np.exp(2j * np.pi * rng.random())
+    x = sfft.irfft(spec, n, overwrite_x=True)
+    if flat:
+        x += machine * np.float32(scale)
     if bg.clank_rate > 0.0:
         k = rng.poisson(bg.clank_rate * n / sr)
         if k:
             pos = rng.integers(0, n, k)
             amp = noise_rms * 10.0 ** (bg.clank_db / 20.0) * rng.uniform(0.3, 1.0, k)
-            for p, a in zip(pos, amp):
+            for p, a in zip(pos, amp, strict=True):
                 ker = damped_kernel(sr, float(rng.choice([420.0, 910.0, 1730.0, 2650.0])), 0.025,
                                     120.0)
                 add_events(x, [p], ker, [a])
@@ -425,11 +491,11 @@ def record(
 
 _SINE_TABLE = harmonic_table([(1, 1.0, 0.0)])
 _SINE_TABLE.flags.writeable = False
-_HUM_TABLE = harmonic_table([(1, 1.0, 0.0), (2, 0.5, 1.0), (3, 0.3, 2.0)])
-_HUM_TABLE.flags.writeable = False
 
 
 def to_pcm16(x: np.ndarray) -> np.ndarray:
     """Float (nominal range [-1, 1]) to int16 with clipping; rounds to nearest."""
-    y = np.clip(x, -1.0, 32767.0 / 32768.0) * 32768.0
-    return np.rint(y).astype(np.int16)
+    y = np.multiply(x, np.float32(32768.0), dtype=np.float32)
+    np.rint(y, out=y)
+    np.clip(y, -32768.0, 32767.0, out=y)
+    return y.astype(np.int16)

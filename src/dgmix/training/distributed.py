@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
 from torch import nn
+
+from dgmix.losses import all_gather_with_grad
 
 
 @dataclass
@@ -67,9 +68,23 @@ def shutdown() -> None:
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """Concatenate ``x`` from every rank along dim 0, keeping the autograd graph."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return x
-    return torch.cat(dist_fn.all_gather(x), dim=0)
+    return all_gather_with_grad(x)
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks; the backward sums the incoming gradients over ranks too."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        out = grad.contiguous().clone()
+        dist.all_reduce(out)
+        return out
 
 
 def gather_no_grad(x: torch.Tensor) -> torch.Tensor:
@@ -104,14 +119,16 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_available() and dist.is_initialized()):
             return super().forward(input)
+        # Two passes (mean, then squared deviations) for the same precision as nn.BatchNorm.
         dims = [0] + list(range(2, input.dim()))
-        count = torch.tensor([float(input.numel() // input.shape[1])], device=input.device)
-        local = torch.cat([input.sum(dim=dims), (input * input).sum(dim=dims), count])
-        total = dist_fn.all_reduce(local)
         c = input.shape[1]
-        n = total[2 * c]
+        shape = [1, c] + [1] * (input.dim() - 2)
+        count = torch.tensor([float(input.numel() // c)], dtype=input.dtype, device=input.device)
+        total = _AllReduceSum.apply(torch.cat([input.sum(dim=dims), count]))
+        n = total[c]
         mean = total[:c] / n
-        var = (total[c : 2 * c] / n - mean * mean).clamp_min(0.0)
+        centred = input - mean.view(shape)
+        var = _AllReduceSum.apply((centred * centred).sum(dim=dims)) / n
         if self.track_running_stats and self.running_mean is not None:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
@@ -119,8 +136,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
                 unbiased = var.detach() * (n / (n - 1.0)).clamp_min(0.0)
                 self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
                 self.running_var.mul_(1 - m).add_(unbiased, alpha=m)
-        shape = [1, c] + [1] * (input.dim() - 2)
-        out = (input - mean.view(shape)) / torch.sqrt(var.view(shape) + self.eps)
+        out = centred / torch.sqrt(var.view(shape) + self.eps)
         if self.affine:
             out = out * self.weight.view(shape) + self.bias.view(shape)
         return out
@@ -136,8 +152,10 @@ def convert_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
 def _convert_global(module: nn.Module) -> nn.Module:
     out = module
     if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, GlobalBatchNorm):
+        ref = module.weight if module.affine else module.running_mean
         out = GlobalBatchNorm(
-            module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats
+            module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats,
+            device=None if ref is None else ref.device, dtype=None if ref is None else ref.dtype,
         )
         if module.affine:
             with torch.no_grad():

@@ -99,7 +99,7 @@ class PretrainTask:
     def forward_views(self, model: nn.Module, views: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
         with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             outs = model(*views)
-        return tuple(o.float() for o in outs)
+        return tuple(o.float() for o in outs) if self.autocast else outs
 
     def dgmix_terms(
         self, model: nn.Module, x: torch.Tensor, x2: torch.Tensor, lam: torch.Tensor

@@ -1,0 +1,90 @@
+"""``dgmix synth OUT``: write the synthetic domain-shift development set.
+
+See docs/synthetic-data.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dgmix.errors import InputError
+from dgmix.synth.generate import SynthConfig, generate
+from dgmix.synth.machines import MACHINES
+
+_DEFAULT = SynthConfig()
+
+
+def synth(
+    out: Annotated[Path, typer.Argument(help="Output folder; clips go to OUT/dev_data/.")],
+    machines: Annotated[
+        list[str] | None,
+        typer.Option("--machines", "-m",
+                     help=f"Machine types, comma list or repeated (default all: "
+                          f"{','.join(MACHINES)})."),
+    ] = None,
+    sections: Annotated[
+        list[str] | None,
+        typer.Option("--sections", "-s",
+                     help="Sections 00-05, comma list or repeated (default 00,01,02)."),
+    ] = None,
+    train_source: Annotated[
+        int, typer.Option("--train-source", help="Source-domain training clips per section.")
+    ] = _DEFAULT.train_source,
+    train_target: Annotated[
+        int, typer.Option("--train-target", help="Target-domain training clips per section.")
+    ] = _DEFAULT.train_target,
+    test_per_group: Annotated[
+        int,
+        typer.Option("--test-per-group",
+                     help="Test clips per section for each domain x label (4 groups)."),
+    ] = _DEFAULT.test_per_group,
+    duration: Annotated[
+        float, typer.Option("--duration", help="Clip length in seconds.")
+    ] = _DEFAULT.duration,
+    severity: Annotated[
+        float, typer.Option("--severity", help="Anomaly strength multiplier (0 = none).")
+    ] = _DEFAULT.severity,
+    seed: Annotated[int, typer.Option("--seed", help="Base random seed.")] = _DEFAULT.seed,
+    workers: Annotated[int, typer.Option("--workers", "-j", help="Worker processes.")] = 1,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite",
+                     help="Replace clips of an earlier run for the same machine types."),
+    ] = False,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
+    ] = True,
+) -> None:
+    """Write a synthetic DCASE 2022 Task 2 style development set with a domain shift per section.
+
+    Layout: OUT/dev_data/<machine>/{train,test}/section_XX_..._<attrs>.wav,
+    attributes_XX.csv, and evaluator-format ground truth in OUT/dev_data/ground_truth_data/ and
+    ground_truth_domain/. Prints one summary line.
+    """
+    try:
+        cfg = SynthConfig(
+            machines=tuple(machines) if machines else _DEFAULT.machines,
+            sections=tuple(sections) if sections else _DEFAULT.sections,
+            train_source=train_source,
+            train_target=train_target,
+            test_per_group=test_per_group,
+            duration=duration,
+            severity=severity,
+            seed=seed,
+        )
+        report = generate(out, cfg, workers=workers, progress=progress, overwrite=overwrite)
+    except InputError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as e:
+        typer.echo(f"error: {e.filename or out}: {e.strerror or e}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(report.summary())
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``synth`` command to ``app``."""
+    app.command("synth")(synth)
