@@ -431,3 +431,18 @@ def test_ground_truth_layout_and_name_labels(tmp_path):
     assert lab.is_anomaly.tolist() == [1, 0] and lab.is_target.tolist() == [1, 0]
     with pytest.raises(InputError, match="carries no domain/label"):
         labels_from_names(["section_03_0000.wav"], "x.csv")
+
+
+def test_mean_std_pooling_matches_numpy():
+    import numpy as np
+    import torch
+
+    from dgmix.scoring.pooling import pool, pool_batch, pooled_dim
+
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=(7, 5)).astype(np.float32)
+    ref = np.concatenate([w.mean(axis=0), w.std(axis=0)])
+    np.testing.assert_allclose(pool(torch.from_numpy(w), "mean+std").numpy(), ref, rtol=1e-5, atol=1e-6)
+    batch = pool_batch(torch.from_numpy(np.stack([w, w[::-1].copy()])), "mean+std")
+    np.testing.assert_allclose(batch[1].numpy(), ref, rtol=1e-5, atol=1e-6)
+    assert pooled_dim(5, "mean+std") == 10

@@ -127,7 +127,7 @@ class BaselineConfig:
 class ScoringConfig:
     """Clip embedding and k-NN scoring (paper §3.5, SPEC §6; options of issue 5)."""
 
-    pooling: Literal["mean", "max", "gwrp", "mean+max"] = "mean"
+    pooling: Literal["mean", "max", "gwrp", "mean+max", "mean+std"] = "mean"
     gwrp_r: float = 0.9
     k: int = 1
     window_level: bool = False

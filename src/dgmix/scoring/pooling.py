@@ -7,7 +7,9 @@ the 10-s audio recording"), which is ``method="mean"``. The other options are ex
 * ``"gwrp"``: global weighted rank pooling (Kolesnikov & Lampert, ECCV 2016): per dimension, sort
   the window values in descending order and take the weighted mean with weights ``r**i``
   (i = 0, 1, ...) normalised to sum to 1; ``r = 1`` is the mean, ``r = 0`` the max;
-* ``"mean+max"``: concatenation ``[mean, max]`` (output dimension 2·D).
+* ``"mean+max"``: concatenation ``[mean, max]`` (output dimension 2·D);
+* ``"mean+std"``: concatenation ``[mean, std]`` (population std, output 2·D) — the classic
+  "log-mel mean and standard deviation per clip" simple detector.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-PoolMethod = Literal["mean", "max", "gwrp", "mean+max"]
-POOL_METHODS: tuple[str, ...] = ("mean", "max", "gwrp", "mean+max")
+PoolMethod = Literal["mean", "max", "gwrp", "mean+max", "mean+std"]
+POOL_METHODS: tuple[str, ...] = ("mean", "max", "gwrp", "mean+max", "mean+std")
 
 __all__ = ["POOL_METHODS", "PoolMethod", "gwrp_weights", "pool", "pool_batch", "pooled_dim"]
 
@@ -27,7 +29,7 @@ __all__ = ["POOL_METHODS", "PoolMethod", "gwrp_weights", "pool", "pool_batch", "
 def pooled_dim(dim: int, method: PoolMethod = "mean") -> int:
     """Dimension of the pooled embedding for window embeddings of dimension ``dim``."""
     _check_method(method)
-    return 2 * dim if method == "mean+max" else dim
+    return 2 * dim if method in ("mean+max", "mean+std") else dim
 
 
 def _check_method(method: str) -> None:
@@ -58,15 +60,24 @@ def pool(windows: Tensor, method: PoolMethod = "mean", gwrp_r: float = 0.9) -> T
         raise ValueError(f"window embeddings must be (W, D), got shape {tuple(windows.shape)}")
     if windows.shape[0] == 0:
         raise ValueError("cannot pool a clip with no windows")
+    return _pool_axis(windows, 0, method, gwrp_r)
+
+
+def _pool_axis(t: Tensor, dim: int, method: str, gwrp_r: float) -> Tensor:
+    """Pool over the window axis ``dim`` of ``t`` (the last axis holds the features)."""
     if method == "mean":
-        return windows.mean(dim=0)
+        return t.mean(dim=dim)
     if method == "max":
-        return windows.amax(dim=0)
+        return t.amax(dim=dim)
     if method == "mean+max":
-        return torch.cat([windows.mean(dim=0), windows.amax(dim=0)])
-    srt = torch.sort(windows, dim=0, descending=True).values
-    w = gwrp_weights(windows.shape[0], gwrp_r, dtype=windows.dtype, device=windows.device)
-    return (w[:, None] * srt).sum(dim=0)
+        return torch.cat([t.mean(dim=dim), t.amax(dim=dim)], dim=-1)
+    if method == "mean+std":
+        return torch.cat([t.mean(dim=dim), t.std(dim=dim, correction=0)], dim=-1)
+    srt = torch.sort(t, dim=dim, descending=True).values
+    w = gwrp_weights(t.shape[dim], gwrp_r, dtype=t.dtype, device=t.device)
+    shape = [1] * t.ndim
+    shape[dim] = -1
+    return (w.view(shape) * srt).sum(dim=dim)
 
 
 def pool_batch(
@@ -95,15 +106,7 @@ def pool_batch(
         elif windows.ndim == 3:
             if windows.shape[1] == 0:
                 raise ValueError("cannot pool clips with no windows")
-            if method == "mean":
-                return windows.mean(dim=1)
-            if method == "max":
-                return windows.amax(dim=1)
-            if method == "mean+max":
-                return torch.cat([windows.mean(dim=1), windows.amax(dim=1)], dim=1)
-            srt = torch.sort(windows, dim=1, descending=True).values
-            w = gwrp_weights(windows.shape[1], gwrp_r, dtype=windows.dtype, device=windows.device)
-            return (w[None, :, None] * srt).sum(dim=1)
+            return _pool_axis(windows, 1, method, gwrp_r)
         else:
             raise ValueError(
                 "windows must be a list of (W, D) tensors, a (C, W, D) tensor, or a flat "

@@ -121,7 +121,9 @@ def scale_phase(acc: np.ndarray, ratio: float) -> np.ndarray:
     """Phase of a component turning ``ratio`` times as fast as ``acc`` (e.g. a gear, a defect)."""
     if float(ratio).is_integer():
         return acc * int(ratio)
-    return (acc.astype(np.float64) * ratio).astype(np.int64)
+    out = np.empty_like(acc)
+    np.multiply(acc, float(ratio), out=out, casting="unsafe")  # float64 product -> int64
+    return out
 
 
 def smooth_curve(rng: np.random.Generator, n: int, points: int, depth: float) -> np.ndarray:
@@ -135,9 +137,12 @@ def rotation_from_freq(
     n: int, sr: int, freq: np.ndarray, start: float = 0.0
 ) -> np.ndarray:
     """Phase accumulator of an instantaneous frequency given per sample (Hz, < sr / 2)."""
-    inc = (np.asarray(freq, dtype=np.float32) * np.float32(ONE_CYCLE / sr)).astype(np.int64)
-    acc = np.cumsum(inc)
-    acc += int(start * ONE_CYCLE) - inc[0]
+    acc = np.empty(np.shape(freq), dtype=np.int64)
+    np.multiply(np.asarray(freq, dtype=np.float32), np.float32(ONE_CYCLE / sr), out=acc,
+                casting="unsafe")
+    first = int(acc[0])
+    np.cumsum(acc, out=acc)
+    acc += int(start * ONE_CYCLE) - first
     return acc
 
 
