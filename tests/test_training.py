@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
+from dgmix.checkpoint import load_checkpoint
 from dgmix.config import load_config
 from dgmix.errors import TrainingError
 from dgmix.training import finetune, pretrain, train_baseline
-from dgmix.checkpoint import load_checkpoint
 from dgmix.training.log import read_log
 
 

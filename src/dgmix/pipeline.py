@@ -15,6 +15,8 @@ training run dirs, and ``results.{md,csv,json}``.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dgmix.checkpoint import load_checkpoint
 from dgmix.config import RunConfig, ScoringConfig, write_config
 from dgmix.data import ClipRecord, Dataset, scan
 from dgmix.errors import InputError
@@ -36,7 +39,6 @@ from dgmix.scoring.embed import classifier_scores
 from dgmix.training import finetune, pretrain, train_baseline
 from dgmix.training.data import feature_params, make_cache
 from dgmix.training.distributed import DistContext
-from dgmix.checkpoint import load_checkpoint
 
 log = logging.getLogger("dgmix.pipeline")
 
@@ -156,11 +158,20 @@ def train_method(
 
 
 def build_detector(
-    method: str, md: MachineData, cfg: RunConfig, model_dir: Path | None, scoring: ScoringConfig
+    method: str, md: MachineData, cfg: RunConfig, model_dir: Path | None, scoring: ScoringConfig,
+    baseline_knn: bool = False,
 ) -> tuple[DetectorBundle, np.ndarray]:
-    """Detector bundle and test scores for a trained method (or ``logmel``)."""
+    """Detector bundle and test scores for a trained method (or ``logmel``).
+
+    The baseline scores with its classifier (SPEC §7) unless ``baseline_knn``, which applies the
+    k-NN back end to the baseline's encoder (for the method x scoring table)."""
     if method == "logmel":
         return _knn_bundle(md, cfg, method, "logmel", None, scoring)
+    if method == "baseline" and baseline_knn:
+        state = load_checkpoint(model_dir / "model.pt")
+        enc = Encoder(width_mult=cfg.model.width_mult, embed_dim=cfg.model.embed_dim)
+        enc.load_state_dict({k[len("encoder."):]: v for k, v in state["model"].items() if k.startswith("encoder.")})
+        return _knn_bundle(md, cfg, method, "knn", enc.eval(), scoring)
     if method == "baseline":
         state = load_checkpoint(model_dir / "model.pt")
         enc = Encoder(width_mult=cfg.model.width_mult, embed_dim=cfg.model.embed_dim)
@@ -205,6 +216,52 @@ def write_outputs(method_dir: Path, md: MachineData, scores: np.ndarray, decisio
         names = [md.test[i].name for i in idx]
         write_scores(method_dir / "scores", md.machine, sec, names, scores[idx])
         write_decisions(method_dir / "scores", md.machine, sec, names, decisions[idx])
+
+
+def scoring_variants(base: ScoringConfig) -> dict[str, ScoringConfig]:
+    """The scoring options of the method x scoring table (issue 5), on top of ``base``."""
+    def v(**kw) -> ScoringConfig:
+        return dataclasses.replace(base, **kw)
+
+    return {
+        "mean": v(pooling="mean", window_level=False, domain_aware=False),
+        "max": v(pooling="max", window_level=False, domain_aware=False),
+        "gwrp": v(pooling="gwrp", window_level=False, domain_aware=False),
+        "window-knn-max": v(window_level=True, window_aggregation="max", domain_aware=False),
+        "domain-aware": v(pooling="mean", window_level=False, domain_aware=True),
+        "max+domain-aware": v(pooling="max", window_level=False, domain_aware=True),
+    }
+
+
+def write_scoring_table(out: Path, tables: dict[str, ResultsTable], main: ResultsTable) -> Path:
+    """``scoring_table.{md,json}``: official score (hmean, %) per method x scoring option, plus each
+    option's full results under ``scoring/<option>/``. The paper-faithful cell is dgmix x mean."""
+    for name, t in tables.items():
+        if t.methods():
+            t.write(out / "scoring" / name)
+    methods = [m for m in METHODS if any(m in t.methods() for t in tables.values())]
+    data = {m: {n: t.official_score(m) for n, t in tables.items() if m in t.methods()} for m in methods}
+    for m in main.methods():
+        data.setdefault(m, {})["as-run"] = main.official_score(m)
+    cols = list(tables) + ["as-run"]
+    lines = ["| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for m in methods:
+        cells = []
+        for c in cols:
+            val = data[m].get(c)
+            cell = "" if val is None else f"{100 * val:.2f}"
+            if m == "dgmix" and c == "mean" and cell:
+                cell += " (paper)"
+            cells.append(cell)
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    (out / "scoring_table.json").write_text(json.dumps(data, indent=2))
+    path = out / "scoring_table.md"
+    path.write_text(
+        "Official score (hmean of AUC-S, AUC-T, pAUC, %) per method x scoring option.\n"
+        "`as-run`: the scoring of the run itself (the baseline: its classifier score).\n\n"
+        + "\n".join(lines) + "\n"
+    )
+    return path
 
 
 @dataclass
@@ -271,17 +328,13 @@ def run_pipeline(
                 echo(f"         {machine} {method}: AUC-S {hm.auc_source:.3f} AUC-T {hm.auc_target:.3f} "
                      f"pAUC {hm.pauc:.3f} hmean {hm.hmean:.3f}")
             for name, sc in (extra_scorings or {}).items():
-                if method == "baseline":
-                    continue  # the baseline's score is its classifier, not a k-NN
-                _, s2 = build_detector(method, md, cfg, model_dir, sc)
+                _, s2 = build_detector(method, md, cfg, model_dir, sc, baseline_knn=True)
                 r2 = evaluate_machine(md, s2)
                 if r2:
                     extra_tables[name].add_machine(method, machine, r2)
     seconds = time.perf_counter() - t0
     if table.methods():
         table.write(out, paper=PAPER_RESULTS if paper_reference else None)
-    for name, t in extra_tables.items():
-        if t.methods():
-            (out / "scoring").mkdir(exist_ok=True)
-            t.write(out / "scoring" / name)
+    if extra_tables:
+        write_scoring_table(out, extra_tables, table)
     return RunSummary(table, seconds, out, timings)

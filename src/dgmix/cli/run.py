@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -22,24 +21,27 @@ def _split(value: str) -> list[str]:
 def register(app: typer.Typer) -> None:
     @app.command()
     def run(
-        data: Optional[Path] = typer.Option(
+        data: Path | None = typer.Option(
             None, "--data", help="Dataset root. Without it, the default synthetic set is generated."
         ),
         methods: str = typer.Option("baseline,scratch,vicreg,dgmix",
                                     "--methods", help="Comma list of baseline, scratch, vicreg, dgmix, logmel."),
         machines: str = typer.Option("all", "--machines", help="Comma list of machine types, or all."),
         preset: str = typer.Option("cpu", "--preset", help="paper | cpu | tiny."),
-        config: Optional[Path] = typer.Option(None, "--config", help="YAML/TOML overrides of any field."),
+        config: Path | None = typer.Option(None, "--config", help="YAML/TOML overrides of any field."),
         out: Path = typer.Option(DEFAULT_OUT, "--out", help="Run directory."),
-        cache: Optional[Path] = typer.Option(None, "--cache", help="Feature cache (default OUT/cache)."),
-        pooling: Optional[str] = typer.Option(None, "--pooling", help="mean | max | gwrp | mean+max."),
-        window_level: Optional[bool] = typer.Option(None, "--window-knn/--clip-knn",
+        cache: Path | None = typer.Option(None, "--cache", help="Feature cache (default OUT/cache)."),
+        pooling: str | None = typer.Option(None, "--pooling", help="mean | max | gwrp | mean+max."),
+        window_level: bool | None = typer.Option(None, "--window-knn/--clip-knn",
                                                     help="Window-level k-NN instead of clip embeddings."),
-        domain_aware: Optional[bool] = typer.Option(None, "--domain-aware/--single-bank",
+        domain_aware: bool | None = typer.Option(None, "--domain-aware/--single-bank",
                                                     help="Separate, scale-normalised source/target banks."),
-        paper: Optional[bool] = typer.Option(None, "--paper-reference/--no-paper-reference",
+        paper: bool | None = typer.Option(None, "--paper-reference/--no-paper-reference",
                                              help="Put the paper's numbers beside ours (default: on for --data)."),
-        seed: Optional[int] = typer.Option(None, "--seed"),
+        scoring_table: bool = typer.Option(
+            False, "--scoring-table", help="Also score every method with every pooling / k-NN option."
+        ),
+        seed: int | None = typer.Option(None, "--seed"),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
         verbose: bool = typer.Option(False, "--verbose", "-v"),
     ) -> None:
@@ -56,7 +58,7 @@ def register(app: typer.Typer) -> None:
             overrides["seed"] = seed
 
         def go():
-            from dgmix.pipeline import run_pipeline
+            from dgmix.pipeline import run_pipeline, scoring_variants
             from dgmix.synth import SynthConfig, generate
 
             t0 = time.perf_counter()
@@ -72,10 +74,13 @@ def register(app: typer.Typer) -> None:
                 machines=None if machines == "all" else _split(machines), cache_dir=cache,
                 progress=progress, echo=typer.echo,
                 paper_reference=paper if paper is not None else data is not None,
+                extra_scorings=scoring_variants(cfg.scoring) if scoring_table else None,
             )
             if summary.table.methods():
                 typer.echo("")
                 typer.echo((out / "results.md").read_text())
+            if scoring_table:
+                typer.echo((out / "scoring_table.md").read_text())
             typer.echo(f"wrote {out}/results.md, results.csv, results.json and per-method scores")
             typer.echo(f"elapsed: {time.perf_counter() - t0:.1f} s")
 
@@ -85,11 +90,11 @@ def register(app: typer.Typer) -> None:
     def score(
         detector: Path = typer.Argument(..., help="detector.pt written by dgmix run / dgmix export."),
         clips: list[Path] = typer.Argument(..., help="WAV files or folders of WAV files."),
-        section: Optional[str] = typer.Option(None, "--section",
+        section: str | None = typer.Option(None, "--section",
                                               help="Section id for clips whose names carry none."),
-        channel: Optional[int] = typer.Option(None, "--channel", help="Channel to use (default: downmix)."),
+        channel: int | None = typer.Option(None, "--channel", help="Channel to use (default: downmix)."),
         pad: bool = typer.Option(False, "--pad", help="Zero-pad clips shorter than one window."),
-        out_csv: Optional[Path] = typer.Option(None, "--csv", help="Also write file,score,decision rows here."),
+        out_csv: Path | None = typer.Option(None, "--csv", help="Also write file,score,decision rows here."),
         on_error: str = typer.Option("skip", "--on-error", help="skip | fail"),
     ) -> None:
         """Score new clips with a saved detector: prints file, score and decision (1 = anomaly)."""

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
+from dgmix.checkpoint import load_checkpoint
 from dgmix.cli.common import default_cache_dir, fail, run_guarded, setup_logging
 from dgmix.config import PRESETS, RunConfig, config_from_dict, load_config
-from dgmix.checkpoint import load_checkpoint
 from dgmix.training.loop import LAST
 
 
 def resolve_config(
-    preset: str, config: Optional[Path], out: Path, resume: bool, overrides: dict
+    preset: str, config: Path | None, out: Path, resume: bool, overrides: dict
 ) -> RunConfig:
     """The run's config: from the checkpoint when resuming (so it continues exactly), else preset + file."""
     if preset not in PRESETS:
@@ -40,11 +39,11 @@ def register(app: typer.Typer) -> None:
         machine: str = typer.Option(..., "--machine", help="Machine type, e.g. fan."),
         method: str = typer.Option("dgmix", "--method", help="dgmix or vicreg (SpecAugment ablation)."),
         preset: str = typer.Option("paper", "--preset", help="paper | cpu | tiny."),
-        config: Optional[Path] = typer.Option(None, "--config", help="YAML/TOML file overriding any field."),
+        config: Path | None = typer.Option(None, "--config", help="YAML/TOML file overriding any field."),
         out: Path = typer.Option(..., "--out", help="Run directory."),
         cache: Path = typer.Option(None, "--cache", help="Feature cache dir (default $DGMIX_CACHE or ~/.cache/dgmix)."),
         resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt exactly."),
-        seed: Optional[int] = typer.Option(None, "--seed"),
+        seed: int | None = typer.Option(None, "--seed"),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
         verbose: bool = typer.Option(False, "--verbose", "-v"),
     ) -> None:
@@ -72,11 +71,11 @@ def register(app: typer.Typer) -> None:
         machine: str = typer.Option(..., "--machine", help="Machine type."),
         init: str = typer.Option(..., "--init", help="Pre-training RUN_DIR (or encoder.pt), or 'scratch'."),
         preset: str = typer.Option("paper", "--preset", help="paper | cpu | tiny."),
-        config: Optional[Path] = typer.Option(None, "--config"),
+        config: Path | None = typer.Option(None, "--config"),
         out: Path = typer.Option(..., "--out", help="Run directory."),
         cache: Path = typer.Option(None, "--cache"),
         resume: bool = typer.Option(False, "--resume"),
-        seed: Optional[int] = typer.Option(None, "--seed"),
+        seed: int | None = typer.Option(None, "--seed"),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
         verbose: bool = typer.Option(False, "--verbose", "-v"),
     ) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dgmix.checkpoint import load_checkpoint, save_checkpoint
 from dgmix.data import load_audio, min_samples_for
 from dgmix.errors import InputError
 from dgmix.features import FeatureParams, log_mel
@@ -24,7 +25,6 @@ from dgmix.models import Encoder, SectionClassifier
 from dgmix.scoring.embed import classifier_scores, encoder_windows, logmel_frames
 from dgmix.scoring.knn import KNNScorer
 from dgmix.scoring.threshold import decide
-from dgmix.checkpoint import load_checkpoint, save_checkpoint
 
 Kind = Literal["knn", "classifier", "logmel"]
 FORMAT = "dgmix-detector-1"

@@ -21,11 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from dgmix.augment import mix, sample_lambda
+from dgmix.checkpoint import load_checkpoint, save_checkpoint
 from dgmix.config import RunConfig, write_config
 from dgmix.errors import InputError
 from dgmix.losses import MixupKLLoss
 from dgmix.models import Encoder, SectionClassifier
-from dgmix.checkpoint import load_checkpoint, save_checkpoint
 from dgmix.training.common import training_clips, wrap_model
 from dgmix.training.data import ClipSet
 from dgmix.training.distributed import DistContext, gather_no_grad, gather_with_grad, init_from_env
@@ -160,7 +160,8 @@ def finetune(
         write_config(cfg, out_dir)
     settings = LoopSettings(
         epochs=f.epochs, batch_size=f.batch_size, windows_per_epoch=f.windows_per_epoch,
-        seed=cfg.seed, log_every=f.log_every, progress=progress, stop_after_epoch=stop_after_epoch, desc=f"finetune {machine}",
+        seed=cfg.seed, log_every=f.log_every, progress=progress,
+        stop_after_epoch=stop_after_epoch, desc=f"finetune {machine}",
     )
     extra = {"config": cfg.to_dict(), "machine": machine, "stage": "finetune",
              "init": str(init) if init else "scratch", "section_names": clips.section_names}
@@ -195,7 +196,8 @@ def train_baseline(
         write_config(cfg, out_dir)
     settings = LoopSettings(
         epochs=b.epochs, batch_size=b.batch_size, windows_per_epoch=b.windows_per_epoch,
-        seed=cfg.seed, log_every=b.log_every, progress=progress, stop_after_epoch=stop_after_epoch, desc=f"baseline {machine}",
+        seed=cfg.seed, log_every=b.log_every, progress=progress,
+        stop_after_epoch=stop_after_epoch, desc=f"baseline {machine}",
     )
     extra = {"config": cfg.to_dict(), "machine": machine, "stage": "baseline",
              "section_names": clips.section_names}

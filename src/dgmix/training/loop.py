@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
@@ -21,8 +22,8 @@ from torch import nn
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
-from dgmix.errors import TrainingError
 from dgmix.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from dgmix.errors import TrainingError
 from dgmix.training.data import IndexDataset
 from dgmix.training.distributed import DistContext
 from dgmix.training.log import JsonlLogger

@@ -19,15 +19,15 @@ import torch
 from torch import nn
 
 from dgmix.augment import SpecAugment, mix, sample_lambda
+from dgmix.checkpoint import save_checkpoint
 from dgmix.config import RunConfig, write_config
 from dgmix.errors import InputError
 from dgmix.losses import DGMixLoss, VICRegLoss
 from dgmix.models import Encoder, Expander
 from dgmix.optim import LARS, WarmupCosine
-from dgmix.checkpoint import save_checkpoint
+from dgmix.training.common import training_clips, wrap_model
 from dgmix.training.data import ClipSet
 from dgmix.training.distributed import DistContext, gather_no_grad, gather_with_grad, init_from_env
-from dgmix.training.common import training_clips, wrap_model
 from dgmix.training.loop import LoopResult, LoopSettings, plan_steps, run_loop
 
 log = logging.getLogger("dgmix.training")
