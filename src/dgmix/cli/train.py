@@ -43,6 +43,9 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Run directory."),
         cache: Path = typer.Option(None, "--cache", help="Feature cache dir (default $DGMIX_CACHE or ~/.cache/dgmix)."),
         resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt exactly."),
+        stop_after: Optional[int] = typer.Option(
+            None, "--stop-after-epoch", help="End this invocation after epoch N (continue later with --resume)."
+        ),
         seed: int | None = typer.Option(None, "--seed"),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
         verbose: bool = typer.Option(False, "--verbose", "-v"),
@@ -60,7 +63,7 @@ def register(app: typer.Typer) -> None:
 
             cfg = resolve_config(preset, config, out, resume, overrides)
             result = run_pretrain(data, machine, cfg, out, cache or default_cache_dir(),
-                                  resume=resume, progress=progress)
+                                  resume=resume, progress=progress, stop_after_epoch=stop_after)
             _summary(f"pretrain {cfg.pretrain.method} {machine}", result, out)
 
         run_guarded(go)
@@ -75,6 +78,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Run directory."),
         cache: Path = typer.Option(None, "--cache"),
         resume: bool = typer.Option(False, "--resume"),
+        stop_after: Optional[int] = typer.Option(None, "--stop-after-epoch"),
         seed: int | None = typer.Option(None, "--seed"),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
         verbose: bool = typer.Option(False, "--verbose", "-v"),
@@ -89,7 +93,7 @@ def register(app: typer.Typer) -> None:
             cfg = resolve_config(preset, config, out, resume, overrides)
             init_path = None if init == "scratch" else Path(init)
             result = run_finetune(data, machine, cfg, out, cache or default_cache_dir(), init_path,
-                                  resume=resume, progress=progress)
+                                  resume=resume, progress=progress, stop_after_epoch=stop_after)
             _summary(f"finetune {machine}", result, out)
 
         run_guarded(go)
