@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Run directory."),
         cache: Path = typer.Option(None, "--cache", help="Feature cache dir (default $DGMIX_CACHE or ~/.cache/dgmix)."),
         resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt exactly."),
-        stop_after: Optional[int] = typer.Option(
+        stop_after: int | None = typer.Option(
             None, "--stop-after-epoch", help="End this invocation after epoch N (continue later with --resume)."
         ),
         seed: int | None = typer.Option(None, "--seed"),
@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Run directory."),
         cache: Path = typer.Option(None, "--cache"),
         resume: bool = typer.Option(False, "--resume"),
-        stop_after: Optional[int] = typer.Option(None, "--stop-after-epoch"),
+        stop_after: int | None = typer.Option(None, "--stop-after-epoch"),
         seed: int | None = typer.Option(None, "--seed"),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
         verbose: bool = typer.Option(False, "--verbose", "-v"),
