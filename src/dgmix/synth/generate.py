@@ -323,9 +323,11 @@ def generate(
     else:
         step = max(4, min(32, len(specs) // (8 * workers) or 4))
         chunks = [specs[i:i + step] for i in range(0, len(specs), step)]
-        # "spawn": the workers import only dgmix.synth (no state inherited from a parent that
-        # may have started threads, e.g. torch in the CLI process).
-        ctx = multiprocessing.get_context("spawn")
+        # "fork" where available: works from scripts without a ``__main__`` guard and starts
+        # fast; the workers only use numpy/scipy/soundfile, never torch, so threads a parent
+        # may have started (torch in the CLI process) do not matter. Elsewhere "spawn".
+        methods = multiprocessing.get_all_start_methods()
+        ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             futures = [pool.submit(_write_chunk, str(root), cfg, c) for c in chunks]
             for fut in as_completed(futures):

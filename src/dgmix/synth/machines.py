@@ -743,11 +743,11 @@ class ToyTrain(MachineModel):
         harm = [(k, a, rng.random() * 6.28) for k, a in enumerate(amps, 1)]
         wheel = scale_phase(ph, 1.0 / self.wheel_ratio)
         if anomaly == "gear":
-            harm += [(k, 0.12 * sev, rng.random() * 6.28) for k in (11, 13) if k <= kmax]
+            harm += [(k, 0.06 * sev, rng.random() * 6.28) for k in (11, 13) if k <= kmax]
         tonal = read_table(harmonic_table(harm), ph)
         tonal /= _rms(tonal)
         if anomaly == "gear":
-            tonal *= 1.0 + 0.45 * sev * sine(wheel)
+            tonal *= 1.0 + 0.3 * sev * sine(wheel)
         roll = noise_shape(n, sr, (1.0, 250.0, 1.0, 0.0), (0.3, 900.0, 1.0, 0.0))
         x = 0.7 * tonal
         f_j = 0.32 * spd
@@ -762,7 +762,7 @@ class ToyTrain(MachineModel):
             scr = shaped_noise(rng, n, noise_shape(n, sr, (1.0, 3000.0, 0.7, 0.0)))
             starts = np.sort(rng.uniform(0.0, n / sr, 6))
             g = gate(n, sr, [(s, s + rng.uniform(0.2, 0.6)) for s in starts], ramp_s=0.05)
-            x += (0.6 * sev) * scr * g
+            x += (0.3 * sev) * scr * g
         return x, [(roll, 0.5)]
 
 

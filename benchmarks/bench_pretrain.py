@@ -1,0 +1,523 @@
+"""Speed benchmark of one DG-Mix pre-training step (paper §3.3, eq. 5) and of encoder inference.
+
+What is timed (training): one step of the real training code,
+:meth:`dgmix.training.pretrain.PretrainTask.dgmix_terms` (mix X and X' into X_lambda, forward
+the three views through the weight-sharing encoder + expander, DG-Mix loss), then
+``zero_grad``, ``backward`` and a :class:`dgmix.optim.LARS` step -- the same order as
+:func:`dgmix.training.loop.run_loop`. Window gathering from the feature cache is not timed (the
+batches are drawn once, before timing, from a real :class:`dgmix.training.data.ClipSet` of random
+log-mel-like features).
+
+Counting: ``windows/s = 3 * batch / step time`` -- every step pushes the three views X, X' and
+X_lambda (``batch`` windows each) through forward and backward.
+
+Variants are named by ``+``-joined tokens on top of the naive reference
+(fp32, NCHW/contiguous, torch's default thread count, eager, three separate forwards):
+
+* ``cl``       channels_last model and inputs (``PretrainConfig.channels_last``)
+* ``t1``/``t2`` ``torch.set_num_threads(1|2)`` for that variant (``PretrainConfig.threads``)
+* ``ftz``      ``torch.set_flush_denormal(True)`` for that variant (denormals flushed to zero;
+  not a config field)
+* ``compile``  ``torch.compile`` (default mode) of the branch module, as ``wrap_model`` does
+  (``PretrainConfig.compile``); the first step's time is reported as the compile time
+* ``concat``   ONE forward of ``cat([X, X', X_lambda])`` (3N windows) instead of three forwards
+  of N. This CHANGES SEMANTICS: batch norm then normalises over 3N windows instead of over N
+  per branch, so the loss and gradients differ. Reported, never a recommendation by itself.
+* ``amp``      bf16 autocast (CUDA only, ``PretrainConfig.amp``)
+
+All variants are measured in the same process, interleaved round by round (round r times every
+variant once), so slow phases of a shared machine hit all of them alike; each variant's number
+is the median over rounds, and its ratio is against the naive step of the same run.
+
+Inference: the encoder alone in eval mode under ``torch.inference_mode`` on ``--infer-batch``
+windows (scoring embeds every window of every clip with batches of 512), naive vs channels_last
+(and the thread settings).
+
+Usage (see benchmarks/README.md)::
+
+    python benchmarks/bench_pretrain.py                      # CPU, batch 64, ~3 min on 2 cores
+    python benchmarks/bench_pretrain.py --json bench.json
+    python benchmarks/bench_pretrain.py --device cuda --amp --batch 1024
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dgmix.augment import sample_lambda
+from dgmix.config import load_config
+from dgmix.features import WindowDataset
+from dgmix.models import Encoder
+from dgmix.training.common import wrap_model
+from dgmix.training.data import ClipSet
+from dgmix.training.distributed import DistContext
+from dgmix.training.pretrain import PretrainTask, build_optimizer, draw_partners
+
+TOKENS = ("cl", "t1", "t2", "ftz", "compile", "concat", "amp")
+CPU_TRAIN = ("naive", "cl", "t1", "cl+t1", "concat", "cl+concat", "cl+t1+concat", "compile",
+             "cl+compile")
+CPU_INFER = ("naive", "cl", "t1", "cl+t1")
+CUDA_TRAIN = ("naive", "cl", "compile", "cl+compile", "concat")
+CUDA_TRAIN_AMP = ("amp", "amp+cl", "amp+compile", "amp+cl+compile", "amp+cl+concat")
+CUDA_INFER = ("naive", "cl")
+CUDA_INFER_AMP = ("amp", "amp+cl")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One benchmarked setting, parsed from a name such as ``cl+t1+compile``."""
+
+    name: str
+    channels_last: bool = False
+    threads: int | None = None
+    ftz: bool = False
+    compile: bool = False
+    concat: bool = False
+    amp: bool = False
+
+    @property
+    def changes_semantics(self) -> bool:
+        """True when the step no longer computes the paper's loss (``concat``: BN over 3N)."""
+        return self.concat
+
+    @classmethod
+    def parse(cls, name: str) -> Variant:
+        name = name.strip()
+        if name == "naive":
+            return cls(name)
+        toks = name.split("+")
+        bad = [t for t in toks if t not in TOKENS]
+        if bad or len(set(toks)) != len(toks):
+            raise SystemExit(f"--variants: bad variant {name!r}; use 'naive' or '+'-joined "
+                             f"tokens from {', '.join(TOKENS)}")
+        threads = 1 if "t1" in toks else (2 if "t2" in toks else None)
+        if "t1" in toks and "t2" in toks:
+            raise SystemExit(f"--variants: {name!r} sets two thread counts")
+        return cls(name, channels_last="cl" in toks, threads=threads, ftz="ftz" in toks,
+                   compile="compile" in toks, concat="concat" in toks, amp="amp" in toks)
+
+
+@dataclass
+class Result:
+    """Timings of one variant: seconds per timed block (``steps`` steps each)."""
+
+    variant: Variant
+    items_per_block: int
+    times: list[float] = field(default_factory=list)
+    first_step_s: float | None = None
+    first_loss: float | None = None
+    error: str | None = None
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.times)
+
+    @property
+    def rate(self) -> float:
+        return self.items_per_block / self.median_s
+
+
+# --------------------------------------------------------------------------- machine / context
+
+
+def cpu_model() -> str:
+    """The ``Model name`` line of ``lscpu`` (falls back to ``platform.processor()``)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_info(device: str) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "default_threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(),
+        "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+    }
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def wait_for_quiet(max_load: float, wait_s: float) -> tuple[float, float, float]:
+    """Wait up to ``wait_s`` seconds for the 1-minute load average to drop below ``max_load``."""
+    t_end = time.monotonic() + wait_s
+    load = os.getloadavg()
+    while load[0] > max_load and time.monotonic() < t_end:
+        time.sleep(5)
+        load = os.getloadavg()
+    return load
+
+
+# --------------------------------------------------------------------------- the benchmark
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--batch", type=int, default=None,
+                   help="windows per view per step (default 64 on CPU, 1024 on CUDA)")
+    p.add_argument("--amp", action="store_true",
+                   help="CUDA: also measure bf16 autocast variants")
+    p.add_argument("--variants", default=None,
+                   help="comma-separated training variants (default: a device-specific set); "
+                        "'naive' is always added first")
+    p.add_argument("--infer-variants", default=None,
+                   help="comma-separated inference variants; '' skips the inference benchmark")
+    p.add_argument("--rounds", type=int, default=3, help="timed rounds (median over rounds)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="training steps per round and variant (default 1 on CPU, 10 on CUDA)")
+    p.add_argument("--warmup", type=int, default=1,
+                   help="untimed steps per variant before the rounds (compile variants get "
+                        "one more: the first step compiles)")
+    p.add_argument("--infer-batch", type=int, default=512,
+                   help="windows per inference batch (scoring uses 512)")
+    p.add_argument("--infer-iters", type=int, default=None,
+                   help="inference batches per round (default 1 on CPU, 20 on CUDA)")
+    p.add_argument("--interop-threads", type=int, default=None,
+                   help="torch.set_num_interop_threads before any work (default: torch's)")
+    p.add_argument("--compile-cache", choices=("fresh", "default"), default="fresh",
+                   help="'fresh': compile into an empty temporary inductor cache, so the reported "
+                        "compile time is a cold one; 'default': reuse the user's cache")
+    p.add_argument("--max-load", type=float, default=None,
+                   help="wait (up to --wait-s) for the 1-min load average to fall below this")
+    p.add_argument("--wait-s", type=float, default=120.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    tmp_cache = None
+    if args.compile_cache == "fresh":
+        # Read by inductor when it first needs its cache (the first torch.compile).
+        tmp_cache = tempfile.TemporaryDirectory(prefix="dgmix_bench_inductor_")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tmp_cache.name
+
+    if args.interop_threads is not None:
+        torch.set_num_interop_threads(args.interop_threads)
+    cuda = args.device == "cuda"
+    if cuda and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: CUDA is not available in this torch build / machine")
+    batch = args.batch or (1024 if cuda else 64)
+    steps = args.steps or (10 if cuda else 1)
+    infer_iters = args.infer_iters or (20 if cuda else 1)
+    if batch < 2:
+        raise SystemExit("--batch must be >= 2 (the variance term needs two windows)")
+
+    if args.variants is None:
+        names = list(CUDA_TRAIN + (CUDA_TRAIN_AMP if args.amp else ())) if cuda else list(CPU_TRAIN)
+    else:
+        names = [n for n in args.variants.split(",") if n.strip()]
+    if args.infer_variants is None:
+        inames = list(CUDA_INFER + (CUDA_INFER_AMP if args.amp else ())) if cuda else list(CPU_INFER)
+    else:
+        inames = [n for n in args.infer_variants.split(",") if n.strip()]
+    variants = _with_naive([Variant.parse(n) for n in names])
+    ivariants = _with_naive([Variant.parse(n) for n in inames]) if inames else []
+    for v in variants + ivariants:
+        if v.amp and not cuda:
+            raise SystemExit(f"variant {v.name!r}: amp is CUDA-only (PretrainConfig.amp)")
+        if (v.threads or v.ftz) and cuda:
+            raise SystemExit(f"variant {v.name!r}: t1/t2/ftz are for --device cpu")
+
+    load0 = (wait_for_quiet(args.max_load, args.wait_s) if args.max_load is not None
+             else os.getloadavg())
+    info = machine_info(args.device)
+    info.update(device=args.device, batch=batch, steps_per_round=steps, rounds=args.rounds,
+                warmup=args.warmup, loadavg_start=[round(x, 2) for x in load0],
+                infer_batch=args.infer_batch, infer_iters=infer_iters,
+                compile_cache=args.compile_cache)
+    print(_header(info), flush=True)
+
+    train = bench_train(variants, batch, steps, args, cuda)
+    infer = bench_infer(ivariants, args.infer_batch, infer_iters, args, cuda) if ivariants else []
+    info["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+
+    print()
+    print(format_table("Training step (forward of 3 views + loss + backward + LARS)", train,
+                       "windows/s", per_step=steps))
+    if infer:
+        print()
+        print(format_table("Encoder inference (eval, torch.inference_mode)", infer, "windows/s",
+                           per_step=infer_iters))
+    print(f"\nload average: start {info['loadavg_start']}, end {info['loadavg_end']} "
+          f"({info['cpu_count']} CPUs)")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({
+            "info": info,
+            "train": [_result_dict(r, train[0], steps) for r in train],
+            "inference": [_result_dict(r, infer[0], infer_iters) for r in infer],
+        }, indent=2))
+        print(f"wrote {args.json}")
+    if tmp_cache is not None:
+        tmp_cache.cleanup()
+    return 0
+
+
+def _with_naive(variants: list[Variant]) -> list[Variant]:
+    rest = [v for v in variants if v.name != "naive"]
+    return [Variant("naive"), *rest]
+
+
+def _header(info: dict[str, Any]) -> str:
+    gpu = f", GPU {info['gpu']}" if "gpu" in info else ""
+    return (f"dgmix pre-training benchmark  {info['date']}\n"
+            f"CPU {info['cpu_model']} ({info['cpu_count']} CPUs){gpu}; torch {info['torch']}, "
+            f"default threads {info['default_threads']}, interop threads "
+            f"{info['interop_threads']}\n"
+            f"device {info['device']}, batch {info['batch']} (x3 views), "
+            f"{info['rounds']} rounds x {info['steps_per_round']} step(s), warm-up "
+            f"{info['warmup']}; load average {info['loadavg_start']}")
+
+
+def _make_task(v: Variant, batch: int, seed: int, device: str) -> tuple[Any, ...]:
+    """A real PretrainTask + its wrapped model + LARS for variant ``v``, seeded identically."""
+    cfg = load_config("cpu", overrides={"pretrain": {
+        "batch_size": batch, "channels_last": v.channels_last, "compile": v.compile,
+        "threads": v.threads, "amp": v.amp, "warmup_epochs": 0,
+    }})
+    # A real ClipSet of random log-mel-like features: 8 clips of 313 frames (10 s at hop 512).
+    rng = np.random.default_rng(seed)
+    feats = [(rng.standard_normal((128, 313)) * 5.0 - 20.0).astype(np.float32) for _ in range(8)]
+    clips = ClipSet(machine="bench", records=[], features=feats, windows=WindowDataset(feats),
+                    section_names=["00"], clip_section=np.zeros(8, dtype=np.int64),
+                    clip_domain=np.zeros(8, dtype=np.int64))
+    ctx = DistContext(device=torch.device(device))
+    torch.manual_seed(seed)
+    task = PretrainTask(clips, cfg, ctx)
+    module = ConcatBranches(task.module) if v.concat else task.module
+    _, model = wrap_model(module, ctx, v.compile)
+    opt, _ = build_optimizer(task.module, cfg, steps_per_epoch=1)
+    return task, model, opt, clips
+
+
+def _batches(clips: Any, batch: int, seed: int, n: int = 2) -> list[tuple[Any, ...]]:
+    """``n`` fixed (X, X', lambda) batches drawn like PretrainTask.step does (not timed)."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        idx = torch.randint(0, clips.n_windows, (batch,), generator=g)
+        x = clips.windows.batch(idx.numpy())
+        x2 = clips.windows.batch(draw_partners(idx, clips.n_windows, g).numpy())
+        out.append((x, x2, sample_lambda(batch, alpha=0.5, generator=g)))
+    return out
+
+
+class ConcatBranches(nn.Module):
+    """``concat`` variant: one encoder + expander forward of the 3N views, split back into 3.
+
+    Changes semantics: batch norm normalises over the 3N windows, not over N per branch.
+    """
+
+    def __init__(self, branches: nn.Module) -> None:
+        super().__init__()
+        self.inner = branches
+
+    def forward(self, *views: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        n = views[0].shape[0]
+        z = self.inner.expander(self.inner.encoder(torch.cat(views, dim=0)))
+        return tuple(z.split(n, dim=0))
+
+
+def _sync(cuda: bool) -> None:
+    if cuda:
+        torch.cuda.synchronize()
+
+
+class _Threads:
+    """Set a variant's global CPU settings (intra-op threads, flush-denormal), restore afterwards."""
+
+    def __init__(self, v: Variant) -> None:
+        self.n, self.ftz, self.prev = v.threads, v.ftz, None
+
+    def __enter__(self) -> None:
+        if self.n:
+            self.prev = torch.get_num_threads()
+            torch.set_num_threads(self.n)
+        if self.ftz:
+            torch.set_flush_denormal(True)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.prev is not None:
+            torch.set_num_threads(self.prev)
+        if self.ftz:
+            torch.set_flush_denormal(False)
+
+
+def bench_train(variants: list[Variant], batch: int, steps: int,
+                args: argparse.Namespace, cuda: bool) -> list[Result]:
+    """Warm every variant up, then time ``args.rounds`` interleaved rounds of ``steps`` steps."""
+    device = "cuda" if cuda else "cpu"
+    runners: list[tuple[Result, Callable[[int], float] | None]] = []
+    for v in variants:
+        res = Result(v, items_per_block=3 * batch * steps)
+        try:
+            task, model, opt, clips = _make_task(v, batch, args.seed, device)
+            data = _batches(clips, batch, args.seed + 1)
+        except Exception as exc:  # noqa: BLE001 -- a failed variant is reported, not fatal
+            res.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+            runners.append((res, None))
+            continue
+        model.train()
+
+        def run(n: int, task: Any = task, model: Any = model, opt: Any = opt,
+                data: list[tuple[Any, ...]] = data, res: Result = res) -> float:
+            t0 = time.perf_counter()
+            for i in range(n):
+                x, x2, lam = data[i % len(data)]
+                terms = task.dgmix_terms(model, x, x2, lam)
+                opt.zero_grad(set_to_none=True)
+                terms["loss"].backward()
+                opt.step()
+                if res.first_loss is None:
+                    res.first_loss = float(terms["loss"].detach())
+            _sync(cuda)
+            return time.perf_counter() - t0
+
+        with _Threads(v):
+            try:
+                res.first_step_s = run(1)
+                n_warm = args.warmup + (1 if v.compile else 0) - 1
+                if n_warm > 0:
+                    run(n_warm)
+            except Exception as exc:  # noqa: BLE001
+                res.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+                runners.append((res, None))
+                continue
+        print(f"  warm-up {v.name:<22} first step {res.first_step_s:7.2f} s", flush=True)
+        runners.append((res, run))
+
+    for r in range(args.rounds):
+        for res, run in runners:
+            if run is None:
+                continue
+            with _Threads(res.variant):
+                res.times.append(run(steps))
+        print(f"  round {r + 1}/{args.rounds} done, load {os.getloadavg()[0]:.2f}", flush=True)
+    return [res for res, _ in runners]
+
+
+def bench_infer(variants: list[Variant], batch: int, iters: int,
+                args: argparse.Namespace, cuda: bool) -> list[Result]:
+    """Encoder forward (eval mode, inference_mode) on ``batch`` windows, ``iters`` per round."""
+    device = torch.device("cuda" if cuda else "cpu")
+    g = torch.Generator().manual_seed(args.seed)
+    x_cpu = torch.randn(batch, 1, 128, 64, generator=g)
+    runners: list[tuple[Result, Callable[[int], float] | None]] = []
+    for v in variants:
+        res = Result(v, items_per_block=batch * iters)
+        try:
+            torch.manual_seed(args.seed)
+            enc = Encoder().to(device).eval()
+            fmt = torch.channels_last if v.channels_last else torch.contiguous_format
+            enc = enc.to(memory_format=fmt)
+            fn = torch.compile(enc) if v.compile else enc
+        except Exception as exc:  # noqa: BLE001
+            res.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+            runners.append((res, None))
+            continue
+
+        def run(n: int, fn: Any = fn, fmt: Any = fmt, v: Variant = v, res: Result = res) -> float:
+            t0 = time.perf_counter()
+            with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
+                                                        enabled=v.amp):
+                for _ in range(n):
+                    # The host->device copy and layout change are part of embedding a batch.
+                    y = fn(x_cpu.to(device, non_blocking=True).contiguous(memory_format=fmt))
+                    if res.first_loss is None:
+                        res.first_loss = float(y.float().abs().mean())
+            _sync(cuda)
+            return time.perf_counter() - t0
+
+        with _Threads(v):
+            try:
+                res.first_step_s = run(1)
+                if v.compile or cuda:
+                    run(2)
+            except Exception as exc:  # noqa: BLE001
+                res.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+                runners.append((res, None))
+                continue
+        runners.append((res, run))
+    for _ in range(args.rounds):
+        for res, run in runners:
+            if run is not None:
+                with _Threads(res.variant):
+                    res.times.append(run(iters))
+    return [res for res, _ in runners]
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _result_dict(r: Result, ref: Result, per_block: int) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "variant": r.variant.name, "channels_last": r.variant.channels_last,
+        "threads": r.variant.threads, "ftz": r.variant.ftz, "compile": r.variant.compile, "concat": r.variant.concat,
+        "amp": r.variant.amp, "changes_semantics": r.variant.changes_semantics,
+        "error": r.error, "first_step_s": r.first_step_s, "first_value": r.first_loss,
+    }
+    if r.times:
+        d.update(times_s=r.times, median_s_per_step=r.median_s / per_block,
+                 windows_per_s=r.rate)
+        if ref.times:
+            d["speedup_vs_naive"] = r.rate / ref.rate
+            d["round_speedups"] = [a / b for a, b in zip(ref.times, r.times)]
+    return d
+
+
+def format_table(title: str, results: list[Result], unit: str, per_step: int) -> str:
+    """Markdown table: variant, windows/s, s/step, ratio vs naive, spread, first-step, value."""
+    ref = results[0]
+    lines = [f"### {title}", "",
+             f"| variant | {unit} | s/step | vs naive | per-round ratios | first step s "
+             "| first loss/value | note |",
+             "|---|---:|---:|---:|---|---:|---:|---|"]
+    for r in results:
+        note = "CHANGES SEMANTICS (BN over 3N)" if r.variant.changes_semantics else ""
+        if r.error or not r.times:
+            lines.append(f"| {r.variant.name} | failed | | | | | | {r.error} |")
+            continue
+        if r.variant.compile and r.first_step_s is not None:
+            note = (note + "; " if note else "") + f"compile ~{r.first_step_s - r.median_s / per_step:.0f} s"
+        ratio = r.rate / ref.rate if ref.times else float("nan")
+        rounds = ", ".join(f"{a / b:.2f}" for a, b in zip(ref.times, r.times))
+        first = f"{r.first_loss:.4f}" if r.first_loss is not None else ""
+        lines.append(f"| {r.variant.name} | {r.rate:.1f} | {r.median_s / per_step:.3f} "
+                     f"| {ratio:.2f}x | {rounds} | {r.first_step_s:.2f} | {first} | {note} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
