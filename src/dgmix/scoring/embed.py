@@ -26,14 +26,19 @@ def window_outputs(
     hop: int = 8,
     batch_size: int = 512,
     device: torch.device | str = "cpu",
+    channels_last: bool = True,
 ) -> list[torch.Tensor]:
-    """Apply ``fn`` to every window of every clip; returns one ``(W_i, D)`` CPU tensor per clip."""
+    """Apply ``fn`` to every window of every clip; returns one ``(W_i, D)`` CPU tensor per clip.
+
+    Batches go in channels-last layout by default: the same numbers, faster convolutions on CPU
+    (see BENCHMARKS.md)."""
     ds = WindowDataset(features, frames=frames, hop=hop)
     total = len(ds)
     outs: list[torch.Tensor] = []
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
     for start in range(0, total, batch_size):
         idx = np.arange(start, min(start + batch_size, total))
-        outs.append(fn(ds.batch(idx).to(device)).float().cpu())
+        outs.append(fn(ds.batch(idx).to(device).contiguous(memory_format=fmt)).float().cpu())
     flat = torch.cat(outs) if outs else torch.empty(0)
     counts = ds.index.counts.tolist()
     return list(torch.split(flat, counts)) if counts else []

@@ -71,9 +71,9 @@ class SynthConfig:
 
     machines: tuple[str, ...] = MACHINES
     sections: tuple[str, ...] = ("00", "01", "02")
-    train_source: int = 20
-    train_target: int = 3
-    test_per_group: int = 8
+    train_source: int = 10
+    train_target: int = 2
+    test_per_group: int = 4
     duration: float = 10.0
     severity: float = 1.0
     seed: int = 0

@@ -30,7 +30,7 @@ from dgmix.training.common import training_clips, wrap_model
 from dgmix.training.data import ClipSet
 from dgmix.training.distributed import DistContext, gather_no_grad, gather_with_grad, init_from_env
 from dgmix.training.loop import LoopResult, LoopSettings, run_loop
-from dgmix.training.pretrain import ENCODER_FILE, draw_partners
+from dgmix.training.pretrain import ENCODER_FILE, ViewMover, draw_partners
 
 MODEL_FILE = "model.pt"
 
@@ -79,8 +79,11 @@ class FinetuneTask:
         self.clips, self.cfg, self.ctx = clips, cfg, ctx
         self.n_windows = clips.n_windows
         self.n_classes = len(clips.section_names)
-        self.module = build_model(cfg, self.n_classes).to(ctx.device)
         f = cfg.finetune
+        self.module = build_model(cfg, self.n_classes).to(ctx.device)
+        self.move = ViewMover(ctx.device, f.channels_last)
+        if f.channels_last:
+            self.module = self.module.to(memory_format=torch.channels_last)
         self.loss = MixupKLLoss(gamma=f.gamma, consistency_reduction=f.consistency_reduction)
 
     def step(self, model: nn.Module, idx: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -93,7 +96,7 @@ class FinetuneTask:
         s2 = F.one_hot(self.clips.window_sections(idx2.numpy()), self.n_classes).float()
         target = lam[:, None] * s1 + (1 - lam[:, None]) * s2
         dev = self.ctx.device
-        y, y2, ym, logits = model(x.to(dev), x2.to(dev), mix(x, x2, lam).to(dev))
+        y, y2, ym, logits = model(self.move(x), self.move(x2), self.move(mix(x, x2, lam)))
         lam_all = gather_no_grad(lam.to(dev))
         terms = dict(self.loss(
             gather_with_grad(logits), gather_no_grad(target.to(dev)),
@@ -110,10 +113,12 @@ class BaselineTask:
         self.clips, self.cfg, self.ctx = clips, cfg, ctx
         self.n_windows = clips.n_windows
         self.module = build_model(cfg, len(clips.section_names)).to(ctx.device)
+        self.move = ViewMover(ctx.device, cfg.baseline.channels_last)
+        if cfg.baseline.channels_last:
+            self.module = self.module.to(memory_format=torch.channels_last)
 
     def step(self, model: nn.Module, idx: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        x = self.clips.windows.batch(idx.numpy()).to(self.ctx.device)
-        y, logits = model(x)
+        y, logits = model(self.move(self.clips.windows.batch(idx.numpy())))
         target = self.clips.window_sections(idx.numpy()).to(self.ctx.device)
         loss = F.cross_entropy(logits, target)
         acc = (logits.argmax(dim=1) == target).float().mean()

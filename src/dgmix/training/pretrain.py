@@ -55,7 +55,7 @@ def draw_partners(idx: torch.Tensor, n: int, generator: torch.Generator) -> torc
     return (idx + offset) % n
 
 
-class _ViewMover:
+class ViewMover:
     """Moves a CPU batch to the device, in channels-last layout when asked."""
 
     def __init__(self, device: torch.device, channels_last: bool) -> None:
@@ -84,7 +84,7 @@ class PretrainTask:
         self.module = Branches(encoder, expander).to(ctx.device)
         if p.channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)
-        self.move = _ViewMover(ctx.device, p.channels_last)
+        self.move = ViewMover(ctx.device, p.channels_last)
         if p.method == "dgmix":
             self.loss = DGMixLoss(gamma=p.gamma, mu=p.mu, nu=p.nu,
                                   consistency_reduction=p.consistency_reduction)
