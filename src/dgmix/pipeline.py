@@ -104,19 +104,26 @@ class MethodOutput:
 
 def _knn_bundle(
     md: MachineData, cfg: RunConfig, method: str, kind: str, encoder: Encoder | None,
-    scoring: ScoringConfig,
+    scoring: ScoringConfig, cache: dict | None = None,
 ) -> tuple[DetectorBundle, np.ndarray]:
-    """Fit the k-NN bank on training clips, thresholds on leave-one-out scores; score the test clips."""
+    """Fit the k-NN bank on training clips, thresholds on leave-one-out scores; score the test clips.
+
+    ``cache`` (a dict owned by the caller) keeps the window embeddings between scoring options of
+    the same trained model, so each window goes through the encoder once."""
     params = feature_params(cfg.features)
     scorer = make_scorer(scoring, cfg.seed)
     bundle = DetectorBundle(kind, md.machine, method, params, md.section_names, scorer=scorer,
                             encoder=encoder, model_config=_model_cfg(cfg))
-    tr_emb = bundle.embed(md.train_feats)
+    cache = {} if cache is None else cache
+    if "train" not in cache:
+        cache["train"] = bundle.embed(md.train_feats)
+        cache["test"] = bundle.embed(md.test_feats)
+    tr_emb = cache["train"]
     tr_sec = md.sections(md.train)
     scorer.fit(tr_emb, tr_sec, [r.domain if r.domain != "unknown" else "source" for r in md.train])
     loo = scorer.loo_scores(tr_emb, tr_sec).double().numpy()
     bundle.thresholds.copy_(torch.as_tensor(_thresholds(loo, tr_sec, len(md.section_names), scoring)))
-    test_scores = scorer.score(bundle.embed(md.test_feats), md.sections(md.test)).double().numpy()
+    test_scores = scorer.score(cache["test"], md.sections(md.test)).double().numpy()
     return bundle, test_scores
 
 
@@ -159,19 +166,19 @@ def train_method(
 
 def build_detector(
     method: str, md: MachineData, cfg: RunConfig, model_dir: Path | None, scoring: ScoringConfig,
-    baseline_knn: bool = False,
+    baseline_knn: bool = False, cache: dict | None = None,
 ) -> tuple[DetectorBundle, np.ndarray]:
     """Detector bundle and test scores for a trained method (or ``logmel``).
 
     The baseline scores with its classifier (SPEC §7) unless ``baseline_knn``, which applies the
     k-NN back end to the baseline's encoder (for the method x scoring table)."""
     if method == "logmel":
-        return _knn_bundle(md, cfg, method, "logmel", None, scoring)
+        return _knn_bundle(md, cfg, method, "logmel", None, scoring, cache)
     if method == "baseline" and baseline_knn:
         state = load_checkpoint(model_dir / "model.pt")
         enc = Encoder(width_mult=cfg.model.width_mult, embed_dim=cfg.model.embed_dim)
         enc.load_state_dict({k[len("encoder."):]: v for k, v in state["model"].items() if k.startswith("encoder.")})
-        return _knn_bundle(md, cfg, method, "knn", enc.eval(), scoring)
+        return _knn_bundle(md, cfg, method, "knn", enc.eval(), scoring, cache)
     if method == "baseline":
         state = load_checkpoint(model_dir / "model.pt")
         enc = Encoder(width_mult=cfg.model.width_mult, embed_dim=cfg.model.embed_dim)
@@ -187,7 +194,7 @@ def build_detector(
         bundle.thresholds.copy_(torch.as_tensor(_thresholds(tr, tr_sec, len(md.section_names), scoring)))
         te = classifier_scores(enc, clf, md.test_feats, md.sections(md.test), params.frames, params.window_hop)
         return bundle, te
-    return _knn_bundle(md, cfg, method, "knn", _load_encoder(model_dir, cfg), scoring)
+    return _knn_bundle(md, cfg, method, "knn", _load_encoder(model_dir, cfg), scoring, cache)
 
 
 def evaluate_machine(
@@ -315,7 +322,8 @@ def run_pipeline(
             elapsed = time.perf_counter() - t0
             echo(f"[{elapsed:6.0f}s] {machine} ({mi}/{len(chosen)}) {method}: training")
             model_dir, secs = train_method(method, Path(data_root), md, cfg, out, cache_dir, progress, ctx)
-            bundle, scores = build_detector(method, md, cfg, model_dir, cfg.scoring)
+            emb_cache: dict = {}
+            bundle, scores = build_detector(method, md, cfg, model_dir, cfg.scoring, cache=emb_cache)
             sections = [r.section for r in md.test]
             decisions = bundle.decide(scores, sections)
             write_outputs(out / method, md, scores, decisions)
@@ -327,8 +335,11 @@ def run_pipeline(
                 hm = table.machine_summary(method, machine)
                 echo(f"         {machine} {method}: AUC-S {hm.auc_source:.3f} AUC-T {hm.auc_target:.3f} "
                      f"pAUC {hm.pauc:.3f} hmean {hm.hmean:.3f}")
+            # the baseline's own scores came from its classifier: its encoder is embedded here once
+            knn_cache = {} if method == "baseline" else emb_cache
             for name, sc in (extra_scorings or {}).items():
-                _, s2 = build_detector(method, md, cfg, model_dir, sc, baseline_knn=True)
+                _, s2 = build_detector(method, md, cfg, model_dir, sc, baseline_knn=True,
+                                       cache=knn_cache)
                 r2 = evaluate_machine(md, s2)
                 if r2:
                     extra_tables[name].add_machine(method, machine, r2)
