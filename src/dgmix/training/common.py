@@ -12,7 +12,8 @@ from dgmix.config import RunConfig
 from dgmix.data import scan
 from dgmix.errors import InputError
 from dgmix.training.data import ClipSet, load_clipset, make_cache
-from dgmix.training.distributed import DistContext, convert_batchnorm
+from dgmix.training.distributed import DistContext, convert_batchnorm, init_from_env
+from dgmix.training.loop import LoopSettings
 
 
 def training_clips(
@@ -46,3 +47,28 @@ def wrap_model(task_module: nn.Module, ctx: DistContext, compile_model: bool = F
     if compile_model:
         model = torch.compile(model)
     return task_module, model
+
+
+def start_stage(
+    data_root: Path, machine: str, cfg: RunConfig, stage_cfg, cache_dir: Path,
+    ctx: DistContext | None, progress: bool,
+) -> tuple[DistContext, ClipSet]:
+    """Process group, threads and seed for a stage, then its training clips."""
+    ctx = ctx or init_from_env()
+    if stage_cfg.threads:
+        torch.set_num_threads(stage_cfg.threads)
+    torch.manual_seed(cfg.seed)
+    return ctx, training_clips(data_root, machine, cfg, cache_dir, ctx, progress)
+
+
+def loop_settings(
+    stage_cfg, cfg: RunConfig, progress: bool, stop_after_epoch: int | None, desc: str,
+    std_warn_threshold: float | None = None,
+) -> LoopSettings:
+    """The loop settings every stage config (pretrain, finetune, baseline) has in common."""
+    return LoopSettings(
+        epochs=stage_cfg.epochs, batch_size=stage_cfg.batch_size,
+        windows_per_epoch=stage_cfg.windows_per_epoch, seed=cfg.seed, log_every=stage_cfg.log_every,
+        std_warn_threshold=std_warn_threshold, progress=progress, stop_after_epoch=stop_after_epoch,
+        desc=desc,
+    )

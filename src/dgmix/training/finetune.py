@@ -26,10 +26,10 @@ from dgmix.config import RunConfig, write_config
 from dgmix.errors import InputError
 from dgmix.losses import MixupKLLoss
 from dgmix.models import Encoder, SectionClassifier
-from dgmix.training.common import training_clips, wrap_model
+from dgmix.training.common import loop_settings, start_stage, wrap_model
 from dgmix.training.data import ClipSet
-from dgmix.training.distributed import DistContext, gather_no_grad, gather_with_grad, init_from_env
-from dgmix.training.loop import LoopResult, LoopSettings, run_loop
+from dgmix.training.distributed import DistContext, gather_no_grad, gather_with_grad
+from dgmix.training.loop import LoopResult, run_loop
 from dgmix.training.pretrain import ENCODER_FILE, ViewMover, draw_partners
 
 MODEL_FILE = "model.pt"
@@ -125,12 +125,22 @@ class BaselineTask:
         return {"loss": loss, "accuracy": acc, "embedding_std": y.detach().std(dim=0).mean()}
 
 
-def _finish(task, out_dir: Path, cfg: RunConfig, machine: str, stage: str, ctx: DistContext) -> None:
+def _train(
+    task, opt: torch.optim.Optimizer, model: nn.Module, cfg: RunConfig, stage_cfg, stage: str, machine: str,
+    out_dir: Path, ctx: DistContext, resume: bool, progress: bool, stop_after_epoch: int | None,
+    extra: dict | None = None,
+) -> LoopResult:
+    """Run the loop for a classifier stage, then save ``encoder.pt`` and ``model.pt``."""
     if ctx.is_main:
-        meta = {"config": cfg.to_dict(), "machine": machine, "stage": stage,
-                "section_names": task.clips.section_names}
+        write_config(cfg, out_dir)
+    settings = loop_settings(stage_cfg, cfg, progress, stop_after_epoch, f"{stage} {machine}")
+    meta = {"config": cfg.to_dict(), "machine": machine, "stage": stage,
+            "section_names": task.clips.section_names}
+    result = run_loop(task, model, opt, None, settings, out_dir, ctx, {**meta, **(extra or {})}, resume=resume)
+    if ctx.is_main:
         save_checkpoint(out_dir / ENCODER_FILE, {"encoder": task.module.encoder.state_dict(), **meta})
         save_checkpoint(out_dir / MODEL_FILE, {"model": task.module.state_dict(), **meta})
+    return result
 
 
 def finetune(
@@ -146,33 +156,17 @@ def finetune(
     stop_after_epoch: int | None = None,
 ) -> LoopResult:
     """Fine-tune from ``init`` (a pre-training run dir or encoder file) or from scratch (None)."""
-    ctx = ctx or init_from_env()
     f = cfg.finetune
-    if f.threads:
-        torch.set_num_threads(f.threads)
-    torch.manual_seed(cfg.seed)
-    out_dir = Path(out_dir)
-    clips = training_clips(data_root, machine, cfg, cache_dir, ctx, progress)
+    ctx, clips = start_stage(data_root, machine, cfg, f, cache_dir, ctx, progress)
     task = FinetuneTask(clips, cfg, ctx)
-    init_meta = {}
     if init is not None:
         init_meta = load_pretrained_encoder(init, task.module.encoder)
         if init_meta.get("machine") not in (None, machine):
             raise InputError(init, f"encoder was pre-trained on {init_meta['machine']!r}, not {machine!r}")
     task.module, model = wrap_model(task.module, ctx)
     opt = torch.optim.AdamW(task.module.parameters(), lr=f.lr, weight_decay=f.weight_decay)
-    if ctx.is_main:
-        write_config(cfg, out_dir)
-    settings = LoopSettings(
-        epochs=f.epochs, batch_size=f.batch_size, windows_per_epoch=f.windows_per_epoch,
-        seed=cfg.seed, log_every=f.log_every, progress=progress,
-        stop_after_epoch=stop_after_epoch, desc=f"finetune {machine}",
-    )
-    extra = {"config": cfg.to_dict(), "machine": machine, "stage": "finetune",
-             "init": str(init) if init else "scratch", "section_names": clips.section_names}
-    result = run_loop(task, model, opt, None, settings, out_dir, ctx, extra, resume=resume)
-    _finish(task, out_dir, cfg, machine, "finetune", ctx)
-    return result
+    return _train(task, opt, model, cfg, f, "finetune", machine, Path(out_dir), ctx, resume, progress,
+                  stop_after_epoch, {"init": str(init) if init else "scratch"})
 
 
 def train_baseline(
@@ -187,25 +181,10 @@ def train_baseline(
     stop_after_epoch: int | None = None,
 ) -> LoopResult:
     """Train the official MobileNetV2 baseline's section classifier (SPEC §7)."""
-    ctx = ctx or init_from_env()
     b = cfg.baseline
-    if b.threads:
-        torch.set_num_threads(b.threads)
-    torch.manual_seed(cfg.seed)
-    out_dir = Path(out_dir)
-    clips = training_clips(data_root, machine, cfg, cache_dir, ctx, progress)
+    ctx, clips = start_stage(data_root, machine, cfg, b, cache_dir, ctx, progress)
     task = BaselineTask(clips, cfg, ctx)
     task.module, model = wrap_model(task.module, ctx)
     opt = torch.optim.Adam(task.module.parameters(), lr=b.lr)
-    if ctx.is_main:
-        write_config(cfg, out_dir)
-    settings = LoopSettings(
-        epochs=b.epochs, batch_size=b.batch_size, windows_per_epoch=b.windows_per_epoch,
-        seed=cfg.seed, log_every=b.log_every, progress=progress,
-        stop_after_epoch=stop_after_epoch, desc=f"baseline {machine}",
-    )
-    extra = {"config": cfg.to_dict(), "machine": machine, "stage": "baseline",
-             "section_names": clips.section_names}
-    result = run_loop(task, model, opt, None, settings, out_dir, ctx, extra, resume=resume)
-    _finish(task, out_dir, cfg, machine, "baseline", ctx)
-    return result
+    return _train(task, opt, model, cfg, b, "baseline", machine, Path(out_dir), ctx, resume, progress,
+                  stop_after_epoch)

@@ -25,10 +25,10 @@ from dgmix.errors import InputError
 from dgmix.losses import DGMixLoss, VICRegLoss
 from dgmix.models import Encoder, Expander
 from dgmix.optim import LARS, WarmupCosine
-from dgmix.training.common import training_clips, wrap_model
+from dgmix.training.common import loop_settings, start_stage, wrap_model
 from dgmix.training.data import ClipSet
-from dgmix.training.distributed import DistContext, gather_no_grad, gather_with_grad, init_from_env
-from dgmix.training.loop import LoopResult, LoopSettings, plan_steps, run_loop
+from dgmix.training.distributed import DistContext, gather_no_grad, gather_with_grad
+from dgmix.training.loop import LoopResult, plan_steps, run_loop
 
 log = logging.getLogger("dgmix.training")
 
@@ -158,20 +158,13 @@ def pretrain(
     stop_after_epoch: int | None = None,
 ) -> LoopResult:
     """Pre-train one machine type's encoder; writes ``out_dir/{config.yaml,log.jsonl,last.pt,encoder.pt}``."""
-    ctx = ctx or init_from_env()
     p = cfg.pretrain
-    if p.threads:
-        torch.set_num_threads(p.threads)
-    torch.manual_seed(cfg.seed)
     out_dir = Path(out_dir)
-    clips = training_clips(data_root, machine, cfg, cache_dir, ctx, progress)
+    ctx, clips = start_stage(data_root, machine, cfg, p, cache_dir, ctx, progress)
     task = PretrainTask(clips, cfg, ctx)
     task.module, model = wrap_model(task.module, ctx, p.compile)
-    settings = LoopSettings(
-        epochs=p.epochs, batch_size=p.batch_size, windows_per_epoch=p.windows_per_epoch,
-        seed=cfg.seed, log_every=p.log_every, std_warn_threshold=p.std_warn_threshold,
-        progress=progress, stop_after_epoch=stop_after_epoch, desc=f"pretrain {p.method} {machine}",
-    )
+    settings = loop_settings(p, cfg, progress, stop_after_epoch, f"pretrain {p.method} {machine}",
+                             p.std_warn_threshold)
     steps_per_epoch, _ = plan_steps(task.n_windows, settings, ctx)
     opt, sched = build_optimizer(task.module, cfg, steps_per_epoch)
     if ctx.is_main:
