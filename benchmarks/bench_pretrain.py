@@ -21,6 +21,7 @@ Variants are named by ``+``-joined tokens on top of the naive reference
 * ``oop``      out-of-place activations: every ``ReLU6``/``ReLU`` of the model gets
   ``inplace=False`` (same maths; in eager autograd an in-place ``hardtanh_`` costs an extra
   clone + copy). A model-code change, not a config field.
+* ``cudnnb``   ``torch.backends.cudnn.benchmark = True`` for that variant (CUDA only)
 * ``compile``  ``torch.compile`` (default mode) of the branch module, as ``wrap_model`` does
   (``PretrainConfig.compile``); the first step's time is reported as the compile time
 * ``concat``   ONE forward of ``cat([X, X', X_lambda])`` (3N windows) instead of three forwards
@@ -74,12 +75,13 @@ from dgmix.training.data import ClipSet
 from dgmix.training.distributed import DistContext
 from dgmix.training.pretrain import PretrainTask, build_optimizer, draw_partners
 
-TOKENS = ("cl", "t1", "t2", "ftz", "oop", "compile", "concat", "amp")
+TOKENS = ("cl", "t1", "t2", "ftz", "oop", "cudnnb", "compile", "concat", "amp")
 # torch.compile is opt-in on CPU: a cold compile of this step takes ~4-5 min on 2 cores.
 CPU_TRAIN = ("naive", "cl", "t1", "cl+t1", "concat", "cl+concat", "cl+t1+concat")
 CPU_INFER = ("naive", "cl", "t1", "cl+t1")
-CUDA_TRAIN = ("naive", "cl", "compile", "cl+compile", "concat")
-CUDA_TRAIN_AMP = ("amp", "amp+cl", "amp+compile", "amp+cl+compile", "amp+cl+concat")
+# Compile only with channels_last on CUDA too, to keep a GPU run within a few minutes.
+CUDA_TRAIN = ("naive", "cl", "cl+cudnnb", "concat", "cl+compile")
+CUDA_TRAIN_AMP = ("amp", "amp+cl", "amp+cl+cudnnb", "amp+cl+concat", "amp+cl+compile")
 CUDA_INFER = ("naive", "cl")
 CUDA_INFER_AMP = ("amp", "amp+cl")
 
@@ -93,6 +95,7 @@ class Variant:
     threads: int | None = None
     ftz: bool = False
     oop: bool = False
+    cudnnb: bool = False
     compile: bool = False
     concat: bool = False
     amp: bool = False
@@ -116,6 +119,7 @@ class Variant:
         if "t1" in toks and "t2" in toks:
             raise SystemExit(f"--variants: {name!r} sets two thread counts")
         return cls(name, channels_last="cl" in toks, threads=threads, ftz="ftz" in toks, oop="oop" in toks,
+                   cudnnb="cudnnb" in toks,
                    compile="compile" in toks, concat="concat" in toks, amp="amp" in toks)
 
 
@@ -170,16 +174,6 @@ def machine_info(device: str) -> dict[str, Any]:
     return info
 
 
-def wait_for_quiet(max_load: float, wait_s: float) -> tuple[float, float, float]:
-    """Wait up to ``wait_s`` seconds for the 1-minute load average to drop below ``max_load``."""
-    t_end = time.monotonic() + wait_s
-    load = os.getloadavg()
-    while load[0] > max_load and time.monotonic() < t_end:
-        time.sleep(5)
-        load = os.getloadavg()
-    return load
-
-
 # --------------------------------------------------------------------------- the benchmark
 
 
@@ -211,15 +205,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile-cache", choices=("fresh", "default"), default="fresh",
                    help="'fresh': compile into an empty temporary inductor cache, so the reported "
                         "compile time is a cold one; 'default': reuse the user's cache")
-    p.add_argument("--max-load", type=float, default=None,
-                   help="wait (up to --wait-s) for the 1-min load average to fall below this")
-    p.add_argument("--wait-s", type=float, default=120.0)
     p.add_argument("--max-other-busy", type=float, default=0.25,
                    help="discard and repeat a round when other processes used more than this "
                         "share of all CPUs during it (Linux /proc/stat); negative = never")
     p.add_argument("--max-retries", type=int, default=6,
                    help="at most this many discarded rounds per benchmark (then noisy rounds "
                         "are kept and flagged)")
+    p.add_argument("--wait-s", type=float, default=None,
+                   help="before each round, wait (at most this many seconds per benchmark in "
+                        "all) until other processes leave the CPUs below --max-other-busy "
+                        "(default 300 on CPU, 0 on CUDA)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     return p
@@ -239,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     if cuda and not torch.cuda.is_available():
         raise SystemExit("--device cuda: CUDA is not available in this torch build / machine")
     batch = args.batch or (1024 if cuda else 64)
+    if args.wait_s is None:
+        args.wait_s = 0.0 if cuda else 300.0
     steps = args.steps or (10 if cuda else 1)
     infer_iters = args.infer_iters or (20 if cuda else 1)
     if batch < 2:
@@ -259,9 +256,10 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"variant {v.name!r}: amp is CUDA-only (PretrainConfig.amp)")
         if (v.threads or v.ftz) and cuda:
             raise SystemExit(f"variant {v.name!r}: t1/t2/ftz are for --device cpu")
+        if v.cudnnb and not cuda:
+            raise SystemExit(f"variant {v.name!r}: cudnnb is for --device cuda")
 
-    load0 = (wait_for_quiet(args.max_load, args.wait_s) if args.max_load is not None
-             else os.getloadavg())
+    load0 = os.getloadavg()
     info = machine_info(args.device)
     info.update(device=args.device, batch=batch, steps_per_round=steps, rounds=args.rounds,
                 warmup=args.warmup, loadavg_start=[round(x, 2) for x in load0],
@@ -385,10 +383,10 @@ def _sync(cuda: bool) -> None:
 
 
 class _Threads:
-    """Set a variant's global CPU settings (intra-op threads, flush-denormal), restore afterwards."""
+    """Set a variant's global settings (threads, flush-denormal, cudnn.benchmark), then restore."""
 
     def __init__(self, v: Variant) -> None:
-        self.n, self.ftz, self.prev = v.threads, v.ftz, None
+        self.n, self.ftz, self.cudnnb, self.prev = v.threads, v.ftz, v.cudnnb, None
 
     def __enter__(self) -> None:
         if self.n:
@@ -396,12 +394,16 @@ class _Threads:
             torch.set_num_threads(self.n)
         if self.ftz:
             torch.set_flush_denormal(True)
+        if self.cudnnb:
+            torch.backends.cudnn.benchmark = True
 
     def __exit__(self, *exc: object) -> None:
         if self.prev is not None:
             torch.set_num_threads(self.prev)
         if self.ftz:
             torch.set_flush_denormal(False)
+        if self.cudnnb:
+            torch.backends.cudnn.benchmark = False
 
 
 def bench_train(variants: list[Variant], batch: int, steps: int,
@@ -476,17 +478,36 @@ def other_busy(a: tuple[float, float, float] | None,
     return max(0.0, ((b[1] - a[1]) - (b[2] - a[2])) / ((b[0] - a[0]) * ncpu))
 
 
+def wait_until_quiet(max_other_busy: float, budget_s: float, probe_s: float = 2.0) -> float:
+    """Sleep until other processes use at most ``max_other_busy`` of the CPUs (measured over
+    ``probe_s``) or ``budget_s`` has passed; returns the seconds spent."""
+    t0 = time.perf_counter()
+    if max_other_busy < 0 or budget_s <= 0:
+        return 0.0
+    while True:
+        a = _cpu_busy_sample()
+        time.sleep(probe_s)
+        busy = other_busy(a, _cpu_busy_sample())
+        spent = time.perf_counter() - t0
+        if busy is None or busy <= max_other_busy or spent >= budget_s:
+            return spent
+        time.sleep(min(3.0, max(0.0, budget_s - spent)))
+
+
 def run_rounds(runners: list[tuple[Result, Callable[[int], float] | None]], n: int,
                args: argparse.Namespace, label: str) -> list[dict[str, Any]]:
     """Time ``args.rounds`` interleaved rounds (every variant once per round).
 
-    A round during which other processes kept more than ``args.max_other_busy`` of the CPUs busy
+    Before each round it waits (within ``args.wait_s`` in all) for the other processes to go
+    quiet; a round during which they kept more than ``args.max_other_busy`` of the CPUs busy
     is discarded and repeated (at most ``args.max_retries`` times per benchmark), so the
     numbers describe this step, not the neighbours; the kept and discarded rounds are reported.
     """
     log: list[dict[str, Any]] = []
     kept = retries = 0
+    wait_left = args.wait_s
     while kept < args.rounds:
+        wait_left -= wait_until_quiet(args.max_other_busy, wait_left)
         s0 = _cpu_busy_sample()
         times = []
         for res, run in runners:
@@ -587,7 +608,8 @@ def _result_dict(r: Result, ref: Result, per_block: int) -> dict[str, Any]:
     d: dict[str, Any] = {
         "variant": r.variant.name, "channels_last": r.variant.channels_last,
         "threads": r.variant.threads, "ftz": r.variant.ftz,
-        "oop": r.variant.oop, "compile": r.variant.compile, "concat": r.variant.concat,
+        "oop": r.variant.oop,
+        "cudnn_benchmark": r.variant.cudnnb, "compile": r.variant.compile, "concat": r.variant.concat,
         "amp": r.variant.amp, "changes_semantics": r.variant.changes_semantics,
         "error": r.error, "first_step_s": r.first_step_s, "first_value": r.first_loss,
     }

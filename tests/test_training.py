@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from dgmix.checkpoint import load_checkpoint
 from dgmix.config import load_config
+from dgmix.data import ClipRecord
 from dgmix.errors import TrainingError
 from dgmix.training import finetune, pretrain, train_baseline
+from dgmix.training.data import class_keys
 from dgmix.training.log import read_log
 
 
@@ -103,3 +106,33 @@ def test_baseline_trains(tiny_synth, feature_cache, tmp_path):
     assert "accuracy" in res.last_terms
     cfg = json.loads(json.dumps(load_checkpoint(tmp_path / "b" / "model.pt")["config"]))
     assert cfg["baseline"]["epochs"] == 2
+
+
+def _rec(section: str, attrs: dict) -> ClipRecord:
+    return ClipRecord(path=Path(f"/x/section_{section}_source_train_normal_0000.wav"), machine="valve",
+                      section=section, domain="source", split="train", label="normal", attributes=attrs)
+
+
+def test_class_keys_modes():
+    one_section = [_rec("00", {"pat": "00"}), _rec("00", {"pat": "02"}), _rec("00", {})]
+    assert class_keys(one_section, "section") == ["00", "00", "00"]
+    assert class_keys(one_section, "section+attributes") == ["00|pat=00", "00|pat=02", "00"]
+    # auto: attributes only when there is a single section
+    assert class_keys(one_section, "auto") == class_keys(one_section, "section+attributes")
+    two = [_rec("00", {"b": "1", "a": "2"}), _rec("01", {"a": "2", "b": "1"})]
+    assert class_keys(two, "auto") == ["00", "01"]
+    assert class_keys(two, "section+attributes") == ["00|a=2,b=1", "01|a=2,b=1"]
+    with pytest.raises(ValueError, match="unknown class mode"):
+        class_keys(two, "domain")
+
+
+def test_finetune_on_attribute_classes(tiny_synth, feature_cache, tmp_path):
+    cfg = _tiny()
+    cfg.finetune.classes = "section+attributes"
+    finetune(tiny_synth, "fan", cfg, tmp_path / "ft", feature_cache, init=None, progress=False)
+    state = load_checkpoint(tmp_path / "ft" / "model.pt")
+    names = state["class_names"]
+    assert len(names) > 2 and all("|" in n for n in names)
+    assert {n.split("|")[0] for n in names} == {"00", "01"}
+    # the classifier's output layer has one unit per class
+    assert state["model"]["classifier.net.2.weight"].shape[0] == len(names)

@@ -109,6 +109,9 @@ class FinetuneConfig:
     channels_last: bool = False
     threads: int | None = None
     log_every: int = 1
+    # Classifier targets: "section" (paper §3.4), "section+attributes", or "auto" (attributes only
+    # when the data has a single section). See dgmix.training.data.class_keys.
+    classes: Literal["section", "section+attributes", "auto"] = "section"
 
 
 @dataclass

@@ -11,13 +11,14 @@ from torch.nn.parallel import DistributedDataParallel
 from dgmix.config import RunConfig
 from dgmix.data import scan
 from dgmix.errors import InputError
-from dgmix.training.data import ClipSet, load_clipset, make_cache
+from dgmix.training.data import ClassMode, ClipSet, load_clipset, make_cache
 from dgmix.training.distributed import DistContext, convert_batchnorm, init_from_env
 from dgmix.training.loop import LoopSettings
 
 
 def training_clips(
-    data_root: Path, machine: str, cfg: RunConfig, cache_dir: Path, ctx: DistContext, progress: bool
+    data_root: Path, machine: str, cfg: RunConfig, cache_dir: Path, ctx: DistContext, progress: bool,
+    classes: ClassMode = "section",
 ) -> ClipSet:
     """Every training clip of ``machine`` under ``data_root`` (all sections, both domains,
     development and additional training data), features filled into the cache by rank 0."""
@@ -33,7 +34,7 @@ def training_clips(
             raise InputError(path, f"{msg} ({len(report.errors)} unreadable training clip(s))")
     if ctx.is_distributed:
         torch.distributed.barrier()
-    return load_clipset(records, cache, cfg.features)
+    return load_clipset(records, cache, cfg.features, classes=classes)
 
 
 def wrap_model(task_module: nn.Module, ctx: DistContext, compile_model: bool = False) -> tuple[nn.Module, nn.Module]:
@@ -51,14 +52,15 @@ def wrap_model(task_module: nn.Module, ctx: DistContext, compile_model: bool = F
 
 def start_stage(
     data_root: Path, machine: str, cfg: RunConfig, stage_cfg, cache_dir: Path,
-    ctx: DistContext | None, progress: bool,
+    ctx: DistContext | None, progress: bool, classes: ClassMode = "section",
 ) -> tuple[DistContext, ClipSet]:
-    """Process group, threads and seed for a stage, then its training clips."""
+    """Process group, threads and seed for a stage, then its training clips (with ``classes`` as
+    the classifier targets, see :func:`dgmix.training.data.class_keys`)."""
     ctx = ctx or init_from_env()
     if stage_cfg.threads:
         torch.set_num_threads(stage_cfg.threads)
     torch.manual_seed(cfg.seed)
-    return ctx, training_clips(data_root, machine, cfg, cache_dir, ctx, progress)
+    return ctx, training_clips(data_root, machine, cfg, cache_dir, ctx, progress, classes)
 
 
 def loop_settings(

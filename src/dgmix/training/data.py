@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -45,17 +46,50 @@ class ClipSet:
     records: list[ClipRecord]
     features: list[np.ndarray]
     windows: WindowDataset
-    section_names: list[str]  # class index -> section id ("00", ...)
-    clip_section: np.ndarray  # (n_clips,) class index
+    section_names: list[str]  # section index -> section id ("00", ...)
+    clip_section: np.ndarray  # (n_clips,) section index
     clip_domain: np.ndarray  # (n_clips,) 0 = source, 1 = target/unknown
+    class_names: list[str]  # classifier target index -> class name (see ``class_keys``)
+    clip_class: np.ndarray  # (n_clips,) classifier target index
 
     @property
     def n_windows(self) -> int:
         return len(self.windows)
 
     def window_sections(self, idx: np.ndarray) -> torch.Tensor:
-        """Section class index of each window in ``idx``."""
+        """Section index of each window in ``idx``."""
+        return torch.from_numpy(self.clip_section[self.windows.clip_of(idx)])
+
+    def window_classes(self, idx: np.ndarray) -> torch.Tensor:
+        """Classifier target (``class_names`` index) of each window in ``idx``."""
         return self.windows.batch_labels(idx)
+
+
+ClassMode = Literal["section", "section+attributes", "auto"]
+
+
+def class_keys(records: list[ClipRecord], mode: ClassMode = "section") -> list[str]:
+    """The classification target of each clip for fine-tuning.
+
+    ``section``: the section ID, as the paper does (§3.4, SPEC §5). ``section+attributes``: the
+    section plus the clip's attribute values (e.g. ``00|pat=02``), the auxiliary task of the DCASE
+    2023 baselines; a dataset with a single section (the valve few-shot set) otherwise gives a
+    one-class classifier whose KL loss is identically zero. ``auto``: ``section`` when the
+    training data holds two or more sections, else ``section+attributes``. Interpretation beyond the
+    paper, hence a config option (``finetune.classes``); clips without attributes keep their section,
+    and bookkeeping keys (``_raw``, the unparsed name) are ignored.
+    """
+    if mode == "auto":
+        mode = "section" if len({r.section for r in records}) >= 2 else "section+attributes"
+    if mode == "section":
+        return [r.section for r in records]
+    if mode != "section+attributes":
+        raise ValueError(f"unknown class mode {mode!r}")
+    keys = []
+    for r in records:
+        attrs = ",".join(f"{k}={v}" for k, v in sorted(r.attributes.items()) if not k.startswith("_"))
+        keys.append(f"{r.section}|{attrs}" if attrs else r.section)
+    return keys
 
 
 def load_clipset(
@@ -63,6 +97,7 @@ def load_clipset(
     cache: FeatureCache,
     cfg: FeatureConfig,
     section_names: list[str] | None = None,
+    classes: ClassMode = "section",
 ) -> ClipSet:
     """Load (or compute) features for ``records``; unreadable clips raise ``InputError``."""
     if not records:
@@ -77,11 +112,16 @@ def load_clipset(
         raise InputError(records[0].path.parent, f"sections {unknown} were not seen in training")
     clip_section = np.array([index[r.section] for r in records], dtype=np.int64)
     clip_domain = np.array([0 if r.domain == "source" else 1 for r in records], dtype=np.int64)
-    windows = WindowDataset(feats, frames=cfg.frames, hop=cfg.window_hop, labels=clip_section)
+    keys = class_keys(records, classes)
+    class_names = sorted(set(keys))
+    class_index = {k: i for i, k in enumerate(class_names)}
+    clip_class = np.array([class_index[k] for k in keys], dtype=np.int64)
+    windows = WindowDataset(feats, frames=cfg.frames, hop=cfg.window_hop, labels=clip_class)
     short = [records[i].path for i in np.flatnonzero(windows.index.counts == 0)]
     if short:
         raise InputError(short[0], f"clip is shorter than one window ({cfg.frames} frames)")
-    return ClipSet(machine, records, feats, windows, section_names, clip_section, clip_domain)
+    return ClipSet(machine, records, feats, windows, section_names, clip_section, clip_domain,
+                   class_names, clip_class)
 
 
 class IndexDataset(Dataset):

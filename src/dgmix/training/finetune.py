@@ -1,6 +1,8 @@
 """Fine-tuning on section-ID classification (paper §3.4, SPEC §5) and the official baseline (SPEC §7).
 
-Fine-tuning: encoder + classifier Linear(320,128)-ReLU-Linear(128, n_sections). Pairs of windows
+Fine-tuning: encoder + classifier Linear(320,128)-ReLU-Linear(128, n_classes), where the classes
+are the sections (paper) or, with ``finetune.classes``, sections x attribute values (see
+:func:`dgmix.training.data.class_keys`). Pairs of windows
 are drawn uniformly over every training window of the machine type, so they fall within and
 across domains (source x source, source x target, target x target) and across sections; the
 mixed input X_lambda is classified against the mixed one-hot section label with a KL divergence,
@@ -78,7 +80,7 @@ class FinetuneTask:
     def __init__(self, clips: ClipSet, cfg: RunConfig, ctx: DistContext) -> None:
         self.clips, self.cfg, self.ctx = clips, cfg, ctx
         self.n_windows = clips.n_windows
-        self.n_classes = len(clips.section_names)
+        self.n_classes = len(clips.class_names)
         f = cfg.finetune
         self.module = build_model(cfg, self.n_classes).to(ctx.device)
         self.move = ViewMover(ctx.device, f.channels_last)
@@ -92,8 +94,8 @@ class FinetuneTask:
         x = self.clips.windows.batch(idx.numpy())
         x2 = self.clips.windows.batch(idx2.numpy())
         lam = sample_lambda(len(idx), alpha=f.mixup_alpha, per_sample=f.per_sample_lambda, generator=generator)
-        s1 = F.one_hot(self.clips.window_sections(idx.numpy()), self.n_classes).float()
-        s2 = F.one_hot(self.clips.window_sections(idx2.numpy()), self.n_classes).float()
+        s1 = F.one_hot(self.clips.window_classes(idx.numpy()), self.n_classes).float()
+        s2 = F.one_hot(self.clips.window_classes(idx2.numpy()), self.n_classes).float()
         target = lam[:, None] * s1 + (1 - lam[:, None]) * s2
         dev = self.ctx.device
         y, y2, ym, logits = model(self.move(x), self.move(x2), self.move(mix(x, x2, lam)))
@@ -135,7 +137,7 @@ def _train(
         write_config(cfg, out_dir)
     settings = loop_settings(stage_cfg, cfg, progress, stop_after_epoch, f"{stage} {machine}")
     meta = {"config": cfg.to_dict(), "machine": machine, "stage": stage,
-            "section_names": task.clips.section_names}
+            "section_names": task.clips.section_names, "class_names": task.clips.class_names}
     result = run_loop(task, model, opt, None, settings, out_dir, ctx, {**meta, **(extra or {})}, resume=resume)
     if ctx.is_main:
         save_checkpoint(out_dir / ENCODER_FILE, {"encoder": task.module.encoder.state_dict(), **meta})
@@ -157,7 +159,7 @@ def finetune(
 ) -> LoopResult:
     """Fine-tune from ``init`` (a pre-training run dir or encoder file) or from scratch (None)."""
     f = cfg.finetune
-    ctx, clips = start_stage(data_root, machine, cfg, f, cache_dir, ctx, progress)
+    ctx, clips = start_stage(data_root, machine, cfg, f, cache_dir, ctx, progress, classes=f.classes)
     task = FinetuneTask(clips, cfg, ctx)
     if init is not None:
         init_meta = load_pretrained_encoder(init, task.module.encoder)
