@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from dgmix.cli.run import scoring_overrides
 from dgmix.config import config_from_dict, load_config, write_config
 from dgmix.errors import InputError
+from dgmix.pipeline import method_scoring
 
 
 def test_paper_preset_is_spec_section_4():
@@ -20,6 +22,23 @@ def test_paper_preset_is_spec_section_4():
     b = cfg.baseline
     assert (b.lr, b.batch_size, b.epochs) == (1e-5, 32, 20)
     assert cfg.scoring.pooling == "mean" and cfg.scoring.k == 1 and not cfg.scoring.domain_aware
+    # the paper-faithful path: every method mean-pooled, section-ID fine-tuning
+    assert cfg.scoring.logmel_pooling == "same" and cfg.finetune.classes == "section"
+
+
+def test_cpu_preset_uses_the_recommended_detector():
+    cfg = load_config("cpu")
+    assert cfg.scoring.logmel_pooling == "max"  # docs/results.md: log-mel max over time, 1-NN
+    assert cfg.scoring.pooling == "mean" and not cfg.scoring.window_level and not cfg.scoring.domain_aware
+    assert cfg.finetune.classes == "auto"
+    assert method_scoring("logmel", cfg.scoring).pooling == "max"
+    for m in ("baseline", "scratch", "vicreg", "dgmix"):
+        assert method_scoring(m, cfg.scoring).pooling == "mean"
+    # --pooling sets every method's pooling, logmel included
+    over = scoring_overrides("gwrp", None, True)
+    cfg2 = load_config("cpu", overrides={"scoring": over})
+    assert cfg2.scoring.domain_aware and method_scoring("logmel", cfg2.scoring).pooling == "gwrp"
+    assert scoring_overrides(None, None, None) == {}
 
 
 @pytest.mark.parametrize("suffix,text", [

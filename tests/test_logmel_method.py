@@ -26,7 +26,9 @@ def _librosa_max(path):
 @pytest.fixture(scope="module")
 def logmel_run(tiny_synth, feature_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("logmel")
-    cfg = load_config("tiny", overrides={"scoring": {"pooling": "max"}})
+    # max pooling for logmel only (as the cpu preset does); the other methods would keep "mean"
+    cfg = load_config("tiny", overrides={"scoring": {"logmel_pooling": "max"}})
+    assert cfg.scoring.pooling == "mean"
     run_pipeline(tiny_synth, out, cfg, methods=["logmel"], cache_dir=feature_cache, progress=False,
                  echo=lambda s: None, extra_scorings=scoring_variants(cfg.scoring))
     return out
@@ -48,8 +50,10 @@ def test_logmel_max_matches_librosa_sklearn(logmel_run, tiny_synth):
 def test_scoring_table_written(logmel_run):
     data = json.loads((logmel_run / "scoring_table.json").read_text())
     assert set(data["logmel"]) == set(scoring_variants(load_config("tiny").scoring)) | {"as-run"}
-    # the run used max pooling, so its own score equals the "max" column
+    # the run used max pooling for logmel, so its own score equals the "max" column, and the
+    # table's columns reset the per-method override ("mean" is mean pooling, a different score)
     assert data["logmel"]["as-run"] == pytest.approx(data["logmel"]["max"])
+    assert data["logmel"]["mean"] != pytest.approx(data["logmel"]["max"])
     md = (logmel_run / "scoring_table.md").read_text()
     assert "| logmel |" in md and "window-knn-max" in md
     for name in scoring_variants(load_config("tiny").scoring):

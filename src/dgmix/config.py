@@ -132,6 +132,9 @@ class ScoringConfig:
     """Clip embedding and k-NN scoring (paper §3.5, SPEC §6; options of issue 5)."""
 
     pooling: Literal["mean", "max", "gwrp", "mean+max", "mean+std"] = "mean"
+    # Pooling of the ``logmel`` method's frames; "same" = ``pooling``. The ``cpu`` preset sets
+    # "max", the configuration recommended in docs/results.md (log-mel max over time, 1-NN).
+    logmel_pooling: Literal["same", "mean", "max", "gwrp", "mean+max", "mean+std"] = "same"
     gwrp_r: float = 0.9
     k: int = 1
     window_level: bool = False
@@ -174,9 +177,14 @@ def _preset_overrides(name: str) -> dict[str, Any]:
                 "epochs": 2, "batch_size": 32, "warmup_epochs": 1, "windows_per_epoch": 256,
                 "final_lr": 0.002 * 32 / 1024, "channels_last": True,
             },
-            "finetune": {"epochs": 2, "batch_size": 32, "windows_per_epoch": 256, "channels_last": True},
+            "finetune": {"epochs": 2, "batch_size": 32, "windows_per_epoch": 256, "channels_last": True,
+                         "classes": "auto"},
             "baseline": {"epochs": 2, "batch_size": 32, "lr": 1e-4, "windows_per_epoch": 512,
                          "channels_last": True},
+            # The recommended detector (docs/results.md): logmel scored with max over time. The
+            # learned methods keep the paper's mean pooling: no other option beat it robustly for
+            # them. Fine-tuning falls back to section x attribute classes on one-section data.
+            "scoring": {"logmel_pooling": "max"},
         }
     if name == "tiny":
         return {

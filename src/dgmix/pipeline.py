@@ -46,6 +46,14 @@ METHODS: tuple[str, ...] = ("baseline", "scratch", "vicreg", "dgmix", "logmel")
 PAPER_METHODS: tuple[str, ...] = ("baseline", "scratch", "vicreg", "dgmix")
 
 
+def method_scoring(method: str, s: ScoringConfig) -> ScoringConfig:
+    """The scoring options ``method`` runs with: ``scoring.logmel_pooling`` replaces the pooling of
+    the ``logmel`` method unless it is "same"."""
+    if method == "logmel" and s.logmel_pooling != "same":
+        return dataclasses.replace(s, pooling=s.logmel_pooling)
+    return s
+
+
 def make_scorer(s: ScoringConfig, seed: int = 0) -> KNNScorer:
     """A KNNScorer from the scoring config (paper default: mean pooling, 1-NN, one bank)."""
     return KNNScorer(
@@ -228,7 +236,7 @@ def write_outputs(method_dir: Path, md: MachineData, scores: np.ndarray, decisio
 def scoring_variants(base: ScoringConfig) -> dict[str, ScoringConfig]:
     """The scoring options of the method x scoring table (issue 5), on top of ``base``."""
     def v(**kw) -> ScoringConfig:
-        return dataclasses.replace(base, **kw)
+        return dataclasses.replace(base, logmel_pooling="same", **kw)
 
     return {
         "mean": v(pooling="mean", window_level=False, domain_aware=False),
@@ -323,7 +331,8 @@ def run_pipeline(
             echo(f"[{elapsed:6.0f}s] {machine} ({mi}/{len(chosen)}) {method}: training")
             model_dir, secs = train_method(method, Path(data_root), md, cfg, out, cache_dir, progress, ctx)
             emb_cache: dict = {}
-            bundle, scores = build_detector(method, md, cfg, model_dir, cfg.scoring, cache=emb_cache)
+            bundle, scores = build_detector(method, md, cfg, model_dir, method_scoring(method, cfg.scoring),
+                                            cache=emb_cache)
             sections = [r.section for r in md.test]
             decisions = bundle.decide(scores, sections)
             write_outputs(out / method, md, scores, decisions)

@@ -18,20 +18,32 @@ def _split(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def scoring_overrides(pooling: str | None, window_level: bool | None, domain_aware: bool | None) -> dict:
+    """Config overrides from ``dgmix run``'s scoring flags. ``--pooling`` applies to every method,
+    so it also resets ``scoring.logmel_pooling`` (the ``cpu`` preset's max pooling for logmel)."""
+    scoring = {k: v for k, v in (("pooling", pooling), ("window_level", window_level),
+                                  ("domain_aware", domain_aware)) if v is not None}
+    if pooling is not None:
+        scoring["logmel_pooling"] = "same"
+    return scoring
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def run(
         data: Path | None = typer.Option(
             None, "--data", help="Dataset root. Without it, the default synthetic set is generated."
         ),
-        methods: str = typer.Option("baseline,scratch,vicreg,dgmix",
-                                    "--methods", help="Comma list of baseline, scratch, vicreg, dgmix, logmel."),
+        methods: str = typer.Option(
+            "baseline,scratch,vicreg,dgmix,logmel", "--methods",
+            help="Comma list of baseline, scratch, vicreg, dgmix, logmel (the log-mel + k-NN floor)."),
         machines: str = typer.Option("all", "--machines", help="Comma list of machine types, or all."),
         preset: str = typer.Option("cpu", "--preset", help="paper | cpu | tiny."),
         config: Path | None = typer.Option(None, "--config", help="YAML/TOML overrides of any field."),
         out: Path = typer.Option(DEFAULT_OUT, "--out", help="Run directory."),
         cache: Path | None = typer.Option(None, "--cache", help="Feature cache (default OUT/cache)."),
-        pooling: str | None = typer.Option(None, "--pooling", help="mean | max | gwrp | mean+max."),
+        pooling: str | None = typer.Option(
+            None, "--pooling", help="mean | max | gwrp | mean+max | mean+std, for every method (logmel too)."),
         window_level: bool | None = typer.Option(None, "--window-knn/--clip-knn",
                                                     help="Window-level k-NN instead of clip embeddings."),
         domain_aware: bool | None = typer.Option(None, "--domain-aware/--single-bank",
@@ -45,13 +57,12 @@ def register(app: typer.Typer) -> None:
         progress: bool = typer.Option(True, "--progress/--no-progress"),
         verbose: bool = typer.Option(False, "--verbose", "-v"),
     ) -> None:
-        """Run baseline, scratch, VICReg and DG-Mix (and optionally logmel) on every machine type."""
+        """Run baseline, scratch, VICReg, DG-Mix and the logmel floor on every machine type."""
         setup_logging(verbose)
         if preset not in PRESETS:
             fail(f"--preset: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}", code=2)
         overrides: dict = {}
-        scoring = {k: v for k, v in (("pooling", pooling), ("window_level", window_level),
-                                      ("domain_aware", domain_aware)) if v is not None}
+        scoring = scoring_overrides(pooling, window_level, domain_aware)
         if scoring:
             overrides["scoring"] = scoring
         if seed is not None:
