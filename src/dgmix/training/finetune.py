@@ -98,7 +98,8 @@ class FinetuneTask:
         s2 = F.one_hot(self.clips.window_classes(idx2.numpy()), self.n_classes).float()
         target = lam[:, None] * s1 + (1 - lam[:, None]) * s2
         dev = self.ctx.device
-        y, y2, ym, logits = model(self.move(x), self.move(x2), self.move(mix(x, x2, lam)))
+        x, x2 = self.move(x), self.move(x2)  # mixed on the device, as in pre-training
+        y, y2, ym, logits = model(x, x2, self.move(mix(x, x2, lam)))
         lam_all = gather_no_grad(lam.to(dev))
         terms = dict(self.loss(
             gather_with_grad(logits), gather_no_grad(target.to(dev)),

@@ -105,8 +105,9 @@ class PretrainTask:
         self, model: nn.Module, x: torch.Tensor, x2: torch.Tensor, lam: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """Eq. (5) on the global batch for local inputs X, X' and mixing weights lambda."""
-        xm = mix(x, x2, lam)
-        z, z2, zm = self.forward_views(model, [self.move(x), self.move(x2), self.move(xm)])
+        # X and X' go to the device first and are mixed there: one host-to-device copy fewer
+        x, x2 = self.move(x), self.move(x2)
+        z, z2, zm = self.forward_views(model, [x, x2, self.move(mix(x, x2, lam))])
         lam_all = gather_no_grad(lam.to(z.device))
         z, z2, zm = gather_with_grad(z), gather_with_grad(z2), gather_with_grad(zm)
         terms = dict(self.loss(z, z2, zm, lam_all))
