@@ -156,10 +156,11 @@ def run_loop(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                # float() waits for the device, so dt covers the whole step on CUDA too
+                last_terms = {k: float(v.detach()) for k, v in terms.items()}
                 dt = time.perf_counter() - t0
                 seen += idx.numel() * ctx.world_size
                 step += 1
-                last_terms = {k: float(v.detach()) for k, v in terms.items()}
                 std = last_terms.get("embedding_std")
                 if (
                     std is not None and settings.std_warn_threshold is not None
