@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dgmix.augment import mix, sample_lambda
+from dgmix.augment import mix, mix_labels, sample_lambda
 from dgmix.checkpoint import load_checkpoint, save_checkpoint
 from dgmix.config import RunConfig, write_config
 from dgmix.errors import InputError
@@ -94,9 +94,8 @@ class FinetuneTask:
         x = self.clips.windows.batch(idx.numpy())
         x2 = self.clips.windows.batch(idx2.numpy())
         lam = sample_lambda(len(idx), alpha=f.mixup_alpha, per_sample=f.per_sample_lambda, generator=generator)
-        s1 = F.one_hot(self.clips.window_classes(idx.numpy()), self.n_classes).float()
-        s2 = F.one_hot(self.clips.window_classes(idx2.numpy()), self.n_classes).float()
-        target = lam[:, None] * s1 + (1 - lam[:, None]) * s2
+        target = mix_labels(self.clips.window_classes(idx.numpy()), self.clips.window_classes(idx2.numpy()),
+                            lam, self.n_classes)
         dev = self.ctx.device
         x, x2 = self.move(x), self.move(x2)  # mixed on the device, as in pre-training
         y, y2, ym, logits = model(x, x2, self.move(mix(x, x2, lam)))
