@@ -8,8 +8,7 @@ import torch
 from scipy import stats
 
 from dgmix.augment import (
-    FinetunePairSampler,
-    PairSampler,
+    PartnerSampler,
     SpecAugment,
     mix,
     mix_labels,
@@ -79,60 +78,44 @@ def test_mix_labels() -> None:
         mix_labels(torch.tensor([3]), torch.tensor([0]), 0.5, n_classes=3)
 
 
-def test_pair_sampler() -> None:
-    sampler = PairSampler(50, seed=1)
-    a, b = sampler.epoch(0)
-    assert a.dtype == torch.int64 and a.shape == b.shape == (50,)
-    assert sorted(a.tolist()) == list(range(50))
-    assert (a != b).all() and b.min() >= 0 and b.max() < 50
-    a2, b2 = PairSampler(50, seed=1).epoch(0)
-    assert torch.equal(a, a2) and torch.equal(b, b2)
-    a3, _ = sampler.epoch(1)
-    assert not torch.equal(a, a3)
-    assert not torch.equal(a, PairSampler(50, seed=2).epoch(0)[0])
-    # partners are uniform over the other windows: every ordered pair (i, j), i != j, of 5
-    # windows has probability 1/20 of a draw
-    small = PairSampler(5, seed=0)
+def test_uniform_partners() -> None:
+    """Partners are uniform over the other windows: every ordered pair (i, j), i != j, of 5
+    windows is drawn with probability 1/20, and the generator makes the draw reproducible."""
+    sampler = PartnerSampler(5)
+    idx = torch.arange(5).repeat(1000)
+    b = sampler(idx, torch.Generator().manual_seed(0))
+    assert b.dtype == torch.int64 and b.shape == idx.shape
     counts = np.zeros((5, 5))
-    for e in range(1000):
-        ea, eb = small.epoch(e)
-        np.add.at(counts, (ea.numpy(), eb.numpy()), 1)
+    np.add.at(counts, (idx.numpy(), b.numpy()), 1)
     assert np.all(np.diag(counts) == 0)
     off = counts[~np.eye(5, dtype=bool)]
     assert stats.chisquare(off).pvalue > 1e-3 and off.min() > 0.7 * 250
-    with pytest.raises(ValueError, match="at least 2 windows"):
-        PairSampler(1, seed=0)
+    again = sampler(idx, torch.Generator().manual_seed(0))
+    assert torch.equal(b, again)
+    assert not torch.equal(b, sampler(idx, torch.Generator().manual_seed(1)))
+    with pytest.raises(ValueError, match="at least two windows"):
+        PartnerSampler(1)
 
 
-def test_pair_sampler_batches_and_shards() -> None:
-    sampler = PairSampler(103, seed=0)
-    full = list(sampler.batches(0, 10))
-    assert len(full) == 10 and all(len(a) == 10 for a, _ in full)
-    assert len(list(sampler.batches(0, 10, drop_last=False))[-1][0]) == 3
-    shards = [torch.cat([a for a, _ in sampler.batches(0, 10, rank=r, world_size=2)])
-              for r in range(2)]
-    assert len(shards[0]) == len(shards[1]) == 50
-    assert not set(shards[0].tolist()) & set(shards[1].tolist())
-
-
-def test_finetune_pair_sampler_domains() -> None:
-    domains = np.array(["source"] * 30 + ["target"] * 6)
-    uniform = FinetunePairSampler(36, seed=0, domains=domains)
-    a, b = uniform.epoch(0)
-    assert (a != b).all()
-    cross = FinetunePairSampler(36, seed=0, domains=domains, cross_domain_p=1.0)
-    a, b = cross.epoch(3)
-    assert (domains[a.numpy()] != domains[b.numpy()]).all()
-    same = FinetunePairSampler(36, seed=0, domains=domains, cross_domain_p=0.0)
-    for e in range(20):
-        a, b = same.epoch(e)
-        assert (domains[a.numpy()] == domains[b.numpy()]).all() and (a != b).all()
-    half = FinetunePairSampler(36, seed=0, domains=domains, cross_domain_p=0.5)
-    frac = np.mean([(domains[a.numpy()] != domains[b.numpy()]).mean()
-                    for a, b in (half.epoch(e) for e in range(200))])
+def test_domain_balanced_partners() -> None:
+    domains = np.array([0] * 30 + [1] * 6)
+    idx = torch.arange(36).repeat(50)
+    g = torch.Generator().manual_seed(3)
+    uniform = PartnerSampler(36, domains=domains)(idx, g)
+    assert (uniform != idx).all()
+    cross = PartnerSampler(36, domains=domains, cross_domain_p=1.0)(idx, g)
+    assert (domains[idx.numpy()] != domains[cross.numpy()]).all()
+    same = PartnerSampler(36, domains=domains, cross_domain_p=0.0)(idx, g)
+    assert (domains[idx.numpy()] == domains[same.numpy()]).all() and (same != idx).all()
+    # a target anchor's same-domain partner is uniform over the other 5 target windows
+    t_counts = np.bincount(same[idx >= 30].numpy() - 30, minlength=6)
+    assert t_counts.sum() == 300 and stats.chisquare(t_counts).pvalue > 1e-3
+    big = torch.arange(36).repeat(400)
+    half = PartnerSampler(36, domains=domains, cross_domain_p=0.5)(big, g)
+    frac = (domains[big.numpy()] != domains[half.numpy()]).mean()
     assert abs(frac - 0.5) < 0.03
-    with pytest.raises(ValueError, match="domains"):
-        FinetunePairSampler(36, seed=0, cross_domain_p=0.5)
+    with pytest.raises(ValueError, match="domain"):
+        PartnerSampler(36, cross_domain_p=0.5)
 
 
 def test_time_warp_matches_numpy_interp() -> None:

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import yaml
 
 from dgmix.cli.run import scoring_overrides
-from dgmix.config import config_from_dict, load_config, write_config
+from dgmix.config import DEFAULT_PRESET, config_from_dict, load_config, write_config
 from dgmix.errors import InputError
-from dgmix.pipeline import method_scoring
+from dgmix.features import FeatureParams
+from dgmix.methods import get_method, method_names, resolve_scoring
+
+
+def _pooling(method: str, cfg) -> str:
+    return resolve_scoring(cfg.scoring, get_method(method)).pooling
 
 
 def test_paper_preset_is_spec_section_4():
@@ -22,23 +30,78 @@ def test_paper_preset_is_spec_section_4():
     b = cfg.baseline
     assert (b.lr, b.batch_size, b.epochs) == (1e-5, 32, 20)
     assert cfg.scoring.pooling == "mean" and cfg.scoring.k == 1 and not cfg.scoring.domain_aware
-    # the paper-faithful path: every method mean-pooled, section-ID fine-tuning
-    assert cfg.scoring.logmel_pooling == "same" and cfg.finetune.classes == "section"
+    # the paper-faithful path: every paper method mean-pooled, section-ID fine-tuning
+    assert cfg.finetune.classes == "section" and cfg.features == FeatureParams()
+    for m in method_names(paper_only=True):
+        assert _pooling(m, cfg) == "mean"
 
 
-def test_cpu_preset_uses_the_recommended_detector():
+def test_methods_recommend_their_scoring():
     cfg = load_config("cpu")
-    assert cfg.scoring.logmel_pooling == "max"  # docs/results.md: log-mel max over time, 1-NN
+    assert _pooling("logmel", cfg) == "max"  # docs/results.md: log-mel max over time, 1-NN
     assert cfg.scoring.pooling == "mean" and not cfg.scoring.window_level and not cfg.scoring.domain_aware
     assert cfg.finetune.classes == "auto"
-    assert method_scoring("logmel", cfg.scoring).pooling == "max"
     for m in ("baseline", "scratch", "vicreg", "dgmix"):
-        assert method_scoring(m, cfg.scoring).pooling == "mean"
+        assert _pooling(m, cfg) == "mean"
     # --pooling sets every method's pooling, logmel included
     over = scoring_overrides("gwrp", None, True)
     cfg2 = load_config("cpu", overrides={"scoring": over})
-    assert cfg2.scoring.domain_aware and method_scoring("logmel", cfg2.scoring).pooling == "gwrp"
+    assert cfg2.scoring.domain_aware and _pooling("logmel", cfg2) == "gwrp" and _pooling("dgmix", cfg2) == "gwrp"
     assert scoring_overrides(None, None, None) == {}
+
+
+def test_per_method_scoring_map(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("scoring:\n  per_method:\n    dgmix: {pooling: gwrp, domain_aware: true}\n"
+                    "    logmel: {pooling: mean+std}\n")
+    cfg = load_config("cpu", path)
+    dg = resolve_scoring(cfg.scoring, get_method("dgmix"))
+    assert dg.pooling == "gwrp" and dg.domain_aware and dg.per_method == {}
+    assert _pooling("logmel", cfg) == "mean+std" and _pooling("vicreg", cfg) == "mean"
+    # the map is checked when the config is read: field names and values
+    path.write_text("scoring:\n  per_method:\n    dgmix: {pooling: median}\n")
+    with pytest.raises(InputError, match="scoring.per_method.dgmix.pooling must be one of"):
+        load_config("cpu", path)
+    path.write_text("scoring:\n  per_method:\n    dgmix: {poling: max}\n")
+    with pytest.raises(InputError, match="unknown config field 'scoring.per_method.dgmix.poling'"):
+        load_config("cpu", path)
+
+
+def test_every_verb_defaults_to_the_same_preset():
+    from typer.testing import CliRunner
+
+    from dgmix.cli import app
+
+    assert DEFAULT_PRESET == "cpu"
+    for verb in ("run", "pretrain", "finetune"):
+        out = CliRunner().invoke(app, [verb, "--help"], env={"COLUMNS": "200"}).output
+        assert f"default {DEFAULT_PRESET}, the same for every verb" in " ".join(out.split()), verb
+
+
+def test_feature_settings_are_one_validated_type(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("features:\n  n_mels: 64\n  hop_length: 256\n  fmin: 50\n  fmax: 7000\n")
+    cfg = load_config("tiny", path)
+    assert isinstance(cfg.features, FeatureParams)
+    f = cfg.features
+    assert (f.n_mels, f.hop_length, f.fmin, f.fmax) == (64, 256, 50.0, 7000.0)
+    assert config_from_dict(cfg.to_dict()) == cfg
+    path.write_text("features:\n  fmax: 9000\n")  # above Nyquist: FeatureParams' own check
+    with pytest.raises(InputError, match="features: .*fmax") as exc:
+        load_config("tiny", path)
+    assert "\n" not in str(exc.value)
+
+
+def test_toml_reader_falls_back_to_tomli_without_tomllib(tmp_path):
+    """Python 3.10 has no tomllib; the declared range (>= 3.10) must still read TOML configs."""
+    path = tmp_path / "c.toml"
+    path.write_text("[pretrain]\nepochs = 3\n")
+    code = ("import sys; sys.modules['tomllib'] = None\n"
+            "from pathlib import Path\nfrom dgmix.config import load_config, tomllib\n"
+            f"assert tomllib.__name__ == 'tomli'\nprint(load_config('cpu', Path({str(path)!r})).pretrain.epochs)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "3"
 
 
 @pytest.mark.parametrize("suffix,text", [

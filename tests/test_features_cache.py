@@ -110,16 +110,16 @@ def test_settings_are_part_of_the_key(tmp_path: Path) -> None:
     windowing = FeatureCache(tmp_path / "cache", FeatureParams(frames=32, window_hop=4))
     assert windowing.get_status(clip)[1] is False
     # loader options and precision are part of the key
-    assert FeatureCache(tmp_path / "cache", loader_options={"pad": True}).key != base.key
+    assert FeatureCache(tmp_path / "cache", FeatureParams(pad=True)).key != base.key
     assert FeatureCache(tmp_path / "cache", dtype="float64").key != base.key
-    chan = FeatureCache(tmp_path / "cache", loader_options={"channel": 0})
+    chan = FeatureCache(tmp_path / "cache", FeatureParams(channel=0))
     assert chan.key != base.key and chan.get_status(clip)[1] is True
 
 
 def test_channel_option_reaches_the_loader(tmp_path: Path) -> None:
     clip = write_clip(tmp_path / "stereo.wav", channels=2)
     mean = FeatureCache(tmp_path / "cache").get(clip)
-    ch1 = FeatureCache(tmp_path / "cache", loader_options={"channel": 1}).get(clip)
+    ch1 = FeatureCache(tmp_path / "cache", FeatureParams(channel=1)).get(clip)
     np.testing.assert_array_equal(ch1, reference(clip, channel=1))
     assert np.abs(mean - ch1).max() > 1.0
 
@@ -145,10 +145,10 @@ def test_bad_files_and_short_clips(tmp_path: Path) -> None:
         cache.get(short)
     with pytest.raises(InputError, match="missing.wav"):
         cache.get(tmp_path / "missing.wav")
-    padded = FeatureCache(tmp_path / "cache", loader_options={"pad": True}).get(short)
+    padded = FeatureCache(tmp_path / "cache", FeatureParams(pad=True)).get(short)
     assert padded.shape == (128, 64)  # padded to exactly one window of 64 frames
     with pytest.raises(ValueError, match="unknown loader option"):
-        FeatureCache(tmp_path / "cache", loader_options={"chanel": 0})
+        FeatureCache(tmp_path / "cache", loader_options={"channel": 0})  # channel lives in FeatureParams
 
 
 def test_accepts_records_with_a_path(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ def _librosa_max(path):
 def logmel_run(tiny_synth, feature_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("logmel")
     # max pooling for logmel only (as the cpu preset does); the other methods would keep "mean"
-    cfg = load_config("tiny", overrides={"scoring": {"logmel_pooling": "max"}})
+    cfg = load_config("tiny")  # logmel recommends max over time (LogmelMethod.default_scoring)
     assert cfg.scoring.pooling == "mean"
     run_pipeline(tiny_synth, out, cfg, methods=["logmel"], cache_dir=feature_cache, progress=False,
                  echo=lambda s: None, extra_scorings=scoring_variants(cfg.scoring))

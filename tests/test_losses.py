@@ -211,13 +211,16 @@ def _free_port() -> int:
 def _gather_worker(rank: int, world: int, port: int, queue) -> None:
     import torch.distributed as dist
 
+    from dgmix.training.distributed import gather_no_grad, gather_with_grad
+
     os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         z, zp, zm, lam = _batch(n=8, d=4, seed=7)
         w = torch.ones(4, dtype=torch.float64, requires_grad=True)  # a shared "parameter"
         sl = slice(rank * 4, rank * 4 + 4)
-        out = DGMixLoss(gather=True)(z[sl] * w, zp[sl] * w, zm[sl] * w, lam[sl])
+        z_all, zp_all, zm_all = (gather_with_grad(t[sl] * w) for t in (z, zp, zm))
+        out = DGMixLoss()(z_all, zp_all, zm_all, gather_no_grad(lam[sl]))
         out["loss"].backward()
         grad = w.grad.clone()
         dist.all_reduce(grad)  # what DDP does, before dividing by the world size
@@ -228,8 +231,9 @@ def _gather_worker(rank: int, world: int, port: int, queue) -> None:
 
 @pytest.mark.slow
 def test_gather_gives_global_batch_loss() -> None:
-    """With 2 processes of 4 samples each, gather=True reproduces the 8-sample loss and its
-    gradient (after DDP-style averaging)."""
+    """With 2 processes of 4 samples each, the loss on embeddings gathered with gradients
+    (dgmix.training.distributed.gather_with_grad, as the training stages do) reproduces the
+    8-sample loss and its gradient (after DDP-style averaging)."""
     z, zp, zm, lam = _batch(n=8, d=4, seed=7)
     w = torch.ones(4, dtype=torch.float64, requires_grad=True)
     ref = DGMixLoss()(z * w, zp * w, zm * w, lam)["loss"]

@@ -42,30 +42,6 @@ def test_schedule_values_by_hand() -> None:
         WarmupCosine(0.8, warmup_epochs=20, total_epochs=10)
 
 
-def test_scheduler_wrapper_and_state_dict() -> None:
-    sched = WarmupCosine(0.8, warmup_epochs=2, total_epochs=6, final_lr=0.002, steps_per_epoch=3)
-    p = nn.Parameter(torch.zeros(2))
-    opt = torch.optim.SGD([p], lr=123.0)
-    lr_sched = sched.scheduler(opt)
-    assert opt.param_groups[0]["lr"] == 0.0
-    for step in range(1, 8):
-        opt.step()
-        lr_sched.step()
-        assert opt.param_groups[0]["lr"] == pytest.approx(sched.lr_at(step))
-    state = lr_sched.state_dict()
-    opt2 = torch.optim.SGD([nn.Parameter(torch.zeros(2))], lr=1.0)
-    resumed = WarmupCosine(0.1).scheduler(opt2)
-    resumed.load_state_dict(state)
-    assert resumed.schedule == sched
-    for step in range(8, 12):
-        opt.step()
-        lr_sched.step()
-        opt2.step()
-        resumed.step()
-        assert opt2.param_groups[0]["lr"] == pytest.approx(sched.lr_at(step))
-        assert opt2.param_groups[0]["lr"] == pytest.approx(opt.param_groups[0]["lr"])
-
-
 def _two_param_model() -> nn.Linear:
     model = nn.Linear(3, 2)
     with torch.no_grad():
@@ -125,5 +101,22 @@ def test_param_groups() -> None:
     assert [g["weight_decay"] for g in groups] == [1e-4, 0.0]
     assert [tuple(p.shape) for p in groups[0]["params"]] == [(3, 4), (2, 3)]
     assert all(p.ndim == 1 for p in groups[1]["params"]) and len(groups[1]["params"]) == 4
-    LARS(groups, lr=0.1)
-    torch.optim.AdamW(groups, lr=1e-4)
+
+
+def test_param_groups_keep_bias_and_norm_out_of_adamw_decay() -> None:
+    """With zero gradients an AdamW step is pure decoupled weight decay, p <- p (1 - lr wd): the
+    weights shrink, the biases and BN parameters do not move."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Linear(3, 2))
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm1d):
+            nn.init.normal_(m.weight)
+            nn.init.normal_(m.bias)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = torch.optim.AdamW(param_groups(model, weight_decay=0.5), lr=0.1)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    for n, p in model.named_parameters():
+        expected = before[n] * (1 - 0.1 * 0.5) if p.ndim > 1 else before[n]
+        torch.testing.assert_close(p.detach(), expected, msg=n)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,6 +15,7 @@ from dgmix.data import ClipRecord
 from dgmix.errors import TrainingError
 from dgmix.training import finetune, pretrain, train_baseline
 from dgmix.training.data import class_keys
+from dgmix.training.finetune import build_model
 from dgmix.training.log import read_log
 
 
@@ -94,9 +96,21 @@ def test_finetune_from_pretrained_and_scratch(tiny_synth, feature_cache, tmp_pat
     enc_pre = load_checkpoint(pre / "encoder.pt")["encoder"]
     ft_state = load_checkpoint(ft / "model.pt")
     assert ft_state["section_names"] == ["00", "01"]
-    # the fine-tuned encoder started from the pre-trained one and moved away from it
-    k = "head.2.weight" if "head.2.weight" in enc_pre else next(iter(enc_pre))
-    assert not torch.equal(enc_pre[k], load_checkpoint(ft / "encoder.pt")["encoder"][k])
+    weights = [k for k in enc_pre if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    # the fine-tuned encoder moved away from the pre-trained one ...
+    enc_ft = load_checkpoint(ft / "encoder.pt")["encoder"]
+    assert any(not torch.equal(enc_pre[k], enc_ft[k]) for k in weights)
+    # ... and started from it: with lr 0 (AdamW's decay is lr * wd) every weight stays the
+    # pre-trained one, which a skipped or partial load would not give
+    frozen = _tiny()
+    frozen.finetune.lr = 0.0
+    finetune(tiny_synth, "fan", frozen, tmp_path / "ft0", feature_cache, init=pre, progress=False)
+    enc_ft0 = load_checkpoint(tmp_path / "ft0" / "encoder.pt")["encoder"]
+    for k in weights:
+        assert torch.equal(enc_pre[k], enc_ft0[k]), k
+    torch.manual_seed(frozen.seed)  # what fine-tuning would start from without the load
+    unloaded = build_model(frozen, 2).encoder.state_dict()
+    assert any(not torch.equal(enc_pre[k], unloaded[k]) for k in weights)
     scratch = finetune(tiny_synth, "fan", cfg, tmp_path / "scratch", feature_cache, init=None, progress=False)
     assert scratch.steps == res.steps
 
@@ -136,3 +150,24 @@ def test_finetune_on_attribute_classes(tiny_synth, feature_cache, tmp_path):
     assert {n.split("|")[0] for n in names} == {"00", "01"}
     # the classifier's output layer has one unit per class
     assert state["model"]["classifier.net.2.weight"].shape[0] == len(names)
+
+
+def test_finetune_options_reach_the_optimizer_and_pairs(tiny_synth, feature_cache, tmp_path):
+    """finetune.decay_norm_and_bias: false -> AdamW groups without decay for biases and BN;
+    finetune.cross_domain_p -> the task's partner sampler mixes across domains."""
+    from dgmix.training.common import training_clips
+    from dgmix.training.distributed import DistContext
+    from dgmix.training.finetune import FinetuneTask
+
+    cfg = _tiny(epochs=1)
+    cfg.finetune.decay_norm_and_bias = False
+    cfg.finetune.cross_domain_p = 1.0
+    finetune(tiny_synth, "fan", cfg, tmp_path / "ft", feature_cache, init=None, progress=False)
+    groups = load_checkpoint(tmp_path / "ft" / "last.pt")["optimizer"]["param_groups"]
+    assert [g["weight_decay"] for g in groups] == [cfg.finetune.weight_decay, 0.0]
+    clips = training_clips(tiny_synth, "fan", cfg, feature_cache, DistContext(), progress=False)
+    task = FinetuneTask(clips, cfg, DistContext())
+    idx = torch.arange(clips.n_windows)
+    partners = task.partners(idx, torch.Generator().manual_seed(0))
+    dom = torch.as_tensor(clips.clip_domain[clips.windows.clip_of(np.arange(clips.n_windows))])
+    assert (dom[idx] != dom[partners]).all() and dom.sum() > 0

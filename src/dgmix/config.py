@@ -16,28 +16,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import tomllib
 import yaml
 
 from dgmix.errors import InputError
+from dgmix.features.logmel import FeatureParams
+
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, installed as ``tomli`` (pyproject)
+    import tomli as tomllib
 
 PresetName = Literal["paper", "cpu", "tiny"]
 PRESETS: tuple[str, ...] = ("paper", "cpu", "tiny")
-
-
-@dataclass
-class FeatureConfig:
-    """Log-mel front end (SPEC §2, paper §3.1)."""
-
-    sample_rate: int = 16000
-    n_fft: int = 1024
-    hop_length: int = 512
-    n_mels: int = 128
-    power: float = 2.0
-    frames: int = 64  # P, context window
-    window_hop: int = 8  # L, window shift
-    channel: int | None = None  # None = mean downmix
-    pad: bool = False  # zero-pad clips shorter than one window instead of failing
+#: The preset every verb (run, pretrain, finetune) starts from when ``--preset`` is not given: a
+#: schedule sized for a 2-core laptop. ``--preset paper`` is SPEC §4 exactly.
+DEFAULT_PRESET: PresetName = "cpu"
 
 
 @dataclass
@@ -105,6 +98,13 @@ class FinetuneConfig:
     consistency_reduction: Literal["mean", "sum"] = "mean"
     mixup_alpha: float = 0.5
     per_sample_lambda: bool = True
+    # Share of mixup partners drawn from the anchor's other domain (paper §3.4: intra- and
+    # inter-domain mixup; proportions not given). None = uniform over all windows. See
+    # dgmix.augment.pairs.
+    cross_domain_p: float | None = None
+    # AdamW weight decay on every parameter (True) or on conv/linear weights only (False: biases
+    # and BN parameters undecayed, dgmix.optim.param_groups). The paper does not say.
+    decay_norm_and_bias: bool = True
     windows_per_epoch: int | None = None
     channels_last: bool = False
     threads: int | None = None
@@ -129,12 +129,16 @@ class BaselineConfig:
 
 @dataclass
 class ScoringConfig:
-    """Clip embedding and k-NN scoring (paper §3.5, SPEC §6; options of issue 5)."""
+    """Clip embedding and k-NN scoring (paper §3.5, SPEC §6; options of issue 5).
+
+    The fields below are the scoring of every method. Each method may recommend its own options
+    (:attr:`dgmix.methods.Method.default_scoring`, e.g. max over time for ``logmel``), applied on
+    top of them while ``method_defaults`` is true; ``per_method`` then overrides any field for a
+    named method, e.g. ``{"logmel": {"pooling": "gwrp"}, "dgmix": {"domain_aware": true}}``.
+    :func:`dgmix.methods.resolve_scoring` does the resolution.
+    """
 
     pooling: Literal["mean", "max", "gwrp", "mean+max", "mean+std"] = "mean"
-    # Pooling of the ``logmel`` method's frames; "same" = ``pooling``. The ``cpu`` preset sets
-    # "max", the configuration recommended in docs/results.md (log-mel max over time, 1-NN).
-    logmel_pooling: Literal["same", "mean", "max", "gwrp", "mean+max", "mean+std"] = "same"
     gwrp_r: float = 0.9
     k: int = 1
     window_level: bool = False
@@ -144,6 +148,10 @@ class ScoringConfig:
     bank_reduce: Literal["none", "random", "coreset"] = "none"
     bank_size: int = 10000
     threshold_percentile: float = 0.9
+    # Apply each method's recommended options (Method.default_scoring). False: every method is
+    # scored with exactly the fields above (plus ``per_method``); ``dgmix run --pooling`` sets it.
+    method_defaults: bool = True
+    per_method: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -152,7 +160,7 @@ class RunConfig:
 
     preset: str = "paper"
     seed: int = 0
-    features: FeatureConfig = field(default_factory=FeatureConfig)
+    features: FeatureParams = field(default_factory=FeatureParams)
     model: ModelConfig = field(default_factory=ModelConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
@@ -177,14 +185,11 @@ def _preset_overrides(name: str) -> dict[str, Any]:
                 "epochs": 2, "batch_size": 32, "warmup_epochs": 1, "windows_per_epoch": 256,
                 "final_lr": 0.002 * 32 / 1024, "channels_last": True,
             },
+            # Fine-tuning falls back to section x attribute classes on one-section data.
             "finetune": {"epochs": 2, "batch_size": 32, "windows_per_epoch": 256, "channels_last": True,
                          "classes": "auto"},
             "baseline": {"epochs": 2, "batch_size": 32, "lr": 1e-4, "windows_per_epoch": 512,
                          "channels_last": True},
-            # The recommended detector (docs/results.md): logmel scored with max over time. The
-            # learned methods keep the paper's mean pooling: no other option beat it robustly for
-            # them. Fine-tuning falls back to section x attribute classes on one-section data.
-            "scoring": {"logmel_pooling": "max"},
         }
     if name == "tiny":
         return {
@@ -220,6 +225,17 @@ def _check_value(value: Any, tp: Any, where: str, source: str) -> Any:
             except InputError as exc:
                 errors.append(exc.problem)
         raise InputError(source, errors[0] if errors else f"{where}: bad value {value!r}")
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise InputError(source, f"{where} must be a mapping with string keys, got {value!r}")
+        _, value_tp = typing.get_args(tp)
+        return {k: _check_value(v, value_tp, f"{where}.{k}", source) for k, v in value.items()}
+    if origin is not None and tp is not Any:
+        return value
+    if tp is dict:
+        if not isinstance(value, dict):
+            raise InputError(source, f"{where} must be a mapping, got {value!r}")
+        return dict(value)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InputError(source, f"{where} must be a number, got {value!r}")
@@ -239,21 +255,42 @@ def _check_value(value: Any, tp: Any, where: str, source: str) -> Any:
     return value
 
 
-def apply_overrides(obj: Any, overrides: dict[str, Any], source: str, prefix: str = "") -> None:
-    """Apply a nested dict of overrides to a dataclass in place, validating names and types."""
+def apply_overrides(obj: Any, overrides: dict[str, Any], source: str, prefix: str = "") -> Any:
+    """Apply a nested dict of overrides to a dataclass, validating names and types.
+
+    Mutable dataclasses are changed in place; frozen ones (:class:`FeatureParams`) are replaced
+    by an updated copy, whose own checks (``__post_init__``) then run. Returns the result."""
     if not isinstance(overrides, dict):
         raise InputError(source, f"{prefix or 'config'} must be a mapping, got {overrides!r}")
     hints = typing.get_type_hints(type(obj))
     names = {f.name for f in dataclasses.fields(obj)}
+    updates: dict[str, Any] = {}
     for key, value in overrides.items():
         where = f"{prefix}{key}"
         if key not in names:
             raise InputError(source, f"unknown config field {where!r}; known: {', '.join(sorted(names))}")
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
-            apply_overrides(current, value, source, prefix=f"{where}.")
+            updates[key] = apply_overrides(current, value, source, prefix=f"{where}.")
         else:
-            setattr(obj, key, _check_value(value, hints[key], where, source))
+            updates[key] = _check_value(value, hints[key], where, source)
+    if type(obj).__dataclass_params__.frozen:  # type: ignore[attr-defined]
+        try:
+            return dataclasses.replace(obj, **updates)
+        except ValueError as exc:
+            raise InputError(source, f"{prefix.rstrip('.') or 'config'}: {exc}") from None
+    for key, value in updates.items():
+        setattr(obj, key, value)
+    return obj
+
+
+def scoring_with(
+    base: ScoringConfig, overrides: dict[str, Any], source: str, prefix: str = "scoring."
+) -> ScoringConfig:
+    """A validated copy of ``base`` with ``overrides`` applied (``base`` is left unchanged)."""
+    if "per_method" in overrides or "method_defaults" in overrides:
+        raise InputError(source, f"{prefix}: per_method and method_defaults cannot be set per method")
+    return apply_overrides(dataclasses.replace(base, per_method={}), overrides, source, prefix)
 
 
 def validate(cfg: RunConfig, source: str = "config") -> None:
@@ -268,16 +305,19 @@ def validate(cfg: RunConfig, source: str = "config") -> None:
          "pretrain.warmup_epochs must not exceed pretrain.epochs"),
         (cfg.pretrain.mixup_alpha > 0, "pretrain.mixup_alpha must be > 0"),
         (cfg.finetune.mixup_alpha > 0, "finetune.mixup_alpha must be > 0"),
+        (cfg.finetune.cross_domain_p is None or 0.0 <= cfg.finetune.cross_domain_p <= 1.0,
+         "finetune.cross_domain_p must be in [0, 1] or null"),
         (cfg.scoring.k >= 1, "scoring.k must be >= 1"),
         (0.0 < cfg.scoring.gwrp_r <= 1.0, "scoring.gwrp_r must be in (0, 1]"),
         (0.0 < cfg.scoring.threshold_percentile < 1.0,
          "scoring.threshold_percentile must be in (0, 1)"),
-        (cfg.features.frames >= 1 and cfg.features.window_hop >= 1,
-         "features.frames and features.window_hop must be >= 1"),
+        (cfg.features.channel is None or cfg.features.channel >= 0, "features.channel must be >= 0"),
     ]
     for ok, msg in checks:
         if not ok:
             raise InputError(source, msg)
+    for name, overrides in cfg.scoring.per_method.items():
+        scoring_with(cfg.scoring, overrides, source, prefix=f"scoring.per_method.{name}.")
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

@@ -48,18 +48,25 @@ def features(
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")
     ] = True,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="YAML/TOML run config whose `features` section to use "
+                     "(default: SPEC §2 settings), so the cache matches that run's."),
+    ] = None,
 ) -> None:
     """Compute log-mel features of every clip under ROOT into the cache (paper Sec. 3.1)."""
+    from dgmix.config import DEFAULT_PRESET, load_config
     from dgmix.data import scan
-    from dgmix.features import FeatureCache, FeatureParams, n_windows
+    from dgmix.features import FeatureCache, n_windows
 
     if not root.is_dir():
         typer.echo(f"error: {root}: dataset folder not found", err=True)
         raise typer.Exit(2)
-    params = FeatureParams()
     try:
+        loader = {k: v for k, v in (("channel", channel), ("pad", pad or None)) if v is not None}
+        params = load_config(DEFAULT_PRESET, config, {"features": loader} if loader else None).features
         ds = scan(root, on_error=on_error.value)
-        cache_obj = FeatureCache(cache, params, loader_options={"channel": channel, "pad": pad})
+        cache_obj = FeatureCache(cache, params)
         report = cache_obj.fill(
             [r.path for r in ds.records], workers=workers, progress=progress,
             on_error=on_error.value,

@@ -8,7 +8,8 @@ import typer
 
 from dgmix.checkpoint import load_checkpoint
 from dgmix.cli.common import default_cache_dir, fail, run_guarded, setup_logging
-from dgmix.config import PRESETS, RunConfig, config_from_dict, load_config
+from dgmix.cli.run import PRESET_HELP
+from dgmix.config import DEFAULT_PRESET, PRESETS, RunConfig, config_from_dict, load_config
 from dgmix.training.loop import LAST
 
 
@@ -38,7 +39,7 @@ def register(app: typer.Typer) -> None:
         data: Path = typer.Option(..., "--data", help="Dataset root (DCASE layout or plain)."),
         machine: str = typer.Option(..., "--machine", help="Machine type, e.g. fan."),
         method: str = typer.Option("dgmix", "--method", help="dgmix or vicreg (SpecAugment ablation)."),
-        preset: str = typer.Option("paper", "--preset", help="paper | cpu | tiny."),
+        preset: str = typer.Option(DEFAULT_PRESET, "--preset", help=PRESET_HELP),
         config: Path | None = typer.Option(None, "--config", help="YAML/TOML file overriding any field."),
         out: Path = typer.Option(..., "--out", help="Run directory."),
         cache: Path = typer.Option(None, "--cache", help="Feature cache dir (default $DGMIX_CACHE or ~/.cache/dgmix)."),
@@ -60,10 +61,14 @@ def register(app: typer.Typer) -> None:
 
         def go():
             from dgmix.training import pretrain as run_pretrain
+            from dgmix.training.distributed import shutdown
 
             cfg = resolve_config(preset, config, out, resume, overrides)
-            result = run_pretrain(data, machine, cfg, out, cache or default_cache_dir(),
-                                  resume=resume, progress=progress, stop_after_epoch=stop_after)
+            try:
+                result = run_pretrain(data, machine, cfg, out, cache or default_cache_dir(),
+                                      resume=resume, progress=progress, stop_after_epoch=stop_after)
+            finally:
+                shutdown()
             _summary(f"pretrain {cfg.pretrain.method} {machine}", result, out)
 
         run_guarded(go)
@@ -73,7 +78,7 @@ def register(app: typer.Typer) -> None:
         data: Path = typer.Option(..., "--data", help="Dataset root."),
         machine: str = typer.Option(..., "--machine", help="Machine type."),
         init: str = typer.Option(..., "--init", help="Pre-training RUN_DIR (or encoder.pt), or 'scratch'."),
-        preset: str = typer.Option("paper", "--preset", help="paper | cpu | tiny."),
+        preset: str = typer.Option(DEFAULT_PRESET, "--preset", help=PRESET_HELP),
         config: Path | None = typer.Option(None, "--config"),
         out: Path = typer.Option(..., "--out", help="Run directory."),
         cache: Path = typer.Option(None, "--cache"),
@@ -89,11 +94,15 @@ def register(app: typer.Typer) -> None:
 
         def go():
             from dgmix.training import finetune as run_finetune
+            from dgmix.training.distributed import shutdown
 
             cfg = resolve_config(preset, config, out, resume, overrides)
             init_path = None if init == "scratch" else Path(init)
-            result = run_finetune(data, machine, cfg, out, cache or default_cache_dir(), init_path,
-                                  resume=resume, progress=progress, stop_after_epoch=stop_after)
+            try:
+                result = run_finetune(data, machine, cfg, out, cache or default_cache_dir(), init_path,
+                                      resume=resume, progress=progress, stop_after_epoch=stop_after)
+            finally:
+                shutdown()
             _summary(f"finetune {machine}", result, out)
 
         run_guarded(go)

@@ -112,6 +112,18 @@ class ClipRecord:
         return self.path.name
 
     @property
+    def bank_domain(self) -> str:
+        """The domain used for training and k-NN banks: ``"unknown"`` counts as ``"source"``.
+
+        Clips with no domain in their name (a plain ``<machine>/train`` folder, MIMII 2019, DCASE
+        evaluation names) are a user's normal operating data, the bulk of what a detector
+        learns from; the paper's target domain is the few shifted clips, which a layout without
+        domains cannot name. This is the one place that decides it (training, fine-tuning pair
+        sampling and the domain-aware k-NN banks all read it).
+        """
+        return "source" if self.domain == "unknown" else self.domain
+
+    @property
     def dcase_name(self) -> str:
         """The file name without a ``<Machine>_{train|test}_`` prefix (the official DCASE name)."""
         return strip_machine_prefix(self.path.name)

@@ -16,14 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing as mp
 import os
 import tempfile
-import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +27,14 @@ import torch
 
 from dgmix.errors import InputError
 
+from .extract import clip_logmel
+from .extract import loader_options as loader_options_for
+from .fill import FillReport, _as_path, fill_cache
 from .logmel import FeatureParams, LogMel
-from .windows import n_windows
 
 #: Bumped when the cached arrays' meaning changes, so old caches are not reused.
 CACHE_FORMAT = 1
 
-_LOADER_KEYS = ("channel", "pad", "pad_to", "min_samples", "allow_silence")
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -51,39 +47,6 @@ def content_hash(path: str | Path, chunk_size: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _as_path(item: Any) -> Path:
-    """A path from a path-like or from anything with a ``.path`` (e.g. ``ClipRecord``)."""
-    return Path(getattr(item, "path", item))
-
-
-@dataclass
-class FillReport:
-    """What :meth:`FeatureCache.fill` did.
-
-    Attributes:
-        computed: clips whose features were computed now.
-        cached: clips found in the cache.
-        errors: ``(path, problem)`` for clips that could not be loaded.
-        frames: number of frames T of every successful clip, by path.
-        seconds: wall-clock time of the fill.
-    """
-
-    computed: int = 0
-    cached: int = 0
-    errors: list[tuple[Path, str]] = field(default_factory=list)
-    frames: dict[Path, int] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    @property
-    def total_frames(self) -> int:
-        """Frames over all successful clips."""
-        return int(sum(self.frames.values()))
-
-    def total_windows(self, frames: int = 64, hop: int = 8) -> int:
-        """Context windows over all successful clips (paper Sec. 3.1: P = 64, L = 8)."""
-        return int(sum(n_windows(t, frames, hop) for t in self.frames.values()))
-
-
 class FeatureCache:
     """Per-clip log-mel features on disk, keyed by file content + settings.
 
@@ -91,10 +54,10 @@ class FeatureCache:
         cache_dir: root folder of the cache (created if missing).
         params: feature settings. Only the spectrogram fields enter the key, so windowing
             settings (``frames``, ``window_hop``) can change without recomputing.
-        loader_options: keyword arguments for ``dgmix.data.load_audio`` (``channel``, ``pad``,
-            ``pad_to``, ``min_samples``, ``allow_silence``). By default clips shorter than one
-            context window of ``params.frames`` frames are refused (``min_samples``); pass
-            ``{"pad": True}`` to zero-pad them instead.
+        loader_options: further keyword arguments for ``dgmix.data.load_audio`` (``pad_to``,
+            ``min_samples``, ``allow_silence``); ``channel`` and ``pad`` come from ``params``. By
+            default clips shorter than one context window of ``params.frames`` frames are refused
+            (``min_samples``); ``FeatureParams(pad=True)`` zero-pads them instead.
         dtype: internal precision of :class:`LogMel` (``"float32"`` or ``"float64"``); the stored
             arrays are float32 either way. It is part of the key.
     """
@@ -106,29 +69,17 @@ class FeatureCache:
         loader_options: dict[str, Any] | None = None,
         dtype: str = "float32",
     ) -> None:
-        from dgmix.data import min_samples_for
-
         self.params = params if params is not None else FeatureParams()
         if dtype not in _DTYPES:
             raise ValueError(f"FeatureCache dtype must be 'float32' or 'float64', got {dtype!r}")
         self.dtype = dtype
-        options = dict(loader_options or {})
-        unknown = sorted(set(options) - set(_LOADER_KEYS))
-        if unknown:
-            raise ValueError(
-                f"FeatureCache: unknown loader option(s) {', '.join(unknown)}; "
-                f"known: {', '.join(_LOADER_KEYS)}"
-            )
-        p = self.params
-        defaults: dict[str, Any] = {
-            "channel": None,
-            "pad": False,
-            "pad_to": None,
-            "min_samples": min_samples_for(p.frames, p.n_fft, p.hop_length, center=True),
-            "allow_silence": False,
-        }
-        defaults.update(options)
+        self.extra_loader = dict(loader_options or {})
+        try:
+            defaults = loader_options_for(self.params, **self.extra_loader)
+        except ValueError as exc:
+            raise ValueError(f"FeatureCache: {exc}") from None
         self.loader_options = defaults
+        p = self.params
         self.cache_dir = Path(cache_dir)
         # min_samples only changes the stored array when short clips are padded up to it;
         # otherwise it only decides which clips are refused, so it stays out of the key.
@@ -189,13 +140,7 @@ class FeatureCache:
 
     def compute(self, item: Any) -> np.ndarray:
         """Load the clip and compute its log-mel, ``(n_mels, T)`` float32, without the cache."""
-        from dgmix.data import load_audio
-
-        path = _as_path(item)
-        wave = load_audio(path, sample_rate=self.params.sample_rate, **self.loader_options)
-        with torch.no_grad():
-            out = self._logmel()(torch.from_numpy(wave).unsqueeze(0))[0]
-        return out.numpy()
+        return clip_logmel(_as_path(item), self.params, self._logmel(), **self.extra_loader)
 
     def _write(self, target: Path, array: np.ndarray) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -260,7 +205,7 @@ class FeatureCache:
         return {
             "cache_dir": str(self.cache_dir),
             "params": self.params.to_dict(),
-            "loader_options": self.loader_options,
+            "loader_options": self.extra_loader,
             "dtype": self.dtype,
         }
 
@@ -288,122 +233,6 @@ class FeatureCache:
         on_error: str = "skip",
         min_parallel: int = 32,
     ) -> FillReport:
-        """Make sure every clip's features are in the cache.
-
-        Clips already cached are found first, in this process (content hash + ``.npy`` header).
-        The rest are computed by ``workers`` processes (``spawn`` start method, one torch thread
-        each), or in this process when ``workers <= 1`` or fewer than ``min_parallel`` clips are
-        missing (starting a worker costs a torch import, a few seconds).
-
-        Args:
-            items: paths or ``ClipRecord``s.
-            workers: processes to use.
-            progress: show a tqdm progress bar (on stderr).
-            on_error: ``"skip"`` lists bad files in the report; ``"fail"`` raises the first one
-                as ``InputError``.
-            min_parallel: fewest missing clips for which worker processes are started.
-
-        Returns:
-            A :class:`FillReport`. Running it again on the same clips computes nothing.
-        """
-        from tqdm import tqdm
-
-        if on_error not in ("skip", "fail"):
-            raise ValueError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
-        paths = [str(_as_path(it)) for it in items]
-        report = FillReport()
-        t0 = time.perf_counter()
-        bar = tqdm(total=len(paths), desc="features", unit="clip", disable=not progress)
-
-        def record(result: tuple[str, str, Any]) -> None:
-            path, status, value = result
-            if status == "error":
-                if on_error == "fail":
-                    raise InputError(path, value)
-                report.errors.append((Path(path), value))
-            else:
-                report.frames[Path(path)] = int(value)
-                if status == "computed":
-                    report.computed += 1
-                else:
-                    report.cached += 1
-            bar.update(1)
-
-        try:
-            missing = []
-            for p in paths:
-                try:
-                    t = self.cached_frames(p)
-                except InputError as e:
-                    record((p, "error", e.problem))
-                    continue
-                if t is None:
-                    missing.append(p)
-                else:
-                    record((p, "cached", t))
-            n_proc = min(int(workers), len(missing))
-            if n_proc <= 1 or len(missing) < min_parallel:
-                for p in missing:
-                    record(_fill_one_with(self, p))
-            else:
-                self._fill_parallel(missing, n_proc, record)
-        finally:
-            bar.close()
-        report.errors.sort(key=lambda e: str(e[0]))
-        report.seconds = time.perf_counter() - t0
-        return report
-
-    def _fill_parallel(self, paths: list[str], n_proc: int, record: Any) -> None:
-        """Compute ``paths`` in ``n_proc`` spawned processes, passing each result to ``record``."""
-        chunk = max(1, min(16, len(paths) // (n_proc * 8)))
-        chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
-        pool = ProcessPoolExecutor(
-            n_proc, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-            initargs=(self._spec(),),
-        )
-        try:
-            futures = [pool.submit(_fill_chunk, c) for c in chunks]
-            for fut in as_completed(futures):
-                try:
-                    results = fut.result()
-                except BrokenProcessPool as e:
-                    raise RuntimeError(
-                        f"a feature worker process died ({e}); retry with --workers 1"
-                    ) from e
-                for result in results:
-                    record(result)
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _fill_one_with(cache: FeatureCache, path: str) -> tuple[str, str, Any]:
-    """``(path, "computed"|"cached", T)`` or ``(path, "error", problem)``."""
-    try:
-        arr, computed = cache.get_status(path)
-    except InputError as e:
-        return path, "error", e.problem
-    except (OSError, ValueError, RuntimeError) as e:
-        return path, "error", " ".join(f"{type(e).__name__}: {e}".split())
-    return path, "computed" if computed else "cached", int(arr.shape[1])
-
-
-_WORKER_CACHE: FeatureCache | None = None
-
-
-def _init_worker(spec: dict[str, Any]) -> None:
-    """Pool initializer (spawn-safe): one torch thread, one FeatureCache per worker process."""
-    global _WORKER_CACHE
-    torch.set_num_threads(1)
-    _WORKER_CACHE = FeatureCache(
-        spec["cache_dir"],
-        FeatureParams.from_dict(spec["params"]),
-        loader_options=spec["loader_options"],
-        dtype=spec["dtype"],
-    )
-
-
-def _fill_chunk(paths: list[str]) -> list[tuple[str, str, Any]]:
-    """Worker task: compute (or find) the features of a few clips."""
-    if _WORKER_CACHE is None:
-        raise RuntimeError("feature worker was not initialised")
-    return [_fill_one_with(_WORKER_CACHE, p) for p in paths]
+        """Make sure every clip's features are in the cache; see :func:`dgmix.features.fill.fill_cache`."""
+        return fill_cache(self, items, workers=workers, progress=progress, on_error=on_error,
+                          min_parallel=min_parallel)

@@ -58,6 +58,13 @@ class FeatureParams:
         window_hop: shift L between consecutive context windows, in frames.
         fmin: lowest mel filter edge in Hz.
         fmax: highest mel filter edge in Hz (``None`` = Nyquist).
+        channel: which channel of multi-channel audio to use (``None`` = mean downmix).
+        pad: zero-pad clips shorter than one window instead of refusing them.
+
+    This is the one feature-settings type of the package: the ``features`` section of a run's
+    config, the feature cache's key, a detector bundle's front end and the encoder's input shape
+    (``(n_mels, frames)``, :func:`dgmix.models.build_encoder`) all read it. ``channel`` and ``pad``
+    are the loader's part: they change which samples reach the STFT, so the cache keys them too.
     """
 
     sample_rate: int = 16000
@@ -69,6 +76,8 @@ class FeatureParams:
     window_hop: int = 8
     fmin: float = 0.0
     fmax: float | None = None
+    channel: int | None = None
+    pad: bool = False
 
     def __post_init__(self) -> None:
         for name in ("sample_rate", "n_fft", "hop_length", "n_mels", "frames", "window_hop"):
@@ -77,12 +86,23 @@ class FeatureParams:
                 raise ValueError(f"FeatureParams.{name} must be a positive integer, got {value!r}")
         if not self.power > 0:
             raise ValueError(f"FeatureParams.power must be > 0, got {self.power!r}")
+        if self.channel is not None and (
+            isinstance(self.channel, bool) or not isinstance(self.channel, (int, np.integer)) or self.channel < 0
+        ):
+            raise ValueError(f"FeatureParams.channel must be None or an integer >= 0, got {self.channel!r}")
+        if not isinstance(self.pad, bool):
+            raise ValueError(f"FeatureParams.pad must be true or false, got {self.pad!r}")
         top = self.sample_rate / 2 if self.fmax is None else self.fmax
         if not 0 <= self.fmin < top <= self.sample_rate / 2:
             raise ValueError(
                 f"FeatureParams needs 0 <= fmin < fmax <= sample_rate/2, "
                 f"got fmin={self.fmin!r}, fmax={self.fmax!r}, sample_rate={self.sample_rate!r}"
             )
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(mel bins, frames): the shape of one context window, the encoder's input."""
+        return self.n_mels, self.frames
 
     @property
     def n_freqs(self) -> int:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from dgmix.losses.terms import (
     VARIANCE_EPS,
     Reduction,
-    _lam_column,
-    all_gather_with_grad,
     consistency_term,
     covariance_term,
     variance_term,
@@ -54,10 +51,9 @@ def dgmix_loss(
 class DGMixLoss(nn.Module):
     """Module form of :func:`dgmix_loss` (paper eq. 5).
 
-    ``gather=True``: with an initialised ``torch.distributed`` process group, the embeddings and
-    the lambdas of every process are gathered (with gradients) before the loss is computed, so
-    the variance and covariance terms see the global batch as SPEC §4 requires (see
-    :func:`dgmix.losses.all_gather_with_grad`). Every process then computes the same loss.
+    Under DDP the caller passes the *global* batch (every rank's embeddings gathered with
+    gradients by :func:`dgmix.training.distributed.gather_with_grad`), so that the variance and
+    covariance terms see it as SPEC §4 requires.
     """
 
     def __init__(
@@ -67,7 +63,6 @@ class DGMixLoss(nn.Module):
         nu: float = 1.0,
         consistency_reduction: Reduction = "mean",
         eps: float = VARIANCE_EPS,
-        gather: bool = False,
     ) -> None:
         super().__init__()
         if consistency_reduction not in ("mean", "sum"):
@@ -76,21 +71,15 @@ class DGMixLoss(nn.Module):
         self.gamma, self.mu, self.nu = float(gamma), float(mu), float(nu)
         self.consistency_reduction: Reduction = consistency_reduction
         self.eps = float(eps)
-        self.gather = bool(gather)
 
     def forward(
         self, z: Tensor, z_prime: Tensor, z_mix: Tensor, lam: Tensor | float
     ) -> dict[str, Tensor]:
-        if self.gather:
-            like = z if z.dtype == torch.float64 else z.float()
-            lam_vec = _lam_column(lam, z.shape[0], like).reshape(-1).contiguous()
-            z, z_prime, z_mix = (all_gather_with_grad(t) for t in (z, z_prime, z_mix))
-            lam = all_gather_with_grad(lam_vec.detach())
         return dgmix_loss(z, z_prime, z_mix, lam, self.gamma, self.mu, self.nu,
                           self.consistency_reduction, self.eps)
 
     def extra_repr(self) -> str:
         return (f"gamma={self.gamma}, mu={self.mu}, nu={self.nu}, "
-                f"consistency_reduction={self.consistency_reduction!r}, gather={self.gather}")
+                f"consistency_reduction={self.consistency_reduction!r}")
 
 

@@ -20,7 +20,6 @@ __all__ = [
     "CovarianceLoss",
     "InvarianceLoss",
     "VarianceLoss",
-    "all_gather_with_grad",
     "consistency_term",
     "covariance_term",
     "invariance_term",
@@ -166,42 +165,3 @@ class ConsistencyLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}"
-
-
-class _GatherWithGrad(torch.autograd.Function):
-    """all_gather whose backward sums the incoming gradients over ranks (all_reduce) and
-    returns this rank's slice."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor) -> tuple[Tensor, ...]:  # type: ignore[override]
-        import torch.distributed as dist
-
-        x = x.contiguous()
-        out = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-        dist.all_gather(out, x)
-        return tuple(out)
-
-    @staticmethod
-    def backward(ctx, *grads: Tensor) -> Tensor:  # type: ignore[override]
-        import torch.distributed as dist
-
-        stacked = torch.stack([g.contiguous() for g in grads])
-        dist.all_reduce(stacked)
-        return stacked[dist.get_rank()]
-
-
-def all_gather_with_grad(x: Tensor) -> Tensor:
-    """Concatenate ``x`` from every process along dim 0, keeping the autograd graph (SPEC §4).
-
-    The variance and covariance terms are statistics of the whole batch: with several processes
-    they must see the global batch, otherwise the loss changes. The backward pass sums the
-    gradients that every rank's (identical) loss sends to this rank's slice; DDP's gradient
-    averaging then gives exactly the gradient of the global-batch loss. Every rank must pass the
-    same shape (use ``drop_last``). Without an initialised process group (or with one process)
-    ``x`` is returned unchanged.
-    """
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return x
-    return torch.cat(_GatherWithGrad.apply(x), dim=0)

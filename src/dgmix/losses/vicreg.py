@@ -7,7 +7,6 @@ from torch import Tensor, nn
 
 from dgmix.losses.terms import (
     VARIANCE_EPS,
-    all_gather_with_grad,
     covariance_term,
     invariance_term,
     variance_term,
@@ -41,7 +40,8 @@ def vicreg_loss(
 
 
 class VICRegLoss(nn.Module):
-    """Module form of :func:`vicreg_loss`; ``gather`` as in :class:`dgmix.losses.DGMixLoss`."""
+    """Module form of :func:`vicreg_loss`; under DDP pass the global batch, as for
+    :class:`dgmix.losses.DGMixLoss`."""
 
     def __init__(
         self,
@@ -50,19 +50,15 @@ class VICRegLoss(nn.Module):
         cov: float = 1.0,
         halve_variance: bool = False,
         eps: float = VARIANCE_EPS,
-        gather: bool = False,
     ) -> None:
         super().__init__()
         self.sim, self.std, self.cov = float(sim), float(std), float(cov)
         self.halve_variance = bool(halve_variance)
         self.eps = float(eps)
-        self.gather = bool(gather)
 
     def forward(self, z_a: Tensor, z_b: Tensor) -> dict[str, Tensor]:
-        if self.gather:
-            z_a, z_b = all_gather_with_grad(z_a), all_gather_with_grad(z_b)
         return vicreg_loss(z_a, z_b, self.sim, self.std, self.cov, self.halve_variance, self.eps)
 
     def extra_repr(self) -> str:
         return (f"sim={self.sim}, std={self.std}, cov={self.cov}, "
-                f"halve_variance={self.halve_variance}, gather={self.gather}")
+                f"halve_variance={self.halve_variance}")

@@ -1,12 +1,11 @@
 """Optimisation for DG-Mix pre-training (paper §3.3): LARS and the warm-up + cosine schedule."""
 
 from dgmix.optim.lars import LARS, exclude_bias_and_norm, param_groups
-from dgmix.optim.schedule import WarmupCosine, WarmupCosineScheduler, scaled_lr
+from dgmix.optim.schedule import WarmupCosine, scaled_lr
 
 __all__ = [
     "LARS",
     "WarmupCosine",
-    "WarmupCosineScheduler",
     "exclude_bias_and_norm",
     "param_groups",
     "scaled_lr",

@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
-from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LRScheduler
-
-__all__ = ["WarmupCosine", "WarmupCosineScheduler", "scaled_lr"]
+__all__ = ["WarmupCosine", "scaled_lr"]
 
 
 def scaled_lr(batch_size: int, base: float = 0.2) -> float:
@@ -76,34 +72,3 @@ class WarmupCosine:
     def lr_at_epoch(self, epoch: float) -> float:
         """Learning rate at a (fractional) epoch."""
         return self.lr_at(epoch * self.steps_per_epoch)
-
-    def scheduler(self, optimizer: Optimizer, last_epoch: int = -1) -> WarmupCosineScheduler:
-        """A torch ``LRScheduler`` that applies this schedule (call ``.step()`` every update)."""
-        return WarmupCosineScheduler(optimizer, self, last_epoch)
-
-
-class WarmupCosineScheduler(LRScheduler):
-    """``torch.optim.lr_scheduler.LRScheduler`` wrapper: after ``n`` calls of ``step()`` every
-    parameter group's lr is ``schedule.lr_at(n) * group.get("lr_scale", 1.0)``.
-    ``state_dict`` / ``load_state_dict`` (inherited) save and restore the step count and the
-    schedule."""
-
-    def __init__(self, optimizer: Optimizer, schedule: WarmupCosine, last_epoch: int = -1) -> None:
-        self.schedule = schedule
-        super().__init__(optimizer, last_epoch)
-
-    def get_lr(self) -> list[float]:  # type: ignore[override]
-        lr = self.schedule.lr_at(self.last_epoch)
-        return [lr * g.get("lr_scale", 1.0) for g in self.optimizer.param_groups]
-
-    def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()
-        state["schedule"] = dict(vars(self.schedule))
-        return state
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        state = dict(state_dict)
-        schedule = state.pop("schedule", None)
-        super().load_state_dict(state)
-        if schedule is not None:
-            self.schedule = WarmupCosine(**schedule)

@@ -9,19 +9,20 @@ scores of the run that made it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
 
 from dgmix.checkpoint import load_checkpoint, save_checkpoint
-from dgmix.data import load_audio, min_samples_for
+from dgmix.config import ModelConfig
 from dgmix.errors import InputError
-from dgmix.features import FeatureParams, log_mel
-from dgmix.models import Encoder, SectionClassifier
+from dgmix.features import FeatureParams, LogMel, clip_logmel
+from dgmix.models import build_classifier, build_encoder
 from dgmix.scoring.embed import classifier_scores, encoder_windows, logmel_frames
 from dgmix.scoring.knn import KNNScorer
 from dgmix.scoring.threshold import decide
@@ -43,7 +44,7 @@ class DetectorBundle(nn.Module):
         scorer: KNNScorer | None = None,
         encoder: nn.Module | None = None,
         classifier: nn.Module | None = None,
-        model_config: dict[str, Any] | None = None,
+        model_config: ModelConfig | None = None,
         thresholds: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
@@ -56,7 +57,8 @@ class DetectorBundle(nn.Module):
         self.kind, self.machine, self.method = kind, machine, method
         self.params = params
         self.section_names = list(section_names)
-        self.model_config = dict(model_config or {})
+        self.model_config = model_config if model_config is not None else ModelConfig()
+        self._logmel: LogMel | None = None
         self.encoder = encoder
         self.classifier = classifier
         self.scorer = scorer
@@ -90,11 +92,18 @@ class DetectorBundle(nn.Module):
                                      self.params.window_hop, device=device)
         return self.scorer.score(self.embed(features, device), idx).double().numpy()
 
-    def features_of(self, path: Path, channel: int | None = None, pad: bool = False) -> np.ndarray:
-        wave = load_audio(path, sample_rate=self.params.sample_rate, channel=channel, pad=pad,
-                          min_samples=min_samples_for(self.params.frames, self.params.n_fft,
-                                                      self.params.hop_length))
-        return log_mel(wave, self.params.sample_rate)
+    def features_of(self, path: Path, channel: int | None = None, pad: bool | None = None) -> np.ndarray:
+        """Log-mel features of one clip file with this detector's feature settings (the same
+        function the training run's feature cache used, so the scores match the run's).
+        ``channel`` / ``pad`` override the bundle's loader settings when given."""
+        params = self.params
+        if channel is not None or pad is not None:
+            params = dataclasses.replace(
+                params, channel=params.channel if channel is None else channel,
+                pad=params.pad if pad is None else pad)
+        if self._logmel is None:
+            self._logmel = LogMel(self.params)
+        return clip_logmel(path, params, self._logmel)
 
     def decide(self, scores: np.ndarray, sections: Sequence[str]) -> np.ndarray:
         idx = self.section_index(sections)
@@ -106,7 +115,7 @@ class DetectorBundle(nn.Module):
         meta = {
             "format": FORMAT, "kind": self.kind, "machine": self.machine, "method": self.method,
             "params": self.params.to_dict(), "section_names": self.section_names,
-            "model_config": self.model_config,
+            "model_config": dataclasses.asdict(self.model_config),
             "scorer_config": self.scorer.config() if self.scorer is not None else None,
         }
         return save_checkpoint(Path(path), {"meta": meta, "state": self.state_dict()})
@@ -118,17 +127,23 @@ class DetectorBundle(nn.Module):
         if meta.get("format") != FORMAT:
             raise InputError(path, "not a dgmix detector bundle")
         state = raw["state"]
-        mc = meta["model_config"]
+        try:
+            mc = ModelConfig(**meta["model_config"])
+            params = FeatureParams.from_dict(meta["params"])
+        except (TypeError, ValueError) as exc:
+            raise InputError(path, f"detector bundle has bad settings: {exc}") from None
         encoder = classifier = scorer = None
         if meta["kind"] in ("knn", "classifier"):
-            encoder = Encoder(width_mult=mc.get("width_mult", 0.5), embed_dim=mc.get("embed_dim", 320))
+            encoder = build_encoder(mc, params)
         if meta["kind"] == "classifier":
-            classifier = SectionClassifier(in_dim=mc.get("embed_dim", 320), hidden=mc.get("classifier_hidden", 128),
-                                           n_classes=len(meta["section_names"]))
+            classifier = build_classifier(mc, len(meta["section_names"]))
         if meta["scorer_config"] is not None:
             scorer = KNNScorer(**meta["scorer_config"])
-        bundle = cls(meta["kind"], meta["machine"], meta["method"], FeatureParams.from_dict(meta["params"]),
+        bundle = cls(meta["kind"], meta["machine"], meta["method"], params,
                      meta["section_names"], scorer=scorer, encoder=encoder, classifier=classifier,
                      model_config=mc)
-        bundle.load_state_dict(state)
+        try:
+            bundle.load_state_dict(state)
+        except RuntimeError as exc:
+            raise InputError(path, f"detector weights do not fit its settings: {str(exc).splitlines()[0]}") from None
         return bundle.eval()

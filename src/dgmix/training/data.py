@@ -14,28 +14,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dgmix.config import FeatureConfig
 from dgmix.data import ClipRecord
 from dgmix.errors import InputError
 from dgmix.features import FeatureCache, FeatureParams, WindowDataset
 
 
-def feature_params(cfg: FeatureConfig) -> FeatureParams:
-    return FeatureParams(
-        sample_rate=cfg.sample_rate,
-        n_fft=cfg.n_fft,
-        hop_length=cfg.hop_length,
-        n_mels=cfg.n_mels,
-        power=cfg.power,
-        frames=cfg.frames,
-        window_hop=cfg.window_hop,
-    )
-
-
-def make_cache(cache_dir: Path, cfg: FeatureConfig) -> FeatureCache:
-    return FeatureCache(
-        cache_dir, feature_params(cfg), loader_options={"channel": cfg.channel, "pad": cfg.pad}
-    )
+def make_cache(cache_dir: Path, params: FeatureParams) -> FeatureCache:
+    """The feature cache for ``params`` (spectrogram and loader settings) under ``cache_dir``."""
+    return FeatureCache(cache_dir, params)
 
 
 @dataclass
@@ -48,7 +34,7 @@ class ClipSet:
     windows: WindowDataset
     section_names: list[str]  # section index -> section id ("00", ...)
     clip_section: np.ndarray  # (n_clips,) section index
-    clip_domain: np.ndarray  # (n_clips,) 0 = source, 1 = target/unknown
+    clip_domain: np.ndarray  # (n_clips,) 0 = source (or unknown, ClipRecord.bank_domain), 1 = target
     class_names: list[str]  # classifier target index -> class name (see ``class_keys``)
     clip_class: np.ndarray  # (n_clips,) classifier target index
 
@@ -95,7 +81,7 @@ def class_keys(records: list[ClipRecord], mode: ClassMode = "section") -> list[s
 def load_clipset(
     records: list[ClipRecord],
     cache: FeatureCache,
-    cfg: FeatureConfig,
+    params: FeatureParams,
     section_names: list[str] | None = None,
     classes: ClassMode = "section",
 ) -> ClipSet:
@@ -111,15 +97,15 @@ def load_clipset(
     if unknown:
         raise InputError(records[0].path.parent, f"sections {unknown} were not seen in training")
     clip_section = np.array([index[r.section] for r in records], dtype=np.int64)
-    clip_domain = np.array([0 if r.domain == "source" else 1 for r in records], dtype=np.int64)
+    clip_domain = np.array([int(r.bank_domain == "target") for r in records], dtype=np.int64)
     keys = class_keys(records, classes)
     class_names = sorted(set(keys))
     class_index = {k: i for i, k in enumerate(class_names)}
     clip_class = np.array([class_index[k] for k in keys], dtype=np.int64)
-    windows = WindowDataset(feats, frames=cfg.frames, hop=cfg.window_hop, labels=clip_class)
+    windows = WindowDataset(feats, frames=params.frames, hop=params.window_hop, labels=clip_class)
     short = [records[i].path for i in np.flatnonzero(windows.index.counts == 0)]
     if short:
-        raise InputError(short[0], f"clip is shorter than one window ({cfg.frames} frames)")
+        raise InputError(short[0], f"clip is shorter than one window ({params.frames} frames)")
     return ClipSet(machine, records, feats, windows, section_names, clip_section, clip_domain,
                    class_names, clip_class)
 

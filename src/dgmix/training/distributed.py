@@ -21,8 +21,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from dgmix.losses import all_gather_with_grad
-
 
 @dataclass
 class DistContext:
@@ -62,13 +60,42 @@ def init_from_env(device: str | None = None) -> DistContext:
 
 
 def shutdown() -> None:
+    """End this process's part in the process group (the CLI calls it after a torchrun stage)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward sums the incoming gradients over ranks (all_reduce) and
+    returns this rank's slice."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
+        x = x.contiguous()
+        out = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(out, x)
+        return tuple(out)
+
+    @staticmethod
+    def backward(ctx, *grads: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        stacked = torch.stack([g.contiguous() for g in grads])
+        dist.all_reduce(stacked)
+        return stacked[dist.get_rank()]
+
+
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``x`` from every rank along dim 0, keeping the autograd graph."""
-    return all_gather_with_grad(x)
+    """Concatenate ``x`` from every rank along dim 0, keeping the autograd graph (SPEC §4).
+
+    The variance and covariance terms are statistics of the whole batch: with several processes
+    they must see the global batch, otherwise the loss changes. The backward pass sums the
+    gradients that every rank's (identical) loss sends to this rank's slice; DDP's gradient
+    averaging then gives exactly the gradient of the global-batch loss. Every rank must pass the
+    same shape (the loop drops the last partial batch). Without an initialised process group (or
+    with one process) ``x`` is returned unchanged.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    return torch.cat(_GatherWithGrad.apply(x), dim=0)
 
 
 class _AllReduceSum(torch.autograd.Function):
@@ -94,15 +121,6 @@ def gather_no_grad(x: torch.Tensor) -> torch.Tensor:
     parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, x.contiguous())
     return torch.cat(parts, dim=0)
-
-
-def all_reduce_mean(value: float, ctx: DistContext) -> float:
-    """Average a Python number over ranks (for logging)."""
-    if not ctx.is_distributed:
-        return value
-    t = torch.tensor([value], dtype=torch.float64)
-    dist.all_reduce(t)
-    return float(t.item()) / ctx.world_size
 
 
 class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):

@@ -2,16 +2,20 @@
 
 Fine-tuning: encoder + classifier Linear(320,128)-ReLU-Linear(128, n_classes), where the classes
 are the sections (paper) or, with ``finetune.classes``, sections x attribute values (see
-:func:`dgmix.training.data.class_keys`). Pairs of windows
-are drawn uniformly over every training window of the machine type, so they fall within and
-across domains (source x source, source x target, target x target) and across sections; the
+:func:`dgmix.training.data.class_keys`). The partner of each window is drawn over every training
+window of the machine type, so pairs fall within and across domains (source x source, source x
+target, target x target) and across sections; uniformly by default, or with a set share of
+inter-domain pairs (``finetune.cross_domain_p``, :mod:`dgmix.augment.pairs`). The
 mixed input X_lambda is classified against the mixed one-hot section label with a KL divergence,
 and gamma times the consistency term (eq. 1) is applied to the encoder outputs Y, Y', Y_lambda.
-AdamW, lr 1e-4, weight decay 1e-4, batch 64. The paper gives no epoch count; 20 is the default.
+AdamW, lr 1e-4, weight decay 1e-4, batch 64; the paper does not say which parameters decay:
+every parameter does by default, ``finetune.decay_norm_and_bias: false`` keeps biases and BN
+parameters out of weight decay (:func:`dgmix.optim.param_groups`). The paper gives no epoch
+count; 20 is the default.
 
 Baseline: the same encoder body trained as a plain section classifier with cross-entropy
-(official settings: Adam, lr 1e-5, batch 32, 20 epochs). Its anomaly score is computed in
-:mod:`dgmix.scoring.classifier`.
+(official settings: Adam, lr 1e-5, batch 32, 20 epochs). Its anomaly score is computed by
+:func:`dgmix.scoring.embed.classifier_scores`.
 """
 
 from __future__ import annotations
@@ -27,12 +31,13 @@ from dgmix.checkpoint import load_checkpoint, save_checkpoint
 from dgmix.config import RunConfig, write_config
 from dgmix.errors import InputError
 from dgmix.losses import MixupKLLoss
-from dgmix.models import Encoder, SectionClassifier
+from dgmix.models import build_classifier, build_encoder
+from dgmix.optim import param_groups
 from dgmix.training.common import loop_settings, start_stage, wrap_model
 from dgmix.training.data import ClipSet
 from dgmix.training.distributed import DistContext, gather_no_grad, gather_with_grad
 from dgmix.training.loop import LoopResult, run_loop
-from dgmix.training.pretrain import ENCODER_FILE, ViewMover, draw_partners
+from dgmix.training.pretrain import ENCODER_FILE, ViewMover, partner_sampler
 
 MODEL_FILE = "model.pt"
 
@@ -51,12 +56,9 @@ class EncoderClassifier(nn.Module):
         return (*ys, self.classifier(ys[-1]))
 
 
-def build_model(cfg: RunConfig, n_sections: int) -> EncoderClassifier:
-    encoder = Encoder(width_mult=cfg.model.width_mult, embed_dim=cfg.model.embed_dim)
-    classifier = SectionClassifier(
-        in_dim=cfg.model.embed_dim, hidden=cfg.model.classifier_hidden, n_classes=n_sections
-    )
-    return EncoderClassifier(encoder, classifier)
+def build_model(cfg: RunConfig, n_classes: int) -> EncoderClassifier:
+    """Encoder (for ``cfg.features``' window shape) + classifier over ``n_classes`` classes."""
+    return EncoderClassifier(build_encoder(cfg.model, cfg.features), build_classifier(cfg.model, n_classes))
 
 
 def load_pretrained_encoder(init: Path, encoder: nn.Module) -> dict:
@@ -87,10 +89,11 @@ class FinetuneTask:
         if f.channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)
         self.loss = MixupKLLoss(gamma=f.gamma, consistency_reduction=f.consistency_reduction)
+        self.partners = partner_sampler(clips, f.cross_domain_p)
 
     def step(self, model: nn.Module, idx: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         f = self.cfg.finetune
-        idx2 = draw_partners(idx, self.n_windows, generator)
+        idx2 = self.partners(idx, generator)
         x = self.clips.windows.batch(idx.numpy())
         x2 = self.clips.windows.batch(idx2.numpy())
         lam = sample_lambda(len(idx), alpha=f.mixup_alpha, per_sample=f.per_sample_lambda, generator=generator)
@@ -166,7 +169,9 @@ def finetune(
         if init_meta.get("machine") not in (None, machine):
             raise InputError(init, f"encoder was pre-trained on {init_meta['machine']!r}, not {machine!r}")
     task.module, model = wrap_model(task.module, ctx)
-    opt = torch.optim.AdamW(task.module.parameters(), lr=f.lr, weight_decay=f.weight_decay)
+    params = (task.module.parameters() if f.decay_norm_and_bias
+              else param_groups(task.module, f.weight_decay))
+    opt = torch.optim.AdamW(params, lr=f.lr, weight_decay=f.weight_decay)
     return _train(task, opt, model, cfg, f, "finetune", machine, Path(out_dir), ctx, resume, progress,
                   stop_after_epoch, {"init": str(init) if init else "scratch"})
 

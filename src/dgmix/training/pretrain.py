@@ -15,16 +15,17 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
-from dgmix.augment import SpecAugment, mix, sample_lambda
+from dgmix.augment import PartnerSampler, SpecAugment, mix, sample_lambda
 from dgmix.checkpoint import save_checkpoint
 from dgmix.config import RunConfig, write_config
 from dgmix.errors import InputError
 from dgmix.losses import DGMixLoss, VICRegLoss
-from dgmix.models import Encoder, Expander
-from dgmix.optim import LARS, WarmupCosine
+from dgmix.models import build_encoder, build_expander
+from dgmix.optim import LARS, WarmupCosine, scaled_lr
 from dgmix.training.common import loop_settings, start_stage, wrap_model
 from dgmix.training.data import ClipSet
 from dgmix.training.distributed import DistContext, gather_no_grad, gather_with_grad
@@ -47,12 +48,13 @@ class Branches(nn.Module):
         return tuple(self.expander(self.encoder(v)) for v in views)
 
 
-def draw_partners(idx: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
-    """For each window index, a different window drawn uniformly from the other ``n - 1``."""
-    if n < 2:
-        raise InputError("data", "pre-training needs at least two windows")
-    offset = torch.randint(1, n, idx.shape, generator=generator)
-    return (idx + offset) % n
+def partner_sampler(clips: ClipSet, cross_domain_p: float | None = None) -> PartnerSampler:
+    """The X' sampler over every window of ``clips`` (uniform, or domain-balanced with
+    ``cross_domain_p``, see :mod:`dgmix.augment.pairs`)."""
+    if clips.n_windows < 2:
+        raise InputError(clips.records[0].path.parent, "mixup needs at least two training windows")
+    domains = clips.clip_domain[clips.windows.clip_of(np.arange(clips.n_windows))]
+    return PartnerSampler(clips.n_windows, domains=domains, cross_domain_p=cross_domain_p)
 
 
 class ViewMover:
@@ -76,12 +78,7 @@ class PretrainTask:
         self.cfg = cfg
         self.method = p.method
         self.ctx = ctx
-        encoder = Encoder(width_mult=cfg.model.width_mult, embed_dim=cfg.model.embed_dim)
-        expander = Expander(
-            in_dim=cfg.model.embed_dim, hidden=cfg.model.expander_hidden,
-            n_layers=cfg.model.expander_layers, last_bn_relu=cfg.model.expander_last_bn_relu,
-        )
-        self.module = Branches(encoder, expander).to(ctx.device)
+        self.module = Branches(build_encoder(cfg.model, cfg.features), build_expander(cfg.model)).to(ctx.device)
         if p.channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)
         self.move = ViewMover(ctx.device, p.channels_last)
@@ -95,6 +92,7 @@ class PretrainTask:
                 n_freq_masks=p.n_freq_masks, n_time_masks=p.n_time_masks,
             )
         self.autocast = p.amp and ctx.device.type == "cuda"
+        self.partners = partner_sampler(clips) if p.method == "dgmix" else None
 
     def forward_views(self, model: nn.Module, views: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
         with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=self.autocast):
@@ -124,7 +122,7 @@ class PretrainTask:
     def step(self, model: nn.Module, idx: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         x = self.clips.windows.batch(idx.numpy())
         if self.method == "dgmix":
-            x2 = self.clips.windows.batch(draw_partners(idx, self.n_windows, generator).numpy())
+            x2 = self.clips.windows.batch(self.partners(idx, generator).numpy())
             lam = sample_lambda(
                 len(idx), alpha=self.cfg.pretrain.mixup_alpha,
                 per_sample=self.cfg.pretrain.per_sample_lambda, generator=generator,
@@ -138,7 +136,7 @@ class PretrainTask:
 def build_optimizer(module: nn.Module, cfg: RunConfig, steps_per_epoch: int) -> tuple[LARS, WarmupCosine]:
     """LARS with the paper's settings and the warm-up + cosine schedule (SPEC §4)."""
     p = cfg.pretrain
-    lr = p.lr if p.lr is not None else p.base_lr_per_256 * p.batch_size / 256
+    lr = p.lr if p.lr is not None else scaled_lr(p.batch_size, p.base_lr_per_256)
     opt = LARS(module.parameters(), lr=lr, weight_decay=p.weight_decay, momentum=p.momentum, eta=p.lars_eta)
     sched = WarmupCosine(
         base_lr=lr, warmup_epochs=p.warmup_epochs, total_epochs=p.epochs,

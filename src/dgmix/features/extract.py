@@ -1,0 +1,63 @@
+"""One clip file -> its log-mel spectrogram, the same way everywhere (paper Sec. 3.1).
+
+The feature cache (training and ``dgmix run``'s scoring) and a detector bundle scoring new clips
+(``dgmix score``) both call :func:`clip_logmel`, so a clip gets bit-identical features on either
+path for the same :class:`~dgmix.features.FeatureParams`: the sample rate, the loader's channel
+and padding choice, the STFT/mel settings and the shortest acceptable clip all come from it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .logmel import FeatureParams, LogMel
+
+#: Loader options beyond FeatureParams that a caller may set (see dgmix.data.load_audio).
+EXTRA_LOADER_KEYS: tuple[str, ...] = ("pad_to", "min_samples", "allow_silence")
+
+
+def loader_options(params: FeatureParams, **extra: Any) -> dict[str, Any]:
+    """Keyword arguments of :func:`dgmix.data.load_audio` for ``params``.
+
+    ``channel`` and ``pad`` come from ``params``; clips shorter than one context window of
+    ``params.frames`` frames are refused (or padded up to it with ``pad``) unless ``min_samples``
+    says otherwise. ``extra`` may set ``pad_to``, ``min_samples`` and ``allow_silence``.
+    """
+    from dgmix.data import min_samples_for
+
+    unknown = sorted(set(extra) - set(EXTRA_LOADER_KEYS))
+    if unknown:
+        raise ValueError(f"unknown loader option(s) {', '.join(unknown)}; known: {', '.join(EXTRA_LOADER_KEYS)}")
+    options: dict[str, Any] = {
+        "channel": params.channel,
+        "pad": params.pad,
+        "pad_to": None,
+        "min_samples": min_samples_for(params.frames, params.n_fft, params.hop_length, center=True),
+        "allow_silence": False,
+    }
+    options.update(extra)
+    return options
+
+
+def clip_logmel(
+    path: str | Path, params: FeatureParams, module: LogMel | None = None, **extra: Any
+) -> np.ndarray:
+    """Load ``path`` with ``params``' loader settings and return its log-mel, ``(n_mels, T)`` float32.
+
+    ``module`` is a :class:`LogMel` built from ``params`` (one is built if omitted); ``extra`` are
+    loader options as in :func:`loader_options`. Raises ``InputError`` for clips that cannot be used.
+    """
+    from dgmix.data import load_audio
+
+    if module is None:
+        module = LogMel(params)
+    elif module.params.spectrogram_key() != params.spectrogram_key():
+        raise ValueError("clip_logmel: the LogMel module was built for other feature settings")
+    wave = load_audio(path, sample_rate=params.sample_rate, hop_length=params.hop_length,
+                      **loader_options(params, **extra))
+    with torch.no_grad():
+        return module(torch.from_numpy(wave).unsqueeze(0))[0].numpy()

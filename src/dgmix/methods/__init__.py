@@ -1,0 +1,38 @@
+"""Detector recipes behind one interface (:class:`Method`): the paper's ``baseline``, ``scratch``,
+``vicreg`` and ``dgmix`` (Tables 2-3) and the ``logmel`` floor.
+
+Adding a method: write a module with a :class:`Method` subclass (``name``, ``summary``,
+``train``, ``encoder``; override ``build_detector`` or ``default_scoring`` if it needs to), then
+register an instance below. The pipeline, ``dgmix run --methods``, the result tables and the
+method x scoring table pick it up from the registry (docs/architecture.md).
+"""
+
+from dgmix.methods.base import Method, TrainJob
+from dgmix.methods.baseline import BaselineMethod
+from dgmix.methods.detector import knn_detector, make_scorer
+from dgmix.methods.finetuned import DGMIX, SCRATCH, VICREG, FinetunedMethod
+from dgmix.methods.logmel import LogmelMethod
+from dgmix.methods.machine import MachineData, load_machine
+from dgmix.methods.registry import check_per_method, get_method, method_names, register, resolve_scoring
+
+# Registration order is the order of result tables and of `dgmix run`'s default methods.
+register(BaselineMethod())
+register(SCRATCH)
+register(VICREG)
+register(DGMIX)
+register(LogmelMethod())
+
+__all__ = [
+    "FinetunedMethod",
+    "MachineData",
+    "Method",
+    "TrainJob",
+    "check_per_method",
+    "get_method",
+    "knn_detector",
+    "load_machine",
+    "make_scorer",
+    "method_names",
+    "register",
+    "resolve_scoring",
+]

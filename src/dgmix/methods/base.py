@@ -1,0 +1,75 @@
+"""The method interface: what every detector recipe (paper Tables 2-3, plus the log-mel floor) provides.
+
+A :class:`Method` answers three questions, and the pipeline asks nothing else:
+
+* :meth:`Method.train`: train what it needs for one machine type (or nothing);
+* :meth:`Method.build_detector`: turn that into a :class:`~dgmix.scoring.bundle.DetectorBundle`
+  and the test clips' scores;
+* :attr:`Method.default_scoring`: the scoring options it recommends on top of ``scoring``.
+
+It also says how its windows become embeddings (:meth:`Method.encoder`), which lets the method x
+scoring table re-score any method with any k-NN option. Methods are registered by name in
+:mod:`dgmix.methods.registry`; docs/architecture.md shows how to add one.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from torch import nn
+
+from dgmix.config import RunConfig, ScoringConfig
+from dgmix.methods.machine import MachineData
+from dgmix.scoring.bundle import DetectorBundle
+from dgmix.training.distributed import DistContext
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """Everything a method needs to train on one machine type."""
+
+    data_root: Path  # dataset root (the training stages read their clips from it)
+    machine: MachineData  # the machine type's train/test clips and features
+    cfg: RunConfig  # the run's configuration (never modified by a method)
+    out_dir: Path  # RUN/<method>/<machine>: the method writes its training runs here
+    cache_dir: Path  # feature cache
+    progress: bool = True
+    ctx: DistContext | None = None
+
+
+class Method(ABC):
+    """One detector recipe. Subclasses set the class attributes and implement :meth:`train` and
+    :meth:`encoder`; the default :meth:`build_detector` is the paper's k-NN back end (§3.5)."""
+
+    #: Registered name (``dgmix run --methods``; result tables; ``scoring.per_method`` keys).
+    name: ClassVar[str]
+    #: One line for ``--help`` and docs.
+    summary: ClassVar[str]
+    #: A row of the paper's Tables 2-3 (run by default by ``run_pipeline``).
+    paper: ClassVar[bool] = True
+    #: Scoring options this method recommends, applied on top of ``scoring`` while
+    #: ``scoring.method_defaults`` is true (see :func:`dgmix.methods.resolve_scoring`).
+    default_scoring: ClassVar[dict[str, Any]] = {}
+
+    @abstractmethod
+    def train(self, job: TrainJob) -> Path | None:
+        """Train for ``job.machine``; return the folder that holds the result (None: nothing to train)."""
+
+    @abstractmethod
+    def encoder(self, model_dir: Path | None, cfg: RunConfig) -> nn.Module | None:
+        """The window encoder of a trained model (eval mode), or None for log-mel frames."""
+
+    def build_detector(
+        self, model_dir: Path | None, md: MachineData, cfg: RunConfig, scoring: ScoringConfig,
+        cache: dict | None = None,
+    ) -> tuple[DetectorBundle, np.ndarray]:
+        """Detector bundle and test scores: k-NN on :meth:`encoder`'s embeddings (paper §3.5).
+
+        ``cache`` (owned by the caller) keeps window embeddings between scoring options."""
+        from dgmix.methods.detector import knn_detector
+
+        return knn_detector(self.name, self.encoder(model_dir, cfg), md, cfg, scoring, cache)

@@ -1,0 +1,199 @@
+"""Sound models of the machines that run in event cycles: valve and slider.
+
+The valve clicks open and shut in a repeating pattern (:data:`VALVE_PATTERNS`) with flow hiss
+while open; the slider runs reciprocating strokes with a trapezoidal speed profile, a whine that
+follows the speed and a knock at each stop. Both are built from events and gates
+(:mod:`dgmix.synth.events`). Re-exported by :mod:`dgmix.synth.machines`.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from dgmix.synth.events import add_events, damped_kernel, gate
+from dgmix.synth.machine_model import LEVEL_DB, MachineModel, SectionSpec, _nyquist_ok, _rms
+from dgmix.synth.spectral import noise_shape, shaped_noise
+from dgmix.synth.wavetables import harmonic_table, read_table, rotation, rotation_from_freq, sine
+
+# ---------------------------------------------------------------------------------------------
+# valve
+# ---------------------------------------------------------------------------------------------
+
+#: Valve open/close patterns: cycle period (s) and (open, close) times as fractions of it.
+VALVE_PATTERNS: dict[str, tuple[float, tuple[tuple[float, float], ...]]] = {
+    "00": (1.0, ((0.10, 0.45),)),
+    "01": (0.8, ((0.05, 0.20), (0.35, 0.55))),
+    "02": (1.6, ((0.10, 0.80),)),
+    "03": (0.5, ((0.05, 0.22),)),
+    "04": (1.2, ((0.05, 0.15), (0.30, 0.40), (0.55, 0.75))),
+    "05": (2.0, ((0.05, 0.30), (0.50, 0.55))),
+}
+
+
+class Valve(MachineModel):
+    """Solenoid valve: open/close clicks in a repeating pattern, flow hiss while open.
+
+    Pattern ``pat_XX`` (:data:`VALVE_PATTERNS`) sets the cycle; each opening is a click (a
+    decaying resonance, 2.4-3.4 kHz per unit, with a low thump), each closing a sharper click; the
+    flow hisses (band noise around 3.5 kHz) while open; a pump hums at 29.5 Hz. Event times jitter
+    by a few ms. A second valve (``v2pat``) clicks lower and quieter. Anomalies:
+    ``contamination`` (louder hiss and a 5.2 kHz whistle while open), ``timing`` (events dropped,
+    late or chattering), ``seat`` (damaged seat: lower, longer-ringing clicks).
+    """
+
+    name = "valve"
+    anomaly_kinds = ("contamination", "timing", "seat")
+    sections = (
+        SectionSpec(("pat",), (("00",), ("01",)), (("02",), ("03",)),
+                    "open/close pattern 00/01 -> 02/03 (other period and duty cycle)"),
+        SectionSpec(("v1pat", "v2pat"), (("00", "01"), ("00", "02")), (("00", "04"), ("00", "05")),
+                    "pattern of a second valve 01/02 -> 04/05"),
+        SectionSpec(("pat", "mic"), (("01", "1"), ("03", "1")), (("01", "3"), ("03", "3")),
+                    "microphone position 1 -> 3 (farther, brighter, low cut, reflection)"),
+    )
+    click_hz = (2600.0, 3000.0, 2400.0, 3400.0, 2800.0, 3200.0)
+    level_db = LEVEL_DB - 8.0  # clicks have a high crest factor: keep their peaks below 0 dBFS
+    snr_db = (14.0, 12.0, 10.0, 13.0, 11.0, 9.0)
+
+    def _events(self, rng, dur, pattern, spread, anomaly, sev):
+        period, windows = VALVE_PATTERNS[pattern]
+        start = -rng.random() * period
+        opens, closes, extra = [], [], []
+        t0 = start
+        while t0 < dur:
+            for a, b in windows:
+                to = t0 + a * period + rng.normal(0.0, 0.004 * spread)
+                tc = t0 + b * period + rng.normal(0.0, 0.004 * spread)
+                if anomaly == "timing" and rng.random() < min(0.9, 0.5 * sev):
+                    kind = rng.integers(0, 3)
+                    if kind == 0:  # sticks: opens late
+                        to += rng.uniform(0.03, 0.09)
+                    elif kind == 1:  # fails to close on time
+                        tc += rng.uniform(0.04, 0.12)
+                    else:  # chatter: bounces
+                        extra += [to + rng.uniform(0.012, 0.03), tc + rng.uniform(0.012, 0.03)]
+                opens.append(to)
+                closes.append(tc)
+            t0 += period
+        return opens, closes, extra
+
+    def machine_sound(self, rng, n, sr, cond, anomaly, sev):
+        dur = n / sr
+        fc = self.click_hz[cond.unit]
+        tau = 0.004
+        if anomaly == "seat":
+            fc *= 1.0 - 0.25 * min(sev, 2.0)
+            tau *= 1.0 + 1.2 * sev
+        x = np.zeros(n, dtype=np.float32)
+        # Supply pressure differs a little from clip to clip: click strength and flow.
+        press = 1.0 + self._jit(rng, cond, 0.12)
+        hiss = shaped_noise(rng, n, noise_shape(n, sr, (1.0, 3500.0, 1.0, 0.0)))
+        valves = [("pat", 1.0, 1.0)] if "pat" in cond.attrs else [("v1pat", 1.0, 1.0),
+                                                                  ("v2pat", 0.6, 0.7)]
+        open_gate = np.zeros(n, dtype=np.float32)
+        whistle_gate = np.zeros(n, dtype=np.float32)
+        for key, gain, fmul in valves:
+            opens, closes, extra = self._events(rng, dur, cond.attrs[key], cond.spread,
+                                                anomaly, sev)
+            k_open = damped_kernel(sr, round(fc * fmul, 1), round(tau, 5), 180.0)
+            k_close = damped_kernel(sr, round(1.35 * fc * fmul, 1), round(0.75 * tau, 5), 140.0)
+            amp = gain * press * (1.0 + rng.normal(0.0, 0.06 * cond.spread, len(opens)))
+            add_events(x, np.round(np.asarray(opens) * sr), k_open, amp)
+            add_events(x, np.round(np.asarray(closes) * sr), k_close, 1.2 * amp)
+            if extra:
+                add_events(x, np.round(np.asarray(extra) * sr), k_open, [0.7 * gain] * len(extra))
+            g = gate(n, sr, list(zip(opens, closes, strict=True)))
+            open_gate += gain * g
+            if key != "v2pat":
+                whistle_gate += g
+        hiss_gain = 0.08 * press**2 * (1.0 + (1.5 * sev if anomaly == "contamination" else 0.0))
+        x += hiss_gain * hiss * open_gate
+        if anomaly == "contamination":
+            ph = rotation(rng, n, sr, 5200.0 + 200.0 * cond.unit, drift=0.004)
+            x += (0.06 * sev) * sine(ph) * whistle_gate
+        pump = harmonic_table([(k, 0.02 / k, rng.random() * 6.28) for k in range(1, 7)])
+        x += read_table(pump, rotation(rng, n, sr, 29.5, drift=0.002))
+        return x, []
+
+
+# ---------------------------------------------------------------------------------------------
+# slider
+# ---------------------------------------------------------------------------------------------
+
+
+class Slider(MachineModel):
+    """Linear slide rail: reciprocating strokes with a trapezoidal speed profile.
+
+    Velocity ``vel`` (mm/s) and acceleration ``ac`` (ramp time ``0.006 / ac`` s) set the profile
+    ``v(t)`` of strokes over 0.12 m with 0.25 s dwell at each end. The servo whine's pitch
+    follows ``v(t)`` (``f_max = 700 Hz * vel / 300``), rolling noise scales with ``v``, and a knock
+    marks each stop. Anomalies: ``rail`` (a click at a damaged spot in every pass),
+    ``lubrication`` (friction squeal ~4.2 kHz growing with speed), ``stall`` (speed dips within
+    strokes and a load flutter on the whine).
+    """
+
+    name = "slider"
+    anomaly_kinds = ("rail", "lubrication", "stall")
+    sections = (
+        SectionSpec(("vel", "ac"), (("300", "0.05"), ("350", "0.05")),
+                    (("600", "0.05"), ("700", "0.05")),
+                    "velocity 300-350 mm/s -> 600-700 mm/s"),
+        SectionSpec(("vel", "ac"), (("400", "0.03"), ("400", "0.05")),
+                    (("400", "0.2"), ("400", "0.3")),
+                    "acceleration 0.03-0.05 -> 0.2-0.3 (short ramps, harder stops)"),
+        SectionSpec(("vel", "ac", "f-n"), (("300", "0.1", "A"), ("300", "0.1", "B")),
+                    (("300", "0.1", "C"), ("300", "0.1", "D")),
+                    "factory noise type A/B -> C/D"),
+    )
+    noise_keys: ClassVar[dict[str, dict[str, str]]] = {"f-n": {k: k for k in "ABCD"}}
+    snr_db = (10.0, 9.0, 10.0, 9.0, 8.0, 7.0)
+    speed_jitter = 0.002  # servo-controlled
+    whine_hz = (700.0, 640.0, 760.0, 680.0, 720.0, 600.0)
+
+    def machine_sound(self, rng, n, sr, cond, anomaly, sev):
+        vel = float(cond.attrs.get("vel", "300")) * (1.0 + self._jit(rng, cond, self.speed_jitter))
+        ac = float(cond.attrs.get("ac", "0.05"))
+        dur = n / sr
+        stroke_len = 0.12
+        t_acc = 0.006 / ac
+        t_const = max(0.0, stroke_len / (vel / 1000.0) - t_acc)
+        dwell = 0.25 * (1.0 + self._jit(rng, cond, 0.02))
+        strokes, stops, rail_times = [], [], []
+        t = -rng.random() * 2.0 * (t_const + 2 * t_acc + dwell)
+        while t < dur + 1.0:
+            # trapezoid: ramp up over t_acc, constant t_const, ramp down over t_acc
+            strokes.append((t + t_acc, t + 2 * t_acc + t_const))
+            rail_times.append(t + t_acc + 0.4 * t_const)
+            t += 2 * t_acc + t_const
+            stops.append(t)
+            t += dwell * (1.0 + rng.normal(0.0, 0.01 * cond.spread))
+        v = gate(n, sr, strokes, ramp_s=t_acc)
+        if anomaly == "stall":
+            dips = [(s, s + rng.uniform(0.05, 0.12)) for s in rail_times if rng.random() < 0.7]
+            v *= 1.0 - (0.55 * min(sev, 1.6)) * gate(n, sr, dips, ramp_s=0.03)
+        f_max = self.whine_hz[cond.unit] * vel / 300.0
+        ph = rotation_from_freq(n, sr, f_max * v, rng.random())
+        amps = self._amps(rng, cond, np.array([1.0 / k for k in range(1, 9)]))
+        whine_tab = harmonic_table([(k, a, rng.random() * 6.28) for k, a in enumerate(amps, 1)
+                                    if _nyquist_ok(k, f_max, sr)])
+        env = 0.1 + v
+        if anomaly == "stall":
+            env *= 1.0 + 0.4 * sev * sine(rotation(rng, n, sr, 11.0))
+        x = read_table(whine_tab, ph) * env
+        x /= _rms(x)
+        roll = shaped_noise(rng, n, noise_shape(n, sr, (1.0, 1400.0, 1.2, 0.0)))
+        x += 0.6 * roll * v
+        hard = min(2.0, (ac / 0.05) ** 0.5)
+        knock = damped_kernel(sr, 900.0, 0.006, 120.0)
+        add_events(x, np.round(np.asarray(stops) * sr), knock,
+                   0.8 * hard * (1.0 + rng.normal(0.0, 0.05, len(stops))))
+        if anomaly == "rail":
+            click = damped_kernel(sr, 2600.0, 0.002, 0.0)
+            add_events(x, np.round(np.asarray(rail_times) * sr), click,
+                       [1.2 * sev] * len(rail_times))
+        elif anomaly == "lubrication":
+            squeal = shaped_noise(rng, n, noise_shape(n, sr, (1.0, 4200.0, 0.3, 0.0)))
+            x += (0.5 * sev) * squeal * (v * v)
+        return x, []

@@ -1,0 +1,171 @@
+"""Phase accumulators and wavetables: periodic components of the synthetic machine sounds.
+
+A periodic component (a set of harmonics, or a periodic train of decaying bursts) is one period
+stored in a table of :data:`TABLE_SIZE` samples, read at a running phase held in an int64 phase
+accumulator (:data:`ONE_CYCLE` per cycle). :func:`rotation` and :func:`rotation_from_freq` build
+such phases (with slow speed drift and ripple); :func:`read_table`, :func:`sine` and
+:func:`scale_phase` read them. Part of the building blocks re-exported by
+:mod:`dgmix.synth.sounds`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+
+#: A running phase is an int64 "phase accumulator" in which one cycle is 2**PHASE_BITS.
+PHASE_BITS = 32
+ONE_CYCLE = 1 << PHASE_BITS
+#: Samples in one wavetable period is 2**TABLE_BITS (a power of two: the index wraps by masking).
+TABLE_BITS = 14
+TABLE_SIZE = 1 << TABLE_BITS
+_MASK = TABLE_SIZE - 1
+_SHIFT = PHASE_BITS - TABLE_BITS
+
+
+def _nearest(x: float) -> int:
+    """Nearest integer as a Python int (also for numpy scalars, any numpy version)."""
+    return int(np.floor(x + 0.5))
+
+
+@lru_cache(maxsize=8)
+def _ramp(n: int) -> np.ndarray:
+    r = np.arange(n, dtype=np.int64)
+    r.flags.writeable = False
+    return r
+
+
+@lru_cache(maxsize=8)
+def _seconds(n: int, sr: int) -> np.ndarray:
+    t = np.arange(n, dtype=np.float64) / sr
+    t.flags.writeable = False
+    return t
+
+
+def harmonic_table(harmonics: Sequence[tuple[float, float, float]]) -> np.ndarray:
+    """One period of ``sum_k a_k sin(2 pi k x + phi_k)``, ``x`` in [0, 1), as a wavetable.
+
+    Args:
+        harmonics: ``(k, amplitude, phase)`` triples; ``k`` is rounded to a whole harmonic number
+            (``1 <= k < TABLE_SIZE / 2``); terms with zero amplitude are skipped.
+    """
+    spec = np.zeros(TABLE_SIZE // 2 + 1, dtype=np.complex128)
+    for k, amp, phase in harmonics:
+        kk = _nearest(k)
+        if amp == 0.0 or not 1 <= kk < TABLE_SIZE // 2:
+            continue
+        # irfft(X)[m] = (1/N) sum ... ; a sine of amplitude a needs X[k] = -1j * a * N / 2.
+        spec[kk] += -1j * amp * (TABLE_SIZE / 2) * np.exp(1j * phase)
+    return np.fft.irfft(spec, TABLE_SIZE).astype(np.float32)
+
+
+@lru_cache(maxsize=256)
+def burst_table(
+    sr: int,
+    rate_hz: float,
+    freqs: tuple[float, ...],
+    tau_s: float,
+    offsets: tuple[float, ...] = (0.0,),
+    weights: tuple[float, ...] | None = None,
+) -> np.ndarray:
+    """One period of a periodic train of decaying bursts (impacts, defect impulses, knocks).
+
+    The period lasts ``1 / rate_hz`` seconds; a burst starts at each of ``offsets`` (fractions of
+    the period, weighted by ``weights``) and is a sum of exponentially decaying sines at ``freqs``
+    (Hz) with time constant ``tau_s``, wrapped around the period. Peak-normalised to 1.
+    Cached: pass rounded arguments.
+    """
+    period = 1.0 / rate_hz
+    x = np.arange(TABLE_SIZE, dtype=np.float64) / TABLE_SIZE
+    y = np.zeros_like(x)
+    w = weights if weights is not None else (1.0,) * len(offsets)
+    for off, wt in zip(offsets, w, strict=True):
+        t = ((x - off) % 1.0) * period
+        env = np.exp(-t / tau_s)
+        for i, f in enumerate(freqs):
+            y += wt * env * np.sin(2.0 * np.pi * f * t + 0.7 * i) / (1.0 + i)
+    peak = np.max(np.abs(y))
+    out = (y / peak if peak > 0 else y).astype(np.float32)
+    out.flags.writeable = False
+    return out
+
+
+def read_table(table: np.ndarray, acc: np.ndarray) -> np.ndarray:
+    """Read a wavetable at the phase accumulator ``acc`` (nearest-sample look-up, float32)."""
+    idx = acc >> _SHIFT
+    np.bitwise_and(idx, _MASK, out=idx)
+    return table.take(idx)
+
+
+def scale_phase(acc: np.ndarray, ratio: float) -> np.ndarray:
+    """Phase of a component turning ``ratio`` times as fast as ``acc`` (e.g. a gear, a defect)."""
+    if float(ratio).is_integer():
+        return acc * int(ratio)
+    out = np.empty_like(acc)
+    np.multiply(acc, float(ratio), out=out, casting="unsafe")  # float64 product -> int64
+    return out
+
+
+def smooth_curve(rng: np.random.Generator, n: int, points: int, depth: float) -> np.ndarray:
+    """Slow random curve: ``points`` Gaussian control values (std ``depth``), linearly joined."""
+    xp = np.linspace(0.0, n, points)
+    fp = rng.normal(0.0, depth, points)
+    return np.interp(np.arange(n, dtype=np.float64), xp, fp).astype(np.float32)
+
+
+def rotation_from_freq(
+    n: int, sr: int, freq: np.ndarray, start: float = 0.0
+) -> np.ndarray:
+    """Phase accumulator of an instantaneous frequency given per sample (Hz, < sr / 2)."""
+    acc = np.empty(np.shape(freq), dtype=np.int64)
+    np.multiply(np.asarray(freq, dtype=np.float32), np.float32(ONE_CYCLE / sr), out=acc,
+                casting="unsafe")
+    first = int(acc[0])
+    np.cumsum(acc, out=acc)
+    acc += int(start * ONE_CYCLE) - first
+    return acc
+
+
+def rotation(
+    rng: np.random.Generator,
+    n: int,
+    sr: int,
+    f0: float,
+    drift: float = 0.0,
+    drift_points: int = 40,
+    wobble: tuple[float, float] = (0.0, 0.0),
+) -> np.ndarray:
+    """Phase accumulator of a rotation at ``f0`` Hz with slow speed variation.
+
+    The instantaneous frequency is ``f0 * (1 + d(t) + w sin(2 pi f_w t))``: ``d`` is a
+    piecewise-constant random drift (``drift_points`` steps, std ``drift``) and
+    ``wobble = (w, f_w)`` a periodic speed ripple (a toy car on an uneven track). The start
+    phase is random.
+    """
+    start = rng.random()
+    w, fw = wobble
+    if drift <= 0.0 and not (w > 0.0 and fw > 0.0):
+        inc = _nearest(f0 / sr * ONE_CYCLE)
+        acc = _ramp(n) * inc
+        acc += int(start * ONE_CYCLE)
+        return acc
+    freq = np.full(n, f0, dtype=np.float32)
+    if drift > 0.0:
+        seg = -(-n // drift_points)
+        d = rng.normal(0.0, drift, drift_points).astype(np.float32)
+        freq *= 1.0 + np.repeat(d, seg)[:n]
+    if w > 0.0 and fw > 0.0:
+        slow = rotation(rng, n, sr, fw)
+        freq *= 1.0 + np.float32(w) * read_table(_SINE_TABLE, slow)
+    return rotation_from_freq(n, sr, freq, start)
+
+
+def sine(acc: np.ndarray) -> np.ndarray:
+    """``sin(2 pi phase)`` by table look-up."""
+    return read_table(_SINE_TABLE, acc)
+
+
+_SINE_TABLE = harmonic_table([(1, 1.0, 0.0)])
+_SINE_TABLE.flags.writeable = False

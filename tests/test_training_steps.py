@@ -1,0 +1,85 @@
+"""What one training step does: lambda's direction in the DG-Mix task, the encoder's mode when
+embedding, and a few fine-tuning steps lowering the loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from dgmix.config import load_config
+from dgmix.scoring.embed import encoder_windows
+from dgmix.training.common import training_clips
+from dgmix.training.distributed import DistContext
+from dgmix.training.finetune import FinetuneTask
+from dgmix.training.pretrain import Branches, PretrainTask
+
+
+@pytest.fixture(scope="module")
+def clips(tiny_synth, feature_cache):
+    return training_clips(tiny_synth, "fan", load_config("tiny"), feature_cache, DistContext(), progress=False)
+
+
+def test_lambda_direction_in_the_dgmix_task(clips):
+    """X_lam = lam X + (1 - lam) X' goes in, and eq. (1) compares Z_lam with lam Z + (1 - lam) Z'.
+    With an affine encoder and an identity expander the two agree exactly, so the consistency
+    term is ~0; with lambda the other way round it is not."""
+    cfg = load_config("tiny")
+    task = PretrainTask(clips, cfg, DistContext())
+    p = cfg.features
+    torch.manual_seed(0)
+    affine = nn.Sequential(nn.Flatten(), nn.Linear(p.n_mels * p.frames, 8))
+    model = Branches(affine, nn.Identity())
+    x = clips.windows.batch(np.arange(0, 16))
+    x2 = clips.windows.batch(np.arange(16, 32))
+    lam = torch.linspace(0.05, 0.9, 16)
+    terms = task.dgmix_terms(model, x, x2, lam)
+    z, z2 = affine(x), affine(x2)
+    scale = float((z - z2).detach().pow(2).mean())
+    assert float(terms["consistency"]) < 1e-8 * scale
+    flipped = task.loss(z, z2, affine(lam.view(-1, 1, 1, 1) * x + (1 - lam.view(-1, 1, 1, 1)) * x2), 1 - lam)
+    assert float(flipped["consistency"]) > 1e-2 * scale
+
+
+def test_encoder_is_in_eval_mode_when_embedding(clips):
+    """Embedding uses the BN running statistics (eval mode), whatever mode the encoder was in,
+    and gives the encoder back in its mode."""
+    cfg = load_config("tiny")
+    task = FinetuneTask(clips, cfg, DistContext())
+    enc = task.module.encoder
+    with torch.no_grad():  # give the BN layers non-trivial running statistics
+        enc.train()
+        enc(clips.windows.batch(np.arange(32)))
+    modes = []
+    hook = enc.register_forward_hook(lambda m, i, o: modes.append(m.training))
+    enc.train()
+    got = encoder_windows(enc, clips.features[:2], cfg.features.frames, cfg.features.window_hop)
+    hook.remove()
+    assert modes and not any(modes) and enc.training
+    enc.eval()
+    with torch.no_grad():
+        first = enc(torch.from_numpy(clips.features[0][None, None, :, : cfg.features.frames].copy()))
+    torch.testing.assert_close(got[0][:1], first, rtol=1e-4, atol=1e-5)
+    enc.train()
+    with torch.no_grad():
+        train_mode = enc(clips.windows.batch(np.arange(4)))
+    assert not torch.allclose(train_mode[:1], first, atol=1e-3)
+
+
+def test_a_few_finetuning_steps_lower_the_loss(clips):
+    """Six AdamW steps (lr 1e-3) on one fixed batch, partners and lambdas: the loss falls."""
+    cfg = load_config("tiny")
+    torch.manual_seed(0)
+    task = FinetuneTask(clips, cfg, DistContext())
+    opt = torch.optim.AdamW(task.module.parameters(), lr=1e-3)
+    idx = torch.arange(16)
+    losses = []
+    for _ in range(6):
+        task.module.train()
+        terms = task.step(task.module, idx, torch.Generator().manual_seed(0))
+        opt.zero_grad()
+        terms["loss"].backward()
+        opt.step()
+        losses.append(float(terms["loss"].detach()))
+    assert losses[-1] < 0.7 * losses[0], losses
