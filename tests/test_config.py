@@ -131,3 +131,54 @@ def test_invalid_files(tmp_path, text, needle):
     with pytest.raises(InputError, match=needle) as exc:
         load_config("paper", path)
     assert str(path) in str(exc.value) and "\n" not in str(exc.value)
+
+
+def _interpreter(version: str) -> str | None:
+    """A Python ``version`` interpreter on PATH or in pyenv, if this machine has one."""
+    import glob
+    import os
+    import shutil
+
+    candidates = [shutil.which(f"python{version}")]
+    root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    candidates += sorted(glob.glob(os.path.join(root, "versions", f"{version}.*", "bin", f"python{version}")))
+    for c in candidates:
+        if c and subprocess.run([c, "-c", "pass"], capture_output=True).returncode == 0:
+            return c
+    return None
+
+
+def test_sources_fit_the_declared_minimum_python():
+    """pyproject's requires-python lower bound: every module parses there, and every standard-library
+    module the package imports exists there, unless the import sits in a try block (dgmix.config's
+    tomllib -> tomli fallback)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    declared = re.search(r'requires-python\s*=\s*">=(\d+\.\d+)"', (root / "pyproject.toml").read_text()).group(1)
+    python = _interpreter(declared)
+    if python is None:
+        pytest.skip(f"no Python {declared} interpreter on this machine")
+    code = r"""
+import ast, importlib.util, pathlib, sys
+third = {"torch", "numpy", "scipy", "soundfile", "sklearn", "typer", "tqdm", "yaml", "dgmix", "tomli"}
+bad = []
+for f in sorted(pathlib.Path(sys.argv[1]).rglob("*.py")):
+    tree = ast.parse(f.read_text(), str(f))
+    in_try = {id(m) for t in ast.walk(tree) if isinstance(t, ast.Try) for s in t.body for m in ast.walk(s)}
+    for n in ast.walk(tree):
+        if id(n) in in_try:
+            continue
+        names = [a.name for a in n.names] if isinstance(n, ast.Import) else (
+            [n.module] if isinstance(n, ast.ImportFrom) and n.level == 0 else [])
+        for name in names:
+            top = name.split(".")[0]
+            if top not in third and importlib.util.find_spec(top) is None:
+                bad.append(f"{f}: {top}")
+print("\n".join(bad))
+sys.exit(1 if bad else 0)
+"""
+    res = subprocess.run([python, "-c", code, str(root / "src" / "dgmix")], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr

@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from dgmix.errors import InputError
 
 from .extract import clip_logmel
 from .extract import loader_options as loader_options_for
-from .fill import FillReport, _as_path, fill_cache
+from .fill import _as_path, fill_cache
 from .logmel import FeatureParams, LogMel
 
 #: Bumped when the cached arrays' meaning changes, so old caches are not reused.
@@ -225,14 +225,6 @@ class FeatureCache:
             return None
         return int(arr.shape[1])
 
-    def fill(
-        self,
-        items: Sequence[Any],
-        workers: int = 2,
-        progress: bool = True,
-        on_error: str = "skip",
-        min_parallel: int = 32,
-    ) -> FillReport:
-        """Make sure every clip's features are in the cache; see :func:`dgmix.features.fill.fill_cache`."""
-        return fill_cache(self, items, workers=workers, progress=progress, on_error=on_error,
-                          min_parallel=min_parallel)
+    #: ``cache.fill(items, workers=2, progress=True, on_error="skip", min_parallel=32)``: make sure
+    #: every clip's features are in the cache (:func:`dgmix.features.fill.fill_cache`).
+    fill = fill_cache

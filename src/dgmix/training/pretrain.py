@@ -53,6 +53,8 @@ def partner_sampler(clips: ClipSet, cross_domain_p: float | None = None) -> Part
     ``cross_domain_p``, see :mod:`dgmix.augment.pairs`)."""
     if clips.n_windows < 2:
         raise InputError(clips.records[0].path.parent, "mixup needs at least two training windows")
+    if cross_domain_p is None:
+        return PartnerSampler(clips.n_windows)
     domains = clips.clip_domain[clips.windows.clip_of(np.arange(clips.n_windows))]
     return PartnerSampler(clips.n_windows, domains=domains, cross_domain_p=cross_domain_p)
 
