@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -194,11 +193,6 @@ class FeatureCache:
         Computed and stored on a miss. Raises ``InputError`` for files that cannot be loaded.
         """
         return self.get_status(item)[0]
-
-    def get_many(self, items: Iterable[Any]) -> list[np.ndarray]:
-        """:meth:`get` for each item, in order (in this process; use :meth:`fill` first to
-        compute misses in parallel)."""
-        return [self.get(it) for it in items]
 
     # ----------------------------------------------------------------- parallel fill
     def _spec(self) -> dict[str, Any]:

@@ -42,7 +42,6 @@ __all__ = [
 ]
 
 SCORE_RE = re.compile(r"^anomaly_score_(?P<machine>.+)_section_(?P<section>\d{2})_test\.csv$")
-DECISION_RE = re.compile(r"^decision_result_(?P<machine>.+)_section_(?P<section>\d{2})_test\.csv$")
 DEV_NAME_RE = re.compile(
     r"section_(?P<section>\d{2})_(?P<domain>source|target)_test_(?P<label>normal|anomaly)_"
 )

@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import io
 import multiprocessing
-import os
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -347,9 +346,3 @@ def generate(
                        wall_seconds=wall, workers=workers, per_machine=per_machine)
 
 
-def default_workers() -> int:
-    """A sensible worker count: the CPUs this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)

@@ -38,7 +38,6 @@ from dgmix.synth.wavetables import (
     rotation_from_freq,
     scale_phase,
     sine,
-    smooth_curve,
 )
 
 __all__ = [
@@ -64,7 +63,6 @@ __all__ = [
     "scale_phase",
     "shaped_noise",
     "sine",
-    "smooth_curve",
     "tilt",
     "to_pcm16",
 ]

@@ -37,13 +37,6 @@ def _ramp(n: int) -> np.ndarray:
     return r
 
 
-@lru_cache(maxsize=8)
-def _seconds(n: int, sr: int) -> np.ndarray:
-    t = np.arange(n, dtype=np.float64) / sr
-    t.flags.writeable = False
-    return t
-
-
 def harmonic_table(harmonics: Sequence[tuple[float, float, float]]) -> np.ndarray:
     """One period of ``sum_k a_k sin(2 pi k x + phi_k)``, ``x`` in [0, 1), as a wavetable.
 
@@ -106,13 +99,6 @@ def scale_phase(acc: np.ndarray, ratio: float) -> np.ndarray:
     out = np.empty_like(acc)
     np.multiply(acc, float(ratio), out=out, casting="unsafe")  # float64 product -> int64
     return out
-
-
-def smooth_curve(rng: np.random.Generator, n: int, points: int, depth: float) -> np.ndarray:
-    """Slow random curve: ``points`` Gaussian control values (std ``depth``), linearly joined."""
-    xp = np.linspace(0.0, n, points)
-    fp = rng.normal(0.0, depth, points)
-    return np.interp(np.arange(n, dtype=np.float64), xp, fp).astype(np.float32)
 
 
 def rotation_from_freq(
