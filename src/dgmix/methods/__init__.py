@@ -1,5 +1,5 @@
 """Detector recipes behind one interface (:class:`Method`): the paper's ``baseline``, ``scratch``,
-``vicreg`` and ``dgmix`` (Tables 2-3) and the ``logmel`` floor.
+``vicreg`` and ``dgmix`` (Tables 2-3), the ``logmel`` floor and the ``random`` control.
 
 Adding a method: write a module with a :class:`Method` subclass (``name``, ``summary``,
 ``train``, ``encoder``; override ``build_detector`` or ``default_scoring`` if it needs to), then
@@ -13,6 +13,7 @@ from dgmix.methods.detector import knn_detector, make_scorer
 from dgmix.methods.finetuned import DGMIX, SCRATCH, VICREG, FinetunedMethod
 from dgmix.methods.logmel import LogmelMethod
 from dgmix.methods.machine import MachineData, load_machine
+from dgmix.methods.random_encoder import RandomEncoderMethod
 from dgmix.methods.registry import check_per_method, get_method, method_names, register, resolve_scoring
 
 # Registration order is the order of result tables and of `dgmix run`'s default methods.
@@ -21,6 +22,7 @@ register(SCRATCH)
 register(VICREG)
 register(DGMIX)
 register(LogmelMethod())
+register(RandomEncoderMethod())
 
 __all__ = [
     "FinetunedMethod",
