@@ -14,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
@@ -23,8 +23,13 @@ from dgmix.errors import InputError
 from .logmel import FeatureParams
 from .windows import n_windows
 
-if TYPE_CHECKING:
-    from .cache import FeatureCache
+
+class Cache(Protocol):
+    """What filling needs of a cache (:class:`dgmix.features.FeatureCache` provides it)."""
+
+    def cached_frames(self, item: Any) -> int | None: ...
+    def get_status(self, item: Any) -> tuple[Any, bool]: ...
+    def _spec(self) -> dict[str, Any]: ...
 
 
 def _as_path(item: Any) -> Path:
@@ -61,7 +66,7 @@ class FillReport:
 
 
 def fill_cache(
-    cache: FeatureCache,
+    cache: Cache,
     items: Sequence[Any],
     workers: int = 2,
     progress: bool = True,
@@ -133,13 +138,13 @@ def fill_cache(
     report.seconds = time.perf_counter() - t0
     return report
 
-def _fill_parallel(cache: FeatureCache, paths: list[str], n_proc: int, record: Any) -> None:
+def _fill_parallel(cache: Cache, paths: list[str], n_proc: int, record: Any) -> None:
     """Compute ``paths`` in ``n_proc`` spawned processes, passing each result to ``record``."""
     chunk = max(1, min(16, len(paths) // (n_proc * 8)))
     chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
     pool = ProcessPoolExecutor(
         n_proc, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-        initargs=(cache._spec(),),
+        initargs=(type(cache), cache._spec()),
     )
     try:
         futures = [pool.submit(_fill_chunk, c) for c in chunks]
@@ -157,7 +162,7 @@ def _fill_parallel(cache: FeatureCache, paths: list[str], n_proc: int, record: A
 
 
 
-def _fill_one_with(cache: FeatureCache, path: str) -> tuple[str, str, Any]:
+def _fill_one_with(cache: Cache, path: str) -> tuple[str, str, Any]:
     """``(path, "computed"|"cached", T)`` or ``(path, "error", problem)``."""
     try:
         arr, computed = cache.get_status(path)
@@ -168,16 +173,14 @@ def _fill_one_with(cache: FeatureCache, path: str) -> tuple[str, str, Any]:
     return path, "computed" if computed else "cached", int(arr.shape[1])
 
 
-_WORKER_CACHE: FeatureCache | None = None
+_WORKER_CACHE: Cache | None = None
 
 
-def _init_worker(spec: dict[str, Any]) -> None:
-    """Pool initializer (spawn-safe): one torch thread, one FeatureCache per worker process."""
-    from .cache import FeatureCache
-
+def _init_worker(cache_type: type, spec: dict[str, Any]) -> None:
+    """Pool initializer (spawn-safe): one torch thread, one cache of ``cache_type`` per worker process."""
     global _WORKER_CACHE
     torch.set_num_threads(1)
-    _WORKER_CACHE = FeatureCache(
+    _WORKER_CACHE = cache_type(
         spec["cache_dir"],
         FeatureParams.from_dict(spec["params"]),
         loader_options=spec["loader_options"],
