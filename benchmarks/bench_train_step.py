@@ -24,7 +24,7 @@ from dgmix.features import WindowDataset
 from dgmix.training.common import wrap_model
 from dgmix.training.data import ClipSet
 from dgmix.training.distributed import DistContext
-from dgmix.training.pretrain import PretrainTask, build_optimizer, partner_sampler
+from dgmix.training.pretrain import PretrainTask, build_optimizer, pair_sampler
 
 __all__ = ["bench_train"]
 
@@ -56,12 +56,12 @@ def _make_task(v: Variant, batch: int, seed: int, device: str) -> tuple[Any, ...
 def _batches(clips: Any, batch: int, seed: int, n: int = 2) -> list[tuple[Any, ...]]:
     """``n`` fixed (X, X', lambda) batches drawn like PretrainTask.step does (not timed)."""
     g = torch.Generator().manual_seed(seed)
-    partners = partner_sampler(clips)
+    pairs = pair_sampler(clips)
     out = []
     for _ in range(n):
         idx = torch.randint(0, clips.n_windows, (batch,), generator=g)
-        x = clips.windows.batch(idx.numpy())
-        x2 = clips.windows.batch(partners(idx, g).numpy())
+        a, b = pairs(idx, g)
+        x, x2 = clips.windows.batch(a.numpy()), clips.windows.batch(b.numpy())
         out.append((x, x2, sample_lambda(batch, alpha=0.5, generator=g)))
     return out
 

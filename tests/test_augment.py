@@ -8,7 +8,7 @@ import torch
 from scipy import stats
 
 from dgmix.augment import (
-    PartnerSampler,
+    PairSampler,
     SpecAugment,
     mix,
     mix_labels,
@@ -79,43 +79,61 @@ def test_mix_labels() -> None:
 
 
 def test_uniform_partners() -> None:
-    """Partners are uniform over the other windows: every ordered pair (i, j), i != j, of 5
-    windows is drawn with probability 1/20, and the generator makes the draw reproducible."""
-    sampler = PartnerSampler(5)
+    """Default: X is the anchor and X' is uniform over the other windows: every ordered pair
+    (i, j), i != j, of 5 windows is drawn with probability 1/20; the generator makes it reproducible."""
+    sampler = PairSampler(5)
     idx = torch.arange(5).repeat(1000)
-    b = sampler(idx, torch.Generator().manual_seed(0))
-    assert b.dtype == torch.int64 and b.shape == idx.shape
+    a, b = sampler(idx, torch.Generator().manual_seed(0))
+    assert torch.equal(a, idx) and b.dtype == torch.int64 and b.shape == idx.shape
     counts = np.zeros((5, 5))
     np.add.at(counts, (idx.numpy(), b.numpy()), 1)
     assert np.all(np.diag(counts) == 0)
     off = counts[~np.eye(5, dtype=bool)]
     assert stats.chisquare(off).pvalue > 1e-3 and off.min() > 0.7 * 250
-    again = sampler(idx, torch.Generator().manual_seed(0))
-    assert torch.equal(b, again)
-    assert not torch.equal(b, sampler(idx, torch.Generator().manual_seed(1)))
+    assert torch.equal(b, sampler(idx, torch.Generator().manual_seed(0))[1])
+    assert not torch.equal(b, sampler(idx, torch.Generator().manual_seed(1))[1])
     with pytest.raises(ValueError, match="at least two windows"):
-        PartnerSampler(1)
+        PairSampler(1)
 
 
-def test_domain_balanced_partners() -> None:
-    domains = np.array([0] * 30 + [1] * 6)
-    idx = torch.arange(36).repeat(50)
-    g = torch.Generator().manual_seed(3)
-    uniform = PartnerSampler(36, domains=domains)(idx, g)
-    assert (uniform != idx).all()
-    cross = PartnerSampler(36, domains=domains, cross_domain_p=1.0)(idx, g)
-    assert (domains[idx.numpy()] != domains[cross.numpy()]).all()
-    same = PartnerSampler(36, domains=domains, cross_domain_p=0.0)(idx, g)
-    assert (domains[idx.numpy()] == domains[same.numpy()]).all() and (same != idx).all()
-    # a target anchor's same-domain partner is uniform over the other 5 target windows
-    t_counts = np.bincount(same[idx >= 30].numpy() - 30, minlength=6)
-    assert t_counts.sum() == 300 and stats.chisquare(t_counts).pvalue > 1e-3
-    big = torch.arange(36).repeat(400)
-    half = PartnerSampler(36, domains=domains, cross_domain_p=0.5)(big, g)
-    frac = (domains[big.numpy()] != domains[half.numpy()]).mean()
-    assert abs(frac - 0.5) < 0.03
-    with pytest.raises(ValueError, match="domain"):
-        PartnerSampler(36, cross_domain_p=0.5)
+# 2 sections x (30 source + 6 target) windows
+SECTIONS = np.repeat([0, 1], 36)
+DOMAINS = np.tile(np.array([0] * 30 + [1] * 6), 2)
+
+
+def test_section_scope_keeps_pairs_in_the_anchor_section() -> None:
+    sampler = PairSampler(72, sections=SECTIONS, scope="section")
+    idx = torch.arange(72).repeat(20)
+    a, b = sampler(idx, torch.Generator().manual_seed(0))
+    assert torch.equal(a, idx) and (a != b).all() and (SECTIONS[a.numpy()] == SECTIONS[b.numpy()]).all()
+    with pytest.raises(ValueError, match="section of every window"):
+        PairSampler(72, scope="section")
+
+
+@pytest.mark.parametrize("scope", ["section", "machine"])
+def test_pair_type_shares_are_drawn_as_configured(scope) -> None:
+    shares = (0.2, 0.5, 0.3)
+    sampler = PairSampler(72, sections=SECTIONS, domains=DOMAINS, scope=scope, shares=shares)
+    idx = torch.arange(72).repeat(200)
+    a, b = sampler(idx, torch.Generator().manual_seed(3))
+    da, db = DOMAINS[a.numpy()], DOMAINS[b.numpy()]
+    kinds = np.where((da == 0) & (db == 0), 0, np.where((da == 1) & (db == 1), 2, 1))
+    freq = np.bincount(kinds, minlength=3) / len(kinds)
+    np.testing.assert_allclose(freq, shares, atol=0.015)
+    assert (a != b).all()
+    if scope == "section":
+        assert (SECTIONS[a.numpy()] == SECTIONS[b.numpy()]).all()
+        assert (SECTIONS[a.numpy()] == SECTIONS[idx.numpy()]).all()  # the anchor's section is kept
+    # anchors whose domain fits the drawn type are kept as X
+    src_anchor = DOMAINS[idx.numpy()] == 0
+    assert (a.numpy()[src_anchor & (kinds == 0)] == idx.numpy()[src_anchor & (kinds == 0)]).all()
+    # target x target pairs: X' uniform over the other target windows of the scope
+    tt = torch.from_numpy(kinds == 2)
+    assert (DOMAINS[b[tt].numpy()] == 1).all()
+    with pytest.raises(ValueError, match="domain of every window"):
+        PairSampler(72, shares=shares)
+    with pytest.raises(ValueError, match="three non-negative"):
+        PairSampler(72, domains=DOMAINS, shares=(1, -1, 1))
 
 
 def test_time_warp_matches_numpy_interp() -> None:

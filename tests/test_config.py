@@ -123,6 +123,9 @@ def test_file_overrides(tmp_path, suffix, text):
     ("scoring:\n  pooling: median\n", "scoring.pooling must be one of"),
     ("nope: 1\n", "unknown config field 'nope'"),
     ("pretrain:\n  batch_size: 1\n", "batch_size must be >= 2"),
+    ("finetune:\n  pair_shares: [1, 1]\n", "pair_shares must be three"),
+    ("finetune:\n  pair_shares: [1, x, 1]\n", r"finetune.pair_shares\[1\] must be a number"),
+    ("finetune:\n  pair_scope: clip\n", "pair_scope must be one of"),
     ("- a\n- b\n", "mapping"),
 ])
 def test_invalid_files(tmp_path, text, needle):

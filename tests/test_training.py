@@ -154,20 +154,22 @@ def test_finetune_on_attribute_classes(tiny_synth, feature_cache, tmp_path):
 
 def test_finetune_options_reach_the_optimizer_and_pairs(tiny_synth, feature_cache, tmp_path):
     """finetune.decay_norm_and_bias: false -> AdamW groups without decay for biases and BN;
-    finetune.cross_domain_p -> the task's partner sampler mixes across domains."""
+    finetune.pair_scope / pair_shares -> the task's pairs stay in a section, all source x target."""
     from dgmix.training.common import training_clips
     from dgmix.training.distributed import DistContext
     from dgmix.training.finetune import FinetuneTask
 
     cfg = _tiny(epochs=1)
     cfg.finetune.decay_norm_and_bias = False
-    cfg.finetune.cross_domain_p = 1.0
+    cfg.finetune.pair_scope = "section"
+    cfg.finetune.pair_shares = [0.0, 1.0, 0.0]
     finetune(tiny_synth, "fan", cfg, tmp_path / "ft", feature_cache, init=None, progress=False)
     groups = load_checkpoint(tmp_path / "ft" / "last.pt")["optimizer"]["param_groups"]
     assert [g["weight_decay"] for g in groups] == [cfg.finetune.weight_decay, 0.0]
     clips = training_clips(tiny_synth, "fan", cfg, feature_cache, DistContext(), progress=False)
     task = FinetuneTask(clips, cfg, DistContext())
     idx = torch.arange(clips.n_windows)
-    partners = task.partners(idx, torch.Generator().manual_seed(0))
-    dom = torch.as_tensor(clips.clip_domain[clips.windows.clip_of(np.arange(clips.n_windows))])
-    assert (dom[idx] != dom[partners]).all() and dom.sum() > 0
+    a, b = task.pairs(idx, torch.Generator().manual_seed(0))
+    clip = clips.windows.clip_of(np.arange(clips.n_windows))
+    dom, sec = torch.as_tensor(clips.clip_domain[clip]), torch.as_tensor(clips.clip_section[clip])
+    assert (dom[a] == 0).all() and (dom[b] == 1).all() and (sec[a] == sec[b]).all() and (sec[a] == sec[idx]).all()

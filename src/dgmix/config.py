@@ -98,10 +98,13 @@ class FinetuneConfig:
     consistency_reduction: Literal["mean", "sum"] = "mean"
     mixup_alpha: float = 0.5
     per_sample_lambda: bool = True
-    # Share of mixup partners drawn from the anchor's other domain (paper §3.4: intra- and
-    # inter-domain mixup; proportions not given). None = uniform over all windows. See
-    # dgmix.augment.pairs.
-    cross_domain_p: float | None = None
+    # Mixup pairs (paper §3.4: "a mixup strategy on the source and target data for each section",
+    # intra- and inter-domain; proportions not given). pair_scope: partners from the whole machine
+    # type ("machine") or the anchor's section ("section"). pair_shares: probabilities of
+    # [source x source, source x target, target x target] pairs, or null (partner uniform in scope).
+    # See dgmix.augment.pairs.
+    pair_scope: Literal["machine", "section"] = "machine"
+    pair_shares: list[float] | None = None
     # AdamW weight decay on every parameter (True) or on conv/linear weights only (False: biases
     # and BN parameters undecayed, dgmix.optim.param_groups). The paper does not say.
     decay_norm_and_bias: bool = True
@@ -230,6 +233,11 @@ def _check_value(value: Any, tp: Any, where: str, source: str) -> Any:
             raise InputError(source, f"{where} must be a mapping with string keys, got {value!r}")
         _, value_tp = typing.get_args(tp)
         return {k: _check_value(v, value_tp, f"{where}.{k}", source) for k, v in value.items()}
+    if origin is list:
+        if not isinstance(value, list):
+            raise InputError(source, f"{where} must be a list, got {value!r}")
+        (item_tp,) = typing.get_args(tp)
+        return [_check_value(v, item_tp, f"{where}[{i}]", source) for i, v in enumerate(value)]
     if origin is not None and tp is not Any:
         return value
     if tp is dict:
@@ -305,8 +313,10 @@ def validate(cfg: RunConfig, source: str = "config") -> None:
          "pretrain.warmup_epochs must not exceed pretrain.epochs"),
         (cfg.pretrain.mixup_alpha > 0, "pretrain.mixup_alpha must be > 0"),
         (cfg.finetune.mixup_alpha > 0, "finetune.mixup_alpha must be > 0"),
-        (cfg.finetune.cross_domain_p is None or 0.0 <= cfg.finetune.cross_domain_p <= 1.0,
-         "finetune.cross_domain_p must be in [0, 1] or null"),
+        (cfg.finetune.pair_shares is None or (len(cfg.finetune.pair_shares) == 3
+                                               and min(cfg.finetune.pair_shares) >= 0
+                                               and sum(cfg.finetune.pair_shares) > 0),
+         "finetune.pair_shares must be three non-negative numbers [ss, st, tt] with a positive sum, or null"),
         (cfg.scoring.k >= 1, "scoring.k must be >= 1"),
         (0.0 < cfg.scoring.gwrp_r <= 1.0, "scoring.gwrp_r must be in (0, 1]"),
         (0.0 < cfg.scoring.threshold_percentile < 1.0,

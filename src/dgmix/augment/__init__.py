@@ -2,11 +2,11 @@
 VICReg ablation (paper §4)."""
 
 from dgmix.augment.mixup import mix, mix_labels, sample_lambda
-from dgmix.augment.pairs import PartnerSampler
+from dgmix.augment.pairs import PairSampler
 from dgmix.augment.specaugment import SpecAugment, time_warp
 
 __all__ = [
-    "PartnerSampler",
+    "PairSampler",
     "SpecAugment",
     "mix",
     "mix_labels",

@@ -1,5 +1,5 @@
 """Mixup for DG-Mix (paper §3.3-3.4; SPEC §4-5): lambda sampling, input and label mixing. The
-partner X' of each window is chosen by :class:`dgmix.augment.pairs.PartnerSampler`.
+pairs (X, X') are chosen by :class:`dgmix.augment.pairs.PairSampler`.
 
 Randomness: lambdas are drawn with a NumPy ``Generator`` (NumPy has a Beta sampler that takes a
 generator; ``torch.distributions.Beta`` does not). ``generator`` may be a

@@ -1,19 +1,24 @@
-"""Choosing the partner X' of each window X for mixup (paper §3.3-3.4; SPEC §4-5).
+"""Choosing the pairs (X, X') that mixup mixes (paper §3.3-3.4; SPEC §4-5).
 
-The training loop shards and shuffles the windows X of one machine type; :class:`PartnerSampler`
-then draws one partner X' != X per window with the loop's ``torch.Generator``, so a resumed run
-draws the same partners.
+The training loop shards and shuffles the windows of one machine type and hands each step a batch
+of anchor indices; :class:`PairSampler` turns them into pairs with the loop's ``torch.Generator``,
+so a resumed run draws the same pairs.
 
-* Pre-training (paper §3.3): X' is uniform over every other window of the machine type (all
-  sections, both domains).
+* Pre-training (paper §3.3): X is the anchor and X' is uniform over every other window of the
+  machine type (all sections, both domains): ``PairSampler(n)``.
 * Fine-tuning (paper §3.4): "a mixup strategy on the source and target data for each section is
   used to generate augmented data of intra-domain and inter-domain samples". The paper gives no
-  proportions. Uniform partners (``cross_domain_p=None``, the default) mix within and across
-  domains in proportion to the data: with 990 source and 10 target clips per section about 2 % of
-  pairs involve a target window. With ``cross_domain_p = p`` (config ``finetune.cross_domain_p``)
-  the partner comes from the anchor's *other* domain with probability p and from its own domain
-  otherwise, which makes inter-domain pairs as frequent as asked. Our interpretation, hence a
-  config option.
+  proportions, so these are config options (``finetune.pair_scope``, ``finetune.pair_shares``):
+
+  - ``scope="machine"`` (default, as before issue 10): X' is uniform over the machine type, so
+    pairs cross sections, and with 990 source and 10 target clips per section about 2 % of pairs
+    involve a target window;
+  - ``scope="section"``: X' comes from the anchor's own section ("for each section");
+  - ``shares=(ss, st, tt)``: each pair is source×source, source×target or target×target with
+    these probabilities. The anchor's section is kept; the anchor itself is kept when its domain
+    fits the drawn type, else X is drawn uniformly from the fitting domain of that section (or
+    machine type, with ``scope="machine"``). A type whose domain pool is too small falls back to a
+    uniform partner in scope.
 """
 
 from __future__ import annotations
@@ -24,63 +29,97 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["PartnerSampler"]
+__all__ = ["PairSampler"]
+
+SOURCE, TARGET = 0, 1
 
 
-def _uniform_other(pool: Tensor, anchors: Tensor, generator: torch.Generator) -> Tensor:
-    """For anchors that lie in the sorted index set ``pool``, a uniform other member of ``pool``."""
+def _draw(pool: Tensor, n: int, generator: torch.Generator) -> Tensor:
+    return pool[torch.randint(0, len(pool), (n,), generator=generator)]
+
+
+def _draw_other(pool: Tensor, anchors: Tensor, generator: torch.Generator) -> Tensor:
+    """For anchors that lie in the sorted index set ``pool``, a uniform *other* member of it."""
     slot = torch.searchsorted(pool, anchors)
     r = torch.randint(0, len(pool) - 1, anchors.shape, generator=generator)
     return pool[r + (r >= slot).long()]
 
 
-class PartnerSampler:
-    """Draws X' for a batch of window indices X (see the module docstring).
+class PairSampler:
+    """Draws (X, X') index pairs for a batch of anchor indices (see the module docstring).
 
     Args:
         n_windows: windows of the machine type (at least 2).
-        domains: with ``cross_domain_p``, the domain of each window (0 = source, 1 = target, or
-            any labels), one per window.
-        cross_domain_p: probability that a partner comes from the other domain; ``None`` = uniform.
+        sections: section index of each window (needed for ``scope="section"``).
+        domains: 0 = source, 1 = target for each window (needed for ``shares``).
+        scope: ``"machine"`` or ``"section"``: where partners come from.
+        shares: probabilities of source×source, source×target and target×target pairs, or None
+            (partner uniform in scope).
     """
 
     def __init__(
-        self, n_windows: int, domains: Sequence[int] | np.ndarray | Tensor | None = None,
-        cross_domain_p: float | None = None,
+        self, n_windows: int, sections: Sequence[int] | np.ndarray | None = None,
+        domains: Sequence[int] | np.ndarray | None = None, scope: str = "machine",
+        shares: Sequence[float] | None = None,
     ) -> None:
         if int(n_windows) < 2:
             raise ValueError(f"mixup needs at least two windows to form pairs, got {n_windows}")
-        self.n_windows = int(n_windows)
-        self.cross_domain_p = cross_domain_p
-        self.pools: dict[int, tuple[Tensor, Tensor]] = {}
-        self.domains: Tensor | None = None
-        if cross_domain_p is None:
-            return
-        if not 0.0 <= cross_domain_p <= 1.0:
-            raise ValueError(f"cross_domain_p must be in [0, 1], got {cross_domain_p}")
-        if domains is None:
-            raise ValueError("cross_domain_p needs the domain of every window")
-        dom = torch.as_tensor(np.asarray(domains), dtype=torch.long)
-        if dom.shape != (self.n_windows,):
-            raise ValueError(f"domains must have one entry per window ({self.n_windows}), got {tuple(dom.shape)}")
-        self.domains = dom
-        for d in torch.unique(dom).tolist():
-            self.pools[d] = (torch.nonzero(dom == d).flatten(), torch.nonzero(dom != d).flatten())
+        if scope not in ("machine", "section"):
+            raise ValueError(f"scope must be 'machine' or 'section', got {scope!r}")
+        self.n_windows, self.scope = int(n_windows), scope
+        self.shares: Tensor | None = None
+        if shares is not None:
+            sh = torch.as_tensor([float(v) for v in shares], dtype=torch.float64)
+            if sh.shape != (3,) or (sh < 0).any() or not sh.sum() > 0:
+                raise ValueError(f"shares must be three non-negative numbers (ss, st, tt), got {list(shares)}")
+            self.shares = sh / sh.sum()
+            if domains is None:
+                raise ValueError("pair shares need the domain of every window")
+        groups = self._labels(sections if scope == "section" else None, "sections")
+        doms = self._labels(domains, "domains") if domains is not None else torch.zeros(self.n_windows,
+                                                                                         dtype=torch.long)
+        self.group, self.domain = groups, doms
+        # per scope group: all windows, source windows, target windows (sorted index tensors)
+        self.pools = {
+            int(g): (torch.nonzero(groups == g).flatten(),
+                     torch.nonzero((groups == g) & (doms == SOURCE)).flatten(),
+                     torch.nonzero((groups == g) & (doms == TARGET)).flatten())
+            for g in torch.unique(groups).tolist()
+        }
 
-    def __call__(self, idx: Tensor, generator: torch.Generator) -> Tensor:
-        """One partner per entry of ``idx`` (int64, same shape), never the window itself."""
-        offset = torch.randint(1, self.n_windows, idx.shape, generator=generator)
-        partners = (idx + offset) % self.n_windows  # uniform over the other n - 1 windows
-        if self.domains is None:
-            return partners
-        anchor_dom = self.domains[idx]
-        cross = torch.rand(idx.shape, generator=generator) < self.cross_domain_p
-        for d, (same, other) in self.pools.items():
-            mine = anchor_dom == d
-            sel = mine & ~cross
-            if sel.any() and len(same) >= 2:
-                partners[sel] = _uniform_other(same, idx[sel], generator)
-            sel = mine & cross
-            if sel.any() and len(other):
-                partners[sel] = other[torch.randint(0, len(other), (int(sel.sum()),), generator=generator)]
-        return partners
+    def _labels(self, values: Sequence[int] | np.ndarray | None, what: str) -> Tensor:
+        if values is None:
+            if what == "sections" and self.scope == "section":
+                raise ValueError("scope='section' needs the section of every window")
+            return torch.zeros(self.n_windows, dtype=torch.long)
+        t = torch.as_tensor(np.asarray(values), dtype=torch.long)
+        if t.shape != (self.n_windows,):
+            raise ValueError(f"{what} must have one entry per window ({self.n_windows}), got {tuple(t.shape)}")
+        return t
+
+    def __call__(self, idx: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """``(a, b)``: the windows X and X' of each pair, int64 tensors shaped like ``idx``."""
+        if self.scope == "machine" and self.shares is None:
+            offset = torch.randint(1, self.n_windows, idx.shape, generator=generator)
+            return idx, (idx + offset) % self.n_windows  # uniform over the other n - 1 windows
+        a, b = idx.clone(), torch.empty_like(idx)
+        kinds = (None if self.shares is None
+                 else torch.multinomial(self.shares, idx.numel(), replacement=True, generator=generator))
+        for g, (every, src, tgt) in self.pools.items():
+            sel = torch.nonzero(self.group[idx] == g).flatten()
+            if not len(sel):
+                continue
+            if len(every) < 2:
+                raise ValueError("a section with a single window cannot form a pair; use pair_scope: machine")
+            b[sel] = _draw_other(every, idx[sel], generator)  # uniform in scope (also the fallback)
+            if kinds is None:
+                continue
+            for kind, (pool_a, pool_b) in enumerate(((src, src), (src, tgt), (tgt, tgt))):
+                k = sel[kinds[sel] == kind]
+                if not len(k) or len(pool_a) == 0 or len(pool_b) == 0 or (pool_a is pool_b and len(pool_a) < 2):
+                    continue
+                keep = self.domain[idx[k]] == (SOURCE if pool_a is src else TARGET)
+                a[k[~keep]] = _draw(pool_a, int((~keep).sum()), generator)
+                b[k] = (_draw_other(pool_b, a[k], generator) if pool_a is pool_b
+                        else _draw(pool_b, len(k), generator))
+        return a, b

@@ -4,8 +4,9 @@ Fine-tuning: encoder + classifier Linear(320,128)-ReLU-Linear(128, n_classes), w
 are the sections (paper) or, with ``finetune.classes``, sections x attribute values (see
 :func:`dgmix.training.data.class_keys`). The partner of each window is drawn over every training
 window of the machine type, so pairs fall within and across domains (source x source, source x
-target, target x target) and across sections; uniformly by default, or with a set share of
-inter-domain pairs (``finetune.cross_domain_p``, :mod:`dgmix.augment.pairs`). The
+target, target x target) and across sections; uniformly by default, or within each section
+(``finetune.pair_scope``) and with set shares of the three pair types (``finetune.pair_shares``,
+:mod:`dgmix.augment.pairs`). The
 mixed input X_lambda is classified against the mixed one-hot section label with a KL divergence,
 and gamma times the consistency term (eq. 1) is applied to the encoder outputs Y, Y', Y_lambda.
 AdamW, lr 1e-4, weight decay 1e-4, batch 64; the paper does not say which parameters decay:
@@ -37,7 +38,7 @@ from dgmix.training.common import loop_settings, start_stage, wrap_model
 from dgmix.training.data import ClipSet
 from dgmix.training.distributed import DistContext, gather_no_grad, gather_with_grad
 from dgmix.training.loop import LoopResult, run_loop
-from dgmix.training.pretrain import ENCODER_FILE, ViewMover, partner_sampler
+from dgmix.training.pretrain import ENCODER_FILE, ViewMover, pair_sampler
 
 MODEL_FILE = "model.pt"
 
@@ -89,11 +90,11 @@ class FinetuneTask:
         if f.channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)
         self.loss = MixupKLLoss(gamma=f.gamma, consistency_reduction=f.consistency_reduction)
-        self.partners = partner_sampler(clips, f.cross_domain_p)
+        self.pairs = pair_sampler(clips, f.pair_scope, f.pair_shares)
 
     def step(self, model: nn.Module, idx: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         f = self.cfg.finetune
-        idx2 = self.partners(idx, generator)
+        idx, idx2 = self.pairs(idx, generator)
         x = self.clips.windows.batch(idx.numpy())
         x2 = self.clips.windows.batch(idx2.numpy())
         lam = sample_lambda(len(idx), alpha=f.mixup_alpha, per_sample=f.per_sample_lambda, generator=generator)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dgmix.augment import PartnerSampler, SpecAugment, mix, sample_lambda
+from dgmix.augment import PairSampler, SpecAugment, mix, sample_lambda
 from dgmix.checkpoint import save_checkpoint
 from dgmix.config import RunConfig, write_config
 from dgmix.errors import InputError
@@ -48,15 +48,17 @@ class Branches(nn.Module):
         return tuple(self.expander(self.encoder(v)) for v in views)
 
 
-def partner_sampler(clips: ClipSet, cross_domain_p: float | None = None) -> PartnerSampler:
-    """The X' sampler over every window of ``clips`` (uniform, or domain-balanced with
-    ``cross_domain_p``, see :mod:`dgmix.augment.pairs`)."""
+def pair_sampler(clips: ClipSet, scope: str = "machine", shares: list[float] | None = None) -> PairSampler:
+    """The (X, X') sampler over every window of ``clips``: partners uniform over the machine type
+    (pre-training), or within sections and with pair-type shares (fine-tuning options, see
+    :mod:`dgmix.augment.pairs`)."""
     if clips.n_windows < 2:
         raise InputError(clips.records[0].path.parent, "mixup needs at least two training windows")
-    if cross_domain_p is None:
-        return PartnerSampler(clips.n_windows)
-    domains = clips.clip_domain[clips.windows.clip_of(np.arange(clips.n_windows))]
-    return PartnerSampler(clips.n_windows, domains=domains, cross_domain_p=cross_domain_p)
+    if scope == "machine" and shares is None:
+        return PairSampler(clips.n_windows)
+    clip = clips.windows.clip_of(np.arange(clips.n_windows))
+    return PairSampler(clips.n_windows, sections=clips.clip_section[clip], domains=clips.clip_domain[clip],
+                       scope=scope, shares=shares)
 
 
 class ViewMover:
@@ -94,7 +96,7 @@ class PretrainTask:
                 n_freq_masks=p.n_freq_masks, n_time_masks=p.n_time_masks,
             )
         self.autocast = p.amp and ctx.device.type == "cuda"
-        self.partners = partner_sampler(clips) if p.method == "dgmix" else None
+        self.pairs = pair_sampler(clips) if p.method == "dgmix" else None
 
     def forward_views(self, model: nn.Module, views: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
         with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=self.autocast):
@@ -122,14 +124,15 @@ class PretrainTask:
         return terms
 
     def step(self, model: nn.Module, idx: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        x = self.clips.windows.batch(idx.numpy())
         if self.method == "dgmix":
-            x2 = self.clips.windows.batch(self.partners(idx, generator).numpy())
+            a, b = self.pairs(idx, generator)
+            x, x2 = self.clips.windows.batch(a.numpy()), self.clips.windows.batch(b.numpy())
             lam = sample_lambda(
                 len(idx), alpha=self.cfg.pretrain.mixup_alpha,
                 per_sample=self.cfg.pretrain.per_sample_lambda, generator=generator,
             )
             return self.dgmix_terms(model, x, x2, lam)
+        x = self.clips.windows.batch(idx.numpy())
         xa = self.specaug(x, generator=generator)
         xb = self.specaug(x, generator=generator)
         return self.vicreg_terms(model, xa, xb)
