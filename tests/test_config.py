@@ -185,3 +185,15 @@ sys.exit(1 if bad else 0)
     res = subprocess.run([python, "-c", code, str(root / "src" / "dgmix")], capture_output=True, text=True,
                          timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_configs_written_before_issue_9_still_load():
+    old = load_config("cpu").to_dict()
+    old["scoring"].pop("per_method")
+    old["scoring"].pop("method_defaults")
+    old["scoring"]["logmel_pooling"] = "gwrp"
+    old["features"].pop("fmin")
+    old["features"].pop("fmax")
+    cfg = config_from_dict(old)
+    assert cfg.scoring.per_method == {"logmel": {"pooling": "gwrp"}} and cfg.features == FeatureParams()
+    assert _pooling("logmel", cfg) == "gwrp"

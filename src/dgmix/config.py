@@ -370,9 +370,20 @@ def load_config(
     return cfg
 
 
+def _migrate(data: dict[str, Any]) -> None:
+    """Read configs written before issue 9: ``scoring.logmel_pooling`` ("same" or a pooling for the
+    ``logmel`` method only) became ``scoring.per_method.logmel.pooling``."""
+    scoring = data.get("scoring")
+    if isinstance(scoring, dict) and "logmel_pooling" in scoring:
+        old = scoring.pop("logmel_pooling")
+        if old != "same":
+            scoring.setdefault("per_method", {}).setdefault("logmel", {}).setdefault("pooling", old)
+
+
 def config_from_dict(data: dict[str, Any], source: str = "checkpoint") -> RunConfig:
     """Rebuild a RunConfig from its ``to_dict`` form (as stored in checkpoints and run dirs)."""
     data = json.loads(json.dumps(data))  # deep copy
+    _migrate(data)
     cfg = RunConfig(preset=data.pop("preset", "paper"))
     apply_overrides(cfg, data, source)
     validate(cfg, source)
