@@ -84,7 +84,7 @@ def test_nonfinite_loss_stops_and_keeps_checkpoint(tiny_synth, feature_cache, tm
         assert torch.equal(before[k], after["model"][k])
 
 
-def test_finetune_from_pretrained_and_scratch(tiny_synth, feature_cache, tmp_path):
+def test_finetune_starts_from_the_pretrained_encoder(tiny_synth, feature_cache, tmp_path):
     pre = tmp_path / "pre"
     pretrain(tiny_synth, "fan", _tiny(epochs=1), pre, feature_cache, progress=False)
     cfg = _tiny()
@@ -111,8 +111,6 @@ def test_finetune_from_pretrained_and_scratch(tiny_synth, feature_cache, tmp_pat
     torch.manual_seed(frozen.seed)  # what fine-tuning would start from without the load
     unloaded = build_model(frozen, 2).encoder.state_dict()
     assert any(not torch.equal(enc_pre[k], unloaded[k]) for k in weights)
-    scratch = finetune(tiny_synth, "fan", cfg, tmp_path / "scratch", feature_cache, init=None, progress=False)
-    assert scratch.steps == res.steps
 
 
 def test_baseline_trains(tiny_synth, feature_cache, tmp_path):
@@ -173,3 +171,23 @@ def test_finetune_options_reach_the_optimizer_and_pairs(tiny_synth, feature_cach
     clip = clips.windows.clip_of(np.arange(clips.n_windows))
     dom, sec = torch.as_tensor(clips.clip_domain[clip]), torch.as_tensor(clips.clip_section[clip])
     assert (dom[a] == 0).all() and (dom[b] == 1).all() and (sec[a] == sec[b]).all() and (sec[a] == sec[idx]).all()
+
+
+def test_reestimate_bn_option_uses_the_real_training_windows(tiny_synth, feature_cache, tmp_path):
+    """finetune.reestimate_bn: the saved encoder's first BN holds the statistics of its input over
+    the training windows (64 windows here: one batch, so exactly their mean)."""
+    from dgmix.models import build_encoder
+    from dgmix.training.common import training_clips
+    from dgmix.training.distributed import DistContext
+
+    cfg = _tiny(epochs=1)
+    cfg.finetune.reestimate_bn = True
+    finetune(tiny_synth, "fan", cfg, tmp_path / "ft", feature_cache, init=None, progress=False)
+    enc = build_encoder(cfg.model, cfg.features)
+    enc.load_state_dict(load_checkpoint(tmp_path / "ft" / "encoder.pt")["encoder"])
+    clips = training_clips(tiny_synth, "fan", cfg, feature_cache, DistContext(), progress=False)
+    assert clips.n_windows <= 256
+    with torch.no_grad():
+        y = enc.stages.conv3x3[0](clips.windows.batch(np.arange(clips.n_windows)))
+    bn = enc.stages.conv3x3[1]
+    torch.testing.assert_close(bn.running_mean, y.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-3)

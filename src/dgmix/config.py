@@ -79,6 +79,9 @@ class PretrainConfig:
     # Cap on windows visited per epoch (None = every window of the machine type, as the paper).
     windows_per_epoch: int | None = None
     std_warn_threshold: float = 0.05
+    # Re-estimate the encoder's BN statistics on real training windows before saving it (not in
+    # the paper; dgmix.training.common.refresh_batchnorm).
+    reestimate_bn: bool = False
     amp: bool = False  # bf16 autocast on CUDA
     channels_last: bool = False
     compile: bool = False
@@ -108,6 +111,8 @@ class FinetuneConfig:
     # AdamW weight decay on every parameter (True) or on conv/linear weights only (False: biases
     # and BN parameters undecayed, dgmix.optim.param_groups). The paper does not say.
     decay_norm_and_bias: bool = True
+    # As pretrain.reestimate_bn, after fine-tuning (not in the paper).
+    reestimate_bn: bool = False
     windows_per_epoch: int | None = None
     channels_last: bool = False
     threads: int | None = None

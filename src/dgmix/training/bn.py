@@ -42,10 +42,11 @@ def reestimate_batchnorm(
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # cumulative moving average: the exact mean over the batches seen
+    device = next(module.parameters()).device
     module.train()
     try:
         for start in range(0, len(idx), batch_size):
-            module(ds.batch(idx[start:start + batch_size]))
+            module(ds.batch(idx[start:start + batch_size]).to(device))
     finally:
         for m, mom in saved.items():
             m.momentum = mom

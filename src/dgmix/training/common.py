@@ -74,3 +74,19 @@ def loop_settings(
         std_warn_threshold=std_warn_threshold, progress=progress, stop_after_epoch=stop_after_epoch,
         desc=desc,
     )
+
+
+def refresh_batchnorm(encoder: nn.Module, clips: ClipSet, cfg: RunConfig, stage_cfg) -> None:
+    """With ``stage_cfg.reestimate_bn``, replace the encoder's BN running statistics by those of the
+    real (unmixed) training windows before it is saved (:mod:`dgmix.training.bn`).
+
+    Why an option: during mixup training the running statistics average real and mixed batches,
+    and scoring sees only real windows; the paper does not re-estimate them. Under DDP every rank
+    calls this with the same windows, so the synchronised BN layers agree."""
+    if not getattr(stage_cfg, "reestimate_bn", False):
+        return
+    from dgmix.training.bn import reestimate_batchnorm
+
+    was_training = encoder.training
+    reestimate_batchnorm(encoder, clips.features, cfg.features.frames, cfg.features.window_hop, seed=cfg.seed)
+    encoder.train(was_training)

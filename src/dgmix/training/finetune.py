@@ -34,7 +34,7 @@ from dgmix.errors import InputError
 from dgmix.losses import MixupKLLoss
 from dgmix.models import build_classifier, build_encoder
 from dgmix.optim import param_groups
-from dgmix.training.common import loop_settings, start_stage, wrap_model
+from dgmix.training.common import loop_settings, refresh_batchnorm, start_stage, wrap_model
 from dgmix.training.data import ClipSet
 from dgmix.training.distributed import DistContext, gather_no_grad, gather_with_grad
 from dgmix.training.loop import LoopResult, run_loop
@@ -143,6 +143,7 @@ def _train(
     meta = {"config": cfg.to_dict(), "machine": machine, "stage": stage,
             "section_names": task.clips.section_names, "class_names": task.clips.class_names}
     result = run_loop(task, model, opt, None, settings, out_dir, ctx, {**meta, **(extra or {})}, resume=resume)
+    refresh_batchnorm(task.module.encoder, task.clips, cfg, stage_cfg)
     if ctx.is_main:
         save_checkpoint(out_dir / ENCODER_FILE, {"encoder": task.module.encoder.state_dict(), **meta})
         save_checkpoint(out_dir / MODEL_FILE, {"model": task.module.state_dict(), **meta})

@@ -26,7 +26,7 @@ from dgmix.errors import InputError
 from dgmix.losses import DGMixLoss, VICRegLoss
 from dgmix.models import build_encoder, build_expander
 from dgmix.optim import LARS, WarmupCosine, scaled_lr
-from dgmix.training.common import loop_settings, start_stage, wrap_model
+from dgmix.training.common import loop_settings, refresh_batchnorm, start_stage, wrap_model
 from dgmix.training.data import ClipSet
 from dgmix.training.distributed import DistContext, gather_no_grad, gather_with_grad
 from dgmix.training.loop import LoopResult, plan_steps, run_loop
@@ -178,6 +178,7 @@ def pretrain(
         "section_names": clips.section_names,
     }
     result = run_loop(task, model, opt, sched.lr_at, settings, out_dir, ctx, extra, resume=resume)
+    refresh_batchnorm(task.module.encoder, clips, cfg, p)
     if ctx.is_main:
         save_checkpoint(out_dir / ENCODER_FILE, {
             "encoder": task.module.encoder.state_dict(), "config": cfg.to_dict(), "machine": machine,
