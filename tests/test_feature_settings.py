@@ -34,7 +34,7 @@ def test_encoder_input_follows_the_feature_settings():
 @pytest.fixture(scope="module")
 def custom_run(tiny_synth, tmp_path_factory):
     out = tmp_path_factory.mktemp("custom_features")
-    cfg = load_config("tiny", overrides={"features": FEATURES})
+    cfg = load_config("tiny", overrides={"features": FEATURES, "finetune": {"epochs": 1}})
     run_pipeline(tiny_synth, out, cfg, methods=METHODS, cache_dir=out / "cache", progress=False,
                  echo=lambda s: None)
     return out

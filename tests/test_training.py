@@ -104,6 +104,7 @@ def test_finetune_starts_from_the_pretrained_encoder(tiny_synth, feature_cache, 
     # pre-trained one, which a skipped or partial load would not give
     frozen = _tiny()
     frozen.finetune.lr = 0.0
+    frozen.finetune.epochs = 1
     finetune(tiny_synth, "fan", frozen, tmp_path / "ft0", feature_cache, init=pre, progress=False)
     enc_ft0 = load_checkpoint(tmp_path / "ft0" / "encoder.pt")["encoder"]
     for k in weights:
@@ -152,15 +153,19 @@ def test_finetune_on_attribute_classes(tiny_synth, feature_cache, tmp_path):
 
 def test_finetune_options_reach_the_optimizer_and_pairs(tiny_synth, feature_cache, tmp_path):
     """finetune.decay_norm_and_bias: false -> AdamW groups without decay for biases and BN;
-    finetune.pair_scope / pair_shares -> the task's pairs stay in a section, all source x target."""
+    finetune.pair_scope / pair_shares -> the task's pairs stay in a section, all source x target;
+    finetune.reestimate_bn -> the saved encoder's first BN holds the statistics of its input over
+    the training windows (64 windows here: one batch, so exactly their mean)."""
     from dgmix.training.common import training_clips
     from dgmix.training.distributed import DistContext
     from dgmix.training.finetune import FinetuneTask
 
-    cfg = _tiny(epochs=1)
+    cfg = _tiny()
+    cfg.finetune.epochs = 1
     cfg.finetune.decay_norm_and_bias = False
     cfg.finetune.pair_scope = "section"
     cfg.finetune.pair_shares = [0.0, 1.0, 0.0]
+    cfg.finetune.reestimate_bn = True
     finetune(tiny_synth, "fan", cfg, tmp_path / "ft", feature_cache, init=None, progress=False)
     groups = load_checkpoint(tmp_path / "ft" / "last.pt")["optimizer"]["param_groups"]
     assert [g["weight_decay"] for g in groups] == [cfg.finetune.weight_decay, 0.0]
@@ -172,22 +177,11 @@ def test_finetune_options_reach_the_optimizer_and_pairs(tiny_synth, feature_cach
     dom, sec = torch.as_tensor(clips.clip_domain[clip]), torch.as_tensor(clips.clip_section[clip])
     assert (dom[a] == 0).all() and (dom[b] == 1).all() and (sec[a] == sec[b]).all() and (sec[a] == sec[idx]).all()
 
-
-def test_reestimate_bn_option_uses_the_real_training_windows(tiny_synth, feature_cache, tmp_path):
-    """finetune.reestimate_bn: the saved encoder's first BN holds the statistics of its input over
-    the training windows (64 windows here: one batch, so exactly their mean)."""
     from dgmix.models import build_encoder
-    from dgmix.training.common import training_clips
-    from dgmix.training.distributed import DistContext
 
-    cfg = _tiny(epochs=1)
-    cfg.finetune.reestimate_bn = True
-    finetune(tiny_synth, "fan", cfg, tmp_path / "ft", feature_cache, init=None, progress=False)
     enc = build_encoder(cfg.model, cfg.features)
     enc.load_state_dict(load_checkpoint(tmp_path / "ft" / "encoder.pt")["encoder"])
-    clips = training_clips(tiny_synth, "fan", cfg, feature_cache, DistContext(), progress=False)
     assert clips.n_windows <= 256
     with torch.no_grad():
         y = enc.stages.conv3x3[0](clips.windows.batch(np.arange(clips.n_windows)))
-    bn = enc.stages.conv3x3[1]
-    torch.testing.assert_close(bn.running_mean, y.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(enc.stages.conv3x3[1].running_mean, y.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-3)

@@ -28,7 +28,8 @@ def features(
     root: Annotated[Path, typer.Argument(help="Dataset folder (DCASE layout or any folder of clips).")],
     cache: Annotated[Path, typer.Option("--cache", help="Feature cache folder (created if missing).")],
     workers: Annotated[
-        int, typer.Option("--workers", min=1, help="Processes computing features.")
+        int, typer.Option("--workers", min=1, help="Processes computing features (workers start only from "
+                           "2048 missing clips; fewer are faster in this process).")
     ] = 2,
     channel: Annotated[
         int | None,

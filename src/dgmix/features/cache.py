@@ -219,6 +219,6 @@ class FeatureCache:
             return None
         return int(arr.shape[1])
 
-    #: ``cache.fill(items, workers=2, progress=True, on_error="skip", min_parallel=32)``: make sure
+    #: ``cache.fill(items, workers=2, progress=True, on_error="skip", min_parallel=2048)``: make sure
     #: every clip's features are in the cache (:func:`dgmix.features.fill.fill_cache`).
     fill = fill_cache
