@@ -148,7 +148,7 @@ def test_torchrun_cli(tiny_synth, feature_cache, tmp_path):
     out = tmp_path / "run"
     cmd = [torchrun, "--nproc_per_node=2", "--master_port", str(_free_port()), "-m", "dgmix", "pretrain",
            "--data", str(tiny_synth), "--machine", "fan", "--preset", "tiny", "--out", str(out),
-           "--cache", str(feature_cache), "--no-progress"]
+           "--cache", str(feature_cache), "--no-progress", "--stop-after-epoch", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
