@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 from bench_common import sync
-from bench_variants import ConcatBranches, Result, Variant, VariantSettings, out_of_place, run_rounds
+from bench_variants import Result, Variant, VariantSettings, out_of_place, run_rounds
 
 from dgmix.augment import sample_lambda
 from dgmix.config import load_config
@@ -47,7 +47,8 @@ def _make_task(v: Variant, batch: int, seed: int, device: str) -> tuple[Any, ...
     task = PretrainTask(clips, cfg, ctx)
     if v.oop:
         out_of_place(task.module)
-    module = ConcatBranches(task.module) if v.concat else task.module
+    task.module.joined = v.concat  # one forward of the 3N views (pretrain.joined_views)
+    module = task.module
     _, model = wrap_model(module, ctx, v.compile)
     opt, _ = build_optimizer(task.module, cfg, steps_per_epoch=1)
     return task, model, opt, clips

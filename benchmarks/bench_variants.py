@@ -18,7 +18,7 @@ import torch
 from bench_common import cpu_busy_sample, other_busy, wait_until_quiet
 from torch import nn
 
-__all__ = ["TOKENS", "ConcatBranches", "Result", "Variant", "VariantSettings", "out_of_place",
+__all__ = ["TOKENS", "Result", "Variant", "VariantSettings", "out_of_place",
            "run_rounds", "with_naive"]
 
 TOKENS = ("cl", "t1", "t2", "ftz", "oop", "cudnnb", "compile", "concat", "amp")
@@ -93,23 +93,6 @@ def out_of_place(module: nn.Module) -> nn.Module:
         if isinstance(m, (nn.ReLU, nn.ReLU6)):
             m.inplace = False
     return module
-
-
-class ConcatBranches(nn.Module):
-    """``concat`` variant: one encoder + expander forward of the 3N views, split back into 3.
-
-    Changes semantics: batch norm normalises over the 3N windows, not over N per branch.
-    """
-
-    def __init__(self, branches: nn.Module) -> None:
-        super().__init__()
-        self.inner = branches
-
-    def forward(self, *views: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        n = views[0].shape[0]
-        z = self.inner.expander(self.inner.encoder(torch.cat(views, dim=0)))
-        return tuple(z.split(n, dim=0))
-
 
 
 class VariantSettings:

@@ -83,3 +83,41 @@ def test_a_few_finetuning_steps_lower_the_loss(clips):
         opt.step()
         losses.append(float(terms["loss"].detach()))
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "finetune"])
+def test_joined_views_share_batch_norm_statistics(clips, stage):
+    """pretrain/finetune.joined_views: one pass over X, X', X_lam. With a linear map followed by
+    training-mode BatchNorm (affine for a fixed batch), eq. (1) is ~0 only when the three views
+    share BN statistics; with a pass per view each branch normalises its own batch."""
+    cfg = load_config("tiny")
+    p = cfg.features
+    x = clips.windows.batch(np.arange(0, 16))
+    x2 = clips.windows.batch(np.arange(16, 32))
+    lam = torch.linspace(0.05, 0.9, 16)
+    xm = lam.view(-1, 1, 1, 1) * x + (1 - lam.view(-1, 1, 1, 1)) * x2
+    consistency = {}
+    for joined in (False, True):
+        getattr(cfg, stage).joined_views = joined
+        torch.manual_seed(0)
+        d = cfg.model.embed_dim
+        encoder = nn.Sequential(nn.Flatten(), nn.Linear(p.n_mels * p.frames, d), nn.BatchNorm1d(d))
+        if stage == "pretrain":
+            task = PretrainTask(clips, cfg, DistContext())
+            assert task.module.joined is joined
+            model = Branches(encoder, nn.Identity(), joined=joined)
+            z, z2, zm = model(x, x2, xm)
+        else:
+            task = FinetuneTask(clips, cfg, DistContext())
+            assert task.module.joined is joined
+            task.module.encoder = encoder
+            z, z2, zm, _ = task.module(x, x2, xm)
+        scale = float((z - z2).detach().pow(2).mean())
+        consistency[joined] = float(task_loss_consistency(z, z2, zm, lam)) / scale
+    assert consistency[True] < 1e-8 and consistency[False] > 1e-3, consistency
+
+
+def task_loss_consistency(z, z2, zm, lam):
+    from dgmix.losses import consistency_term
+
+    return consistency_term(z, z2, zm, lam).detach()

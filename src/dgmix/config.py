@@ -82,6 +82,10 @@ class PretrainConfig:
     # Re-estimate the encoder's BN statistics on real training windows before saving it (not in
     # the paper; dgmix.training.common.refresh_batchnorm).
     reestimate_bn: bool = False
+    # One forward pass over the joined views X, X', X_lambda (BN statistics over all three, so eq. 1
+    # can reach 0 for a network that is affine in training mode) instead of one per view (BN per
+    # view). Not in the paper; dgmix.training.pretrain.forward_views.
+    joined_views: bool = False
     amp: bool = False  # bf16 autocast on CUDA
     channels_last: bool = False
     compile: bool = False
@@ -111,8 +115,9 @@ class FinetuneConfig:
     # AdamW weight decay on every parameter (True) or on conv/linear weights only (False: biases
     # and BN parameters undecayed, dgmix.optim.param_groups). The paper does not say.
     decay_norm_and_bias: bool = True
-    # As pretrain.reestimate_bn, after fine-tuning (not in the paper).
+    # As pretrain.reestimate_bn / pretrain.joined_views, for fine-tuning (not in the paper).
     reestimate_bn: bool = False
+    joined_views: bool = False
     windows_per_epoch: int | None = None
     channels_last: bool = False
     threads: int | None = None

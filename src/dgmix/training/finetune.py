@@ -38,28 +38,31 @@ from dgmix.training.common import loop_settings, refresh_batchnorm, start_stage,
 from dgmix.training.data import ClipSet
 from dgmix.training.distributed import DistContext, gather_no_grad, gather_with_grad
 from dgmix.training.loop import LoopResult, run_loop
-from dgmix.training.pretrain import ENCODER_FILE, ViewMover, pair_sampler
+from dgmix.training.pretrain import ENCODER_FILE, ViewMover, forward_views, pair_sampler
 
 MODEL_FILE = "model.pt"
 
 
 class EncoderClassifier(nn.Module):
-    """Encoder f plus the section classifier (paper §3.4)."""
+    """Encoder f plus the section classifier (paper §3.4). ``joined``: one encoder pass over all
+    views (:func:`dgmix.training.pretrain.forward_views`, ``finetune.joined_views``)."""
 
-    def __init__(self, encoder: nn.Module, classifier: nn.Module) -> None:
+    def __init__(self, encoder: nn.Module, classifier: nn.Module, joined: bool = False) -> None:
         super().__init__()
         self.encoder = encoder
         self.classifier = classifier
+        self.joined = joined
 
     def forward(self, *views: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Encoder outputs of every view, then the logits of the last view."""
-        ys = tuple(self.encoder(v) for v in views)
+        ys = forward_views(self.encoder, views, self.joined)
         return (*ys, self.classifier(ys[-1]))
 
 
-def build_model(cfg: RunConfig, n_classes: int) -> EncoderClassifier:
+def build_model(cfg: RunConfig, n_classes: int, joined: bool = False) -> EncoderClassifier:
     """Encoder (for ``cfg.features``' window shape) + classifier over ``n_classes`` classes."""
-    return EncoderClassifier(build_encoder(cfg.model, cfg.features), build_classifier(cfg.model, n_classes))
+    return EncoderClassifier(build_encoder(cfg.model, cfg.features), build_classifier(cfg.model, n_classes),
+                             joined=joined)
 
 
 def load_pretrained_encoder(init: Path, encoder: nn.Module) -> dict:
@@ -85,7 +88,7 @@ class FinetuneTask:
         self.n_windows = clips.n_windows
         self.n_classes = len(clips.class_names)
         f = cfg.finetune
-        self.module = build_model(cfg, self.n_classes).to(ctx.device)
+        self.module = build_model(cfg, self.n_classes, joined=f.joined_views).to(ctx.device)
         self.move = ViewMover(ctx.device, f.channels_last)
         if f.channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)

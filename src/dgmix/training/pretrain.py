@@ -13,6 +13,7 @@ variance and covariance terms see the global batch.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -36,16 +37,30 @@ log = logging.getLogger("dgmix.training")
 ENCODER_FILE = "encoder.pt"
 
 
-class Branches(nn.Module):
-    """Weight-sharing branches: each view goes through encoder f then expander h (paper Fig. 1)."""
+def forward_views(
+    fn: Callable[[torch.Tensor], torch.Tensor], views: tuple[torch.Tensor, ...], joined: bool
+) -> tuple[torch.Tensor, ...]:
+    """``fn`` applied to each view: one pass per view (BN statistics per view, the paper's Fig. 1
+    reading), or with ``joined`` one pass over the concatenated views, split back (BN statistics
+    over all views together, so an affine-in-training network maps X_lambda to exactly
+    lambda f(X) + (1 - lambda) f(X'); not in the paper, an option)."""
+    if not joined or len(views) < 2:
+        return tuple(fn(v) for v in views)
+    return tuple(fn(torch.cat(views, dim=0)).split(views[0].shape[0], dim=0))
 
-    def __init__(self, encoder: nn.Module, expander: nn.Module) -> None:
+
+class Branches(nn.Module):
+    """Weight-sharing branches: each view goes through encoder f then expander h (paper Fig. 1).
+    ``joined``: one forward pass over all views (:func:`forward_views`, ``pretrain.joined_views``)."""
+
+    def __init__(self, encoder: nn.Module, expander: nn.Module, joined: bool = False) -> None:
         super().__init__()
         self.encoder = encoder
         self.expander = expander
+        self.joined = joined
 
     def forward(self, *views: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(self.expander(self.encoder(v)) for v in views)
+        return forward_views(lambda x: self.expander(self.encoder(x)), views, self.joined)
 
 
 def pair_sampler(clips: ClipSet, scope: str = "machine", shares: list[float] | None = None) -> PairSampler:
@@ -82,7 +97,8 @@ class PretrainTask:
         self.cfg = cfg
         self.method = p.method
         self.ctx = ctx
-        self.module = Branches(build_encoder(cfg.model, cfg.features), build_expander(cfg.model)).to(ctx.device)
+        self.module = Branches(build_encoder(cfg.model, cfg.features), build_expander(cfg.model),
+                               joined=p.joined_views).to(ctx.device)
         if p.channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)
         self.move = ViewMover(ctx.device, p.channels_last)
