@@ -1,6 +1,7 @@
 """Typed, validated configuration: presets, YAML/TOML overrides, and the resolved copy in every run dir.
 
-Nothing here is a global: every stage receives the dataclass it needs. ``load_config`` starts
+Nothing here is a global: every stage receives the dataclass it needs. The generic, type-checked
+override machinery lives in :mod:`dgmix.overrides`. ``load_config`` starts
 from a preset (``paper``, ``cpu`` or ``tiny``), applies a config file that may override any field,
 validates types and ranges, and returns a :class:`RunConfig`. ``write_config`` writes the resolved
 configuration as YAML into a run directory.
@@ -10,16 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
+from dgmix.augment.pairs import pair_shares
 from dgmix.errors import InputError
 from dgmix.features.logmel import FeatureParams
+from dgmix.overrides import apply_overrides
 
 try:  # Python >= 3.11
     import tomllib
@@ -217,91 +218,6 @@ def _preset_overrides(name: str) -> dict[str, Any]:
     raise InputError("--preset", f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
 
 
-def _check_value(value: Any, tp: Any, where: str, source: str) -> Any:
-    """Validate (and lightly coerce, int -> float) one value against a type annotation."""
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        if value not in typing.get_args(tp):
-            allowed = ", ".join(repr(a) for a in typing.get_args(tp))
-            raise InputError(source, f"{where} must be one of {allowed}, got {value!r}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _check_value(value, arg, where, source)
-            except InputError as exc:
-                errors.append(exc.problem)
-        raise InputError(source, errors[0] if errors else f"{where}: bad value {value!r}")
-    if origin is dict:
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            raise InputError(source, f"{where} must be a mapping with string keys, got {value!r}")
-        _, value_tp = typing.get_args(tp)
-        return {k: _check_value(v, value_tp, f"{where}.{k}", source) for k, v in value.items()}
-    if origin is list:
-        if not isinstance(value, list):
-            raise InputError(source, f"{where} must be a list, got {value!r}")
-        (item_tp,) = typing.get_args(tp)
-        return [_check_value(v, item_tp, f"{where}[{i}]", source) for i, v in enumerate(value)]
-    if origin is not None and tp is not Any:
-        return value
-    if tp is dict:
-        if not isinstance(value, dict):
-            raise InputError(source, f"{where} must be a mapping, got {value!r}")
-        return dict(value)
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InputError(source, f"{where} must be a number, got {value!r}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise InputError(source, f"{where} must be an integer, got {value!r}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise InputError(source, f"{where} must be true or false, got {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise InputError(source, f"{where} must be a string, got {value!r}")
-        return value
-    return value
-
-
-def apply_overrides(obj: Any, overrides: dict[str, Any], source: str, prefix: str = "") -> Any:
-    """Apply a nested dict of overrides to a dataclass, validating names and types.
-
-    Mutable dataclasses are changed in place; frozen ones (:class:`FeatureParams`) are replaced
-    by an updated copy, whose own checks (``__post_init__``) then run. Returns the result."""
-    if not isinstance(overrides, dict):
-        raise InputError(source, f"{prefix or 'config'} must be a mapping, got {overrides!r}")
-    hints = typing.get_type_hints(type(obj))
-    names = {f.name for f in dataclasses.fields(obj)}
-    updates: dict[str, Any] = {}
-    for key, value in overrides.items():
-        where = f"{prefix}{key}"
-        if key not in names:
-            raise InputError(source, f"unknown config field {where!r}; known: {', '.join(sorted(names))}")
-        current = getattr(obj, key)
-        if dataclasses.is_dataclass(current):
-            updates[key] = apply_overrides(current, value, source, prefix=f"{where}.")
-        else:
-            updates[key] = _check_value(value, hints[key], where, source)
-    if type(obj).__dataclass_params__.frozen:  # type: ignore[attr-defined]
-        try:
-            return dataclasses.replace(obj, **updates)
-        except ValueError as exc:
-            raise InputError(source, f"{prefix.rstrip('.') or 'config'}: {exc}") from None
-    for key, value in updates.items():
-        setattr(obj, key, value)
-    return obj
-
-
 def scoring_with(
     base: ScoringConfig, overrides: dict[str, Any], source: str, prefix: str = "scoring."
 ) -> ScoringConfig:
@@ -323,10 +239,6 @@ def validate(cfg: RunConfig, source: str = "config") -> None:
          "pretrain.warmup_epochs must not exceed pretrain.epochs"),
         (cfg.pretrain.mixup_alpha > 0, "pretrain.mixup_alpha must be > 0"),
         (cfg.finetune.mixup_alpha > 0, "finetune.mixup_alpha must be > 0"),
-        (cfg.finetune.pair_shares is None or (len(cfg.finetune.pair_shares) == 3
-                                               and min(cfg.finetune.pair_shares) >= 0
-                                               and sum(cfg.finetune.pair_shares) > 0),
-         "finetune.pair_shares must be three non-negative numbers [ss, st, tt] with a positive sum, or null"),
         (cfg.scoring.k >= 1, "scoring.k must be >= 1"),
         (0.0 < cfg.scoring.gwrp_r <= 1.0, "scoring.gwrp_r must be in (0, 1]"),
         (0.0 < cfg.scoring.threshold_percentile < 1.0,
@@ -336,6 +248,11 @@ def validate(cfg: RunConfig, source: str = "config") -> None:
     for ok, msg in checks:
         if not ok:
             raise InputError(source, msg)
+    if cfg.finetune.pair_shares is not None:
+        try:
+            pair_shares(cfg.finetune.pair_shares)
+        except ValueError as exc:
+            raise InputError(source, f"finetune.{exc}") from None
     for name, overrides in cfg.scoring.per_method.items():
         scoring_with(cfg.scoring, overrides, source, prefix=f"scoring.per_method.{name}.")
 

@@ -2,7 +2,7 @@
 VICReg ablation (paper §4)."""
 
 from dgmix.augment.mixup import mix, mix_labels, sample_lambda
-from dgmix.augment.pairs import PairSampler
+from dgmix.augment.pairs import PairSampler, pair_shares
 from dgmix.augment.specaugment import SpecAugment, time_warp
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "SpecAugment",
     "mix",
     "mix_labels",
+    "pair_shares",
     "sample_lambda",
     "time_warp",
 ]

@@ -29,9 +29,20 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["PairSampler"]
+__all__ = ["PairSampler", "pair_shares"]
 
 SOURCE, TARGET = 0, 1
+
+
+def pair_shares(shares: Sequence[float]) -> tuple[float, float, float]:
+    """``shares`` (source×source, source×target, target×target) as probabilities; ValueError unless
+    they are three non-negative numbers with a positive sum (also used to validate the config)."""
+    values = [float(v) for v in shares]
+    if len(values) != 3 or min(values) < 0 or not sum(values) > 0:
+        raise ValueError(f"pair_shares must be three non-negative numbers [ss, st, tt] with a positive sum, "
+                         f"got {list(shares)}")
+    total = sum(values)
+    return values[0] / total, values[1] / total, values[2] / total
 
 
 def _draw(pool: Tensor, n: int, generator: torch.Generator) -> Tensor:
@@ -69,10 +80,7 @@ class PairSampler:
         self.n_windows, self.scope = int(n_windows), scope
         self.shares: Tensor | None = None
         if shares is not None:
-            sh = torch.as_tensor([float(v) for v in shares], dtype=torch.float64)
-            if sh.shape != (3,) or (sh < 0).any() or not sh.sum() > 0:
-                raise ValueError(f"shares must be three non-negative numbers (ss, st, tt), got {list(shares)}")
-            self.shares = sh / sh.sum()
+            self.shares = torch.tensor(pair_shares(shares), dtype=torch.float64)
             if domains is None:
                 raise ValueError("pair shares need the domain of every window")
         groups = self._labels(sections if scope == "section" else None, "sections")
