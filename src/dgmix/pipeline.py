@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from dgmix.config import RunConfig, ScoringConfig, write_config
 from dgmix.data import scan
@@ -37,6 +38,7 @@ from dgmix.methods import (
 from dgmix.metrics import SectionResult, section_metrics
 from dgmix.metrics.tables import PAPER_RESULTS, ResultsTable
 from dgmix.scoring import write_decisions, write_scores
+from dgmix.scoring.embed import resolve_device
 from dgmix.training.distributed import DistContext
 
 
@@ -140,12 +142,14 @@ def run_pipeline(
     echo: Callable[[str], None] = print,
     paper_reference: bool = False,
     extra_scorings: dict[str, ScoringConfig] | None = None,
+    device: str = "auto",
 ) -> RunSummary:
     """Run every method on every machine type; write scores, detectors and results tables.
 
     ``methods``: registered method names (default: the paper's methods). ``extra_scorings``
     (name -> ScoringConfig) re-scores the same trained models with other scoring options (issue
-    5's method x scoring table) into ``scoring_table.{md,json}``.
+    5's method x scoring table) into ``scoring_table.{md,json}``. ``device``: where the models
+    train, "auto" (CUDA when available), "cpu" or "cuda".
     """
     t0 = time.perf_counter()
     out = Path(out)
@@ -165,7 +169,7 @@ def run_pipeline(
     table = ResultsTable()
     extra_tables = {name: ResultsTable() for name in (extra_scorings or {})}
     timings: dict[str, dict[str, float]] = {}
-    ctx = DistContext()
+    ctx = DistContext(device=torch.device(resolve_device(device)))
     for mi, machine in enumerate(chosen, 1):
         md = load_machine(ds, machine, cfg.features, cache_dir, progress)
         for method in chosen_methods:

@@ -10,10 +10,11 @@ so a resumed run draws the same pairs.
   used to generate augmented data of intra-domain and inter-domain samples". The paper gives no
   proportions, so these are config options (``finetune.pair_scope``, ``finetune.pair_shares``):
 
-  - ``scope="machine"`` (default, as before issue 10): X' is uniform over the machine type, so
-    pairs cross sections, and with 990 source and 10 target clips per section about 2 % of pairs
-    involve a target window;
-  - ``scope="section"``: X' comes from the anchor's own section ("for each section");
+  - ``scope="section"`` (the config default since issue 10): X' comes from the anchor's own
+    section ("for each section");
+  - ``scope="machine"`` (the behaviour before issue 10, and pre-training's): X' is uniform over
+    the machine type, so pairs cross sections, and with 990 source and 10 target clips per
+    section about 2 % of pairs involve a target window;
   - ``shares=(ss, st, tt)``: each pair is source×source, source×target or target×target with
     these probabilities. The anchor's section is kept; the anchor itself is kept when its domain
     fits the drawn type, else X is drawn uniformly from the fitting domain of that section (or

@@ -62,6 +62,8 @@ def register(app: typer.Typer) -> None:
             False, "--scoring-table", help="Also score every method with every pooling / k-NN option."
         ),
         seed: int | None = typer.Option(None, "--seed"),
+        device: str = typer.Option("auto", "--device",
+                                   help="Where the models train: auto (CUDA when available), cpu, cuda."),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
         verbose: bool = typer.Option(False, "--verbose", "-v"),
     ) -> None:
@@ -95,6 +97,7 @@ def register(app: typer.Typer) -> None:
                 progress=progress, echo=typer.echo,
                 paper_reference=paper if paper is not None else data is not None,
                 extra_scorings=scoring_variants(cfg.scoring) if scoring_table else None,
+                device=device,
             )
             if summary.table.methods():
                 typer.echo("")

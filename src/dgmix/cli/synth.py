@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from dgmix.errors import InputError
-from dgmix.synth.generate import SynthConfig, generate
+from dgmix.synth.generate import SYNTH_SETS, SynthConfig, generate
 from dgmix.synth.machines import MACHINES
 
 _DEFAULT = SynthConfig()
@@ -19,6 +19,11 @@ _DEFAULT = SynthConfig()
 
 def synth(
     out: Annotated[Path, typer.Argument(help="Output folder; clips go to OUT/dev_data/.")],
+    set_name: Annotated[
+        str,
+        typer.Option("--set", help=f"Named set: {', '.join(SYNTH_SETS)} (docs/synthetic-data.md); the "
+                                   "options below override its fields."),
+    ] = "default",
     machines: Annotated[
         list[str] | None,
         typer.Option("--machines", "-m",
@@ -31,16 +36,16 @@ def synth(
                      help="Sections 00-05, comma list or repeated (default 00,01,02)."),
     ] = None,
     train_source: Annotated[
-        int, typer.Option("--train-source", help="Source-domain training clips per section.")
-    ] = _DEFAULT.train_source,
+        int | None, typer.Option("--train-source", help="Source-domain training clips per section.")
+    ] = None,
     train_target: Annotated[
-        int, typer.Option("--train-target", help="Target-domain training clips per section.")
-    ] = _DEFAULT.train_target,
+        int | None, typer.Option("--train-target", help="Target-domain training clips per section.")
+    ] = None,
     test_per_group: Annotated[
-        int,
+        int | None,
         typer.Option("--test-per-group",
                      help="Test clips per section for each domain x label (4 groups)."),
-    ] = _DEFAULT.test_per_group,
+    ] = None,
     duration: Annotated[
         float, typer.Option("--duration", help="Clip length in seconds.")
     ] = _DEFAULT.duration,
@@ -65,12 +70,15 @@ def synth(
     ground_truth_domain/. Prints one summary line.
     """
     try:
+        if set_name not in SYNTH_SETS:
+            raise InputError("--set", f"unknown set {set_name!r}; choose one of {', '.join(SYNTH_SETS)}")
+        base = SYNTH_SETS[set_name]
         cfg = SynthConfig(
-            machines=tuple(machines) if machines else _DEFAULT.machines,
-            sections=tuple(sections) if sections else _DEFAULT.sections,
-            train_source=train_source,
-            train_target=train_target,
-            test_per_group=test_per_group,
+            machines=tuple(machines) if machines else base.machines,
+            sections=tuple(sections) if sections else base.sections,
+            train_source=base.train_source if train_source is None else train_source,
+            train_target=base.train_target if train_target is None else train_target,
+            test_per_group=base.test_per_group if test_per_group is None else test_per_group,
             duration=duration,
             severity=severity,
             seed=seed,

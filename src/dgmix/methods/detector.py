@@ -13,6 +13,7 @@ from dgmix.config import RunConfig, ScoringConfig
 from dgmix.methods.machine import MachineData
 from dgmix.scoring import KNNScorer, fit_gamma_threshold
 from dgmix.scoring.bundle import DetectorBundle
+from dgmix.scoring.embed import resolve_device
 
 
 def make_scorer(s: ScoringConfig, seed: int = 0) -> KNNScorer:
@@ -61,7 +62,10 @@ def knn_detector(
     cache = {} if cache is None else cache
     key = embedding_key(encoder, bundle)
     if key not in cache:
-        cache[key] = (bundle.embed(md.train_feats), bundle.embed(md.test_feats))
+        device = resolve_device(scoring.device)
+        cache[key] = (bundle.embed(md.train_feats, device), bundle.embed(md.test_feats, device))
+        if encoder is not None:
+            encoder.cpu()  # the bundle is saved and used on the CPU
     train_emb, test_emb = cache[key]
     tr_sec = md.sections(md.train)
     scorer.fit(train_emb, tr_sec, [r.bank_domain for r in md.train])

@@ -16,7 +16,8 @@ from dgmix.models.mobilenet import Encoder
 
 def build_encoder(model: ModelConfig, features: FeatureParams) -> Encoder:
     """The Table 1 encoder for windows of ``features.input_size``."""
-    return Encoder(width_mult=model.width_mult, embed_dim=model.embed_dim, input_size=features.input_size)
+    return Encoder(width_mult=model.width_mult, embed_dim=model.embed_dim, input_size=features.input_size,
+                   activation=model.activation, input_norm=model.input_norm == "per_bin")
 
 
 def build_expander(model: ModelConfig) -> Expander:

@@ -13,9 +13,21 @@ import numpy as np
 import torch
 from torch import nn
 
+from dgmix.errors import InputError
 from dgmix.features import WindowDataset
 
 EPS = float(np.finfo(np.float32).eps)
+
+
+def resolve_device(name: str) -> str:
+    """``scoring.device`` as a torch device string: "auto" is CUDA when available, else CPU."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name not in ("cpu", "cuda"):
+        raise InputError("device", f"must be auto, cpu or cuda, got {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("device", "is cuda but no CUDA device is available")
+    return name
 
 
 @torch.inference_mode()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 import torch
@@ -13,7 +15,9 @@ from dgmix.data import scan
 from dgmix.errors import InputError
 from dgmix.training.data import ClassMode, ClipSet, load_clipset, make_cache
 from dgmix.training.distributed import DistContext, convert_batchnorm, init_from_env
-from dgmix.training.loop import LoopSettings
+from dgmix.training.loop import LoopResult, LoopSettings
+
+SUMMARY_FILE = "summary.json"
 
 
 def training_clips(
@@ -90,3 +94,38 @@ def refresh_batchnorm(encoder: nn.Module, clips: ClipSet, cfg: RunConfig, stage_
     was_training = encoder.training
     reestimate_batchnorm(encoder, clips.features, cfg.features.frames, cfg.features.window_hop, seed=cfg.seed)
     encoder.train(was_training)
+
+
+def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of ``module``'s trainable parameters (for :func:`weight_change`)."""
+    return {n: p.detach().float().cpu().clone() for n, p in module.named_parameters() if p.requires_grad}
+
+
+def weight_change(start: dict[str, torch.Tensor], module: nn.Module, which: str = "all") -> float:
+    """Relative change ||theta - theta_0|| / ||theta_0|| of ``module``'s parameters since ``start``
+    (the tensors concatenated): how far a stage moved the encoder. ``which``: "all", "weights"
+    (convolution and linear kernels, ndim > 1) or "norm_bias" (BN parameters and biases, which LARS
+    does not adapt and AdamW here does not decay)."""
+    now = dict(module.named_parameters())
+    keep = {"all": lambda t: True, "weights": lambda t: t.ndim > 1, "norm_bias": lambda t: t.ndim <= 1}[which]
+    names = [n for n, p in start.items() if keep(p)]
+    diff = sum(float((now[n].detach().float().cpu() - start[n]).pow(2).sum()) for n in names)
+    norm = sum(float(start[n].pow(2).sum()) for n in names)
+    return math.sqrt(diff / norm) if norm > 0 else math.nan
+
+
+def write_summary(out_dir: Path, result: LoopResult, start: dict[str, torch.Tensor], encoder: nn.Module) -> Path:
+    """``out_dir/summary.json``: the stage's training-only signals (last loss terms, embedding std,
+    the encoder's relative weight change, steps, seconds). These, never test labels, are what a
+    setting may be chosen on (issue 10)."""
+    path = Path(out_dir) / SUMMARY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"steps": result.steps, "epochs": result.epochs_done, "seconds": round(result.seconds, 3),
+            "encoder_weight_change": weight_change(start, encoder),
+            "encoder_weight_change_weights": weight_change(start, encoder, "weights"),
+            "encoder_weight_change_norm_bias": weight_change(start, encoder, "norm_bias"),
+            "last_terms": result.last_terms}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    tmp.replace(path)
+    return path

@@ -32,9 +32,16 @@ from dgmix.checkpoint import load_checkpoint, save_checkpoint
 from dgmix.config import RunConfig, write_config
 from dgmix.errors import InputError
 from dgmix.losses import MixupKLLoss
-from dgmix.models import build_classifier, build_encoder
+from dgmix.models import build_classifier, build_encoder, fit_input_norm
 from dgmix.optim import param_groups
-from dgmix.training.common import loop_settings, refresh_batchnorm, start_stage, wrap_model
+from dgmix.training.common import (
+    loop_settings,
+    refresh_batchnorm,
+    snapshot,
+    start_stage,
+    wrap_model,
+    write_summary,
+)
 from dgmix.training.data import ClipSet
 from dgmix.training.distributed import DistContext, gather_no_grad, gather_with_grad
 from dgmix.training.loop import LoopResult, run_loop
@@ -92,7 +99,10 @@ class FinetuneTask:
         self.move = ViewMover(ctx.device, f.channels_last)
         if f.channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)
-        self.loss = MixupKLLoss(gamma=f.gamma, consistency_reduction=f.consistency_reduction)
+        self.loss = MixupKLLoss(gamma=f.gamma, consistency_reduction=f.consistency_reduction,
+                                consistency_scale=f.consistency_scale)
+        if cfg.model.input_norm != "none":
+            fit_input_norm(self.module.encoder, clips.features)
         self.pairs = pair_sampler(clips, f.pair_scope, f.pair_shares)
 
     def step(self, model: nn.Module, idx: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -122,6 +132,8 @@ class BaselineTask:
         self.clips, self.cfg, self.ctx = clips, cfg, ctx
         self.n_windows = clips.n_windows
         self.module = build_model(cfg, len(clips.section_names)).to(ctx.device)
+        if cfg.model.input_norm != "none":
+            fit_input_norm(self.module.encoder, clips.features)
         self.move = ViewMover(ctx.device, cfg.baseline.channels_last)
         if cfg.baseline.channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)
@@ -145,9 +157,11 @@ def _train(
     settings = loop_settings(stage_cfg, cfg, progress, stop_after_epoch, f"{stage} {machine}")
     meta = {"config": cfg.to_dict(), "machine": machine, "stage": stage,
             "section_names": task.clips.section_names, "class_names": task.clips.class_names}
+    start = snapshot(task.module.encoder)
     result = run_loop(task, model, opt, None, settings, out_dir, ctx, {**meta, **(extra or {})}, resume=resume)
     refresh_batchnorm(task.module.encoder, task.clips, cfg, stage_cfg)
     if ctx.is_main:
+        write_summary(out_dir, result, start, task.module.encoder)
         save_checkpoint(out_dir / ENCODER_FILE, {"encoder": task.module.encoder.state_dict(), **meta})
         save_checkpoint(out_dir / MODEL_FILE, {"model": task.module.state_dict(), **meta})
     return result

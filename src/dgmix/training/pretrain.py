@@ -25,9 +25,16 @@ from dgmix.checkpoint import save_checkpoint
 from dgmix.config import RunConfig, write_config
 from dgmix.errors import InputError
 from dgmix.losses import DGMixLoss, VICRegLoss
-from dgmix.models import build_encoder, build_expander
-from dgmix.optim import LARS, WarmupCosine, scaled_lr
-from dgmix.training.common import loop_settings, refresh_batchnorm, start_stage, wrap_model
+from dgmix.models import build_encoder, build_expander, fit_input_norm
+from dgmix.optim import LARS, WarmupCosine, param_groups, scaled_lr
+from dgmix.training.common import (
+    loop_settings,
+    refresh_batchnorm,
+    snapshot,
+    start_stage,
+    wrap_model,
+    write_summary,
+)
 from dgmix.training.data import ClipSet
 from dgmix.training.distributed import DistContext, gather_no_grad, gather_with_grad
 from dgmix.training.loop import LoopResult, plan_steps, run_loop
@@ -97,8 +104,10 @@ class PretrainTask:
         self.cfg = cfg
         self.method = p.method
         self.ctx = ctx
-        self.module = Branches(build_encoder(cfg.model, cfg.features), build_expander(cfg.model),
-                               joined=p.joined_views).to(ctx.device)
+        encoder = build_encoder(cfg.model, cfg.features)
+        if cfg.model.input_norm != "none":
+            fit_input_norm(encoder, clips.features)
+        self.module = Branches(encoder, build_expander(cfg.model), joined=p.joined_views).to(ctx.device)
         if p.channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)
         self.move = ViewMover(ctx.device, p.channels_last)
@@ -154,10 +163,21 @@ class PretrainTask:
         return self.vicreg_terms(model, xa, xb)
 
 
-def build_optimizer(module: nn.Module, cfg: RunConfig, steps_per_epoch: int) -> tuple[LARS, WarmupCosine]:
-    """LARS with the paper's settings and the warm-up + cosine schedule (SPEC §4)."""
+def build_optimizer(
+    module: nn.Module, cfg: RunConfig, steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, WarmupCosine]:
+    """LARS with the paper's settings and the warm-up + cosine schedule (SPEC §4), or with
+    ``pretrain.optimizer: adamw`` AdamW at ``adamw_lr`` under the same schedule shape (the final lr
+    is the same fraction of the peak as in the LARS schedule) and weight decay on conv/linear
+    weights only. AdamW is not in the paper: it is there for short CPU runs (issue 10)."""
     p = cfg.pretrain
     lr = p.lr if p.lr is not None else scaled_lr(p.batch_size, p.base_lr_per_256)
+    if p.optimizer == "adamw":
+        opt: torch.optim.Optimizer = torch.optim.AdamW(param_groups(module, p.weight_decay), lr=p.adamw_lr)
+        return opt, WarmupCosine(
+            base_lr=p.adamw_lr, warmup_epochs=p.warmup_epochs, total_epochs=p.epochs,
+            final_lr=p.final_lr / lr if lr > 0 else 0.0, steps_per_epoch=steps_per_epoch, relative_final=True,
+        )
     opt = LARS(module.parameters(), lr=lr, weight_decay=p.weight_decay, momentum=p.momentum, eta=p.lars_eta)
     sched = WarmupCosine(
         base_lr=lr, warmup_epochs=p.warmup_epochs, total_epochs=p.epochs,
@@ -193,9 +213,11 @@ def pretrain(
         "config": cfg.to_dict(), "machine": machine, "stage": "pretrain", "method": p.method,
         "section_names": clips.section_names,
     }
+    start = snapshot(task.module.encoder)
     result = run_loop(task, model, opt, sched.lr_at, settings, out_dir, ctx, extra, resume=resume)
     refresh_batchnorm(task.module.encoder, clips, cfg, p)
     if ctx.is_main:
+        write_summary(out_dir, result, start, task.module.encoder)
         save_checkpoint(out_dir / ENCODER_FILE, {
             "encoder": task.module.encoder.state_dict(), "config": cfg.to_dict(), "machine": machine,
             "stage": "pretrain", "method": p.method,
