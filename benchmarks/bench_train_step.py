@@ -34,6 +34,7 @@ def _make_task(v: Variant, batch: int, seed: int, device: str) -> tuple[Any, ...
     cfg = load_config("cpu", overrides={"pretrain": {
         "batch_size": batch, "channels_last": v.channels_last, "compile": v.compile,
         "threads": v.threads, "amp": v.amp, "warmup_epochs": 0,
+        "optimizer": "lars", "joined_views": False,  # the step this benchmark describes (LARS, per view)
     }})
     # A real ClipSet of random log-mel-like features: 8 clips of 313 frames (10 s at hop 512).
     rng = np.random.default_rng(seed)

@@ -1,32 +1,58 @@
 #!/usr/bin/env bash
-# Paper preset (SPEC §4: batch 1024, LARS lr 0.8, wd 1e-4, fp32) on one GPU, one machine type of a
-# DCASE-sized synthetic set (3 sections x (990 source + 10 target) training clips = 96,000 windows
-# per epoch), time-boxed with --stop-after-epoch; then one bf16-autocast + channels-last epoch for
-# comparison. Writes logs and a summary to $OUT (or ./gpu_out). Needs soundfile (carry wheels in
-# .wheels/ when the machine lacks it).
-set -euo pipefail
-OUT=${OUT:-gpu_out}
-EPOCHS=${EPOCHS:-2}
+# Issue 11: the paper preset on one DCASE-size machine type, end to end, on one GPU, time-boxed.
+#
+#   bash scripts/gpu_paper_check.sh OUT_DIR
+#
+# 1. builds a DCASE-size synthetic machine type (fan: 3 sections x (990 source + 10 target)
+#    training clips, 200 test clips per section) and its feature cache;
+# 2. runs benchmarks/bench_gpu.py (host vs device-resident step, fp32 vs bf16 + channels_last);
+# 3. runs `dgmix run --preset paper --methods dgmix` on it: 100 pre-training + 20 fine-tuning
+#    epochs, then scoring (data on the device: pretrain/finetune.data_on_device auto);
+# 4. writes every number into OUT_DIR (at most 7 files: gpu.txt, data.txt, bench_gpu.txt,
+#    bench_gpu.json, run.txt, results.md, log_pretrain.jsonl).
+#
+# The whole script stops after LIMIT_S seconds (default 540 = 9 minutes) so that a rerun still
+# fits in a 15-minute GPU loan; what finished by then is in OUT_DIR. Dry run at tiny size on a CPU:
+#   DEVICE=cpu SOURCE=6 TARGET=2 TEST=2 PRESET=tiny BENCH_ARGS="--device cpu --clips 6 --batch 16 \
+#     --steps 1 --rounds 1 --warmup 1" bash scripts/gpu_paper_check.sh /tmp/check
+# Missing Python packages (soundfile) travel as wheels in .whl/ (see .library/device/README.md).
+set -uo pipefail
+OUT=${1:?usage: gpu_paper_check.sh OUT_DIR}
+LIMIT_S=${LIMIT_S:-540}
+DEVICE=${DEVICE:-cuda}
+PRESET=${PRESET:-paper}
+SOURCE=${SOURCE:-990}
+TARGET=${TARGET:-10}
+TEST=${TEST:-50}                 # per section and group: 4 x 50 = 200 test clips per section
+WORKERS=${WORKERS:-16}
+BENCH_ARGS=${BENCH_ARGS:-}
 mkdir -p "$OUT"
+W=${WORK:-/tmp/dgmix_paper_check}
+rm -rf "$W" && mkdir -p "$W"
 if ! python3 -c "import soundfile" 2>/dev/null; then
-  python3 -m pip install -q --no-deps --no-index .wheels/*.whl
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site
 fi
-export PYTHONPATH=$PWD/src
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
-python3 -c "import torch; print('torch', torch.__version__)" | tee -a "$OUT/gpu.txt"
-D=/tmp/dgmix_gpu_data
-python3 -m dgmix synth "$D" --machines fan --train-source 990 --train-target 10 --test-per-group 50 \
-  --workers 16 --no-progress | tee "$OUT/synth.txt"
-/usr/bin/time -v python3 -m dgmix features "$D/dev_data" --cache /tmp/dgmix_cache --workers 16 --no-progress \
-  2> "$OUT/features_time.txt" | tail -3
-python3 -m dgmix pretrain --data "$D/dev_data" --machine fan --method dgmix --preset paper \
-  --out /tmp/run_fp32 --cache /tmp/dgmix_cache --stop-after-epoch "$EPOCHS" --no-progress | tee "$OUT/pretrain_fp32.txt"
-cp /tmp/run_fp32/log.jsonl "$OUT/log_fp32.jsonl"
-printf 'pretrain:\n  amp: true\n  channels_last: true\n' > /tmp/amp.yaml
-python3 -m dgmix pretrain --data "$D/dev_data" --machine fan --method dgmix --preset paper --config /tmp/amp.yaml \
-  --out /tmp/run_amp --cache /tmp/dgmix_cache --stop-after-epoch 1 --no-progress | tee "$OUT/pretrain_amp.txt"
-cp /tmp/run_amp/log.jsonl "$OUT/log_amp.jsonl"
-if [ -f benchmarks/bench_pretrain.py ]; then
-  timeout 180 python3 benchmarks/bench_pretrain.py --device cuda --amp --batch 1024 --json "$OUT/bench_cuda.json" \
-    > "$OUT/bench_cuda.txt" 2>&1 || echo "benchmark failed (see bench_cuda.txt)"
-fi
+export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+T0=$SECONDS
+left() { echo $(( LIMIT_S - (SECONDS - T0) )); }
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no GPU"
+  python3 -c "import torch, os; print('torch', torch.__version__, 'cpus', os.cpu_count())"; } > "$OUT/gpu.txt"
+
+python3 -m dgmix synth "$W/data" --machines fan --train-source "$SOURCE" --train-target "$TARGET" \
+  --test-per-group "$TEST" --workers "$WORKERS" --no-progress > "$OUT/data.txt" 2>&1
+python3 -m dgmix features "$W/data/dev_data" --cache "$W/cache" --workers "$WORKERS" --no-progress >> "$OUT/data.txt" 2>&1
+echo "data + features: $((SECONDS - T0)) s" >> "$OUT/data.txt"
+
+timeout -k 5 "$(( $(left) < 120 ? $(left) : 120 ))" python3 benchmarks/bench_gpu.py $BENCH_ARGS \
+  --json "$OUT/bench_gpu.json" > "$OUT/bench_gpu.txt" 2>&1
+echo "benchmark done at $((SECONDS - T0)) s" >> "$OUT/data.txt"
+
+T1=$SECONDS
+timeout -k 10 "$(left)" python3 -m dgmix run --data "$W/data/dev_data" --preset "$PRESET" --methods dgmix \
+  --device "$DEVICE" --cache "$W/cache" --out "$W/run" --no-paper-reference --no-progress > "$OUT/run.txt" 2>&1
+rc=$?
+echo "dgmix run: exit $rc after $((SECONDS - T1)) s; script total $((SECONDS - T0)) s (limit $LIMIT_S s)" | tee -a "$OUT/run.txt"
+cp "$W/run/results.md" "$OUT/results.md" 2>/dev/null
+cp "$W/run/dgmix/fan/pretrain/log.jsonl" "$OUT/log_pretrain.jsonl" 2>/dev/null
+exit 0

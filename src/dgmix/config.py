@@ -101,6 +101,9 @@ class PretrainConfig:
     amp: bool = False  # bf16 autocast on CUDA
     channels_last: bool = False
     compile: bool = False
+    # Training frames on the device once, windows, pairs and lambda drawn there (issue 11,
+    # dgmix.training.device_data): "auto" = on when training on CUDA, "on", "off" (host path).
+    data_on_device: Literal["auto", "on", "off"] = "auto"
     threads: int | None = None
     log_every: int = 1
 
@@ -139,6 +142,7 @@ class FinetuneConfig:
     joined_views: bool = False
     windows_per_epoch: int | None = None
     channels_last: bool = False
+    data_on_device: Literal["auto", "on", "off"] = "auto"  # as pretrain.data_on_device
     threads: int | None = None
     log_every: int = 1
     # Classifier targets: "section" (paper §3.4), "section+attributes", or "auto" (attributes only

@@ -47,13 +47,13 @@ def pair_shares(shares: Sequence[float]) -> tuple[float, float, float]:
 
 
 def _draw(pool: Tensor, n: int, generator: torch.Generator) -> Tensor:
-    return pool[torch.randint(0, len(pool), (n,), generator=generator)]
+    return pool[torch.randint(0, len(pool), (n,), generator=generator, device=pool.device)]
 
 
 def _draw_other(pool: Tensor, anchors: Tensor, generator: torch.Generator) -> Tensor:
     """For anchors that lie in the sorted index set ``pool``, a uniform *other* member of it."""
     slot = torch.searchsorted(pool, anchors)
-    r = torch.randint(0, len(pool) - 1, anchors.shape, generator=generator)
+    r = torch.randint(0, len(pool) - 1, anchors.shape, generator=generator, device=pool.device)
     return pool[r + (r >= slot).long()]
 
 
@@ -106,10 +106,19 @@ class PairSampler:
             raise ValueError(f"{what} must have one entry per window ({self.n_windows}), got {tuple(t.shape)}")
         return t
 
+    def to(self, device: torch.device | str) -> PairSampler:
+        """Move the index tables to ``device`` (in place; returns self). Anchors and the generator
+        passed to :meth:`__call__` must then live there too (issue 11's device-resident path)."""
+        self.group, self.domain = self.group.to(device), self.domain.to(device)
+        self.pools = {g: tuple(t.to(device) for t in pools) for g, pools in self.pools.items()}
+        if self.shares is not None:
+            self.shares = self.shares.to(device)
+        return self
+
     def __call__(self, idx: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """``(a, b)``: the windows X and X' of each pair, int64 tensors shaped like ``idx``."""
         if self.scope == "machine" and self.shares is None:
-            offset = torch.randint(1, self.n_windows, idx.shape, generator=generator)
+            offset = torch.randint(1, self.n_windows, idx.shape, generator=generator, device=idx.device)
             return idx, (idx + offset) % self.n_windows  # uniform over the other n - 1 windows
         a, b = idx.clone(), torch.empty_like(idx)
         kinds = (None if self.shares is None

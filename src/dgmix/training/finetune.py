@@ -43,6 +43,7 @@ from dgmix.training.common import (
     write_summary,
 )
 from dgmix.training.data import ClipSet
+from dgmix.training.device_data import DeviceDraws, DeviceWindows, use_device_data
 from dgmix.training.distributed import DistContext, gather_no_grad, gather_with_grad
 from dgmix.training.loop import LoopResult, run_loop
 from dgmix.training.pretrain import ENCODER_FILE, ViewMover, forward_views, pair_sampler
@@ -104,15 +105,33 @@ class FinetuneTask:
         if cfg.model.input_norm != "none":
             fit_input_norm(self.module.encoder, clips.features)
         self.pairs = pair_sampler(clips, f.pair_scope, f.pair_shares)
+        self.resident: DeviceWindows | None = None
+        if use_device_data(f.data_on_device, ctx.device):  # issue 11, as in pre-training
+            self.resident = DeviceWindows(clips.windows, ctx.device)
+            self.draws = DeviceDraws(ctx.device, cfg.seed * 1000 + ctx.rank + 1)
+            self.pairs.to(ctx.device)
+
+    @property
+    def index_device(self) -> torch.device:
+        return self.ctx.device if self.resident is not None else torch.device("cpu")
+
+    def draw(self, idx: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        """(X, X', lambda, mixed targets) of a step, on the device or on the host."""
+        f = self.cfg.finetune
+        if self.resident is not None:
+            a, b = self.pairs(idx, self.draws.generator(generator))
+            lam = self.draws.lam(len(idx), f.mixup_alpha, f.per_sample_lambda, generator)
+            target = mix_labels(self.resident.labels(a), self.resident.labels(b), lam.to(self.ctx.device),
+                                self.n_classes)
+            return self.resident.batch(a), self.resident.batch(b), lam, target
+        a, b = self.pairs(idx, generator)
+        lam = sample_lambda(len(idx), alpha=f.mixup_alpha, per_sample=f.per_sample_lambda, generator=generator)
+        target = mix_labels(self.clips.window_classes(a.numpy()), self.clips.window_classes(b.numpy()),
+                            lam, self.n_classes)
+        return self.clips.windows.batch(a.numpy()), self.clips.windows.batch(b.numpy()), lam, target
 
     def step(self, model: nn.Module, idx: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        f = self.cfg.finetune
-        idx, idx2 = self.pairs(idx, generator)
-        x = self.clips.windows.batch(idx.numpy())
-        x2 = self.clips.windows.batch(idx2.numpy())
-        lam = sample_lambda(len(idx), alpha=f.mixup_alpha, per_sample=f.per_sample_lambda, generator=generator)
-        target = mix_labels(self.clips.window_classes(idx.numpy()), self.clips.window_classes(idx2.numpy()),
-                            lam, self.n_classes)
+        x, x2, lam, target = self.draw(idx, generator)
         dev = self.ctx.device
         x, x2 = self.move(x), self.move(x2)  # mixed on the device, as in pre-training
         y, y2, ym, logits = model(x, x2, self.move(mix(x, x2, lam)))

@@ -136,6 +136,8 @@ def run_loop(
         for epoch in range(start_epoch, end_epoch):
             sampler.set_epoch(epoch)
             order = torch.tensor(list(iter(sampler)), dtype=torch.long)
+            # a task whose data lives on the device takes its indices there: one copy per epoch
+            order = order.to(getattr(task, "index_device", torch.device("cpu")))
             model.train()
             for b in range(steps_per_epoch):
                 idx = order[b * per_rank_batch : (b + 1) * per_rank_batch]

@@ -36,6 +36,7 @@ from dgmix.training.common import (
     write_summary,
 )
 from dgmix.training.data import ClipSet
+from dgmix.training.device_data import DeviceDraws, DeviceWindows, use_device_data
 from dgmix.training.distributed import DistContext, gather_no_grad, gather_with_grad
 from dgmix.training.loop import LoopResult, plan_steps, run_loop
 
@@ -122,6 +123,24 @@ class PretrainTask:
             )
         self.autocast = p.amp and ctx.device.type == "cuda"
         self.pairs = pair_sampler(clips) if p.method == "dgmix" else None
+        # issue 11: frames, pairs and lambda on the device (dgmix.training.device_data)
+        self.resident: DeviceWindows | None = None
+        if use_device_data(p.data_on_device, ctx.device):
+            self.resident = DeviceWindows(clips.windows, ctx.device)
+            self.draws = DeviceDraws(ctx.device, cfg.seed * 1000 + ctx.rank + 1)
+            if self.pairs is not None:
+                self.pairs.to(ctx.device)
+
+    @property
+    def index_device(self) -> torch.device:
+        """Where the loop should put each epoch's window order (once per epoch)."""
+        return self.ctx.device if self.resident is not None else torch.device("cpu")
+
+    def windows(self, idx: torch.Tensor) -> torch.Tensor:
+        """The windows ``idx``: gathered on the device, or on the host (then copied by ``move``)."""
+        if self.resident is not None:
+            return self.resident.batch(idx)
+        return self.clips.windows.batch(idx.cpu().numpy())
 
     def forward_views(self, model: nn.Module, views: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
         with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=self.autocast):
@@ -149,15 +168,17 @@ class PretrainTask:
         return terms
 
     def step(self, model: nn.Module, idx: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        p = self.cfg.pretrain
         if self.method == "dgmix":
-            a, b = self.pairs(idx, generator)
-            x, x2 = self.clips.windows.batch(a.numpy()), self.clips.windows.batch(b.numpy())
-            lam = sample_lambda(
-                len(idx), alpha=self.cfg.pretrain.mixup_alpha,
-                per_sample=self.cfg.pretrain.per_sample_lambda, generator=generator,
-            )
-            return self.dgmix_terms(model, x, x2, lam)
-        x = self.clips.windows.batch(idx.numpy())
+            if self.resident is not None:
+                a, b = self.pairs(idx, self.draws.generator(generator))
+                lam = self.draws.lam(len(idx), p.mixup_alpha, p.per_sample_lambda, generator)
+            else:
+                a, b = self.pairs(idx, generator)
+                lam = sample_lambda(len(idx), alpha=p.mixup_alpha, per_sample=p.per_sample_lambda,
+                                    generator=generator)
+            return self.dgmix_terms(model, self.windows(a), self.windows(b), lam)
+        x = self.windows(idx)
         xa = self.specaug(x, generator=generator)
         xb = self.specaug(x, generator=generator)
         return self.vicreg_terms(model, xa, xb)

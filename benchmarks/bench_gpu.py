@@ -1,0 +1,183 @@
+"""Issue 11: the paper preset's pre-training step on a GPU, host path against device-resident path.
+
+Times the *whole* step of :class:`dgmix.training.pretrain.PretrainTask` as the training loop runs
+it: drawing the pairs and lambda, gathering X and X' (on the host and copied, or on the device),
+mixing, the three views through encoder + expander, the DG-Mix loss, backward and the LARS update.
+The batch indices come from a slice of the epoch's order, as in ``run_loop`` (on the device for
+the device-resident path, copied there once, outside the timing, as the loop does per epoch).
+
+Data: a DCASE-size machine type held in memory, 3 sections x 1,000 clips of random log-mel-like
+frames (128 x 313, 96,000 windows); no audio is read, so the numbers are the step alone.
+
+Per setting it prints the median step time (each step synchronised), training windows/s
+(3 views x batch / step time), the epoch time for 96,000 windows at batch 1024, and the fraction
+of the card's peak that the achieved model FLOP/s represent (FLOPs per window: 3 x 2 x the
+encoder's and expander's multiply-adds, forward + backward; peak: ``--peak-tflops``, H100 SXM
+dense bf16 989 by default). Every setting runs in the same process, one after the other, and
+its row is printed as soon as it is measured. ``device-bf16-cl-compile`` (torch.compile) is not in
+the default list: its warm-up took over 100 s on an H100 (torch 2.11) and used up a whole time box.
+
+    python benchmarks/bench_gpu.py --json out.json            # on a GPU machine, < 2 minutes
+    python benchmarks/bench_gpu.py --device cpu --clips 6 --batch 32 --steps 2 --rounds 1   # dry run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from bench_common import machine_info, sync
+
+from dgmix.config import load_config
+from dgmix.features import WindowDataset
+from dgmix.models import multiply_adds
+from dgmix.training.common import wrap_model
+from dgmix.training.data import ClipSet
+from dgmix.training.distributed import DistContext
+from dgmix.training.pretrain import PretrainTask, build_optimizer
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    on_device: bool
+    amp: bool = False
+    channels_last: bool = False
+    compile: bool = False
+
+
+SETTINGS = {
+    "host-fp32": Setting("host-fp32", False),
+    "host-bf16-cl": Setting("host-bf16-cl", False, amp=True, channels_last=True),
+    "device-fp32": Setting("device-fp32", True),
+    "device-bf16-cl": Setting("device-bf16-cl", True, amp=True, channels_last=True),
+    "device-bf16-cl-compile": Setting("device-bf16-cl-compile", True, amp=True, channels_last=True, compile=True),
+}
+
+
+def make_clips(n_clips: int, seed: int = 0) -> ClipSet:
+    rng = np.random.default_rng(seed)
+    feats = [(rng.standard_normal((128, 313)) * 5.0 - 40.0).astype(np.float32) for _ in range(n_clips)]
+    sections = np.arange(n_clips) % 3
+    return ClipSet(machine="bench", records=[], features=feats, windows=WindowDataset(feats),
+                   section_names=["00", "01", "02"], clip_section=sections.astype(np.int64),
+                   clip_domain=(np.arange(n_clips) % 100 == 0).astype(np.int64),
+                   class_names=["00", "01", "02"], clip_class=sections.astype(np.int64))
+
+
+def build(s: Setting, clips: ClipSet, batch: int, device: str):
+    cfg = load_config("paper", overrides={"pretrain": {
+        "batch_size": batch, "amp": s.amp, "channels_last": s.channels_last, "compile": s.compile,
+        "data_on_device": "on" if s.on_device else "off",
+    }})
+    ctx = DistContext(device=torch.device(device))
+    torch.manual_seed(0)
+    task = PretrainTask(clips, cfg, ctx)
+    task.module, model = wrap_model(task.module, ctx, s.compile)
+    opt, sched = build_optimizer(task.module, cfg, steps_per_epoch=max(1, clips.n_windows // batch))
+    order = torch.randperm(clips.n_windows, generator=torch.Generator().manual_seed(0)).to(task.index_device)
+    return task, model, opt, order
+
+
+def step_fn(task, model, opt, order, batch: int, gen: torch.Generator):
+    pos = [0]
+
+    def step() -> float:
+        start = pos[0] % (len(order) - batch)
+        pos[0] += batch
+        idx = order[start:start + batch]
+        terms = task.step(model, idx, gen)
+        opt.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        opt.step()
+        return float(terms["loss"].detach())  # waits for the device, as run_loop's float() does
+
+    return step
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--clips", type=int, default=3000)
+    ap.add_argument("--batch", type=int, default=1024)
+    ap.add_argument("--steps", type=int, default=10, help="timed steps per setting and round")
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3, help="timed blocks of --steps steps")
+    ap.add_argument("--settings", default="host-fp32,host-bf16-cl,device-fp32,device-bf16-cl")
+    ap.add_argument("--peak-tflops", type=float, default=989.0, help="the card's dense bf16 peak")
+    ap.add_argument("--epoch-windows", type=int, default=96_000)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    cuda = args.device == "cuda"
+    t0 = time.perf_counter()
+    clips = make_clips(args.clips)
+    print(f"{clips.n_windows} windows in memory ({time.perf_counter() - t0:.1f} s)", flush=True)
+    names = args.settings.split(",")
+    built = {}
+    failed: dict[str, str] = {}
+    for n in names:
+        t1 = time.perf_counter()
+        try:
+            built[n] = build(SETTINGS[n], clips, args.batch, args.device)
+        except Exception as exc:  # e.g. torch.compile unavailable: record it, keep the others
+            failed[n] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            print(f"{n} failed to build: {failed[n]}", flush=True)
+            continue
+        sync(cuda)
+        print(f"built {n} in {time.perf_counter() - t1:.1f} s", flush=True)
+    names = [n for n in names if n in built]
+    enc = built[names[0]][0].module.encoder
+    macs = multiply_adds(enc) + sum(m.in_features * m.out_features for m in built[names[0]][0].module.expander.modules()
+                                    if isinstance(m, torch.nn.Linear))
+    flops_per_view_window = 3 * 2 * macs  # forward (1x) + backward (2x), multiply-add = 2 FLOPs
+    print(f"batch {args.batch}, {args.warmup} warm-up + {args.steps} x {args.rounds} timed steps per setting, "
+          f"{macs / 1e6:.1f} M multiply-adds per window (encoder + expander)", flush=True)
+    print("| setting | step (ms) | train windows/s | epoch of 96k windows (s) | model TFLOP/s | % of peak | vs first |")
+    print("|---|---:|---:|---:|---:|---:|---:|", flush=True)
+    rows = []
+    # one setting after the other, each row printed as soon as it is measured, so a time limit
+    # (or a slow torch.compile warm-up) costs only the settings not reached yet
+    for n in names:
+        step = step_fn(*built[n], args.batch, torch.Generator().manual_seed(1))
+        try:
+            first = step()
+            for _ in range(args.warmup - 1):
+                step()
+        except Exception as exc:
+            failed[n] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            print(f"| {n} | failed in warm-up: {failed[n]} | | | | | |", flush=True)
+            continue
+        times = []
+        for _ in range(args.rounds * args.steps):
+            sync(cuda)
+            t1 = time.perf_counter()
+            step()
+            sync(cuda)
+            times.append(time.perf_counter() - t1)
+        med = statistics.median(times)
+        wps = 3 * args.batch / med
+        tflops = flops_per_view_window * wps / 1e12
+        task = built[n][0]
+        row = {"setting": n, "median_step_s": med, "train_windows_per_s": wps,
+               "epoch_s": med * (args.epoch_windows // args.batch), "model_tflops": tflops,
+               "peak_fraction": tflops / args.peak_tflops, "first_loss": first,
+               "speedup_vs_first": (rows[0]["median_step_s"] / med) if rows else 1.0,
+               "device_data_mb": task.resident.nbytes / 1e6 if task.resident is not None else 0.0}
+        rows.append(row)
+        print(f"| {n} | {1e3 * med:.1f} | {wps:,.0f} | {row['epoch_s']:.1f} | {tflops:.2f} | "
+              f"{100 * row['peak_fraction']:.2f} | {row['speedup_vs_first']:.2f}x |", flush=True)
+    for n, why in failed.items():
+        print(f"| {n} | failed: {why} | | | | | |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine_info(args.device), "args": vars(args), "rows": rows,
+                       "failed": failed, "macs_per_window": macs}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""Device-resident training data (issue 11): the frames on the device once, windows cut by index there.
+
+The host path (:meth:`dgmix.features.WindowDataset.batch`) gathers every window of a batch on the
+CPU with a Python loop and copies the batch to the device at each step; on a GPU that bounds the
+training step. Here the log-mel frames of every training clip of the machine type are
+concatenated into one ``(n_mels, total_frames)`` tensor that is copied to the device once (a
+3,000-clip machine type is about 0.5 GB in float32), together with the first column of every
+window. A batch is then one gather on the device: ``frames[:, start[idx] + arange(P)]``.
+
+With the pair and lambda draws on the device too (:class:`DeviceDraws`), the host only hands each
+step a slice of the epoch's index order, which is copied to the device once per epoch.
+
+Under DDP every rank holds the whole machine type: a window's mixup partner may come from any
+other window, so a rank cannot hold only its shard of the anchors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from dgmix.augment import sample_lambda
+from dgmix.features import WindowDataset
+
+__all__ = ["DeviceDraws", "DeviceWindows", "beta_on_device", "use_device_data"]
+
+
+def use_device_data(setting: str, device: torch.device) -> bool:
+    """``data_on_device``: "on", "off", or "auto" (on when the stage trains on CUDA)."""
+    if setting == "auto":
+        return device.type == "cuda"
+    if setting not in ("on", "off"):
+        raise ValueError(f"data_on_device must be auto, on or off, got {setting!r}")
+    return setting == "on"
+
+
+class DeviceWindows:
+    """Every window of a :class:`WindowDataset`, addressable by flat index on ``device``.
+
+    ``batch(idx)`` equals ``windows.batch(idx)`` exactly (the same float32 values, a gather and
+    no arithmetic); ``labels(idx)`` equals ``windows.batch_labels(idx)``.
+    """
+
+    def __init__(self, windows: WindowDataset, device: torch.device | str) -> None:
+        if len(windows) == 0:
+            raise ValueError("no window to put on the device")
+        self.device = torch.device(device)
+        self.frames = windows.frames
+        lengths = np.array([f.shape[1] for f in windows.features], dtype=np.int64)
+        first_col = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        clip, start = windows.index.locate(np.arange(len(windows)))
+        self.data = torch.cat([torch.from_numpy(f) for f in windows.features], dim=1).to(self.device)
+        self.start = torch.from_numpy(first_col[clip] + start).to(self.device)
+        self.cols = torch.arange(self.frames, device=self.device)
+        self.window_labels = (None if windows.labels is None
+                              else torch.from_numpy(windows.labels[clip]).to(self.device))
+
+    def __len__(self) -> int:
+        return int(self.start.numel())
+
+    @property
+    def nbytes(self) -> int:
+        return self.data.numel() * self.data.element_size() + self.start.numel() * 8
+
+    def batch(self, idx: Tensor) -> Tensor:
+        """Windows ``idx`` (a device int64 tensor) as ``(N, 1, n_mels, frames)``."""
+        cols = self.start[idx].unsqueeze(1) + self.cols  # (N, P) frame columns
+        return self.data[:, cols].permute(1, 0, 2).unsqueeze(1)
+
+    def labels(self, idx: Tensor) -> Tensor:
+        if self.window_labels is None:
+            raise ValueError("these windows have no labels")
+        return self.window_labels[idx]
+
+
+def beta_on_device(n: int, alpha: float, per_sample: bool, generator: torch.Generator) -> Tensor:
+    """lambda ~ Beta(alpha, alpha) drawn on the generator's device: G1 / (G1 + G2) with
+    G ~ Gamma(alpha, 1) (the same distribution as :func:`dgmix.augment.sample_lambda`, another
+    random stream)."""
+    m = n if per_sample else 1
+    conc = torch.full((2, m), float(alpha), device=generator.device)
+    g = torch._standard_gamma(conc, generator=generator)
+    lam = g[0] / (g[0] + g[1]).clamp_min(torch.finfo(g.dtype).tiny)
+    return lam if per_sample else lam.expand(n).contiguous()
+
+
+class DeviceDraws:
+    """The random draws of a step (pairs and lambda) where the data lives.
+
+    On the CPU it uses the training loop's generator and :func:`sample_lambda`, so a
+    device-resident run on the CPU draws exactly what the host path draws (the tests rely on
+    this). On CUDA it keeps its own CUDA generator, seeded from the run seed and rank; a resumed
+    run then continues with a freshly seeded generator (not bit-identical to an uninterrupted
+    one, unlike the host path)."""
+
+    def __init__(self, device: torch.device, seed: int) -> None:
+        self.device = device
+        self.cuda_gen = (torch.Generator(device=device).manual_seed(seed)
+                         if device.type == "cuda" else None)
+
+    def generator(self, loop_generator: torch.Generator) -> torch.Generator:
+        return self.cuda_gen if self.cuda_gen is not None else loop_generator
+
+    def lam(self, n: int, alpha: float, per_sample: bool, loop_generator: torch.Generator) -> Tensor:
+        if self.cuda_gen is None:
+            return sample_lambda(n, alpha=alpha, per_sample=per_sample, generator=loop_generator)
+        return beta_on_device(n, alpha, per_sample, self.cuda_gen)
