@@ -1,0 +1,73 @@
+"""BatchNorm folding for inference (issue 11): the folded encoder equals the plain one in eval mode."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dgmix.config import ModelConfig
+from dgmix.features import FeatureParams
+from dgmix.models import build_encoder
+from dgmix.models.fold import fold_batchnorm
+
+
+def _trained_like(model: nn.Module) -> nn.Module:
+    """Give every BN non-trivial statistics and affine parameters, as training would."""
+    g = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g))
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            with torch.no_grad():
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+    return model.eval()
+
+
+def test_folded_encoder_equals_the_plain_encoder():
+    torch.manual_seed(0)
+    for model_cfg in (ModelConfig(), ModelConfig(input_norm="per_bin", activation="relu")):
+        enc = _trained_like(build_encoder(model_cfg, FeatureParams()))
+        folded = fold_batchnorm(enc)
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+        assert any(isinstance(m, nn.BatchNorm2d) for m in enc.modules())  # the original is untouched
+        x = torch.randn(8, 1, 128, 64) * 5 - 30
+        with torch.inference_mode():
+            ref, got = enc(x), folded(x)
+        torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
+        got_cl = folded.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
+        torch.testing.assert_close(got_cl, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
+
+
+def test_fold_handles_a_conv_with_bias():
+    conv, bn = nn.Conv2d(3, 4, 3, padding=1, bias=True), nn.BatchNorm2d(4)
+    seq = _trained_like(nn.Sequential(conv, bn, nn.ReLU()))
+    x = torch.randn(2, 3, 5, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(fold_batchnorm(seq)(x), seq(x), rtol=1e-5, atol=1e-5)
+
+
+def test_bundle_scores_with_the_folded_encoder_and_saves_the_plain_one(tmp_path):
+    import numpy as np
+
+    from dgmix.scoring.bundle import DetectorBundle
+    from dgmix.scoring.embed import encoder_windows
+    from dgmix.scoring.knn import KNNScorer
+
+    torch.manual_seed(0)
+    enc = _trained_like(build_encoder(ModelConfig(), FeatureParams()))
+    rng = np.random.default_rng(0)
+    feats = [(rng.standard_normal((128, 100)) * 5 - 30).astype(np.float32) for _ in range(3)]
+    plain = encoder_windows(enc, feats)
+    scorer = KNNScorer()
+    scorer.fit(plain, np.zeros(3, dtype=np.int64), ["source"] * 3)
+    bundle = DetectorBundle("knn", "fan", "dgmix", FeatureParams(), ["00"], scorer=scorer, encoder=enc)
+    got = bundle.embed(feats)
+    for g, p in zip(got, plain):
+        torch.testing.assert_close(g, p, rtol=1e-4, atol=1e-4 * float(p.abs().max()))
+    assert not any(k.startswith("_inference") for k in bundle.state_dict())
+    path = bundle.save(tmp_path / "d.pt")
+    loaded = DetectorBundle.load(path)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in loaded.encoder.modules())  # saved plain
+    np.testing.assert_allclose(loaded.score_features(feats, ["00"] * 3), bundle.score_features(feats, ["00"] * 3),
+                               rtol=1e-6)
