@@ -65,6 +65,8 @@ LEARNED = ("scratch", "vicreg", "dgmix")
 
 def applies(variant: str, method: str) -> bool:
     """Whether ``variant`` changes anything for ``method`` (cells that would repeat ``fix`` are skipped)."""
+    if "+" in variant:
+        return any(applies(part, method) for part in variant.split("+"))
     if variant in ("fix", "best"):
         return True
     if method == "random":
@@ -194,10 +196,11 @@ def cmd_run(args: argparse.Namespace) -> None:
     print(f"features ready in {time.perf_counter() - t0:.1f} s", flush=True)
     if args.phase in ("options", "all"):
         names = args.variants.split(",") if args.variants else list(VARIANTS)
-        unknown = [n for n in names if n not in VARIANTS]
+        # "a+b" is the combination of options a and b (e.g. adamw+joined_views+reestimate_bn)
+        unknown = [part for n in names for part in n.split("+") if part not in VARIANTS]
         if unknown:
-            raise SystemExit(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
-        run_jobs(plan(args, {n: VARIANTS[n] for n in names}), args.jobs, t0)
+            raise SystemExit(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)} or join them with +")
+        run_jobs(plan(args, {n: merge(*(VARIANTS[part] for part in n.split("+"))) for n in names}), args.jobs, t0)
     if args.phase in ("best", "all"):
         if args.best_from is None:
             cmd_select(argparse.Namespace(out=str(out), min_gain=args.min_gain))
@@ -260,7 +263,8 @@ def cmd_table(args: argparse.Namespace) -> None:
                   "| variant | method | seeds | official, mean pooling | official, max pooling | AUC-S | AUC-T "
                   "| pAUC | enc. weight change pre / fine | embedding std (fine) | s / cell |",
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        order = ["before", "fix", *OPTIONS, "best"]
+        combos = sorted({c["variant"] for c in cells if "+" in c["variant"]})
+        order = ["before", "fix", *OPTIONS, "best", *combos]
         for variant in order:
             for method in (*LEARNED, "random"):
                 cs = g.get((variant, method))
