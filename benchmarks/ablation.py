@@ -143,6 +143,8 @@ def plan(args: argparse.Namespace, variants: dict[str, dict[str, Any]]) -> list[
             for method in args.methods:
                 if not applies(variant, method):
                     continue
+                if method == "random" and variant != "fix" and "model" not in overrides:
+                    continue  # the control depends on the encoder options only: this cell repeats `fix`
                 cell_dir = Path(args.out) / "cells" / variant / method / f"seed{seed}"
                 if (cell_dir / "cell.json").is_file():
                     continue

@@ -63,9 +63,8 @@ def knn_detector(
     key = embedding_key(encoder, bundle)
     if key not in cache:
         device = resolve_device(scoring.device)
+        # the bundle embeds with its inference copy of the encoder; the saved encoder stays on the CPU
         cache[key] = (bundle.embed(md.train_feats, device), bundle.embed(md.test_feats, device))
-        if encoder is not None:
-            encoder.cpu()  # the bundle is saved and used on the CPU
     train_emb, test_emb = cache[key]
     tr_sec = md.sections(md.train)
     scorer.fit(train_emb, tr_sec, [r.bank_domain for r in md.train])

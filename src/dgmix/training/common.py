@@ -13,9 +13,10 @@ from torch.nn.parallel import DistributedDataParallel
 from dgmix.config import RunConfig
 from dgmix.data import scan
 from dgmix.errors import InputError
+from dgmix.models import fit_input_norm
 from dgmix.training.data import ClassMode, ClipSet, load_clipset, make_cache
 from dgmix.training.distributed import DistContext, convert_batchnorm, init_from_env
-from dgmix.training.loop import LoopResult, LoopSettings
+from dgmix.training.loop import LoopResult, LoopSettings, run_loop
 
 SUMMARY_FILE = "summary.json"
 
@@ -129,3 +130,23 @@ def write_summary(out_dir: Path, result: LoopResult, start: dict[str, torch.Tens
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
     tmp.replace(path)
     return path
+
+
+def fit_encoder_input(encoder: nn.Module, clips: ClipSet) -> None:
+    """Fit the encoder's input standardisation (``model.input_norm``) on the training clips; a no-op
+    for an encoder without one (the features are then not touched)."""
+    if getattr(encoder, "input_norm", None) is not None:
+        fit_input_norm(encoder, clips.features)
+
+
+def run_stage(task, model: nn.Module, opt: torch.optim.Optimizer, lr_at, settings: LoopSettings, out_dir: Path,
+              ctx: DistContext, extra: dict, resume: bool, cfg: RunConfig, stage_cfg) -> LoopResult:
+    """What every training stage does around :func:`run_loop`: remember the encoder's start, train,
+    re-estimate BN if asked (:func:`refresh_batchnorm`) and write ``summary.json``. The caller saves
+    its own checkpoints afterwards."""
+    start = snapshot(task.module.encoder)
+    result = run_loop(task, model, opt, lr_at, settings, out_dir, ctx, extra, resume=resume)
+    refresh_batchnorm(task.module.encoder, task.clips, cfg, stage_cfg)
+    if ctx.is_main:
+        write_summary(out_dir, result, start, task.module.encoder)
+    return result

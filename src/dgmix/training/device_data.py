@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dgmix.augment import sample_lambda
+from dgmix.augment import PairSampler, sample_lambda
 from dgmix.features import WindowDataset
 
-__all__ = ["DeviceDraws", "DeviceWindows", "beta_on_device", "use_device_data"]
+__all__ = ["DeviceDraws", "DeviceWindows", "StepData", "beta_on_device", "use_device_data"]
 
 
 def use_device_data(setting: str, device: torch.device) -> bool:
@@ -106,3 +106,42 @@ class DeviceDraws:
         if self.cuda_gen is None:
             return sample_lambda(n, alpha=alpha, per_sample=per_sample, generator=loop_generator)
         return beta_on_device(n, alpha, per_sample, self.cuda_gen)
+
+
+class StepData:
+    """Where a training stage's windows, labels, pairs and lambda come from: the host path, or with
+    ``data_on_device`` the device-resident one. The pre-training and fine-tuning tasks both draw
+    through it, so the two paths live in one place.
+
+    ``clips`` is the stage's :class:`~dgmix.training.data.ClipSet`. The host path is
+    :class:`DeviceDraws` on the CPU (the loop's generator) with windows gathered by its
+    :class:`WindowDataset`; the device path gathers with :class:`DeviceWindows` and draws where
+    the data is. Either way the host gives each step a slice of the epoch's order, which the loop
+    puts on :attr:`index_device` once per epoch.
+    """
+
+    def __init__(self, clips, pairs: PairSampler | None, setting: str,  # noqa: ANN001 - a ClipSet
+                 device: torch.device, seed: int) -> None:
+        self.clips = clips  # its windows are read per step on the host path (never copied)
+        self.resident = DeviceWindows(clips.windows, device) if use_device_data(setting, device) else None
+        self.index_device = device if self.resident is not None else torch.device("cpu")
+        self.draws = DeviceDraws(self.index_device, seed)
+        self.pairs = pairs.to(self.index_device) if pairs is not None else None
+
+    def pairs_and_lambda(self, idx: Tensor, generator: torch.Generator, alpha: float,
+                         per_sample: bool) -> tuple[Tensor, Tensor, Tensor]:
+        """(X indices, X' indices, lambda) of a mixup step, drawn in this order."""
+        a, b = self.pairs(idx, self.draws.generator(generator))
+        return a, b, self.draws.lam(len(idx), alpha, per_sample, generator)
+
+    def windows(self, idx: Tensor) -> Tensor:
+        """Windows ``idx`` as ``(N, 1, n_mels, frames)``, on the device or on the host."""
+        if self.resident is not None:
+            return self.resident.batch(idx)
+        return self.clips.windows.batch(idx.cpu().numpy())
+
+    def labels(self, idx: Tensor) -> Tensor:
+        """Classifier targets of windows ``idx``."""
+        if self.resident is not None:
+            return self.resident.labels(idx)
+        return self.clips.windows.batch_labels(idx.cpu().numpy())

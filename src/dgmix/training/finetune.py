@@ -27,25 +27,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dgmix.augment import mix, mix_labels, sample_lambda
+from dgmix.augment import mix, mix_labels
 from dgmix.checkpoint import load_checkpoint, save_checkpoint
 from dgmix.config import RunConfig, write_config
 from dgmix.errors import InputError
 from dgmix.losses import MixupKLLoss
-from dgmix.models import build_classifier, build_encoder, fit_input_norm
+from dgmix.models import build_classifier, build_encoder
 from dgmix.optim import param_groups
-from dgmix.training.common import (
-    loop_settings,
-    refresh_batchnorm,
-    snapshot,
-    start_stage,
-    wrap_model,
-    write_summary,
-)
+from dgmix.training.common import fit_encoder_input, loop_settings, run_stage, start_stage, wrap_model
 from dgmix.training.data import ClipSet
-from dgmix.training.device_data import DeviceDraws, DeviceWindows, use_device_data
+from dgmix.training.device_data import DeviceWindows, StepData
 from dgmix.training.distributed import DistContext, gather_no_grad, gather_with_grad
-from dgmix.training.loop import LoopResult, run_loop
+from dgmix.training.loop import LoopResult
 from dgmix.training.pretrain import ENCODER_FILE, ViewMover, forward_views, pair_sampler
 
 MODEL_FILE = "model.pt"
@@ -102,33 +95,29 @@ class FinetuneTask:
             self.module = self.module.to(memory_format=torch.channels_last)
         self.loss = MixupKLLoss(gamma=f.gamma, consistency_reduction=f.consistency_reduction,
                                 consistency_scale=f.consistency_scale)
-        if cfg.model.input_norm != "none":
-            fit_input_norm(self.module.encoder, clips.features)
-        self.pairs = pair_sampler(clips, f.pair_scope, f.pair_shares)
-        self.resident: DeviceWindows | None = None
-        if use_device_data(f.data_on_device, ctx.device):  # issue 11, as in pre-training
-            self.resident = DeviceWindows(clips.windows, ctx.device)
-            self.draws = DeviceDraws(ctx.device, cfg.seed * 1000 + ctx.rank + 1)
-            self.pairs.to(ctx.device)
+        fit_encoder_input(self.module.encoder, clips)
+        # host or device-resident windows, pairs and lambda, as in pre-training (issue 11)
+        self.data = StepData(clips, pair_sampler(clips, f.pair_scope, f.pair_shares), f.data_on_device,
+                             ctx.device, cfg.seed * 1000 + ctx.rank + 1)
+
+    @property
+    def resident(self) -> DeviceWindows | None:
+        return self.data.resident
 
     @property
     def index_device(self) -> torch.device:
-        return self.ctx.device if self.resident is not None else torch.device("cpu")
+        return self.data.index_device
+
+    @property
+    def pairs(self):  # noqa: ANN201 - the PairSampler of self.data
+        return self.data.pairs
 
     def draw(self, idx: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
         """(X, X', lambda, mixed targets) of a step, on the device or on the host."""
-        f = self.cfg.finetune
-        if self.resident is not None:
-            a, b = self.pairs(idx, self.draws.generator(generator))
-            lam = self.draws.lam(len(idx), f.mixup_alpha, f.per_sample_lambda, generator)
-            target = mix_labels(self.resident.labels(a), self.resident.labels(b), lam.to(self.ctx.device),
-                                self.n_classes)
-            return self.resident.batch(a), self.resident.batch(b), lam, target
-        a, b = self.pairs(idx, generator)
-        lam = sample_lambda(len(idx), alpha=f.mixup_alpha, per_sample=f.per_sample_lambda, generator=generator)
-        target = mix_labels(self.clips.window_classes(a.numpy()), self.clips.window_classes(b.numpy()),
-                            lam, self.n_classes)
-        return self.clips.windows.batch(a.numpy()), self.clips.windows.batch(b.numpy()), lam, target
+        f, d = self.cfg.finetune, self.data
+        a, b, lam = d.pairs_and_lambda(idx, generator, f.mixup_alpha, f.per_sample_lambda)
+        target = mix_labels(d.labels(a), d.labels(b), lam.to(d.index_device), self.n_classes)
+        return d.windows(a), d.windows(b), lam, target
 
     def step(self, model: nn.Module, idx: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         x, x2, lam, target = self.draw(idx, generator)
@@ -151,8 +140,7 @@ class BaselineTask:
         self.clips, self.cfg, self.ctx = clips, cfg, ctx
         self.n_windows = clips.n_windows
         self.module = build_model(cfg, len(clips.section_names)).to(ctx.device)
-        if cfg.model.input_norm != "none":
-            fit_input_norm(self.module.encoder, clips.features)
+        fit_encoder_input(self.module.encoder, clips)
         self.move = ViewMover(ctx.device, cfg.baseline.channels_last)
         if cfg.baseline.channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)
@@ -176,11 +164,9 @@ def _train(
     settings = loop_settings(stage_cfg, cfg, progress, stop_after_epoch, f"{stage} {machine}")
     meta = {"config": cfg.to_dict(), "machine": machine, "stage": stage,
             "section_names": task.clips.section_names, "class_names": task.clips.class_names}
-    start = snapshot(task.module.encoder)
-    result = run_loop(task, model, opt, None, settings, out_dir, ctx, {**meta, **(extra or {})}, resume=resume)
-    refresh_batchnorm(task.module.encoder, task.clips, cfg, stage_cfg)
+    result = run_stage(task, model, opt, None, settings, out_dir, ctx, {**meta, **(extra or {})}, resume, cfg,
+                       stage_cfg)
     if ctx.is_main:
-        write_summary(out_dir, result, start, task.module.encoder)
         save_checkpoint(out_dir / ENCODER_FILE, {"encoder": task.module.encoder.state_dict(), **meta})
         save_checkpoint(out_dir / MODEL_FILE, {"model": task.module.state_dict(), **meta})
     return result

@@ -20,25 +20,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from dgmix.augment import PairSampler, SpecAugment, mix, sample_lambda
+from dgmix.augment import PairSampler, SpecAugment, mix
 from dgmix.checkpoint import save_checkpoint
 from dgmix.config import RunConfig, write_config
 from dgmix.errors import InputError
 from dgmix.losses import DGMixLoss, VICRegLoss
-from dgmix.models import build_encoder, build_expander, fit_input_norm
+from dgmix.models import build_encoder, build_expander
 from dgmix.optim import LARS, WarmupCosine, param_groups, scaled_lr
-from dgmix.training.common import (
-    loop_settings,
-    refresh_batchnorm,
-    snapshot,
-    start_stage,
-    wrap_model,
-    write_summary,
-)
+from dgmix.training.common import fit_encoder_input, loop_settings, run_stage, start_stage, wrap_model
 from dgmix.training.data import ClipSet
-from dgmix.training.device_data import DeviceDraws, DeviceWindows, use_device_data
+from dgmix.training.device_data import DeviceWindows, StepData
 from dgmix.training.distributed import DistContext, gather_no_grad, gather_with_grad
-from dgmix.training.loop import LoopResult, plan_steps, run_loop
+from dgmix.training.loop import LoopResult, plan_steps
 
 log = logging.getLogger("dgmix.training")
 
@@ -106,8 +99,7 @@ class PretrainTask:
         self.method = p.method
         self.ctx = ctx
         encoder = build_encoder(cfg.model, cfg.features)
-        if cfg.model.input_norm != "none":
-            fit_input_norm(encoder, clips.features)
+        fit_encoder_input(encoder, clips)
         self.module = Branches(encoder, build_expander(cfg.model), joined=p.joined_views).to(ctx.device)
         if p.channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)
@@ -122,25 +114,18 @@ class PretrainTask:
                 n_freq_masks=p.n_freq_masks, n_time_masks=p.n_time_masks,
             )
         self.autocast = p.amp and ctx.device.type == "cuda"
-        self.pairs = pair_sampler(clips) if p.method == "dgmix" else None
-        # issue 11: frames, pairs and lambda on the device (dgmix.training.device_data)
-        self.resident: DeviceWindows | None = None
-        if use_device_data(p.data_on_device, ctx.device):
-            self.resident = DeviceWindows(clips.windows, ctx.device)
-            self.draws = DeviceDraws(ctx.device, cfg.seed * 1000 + ctx.rank + 1)
-            if self.pairs is not None:
-                self.pairs.to(ctx.device)
+        # host or device-resident windows, pairs and lambda (issue 11, dgmix.training.device_data)
+        self.data = StepData(clips, pair_sampler(clips) if p.method == "dgmix" else None,
+                             p.data_on_device, ctx.device, cfg.seed * 1000 + ctx.rank + 1)
+
+    @property
+    def resident(self) -> DeviceWindows | None:
+        return self.data.resident
 
     @property
     def index_device(self) -> torch.device:
         """Where the loop should put each epoch's window order (once per epoch)."""
-        return self.ctx.device if self.resident is not None else torch.device("cpu")
-
-    def windows(self, idx: torch.Tensor) -> torch.Tensor:
-        """The windows ``idx``: gathered on the device, or on the host (then copied by ``move``)."""
-        if self.resident is not None:
-            return self.resident.batch(idx)
-        return self.clips.windows.batch(idx.cpu().numpy())
+        return self.data.index_device
 
     def forward_views(self, model: nn.Module, views: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
         with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=self.autocast):
@@ -170,15 +155,9 @@ class PretrainTask:
     def step(self, model: nn.Module, idx: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         p = self.cfg.pretrain
         if self.method == "dgmix":
-            if self.resident is not None:
-                a, b = self.pairs(idx, self.draws.generator(generator))
-                lam = self.draws.lam(len(idx), p.mixup_alpha, p.per_sample_lambda, generator)
-            else:
-                a, b = self.pairs(idx, generator)
-                lam = sample_lambda(len(idx), alpha=p.mixup_alpha, per_sample=p.per_sample_lambda,
-                                    generator=generator)
-            return self.dgmix_terms(model, self.windows(a), self.windows(b), lam)
-        x = self.windows(idx)
+            a, b, lam = self.data.pairs_and_lambda(idx, generator, p.mixup_alpha, p.per_sample_lambda)
+            return self.dgmix_terms(model, self.data.windows(a), self.data.windows(b), lam)
+        x = self.data.windows(idx)
         xa = self.specaug(x, generator=generator)
         xb = self.specaug(x, generator=generator)
         return self.vicreg_terms(model, xa, xb)
@@ -234,11 +213,8 @@ def pretrain(
         "config": cfg.to_dict(), "machine": machine, "stage": "pretrain", "method": p.method,
         "section_names": clips.section_names,
     }
-    start = snapshot(task.module.encoder)
-    result = run_loop(task, model, opt, sched.lr_at, settings, out_dir, ctx, extra, resume=resume)
-    refresh_batchnorm(task.module.encoder, clips, cfg, p)
+    result = run_stage(task, model, opt, sched.lr_at, settings, out_dir, ctx, extra, resume, cfg, p)
     if ctx.is_main:
-        write_summary(out_dir, result, start, task.module.encoder)
         save_checkpoint(out_dir / ENCODER_FILE, {
             "encoder": task.module.encoder.state_dict(), "config": cfg.to_dict(), "machine": machine,
             "stage": "pretrain", "method": p.method,
