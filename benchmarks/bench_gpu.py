@@ -9,8 +9,12 @@ the device-resident path, copied there once, outside the timing, as the loop doe
 Data: a DCASE-size machine type held in memory, 3 sections x 1,000 clips of random log-mel-like
 frames (128 x 313, 96,000 windows); no audio is read, so the numbers are the step alone.
 
+The ``ft-*`` settings time the fine-tuning step (paper §3.4, :class:`dgmix.training.finetune.FinetuneTask`,
+AdamW, batch 64 as the paper preset): 20 fine-tuning epochs of 1,500 such steps can cost as much
+as the 100 pre-training epochs of 94 steps each.
+
 Per setting it prints the median step time (each step synchronised), training windows/s
-(3 views x batch / step time), the epoch time for 96,000 windows at batch 1024, and the fraction
+(3 views x batch / step time), the epoch time for 96,000 windows at its batch, and the fraction
 of the card's peak that the achieved model FLOP/s represent (FLOPs per window: 3 x 2 x the
 encoder's and expander's multiply-adds, forward + backward; peak: ``--peak-tflops``, H100 SXM
 dense bf16 989 by default). Every setting runs in the same process, one after the other, and
@@ -39,6 +43,8 @@ from dgmix.models import multiply_adds
 from dgmix.training.common import wrap_model
 from dgmix.training.data import ClipSet
 from dgmix.training.distributed import DistContext
+from dgmix.optim import param_groups
+from dgmix.training.finetune import FinetuneTask
 from dgmix.training.pretrain import PretrainTask, build_optimizer
 
 
@@ -49,6 +55,7 @@ class Setting:
     amp: bool = False
     channels_last: bool = False
     compile: bool = False
+    stage: str = "pretrain"  # "finetune": FinetuneTask + AdamW at the fine-tuning batch (--ft-batch)
 
 
 SETTINGS = {
@@ -57,6 +64,9 @@ SETTINGS = {
     "device-fp32": Setting("device-fp32", True),
     "device-bf16-cl": Setting("device-bf16-cl", True, amp=True, channels_last=True),
     "device-bf16-cl-compile": Setting("device-bf16-cl-compile", True, amp=True, channels_last=True, compile=True),
+    "ft-host-fp32": Setting("ft-host-fp32", False, stage="finetune"),
+    "ft-device-fp32": Setting("ft-device-fp32", True, stage="finetune"),
+    "ft-device-cl": Setting("ft-device-cl", True, channels_last=True, stage="finetune"),
 }
 
 
@@ -64,13 +74,15 @@ def make_clips(n_clips: int, seed: int = 0) -> ClipSet:
     rng = np.random.default_rng(seed)
     feats = [(rng.standard_normal((128, 313)) * 5.0 - 40.0).astype(np.float32) for _ in range(n_clips)]
     sections = np.arange(n_clips) % 3
-    return ClipSet(machine="bench", records=[], features=feats, windows=WindowDataset(feats),
+    return ClipSet(machine="bench", records=[], features=feats, windows=WindowDataset(feats, labels=sections.tolist()),
                    section_names=["00", "01", "02"], clip_section=sections.astype(np.int64),
                    clip_domain=(np.arange(n_clips) % 100 == 0).astype(np.int64),
                    class_names=["00", "01", "02"], clip_class=sections.astype(np.int64))
 
 
 def build(s: Setting, clips: ClipSet, batch: int, device: str):
+    if s.stage == "finetune":
+        return build_finetune(s, clips, batch, device)
     cfg = load_config("paper", overrides={"pretrain": {
         "batch_size": batch, "amp": s.amp, "channels_last": s.channels_last, "compile": s.compile,
         "data_on_device": "on" if s.on_device else "off",
@@ -80,6 +92,19 @@ def build(s: Setting, clips: ClipSet, batch: int, device: str):
     task = PretrainTask(clips, cfg, ctx)
     task.module, model = wrap_model(task.module, ctx, s.compile)
     opt, sched = build_optimizer(task.module, cfg, steps_per_epoch=max(1, clips.n_windows // batch))
+    order = torch.randperm(clips.n_windows, generator=torch.Generator().manual_seed(0)).to(task.index_device)
+    return task, model, opt, order
+
+
+def build_finetune(s: Setting, clips: ClipSet, batch: int, device: str):
+    """The fine-tuning step (paper §3.4) as ``dgmix.training.finetune.finetune`` builds it (AdamW groups)."""
+    cfg = load_config("paper", overrides={"finetune": {
+        "batch_size": batch, "channels_last": s.channels_last, "data_on_device": "on" if s.on_device else "off"}})
+    ctx = DistContext(device=torch.device(device))
+    torch.manual_seed(0)
+    task = FinetuneTask(clips, cfg, ctx)
+    task.module, model = wrap_model(task.module, ctx)
+    opt = torch.optim.AdamW(param_groups(task.module, cfg.finetune.weight_decay), lr=cfg.finetune.lr)
     order = torch.randperm(clips.n_windows, generator=torch.Generator().manual_seed(0)).to(task.index_device)
     return task, model, opt, order
 
@@ -108,7 +133,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10, help="timed steps per setting and round")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=3, help="timed blocks of --steps steps")
-    ap.add_argument("--settings", default="host-fp32,host-bf16-cl,device-fp32,device-bf16-cl")
+    ap.add_argument("--ft-batch", type=int, default=64, help="batch of the ft-* (fine-tuning) settings")
+    ap.add_argument("--settings",
+                    default="host-fp32,host-bf16-cl,device-fp32,device-bf16-cl,ft-host-fp32,ft-device-fp32,ft-device-cl")
     ap.add_argument("--peak-tflops", type=float, default=989.0, help="the card's dense bf16 peak")
     ap.add_argument("--epoch-windows", type=int, default=96_000)
     ap.add_argument("--json", default=None)
@@ -123,27 +150,27 @@ def main() -> None:
     for n in names:
         t1 = time.perf_counter()
         try:
-            built[n] = build(SETTINGS[n], clips, args.batch, args.device)
+            b = args.ft_batch if SETTINGS[n].stage == "finetune" else args.batch
+            built[n] = (*build(SETTINGS[n], clips, b, args.device), b)
         except Exception as exc:  # e.g. torch.compile unavailable: record it, keep the others
             failed[n] = f"{type(exc).__name__}: {exc}".splitlines()[0]
             print(f"{n} failed to build: {failed[n]}", flush=True)
             continue
         sync(cuda)
         print(f"built {n} in {time.perf_counter() - t1:.1f} s", flush=True)
-    names = [n for n in names if n in built]
-    enc = built[names[0]][0].module.encoder
-    macs = multiply_adds(enc) + sum(m.in_features * m.out_features for m in built[names[0]][0].module.expander.modules()
-                                    if isinstance(m, torch.nn.Linear))
-    flops_per_view_window = 3 * 2 * macs  # forward (1x) + backward (2x), multiply-add = 2 FLOPs
-    print(f"batch {args.batch}, {args.warmup} warm-up + {args.steps} x {args.rounds} timed steps per setting, "
-          f"{macs / 1e6:.1f} M multiply-adds per window (encoder + expander)", flush=True)
-    print("| setting | step (ms) | train windows/s | epoch of 96k windows (s) | model TFLOP/s | % of peak | vs first |")
+    wanted, names = names, [n for n in names if n in built]
+    macs = {n: window_macs(built[n][0].module) for n in names}
+    print(f"batch {args.batch} (pre-training), {args.ft_batch} (fine-tuning); {args.warmup} warm-up + "
+          f"{args.steps} x {args.rounds} timed steps per setting; multiply-adds per window (encoder + "
+          f"expander or classifier): " + ", ".join(sorted({f"{m / 1e6:.1f} M" for m in macs.values()})), flush=True)
+    print("| setting | step (ms) | train windows/s | epoch of 96k windows (s) | model TFLOP/s | % of peak | windows/s vs first |")
     print("|---|---:|---:|---:|---:|---:|---:|", flush=True)
     rows = []
     # one setting after the other, each row printed as soon as it is measured, so a time limit
     # (or a slow torch.compile warm-up) costs only the settings not reached yet
     for n in names:
-        step = step_fn(*built[n], args.batch, torch.Generator().manual_seed(1))
+        *parts, batch = built[n]
+        step = step_fn(*parts, batch, torch.Generator().manual_seed(1))
         try:
             first = step()
             for _ in range(args.warmup - 1):
@@ -160,23 +187,31 @@ def main() -> None:
             sync(cuda)
             times.append(time.perf_counter() - t1)
         med = statistics.median(times)
-        wps = 3 * args.batch / med
-        tflops = flops_per_view_window * wps / 1e12
+        wps = 3 * batch / med
+        tflops = 3 * 2 * macs[n] * wps / 1e12  # forward (1x) + backward (2x), multiply-add = 2 FLOPs
         task = built[n][0]
-        row = {"setting": n, "median_step_s": med, "train_windows_per_s": wps,
-               "epoch_s": med * (args.epoch_windows // args.batch), "model_tflops": tflops,
+        row = {"setting": n, "batch": batch, "median_step_s": med, "train_windows_per_s": wps,
+               "epoch_s": med * (args.epoch_windows // batch), "model_tflops": tflops,
                "peak_fraction": tflops / args.peak_tflops, "first_loss": first,
-               "speedup_vs_first": (rows[0]["median_step_s"] / med) if rows else 1.0,
+               "speedup_vs_first": wps / rows[0]["train_windows_per_s"] if rows else 1.0,
                "device_data_mb": task.resident.nbytes / 1e6 if task.resident is not None else 0.0}
         rows.append(row)
         print(f"| {n} | {1e3 * med:.1f} | {wps:,.0f} | {row['epoch_s']:.1f} | {tflops:.2f} | "
               f"{100 * row['peak_fraction']:.2f} | {row['speedup_vs_first']:.2f}x |", flush=True)
-    for n, why in failed.items():
-        print(f"| {n} | failed: {why} | | | | | |")
+    for n in wanted:
+        if n not in built:
+            print(f"| {n} | failed to build: {failed[n]} | | | | | |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": machine_info(args.device), "args": vars(args), "rows": rows,
                        "failed": failed, "macs_per_window": macs}, f, indent=1)
+
+
+def window_macs(module: torch.nn.Module) -> int:
+    """Multiply-adds per window: the encoder's, plus the expander's or the classifier's linear layers."""
+    head = getattr(module, "expander", None) or getattr(module, "classifier", None)
+    linear = sum(m.in_features * m.out_features for m in head.modules() if isinstance(m, torch.nn.Linear))
+    return multiply_adds(module.encoder) + linear
 
 
 if __name__ == "__main__":
