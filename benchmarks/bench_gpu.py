@@ -40,11 +40,12 @@ from bench_common import machine_info, sync
 from dgmix.config import load_config
 from dgmix.features import WindowDataset
 from dgmix.models import multiply_adds
+from dgmix.optim import param_groups
 from dgmix.training.common import wrap_model
 from dgmix.training.data import ClipSet
 from dgmix.training.distributed import DistContext
-from dgmix.optim import param_groups
 from dgmix.training.finetune import FinetuneTask
+from dgmix.training.graphs import maybe_graph
 from dgmix.training.pretrain import PretrainTask, build_optimizer
 
 
@@ -56,6 +57,7 @@ class Setting:
     channels_last: bool = False
     compile: bool = False
     stage: str = "pretrain"  # "finetune": FinetuneTask + AdamW at the fine-tuning batch (--ft-batch)
+    graphs: bool = False  # finetune.cuda_graphs (dgmix.training.graphs)
 
 
 SETTINGS = {
@@ -67,6 +69,7 @@ SETTINGS = {
     "ft-host-fp32": Setting("ft-host-fp32", False, stage="finetune"),
     "ft-device-fp32": Setting("ft-device-fp32", True, stage="finetune"),
     "ft-device-cl": Setting("ft-device-cl", True, channels_last=True, stage="finetune"),
+    "ft-device-graphs": Setting("ft-device-graphs", True, stage="finetune", graphs=True),
 }
 
 
@@ -99,11 +102,13 @@ def build(s: Setting, clips: ClipSet, batch: int, device: str):
 def build_finetune(s: Setting, clips: ClipSet, batch: int, device: str):
     """The fine-tuning step (paper §3.4) as ``dgmix.training.finetune.finetune`` builds it (AdamW groups)."""
     cfg = load_config("paper", overrides={"finetune": {
-        "batch_size": batch, "channels_last": s.channels_last, "data_on_device": "on" if s.on_device else "off"}})
+        "batch_size": batch, "channels_last": s.channels_last, "data_on_device": "on" if s.on_device else "off",
+        "cuda_graphs": s.graphs}})
     ctx = DistContext(device=torch.device(device))
     torch.manual_seed(0)
     task = FinetuneTask(clips, cfg, ctx)
     task.module, model = wrap_model(task.module, ctx)
+    model = maybe_graph(model, s.graphs, ctx)
     opt = torch.optim.AdamW(param_groups(task.module, cfg.finetune.weight_decay), lr=cfg.finetune.lr)
     order = torch.randperm(clips.n_windows, generator=torch.Generator().manual_seed(0)).to(task.index_device)
     return task, model, opt, order
@@ -135,7 +140,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="timed blocks of --steps steps")
     ap.add_argument("--ft-batch", type=int, default=64, help="batch of the ft-* (fine-tuning) settings")
     ap.add_argument("--settings",
-                    default="host-fp32,host-bf16-cl,device-fp32,device-bf16-cl,ft-host-fp32,ft-device-fp32,ft-device-cl")
+                    default="host-fp32,host-bf16-cl,device-fp32,device-bf16-cl,ft-host-fp32,ft-device-fp32,ft-device-cl,"
+                            "ft-device-graphs")
     ap.add_argument("--peak-tflops", type=float, default=989.0, help="the card's dense bf16 peak")
     ap.add_argument("--epoch-windows", type=int, default=96_000)
     ap.add_argument("--json", default=None)
@@ -163,7 +169,8 @@ def main() -> None:
     print(f"batch {args.batch} (pre-training), {args.ft_batch} (fine-tuning); {args.warmup} warm-up + "
           f"{args.steps} x {args.rounds} timed steps per setting; multiply-adds per window (encoder + "
           f"expander or classifier): " + ", ".join(sorted({f"{m / 1e6:.1f} M" for m in macs.values()})), flush=True)
-    print("| setting | step (ms) | train windows/s | epoch of 96k windows (s) | model TFLOP/s | % of peak | windows/s vs first |")
+    print("| setting | step (ms) | train windows/s | epoch of 96k windows (s) | model TFLOP/s | % of peak "
+          "| windows/s vs first |")
     print("|---|---:|---:|---:|---:|---:|---:|", flush=True)
     rows = []
     # one setting after the other, each row printed as soon as it is measured, so a time limit
@@ -172,9 +179,8 @@ def main() -> None:
         *parts, batch = built[n]
         step = step_fn(*parts, batch, torch.Generator().manual_seed(1))
         try:
-            first = step()
-            for _ in range(args.warmup - 1):
-                step()
+            warm = [step() for _ in range(max(1, args.warmup))]  # same init and draws per stage: parity
+            first = warm[0]
         except Exception as exc:
             failed[n] = f"{type(exc).__name__}: {exc}".splitlines()[0]
             print(f"| {n} | failed in warm-up: {failed[n]} | | | | | |", flush=True)
@@ -192,12 +198,16 @@ def main() -> None:
         task = built[n][0]
         row = {"setting": n, "batch": batch, "median_step_s": med, "train_windows_per_s": wps,
                "epoch_s": med * (args.epoch_windows // batch), "model_tflops": tflops,
-               "peak_fraction": tflops / args.peak_tflops, "first_loss": first,
+               "peak_fraction": tflops / args.peak_tflops, "first_loss": first, "warmup_losses": warm,
                "speedup_vs_first": wps / rows[0]["train_windows_per_s"] if rows else 1.0,
                "device_data_mb": task.resident.nbytes / 1e6 if task.resident is not None else 0.0}
         rows.append(row)
         print(f"| {n} | {1e3 * med:.1f} | {wps:,.0f} | {row['epoch_s']:.1f} | {tflops:.2f} | "
               f"{100 * row['peak_fraction']:.2f} | {row['speedup_vs_first']:.2f}x |", flush=True)
+    print("\nwarm-up losses (same initial weights and draws within a stage, so equal paths give equal "
+          "values up to float rounding):")
+    for r in rows:
+        print(f"  {r['setting']}: " + ", ".join(f"{v:.6f}" for v in r["warmup_losses"]))
     for n in wanted:
         if n not in built:
             print(f"| {n} | failed to build: {failed[n]} | | | | | |")

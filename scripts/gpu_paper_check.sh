@@ -62,10 +62,12 @@ except (OSError, ValueError, KeyError):
 keep = sys.argv[3] == "1"
 won = lambda a, b: keep and a in rows and b in rows and rows[a] > rows[b]
 pre, ft = won("device-bf16-cl", "device-fp32"), won("ft-device-cl", "ft-device-fp32")
+graphs = won("ft-device-graphs", "ft-device-fp32")
 with open(sys.argv[2], "w") as f:
     f.write(f"pretrain:\n  amp: {str(pre).lower()}\n  channels_last: {str(pre).lower()}\n"
-            f"finetune:\n  channels_last: {str(ft).lower()}\n")
-print(f"e2e settings kept from the benchmark: pretrain bf16+channels_last={pre}, finetune channels_last={ft}")
+            f"finetune:\n  channels_last: {str(ft).lower()}\n  cuda_graphs: {str(graphs).lower()}\n")
+print(f"e2e settings kept from the benchmark: pretrain bf16+channels_last={pre}, finetune channels_last={ft}, "
+      f"finetune cuda_graphs={graphs}")
 PY
 
 T1=$SECONDS

@@ -143,6 +143,9 @@ class FinetuneConfig:
     windows_per_epoch: int | None = None
     channels_last: bool = False
     data_on_device: Literal["auto", "on", "off"] = "auto"  # as pretrain.data_on_device
+    # CUDA graphs of the model's forward and backward on one GPU (issue 11,
+    # dgmix.training.graphs): the batch-64 step is bound by kernel launches. No effect on a CPU.
+    cuda_graphs: bool = False
     threads: int | None = None
     log_every: int = 1
     # Classifier targets: "section" (paper §3.4), "section+attributes", or "auto" (attributes only

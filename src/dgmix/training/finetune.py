@@ -38,6 +38,7 @@ from dgmix.training.common import fit_encoder_input, loop_settings, run_stage, s
 from dgmix.training.data import ClipSet
 from dgmix.training.device_data import DeviceWindows, StepData
 from dgmix.training.distributed import DistContext, gather_no_grad, gather_with_grad
+from dgmix.training.graphs import maybe_graph
 from dgmix.training.loop import LoopResult
 from dgmix.training.pretrain import ENCODER_FILE, ViewMover, forward_views, pair_sampler
 
@@ -193,6 +194,7 @@ def finetune(
         if init_meta.get("machine") not in (None, machine):
             raise InputError(init, f"encoder was pre-trained on {init_meta['machine']!r}, not {machine!r}")
     task.module, model = wrap_model(task.module, ctx)
+    model = maybe_graph(model, f.cuda_graphs, ctx)
     params = (task.module.parameters() if f.decay_norm_and_bias
               else param_groups(task.module, f.weight_decay))
     opt = torch.optim.AdamW(params, lr=f.lr, weight_decay=f.weight_decay)
