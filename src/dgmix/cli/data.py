@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from dgmix.data import Dataset, scan
-from dgmix.errors import InputError
+from dgmix.errors import InputError, shown_path
 
 _COLUMNS = ("machine", "section", "domain", "split", "label", "n")
 
@@ -40,7 +40,7 @@ def format_table(ds: Dataset) -> str:
         lines.append(f"no usable clips found under {ds.root}")
     if ds.errors:
         lines.append(f"{len(ds.errors)} file(s) could not be used:")
-        lines.extend(f"  {p}: {msg}" for p, msg in ds.errors)
+        lines.extend(f"  {shown_path(p)}: {msg}" for p, msg in ds.errors)
     return "\n".join(lines)
 
 
@@ -49,7 +49,7 @@ def as_json(ds: Dataset) -> str:
     return json.dumps(
         {
             "counts": ds.counts(),
-            "errors": [{"path": str(p), "error": msg} for p, msg in ds.errors],
+            "errors": [{"path": shown_path(p), "error": msg} for p, msg in ds.errors],
         },
     )
 

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from dgmix.errors import InputError
+from dgmix.errors import InputError, shown_path
 
 
 class OnError(str, Enum):
@@ -84,7 +84,7 @@ def features(
         "clips": len(ds.records),
         "computed": report.computed,
         "cached": report.cached,
-        "errors": [{"path": str(p), "error": msg} for p, msg in errors],
+        "errors": [{"path": shown_path(p), "error": msg} for p, msg in errors],
         "frames": report.total_frames,
         "windows": int(total_windows),
         "seconds": round(report.seconds, 3),
@@ -101,7 +101,7 @@ def features(
         if errors:
             typer.echo(f"{len(errors)} file(s) could not be used:")
             for p, msg in errors:
-                typer.echo(f"  {p}: {msg}")
+                typer.echo(f"  {shown_path(p)}: {msg}")
 
 
 def register(app: typer.Typer) -> None:

@@ -23,7 +23,7 @@ EXTRA_LOADER_KEYS: tuple[str, ...] = ("pad_to", "min_samples", "allow_silence")
 def loader_options(params: FeatureParams, **extra: Any) -> dict[str, Any]:
     """Keyword arguments of :func:`dgmix.data.load_audio` for ``params``.
 
-    ``channel`` and ``pad`` come from ``params``; clips shorter than one context window of
+    ``channel``, ``pad`` and ``allow_silence`` come from ``params``; clips shorter than one context window of
     ``params.frames`` frames are refused (or padded up to it with ``pad``) unless ``min_samples``
     says otherwise. ``extra`` may set ``pad_to``, ``min_samples`` and ``allow_silence``.
     """
@@ -37,7 +37,7 @@ def loader_options(params: FeatureParams, **extra: Any) -> dict[str, Any]:
         "pad": params.pad,
         "pad_to": None,
         "min_samples": min_samples_for(params.frames, params.n_fft, params.hop_length, center=True),
-        "allow_silence": False,
+        "allow_silence": params.allow_silence,
     }
     options.update(extra)
     return options
