@@ -39,6 +39,9 @@ def features(
     pad: Annotated[
         bool, typer.Option("--pad", help="Zero-pad clips shorter than one context window.")
     ] = False,
+    allow_silence: Annotated[
+        bool, typer.Option("--allow-silence", help="Accept all-zero clips instead of refusing them.")
+    ] = False,
     on_error: Annotated[
         OnError,
         typer.Option("--on-error", help="skip: list bad files at the end; fail: stop at the first."),
@@ -64,7 +67,8 @@ def features(
         typer.echo(f"error: {root}: dataset folder not found", err=True)
         raise typer.Exit(2)
     try:
-        loader = {k: v for k, v in (("channel", channel), ("pad", pad or None)) if v is not None}
+        loader = {k: v for k, v in (("channel", channel), ("pad", pad or None),
+                                    ("allow_silence", allow_silence or None)) if v is not None}
         params = load_config(DEFAULT_PRESET, config, {"features": loader} if loader else None).features
         ds = scan(root, on_error=on_error.value)
         cache_obj = FeatureCache(cache, params)

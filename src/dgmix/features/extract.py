@@ -43,6 +43,22 @@ def loader_options(params: FeatureParams, **extra: Any) -> dict[str, Any]:
     return options
 
 
+def clip_problem(path: str | Path, params: FeatureParams) -> str | None:
+    """Why the feature stages would refuse this clip with ``params`` (too short without padding,
+    digital silence, NaN/Inf, unreadable, ...), or ``None`` if they accept it. Reads the whole clip
+    with the same loader settings as :func:`clip_logmel` but computes no spectrogram."""
+    from dgmix.data import load_audio
+    from dgmix.errors import InputError
+
+    try:
+        load_audio(path, sample_rate=params.sample_rate, hop_length=params.hop_length, **loader_options(params))
+    except InputError as exc:
+        return exc.problem
+    except (OSError, ValueError, RuntimeError) as exc:  # as the feature fill reports them
+        return " ".join(f"{type(exc).__name__}: {exc}".split())
+    return None
+
+
 def clip_logmel(
     path: str | Path, params: FeatureParams, module: LogMel | None = None, **extra: Any
 ) -> np.ndarray:
