@@ -110,7 +110,8 @@ def _add_broken(test_dir: Path) -> list[str]:
 
 
 def test_broken_files_are_skipped_and_named_in_every_verb(data_copy, logmel_run, shared_cache, tmp_path):
-    """[holds] text-as-WAV, empty and truncated files: listed by name, the rest processed."""
+    """[holds] text-as-WAV and empty files, [6] a truncated one (its header passed `data` before):
+    listed by name, the rest processed."""
     ids = _add_broken(data_copy / "fan" / "test")
     res = invoke("data", data_copy)
     assert res.exit_code == 0
