@@ -256,7 +256,7 @@ _BAD = {"section_00_source_test_normal_0004_pat_00.wav",
 
 
 def test_cli_json(cli_tree: Path) -> None:
-    res = CliRunner().invoke(_app(), ["data", str(cli_tree), "--json"])
+    res = CliRunner().invoke(_app(), ["data", str(cli_tree), "--json", "--pad"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert set(doc) == {"counts", "errors"}
@@ -272,7 +272,7 @@ def test_cli_json(cli_tree: Path) -> None:
 
 
 def test_cli_table(cli_tree: Path) -> None:
-    res = CliRunner().invoke(_app(), ["data", str(cli_tree)])
+    res = CliRunner().invoke(_app(), ["data", str(cli_tree), "--pad"])
     assert res.exit_code == 0, res.output
     lines = res.stdout.splitlines()
     assert lines[0].split() == ["machine", "section", "domain", "split", "label", "n"]
@@ -285,7 +285,7 @@ def test_cli_table(cli_tree: Path) -> None:
 
 
 def test_cli_on_error_fail_and_missing_root(cli_tree: Path, tmp_path: Path) -> None:
-    res = CliRunner().invoke(_app(), ["data", str(cli_tree), "--on-error", "fail"])
+    res = CliRunner().invoke(_app(), ["data", str(cli_tree), "--on-error", "fail", "--pad"])
     assert res.exit_code == 1
     err = res.stderr.strip()
     assert len(err.splitlines()) == 1
@@ -309,7 +309,7 @@ def test_cli_ground_truth_option(tmp_path: Path) -> None:
         "".join(f"section_00_{i:04d}.wav,{i % 2}\n" for i in range(4)))
     (gt / "ground_truth_domain" / "ground_truth_gearbox_section_00_test.csv").write_text(
         "".join(f"section_00_{i:04d}.wav,{int(i >= 2)}\n" for i in range(4)))
-    res = CliRunner().invoke(_app(), ["data", str(root), "--json", "--ground-truth", str(gt)])
+    res = CliRunner().invoke(_app(), ["data", str(root), "--json", "--pad", "--ground-truth", str(gt)])
     assert res.exit_code == 0, res.output
     got = {(c["domain"], c["label"]): c["n"] for c in json.loads(res.stdout)["counts"]}
     assert got == {("source", "normal"): 1, ("source", "anomaly"): 1,

@@ -8,14 +8,13 @@ crash mid-write never leaves a truncated ``last.pt``.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from dgmix.errors import InputError
+from dgmix.io_atomic import atomic_path
 
 
 def rng_state(generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
@@ -37,17 +36,10 @@ def set_rng_state(state: dict[str, Any], generator: torch.Generator | None = Non
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` to ``path`` atomically (temp file + ``os.replace``)."""
+    """Write ``payload`` to ``path`` atomically (temp file, fsync, ``os.replace``: :mod:`dgmix.io_atomic`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -20,6 +20,7 @@ import yaml
 from dgmix.augment.pairs import pair_shares
 from dgmix.errors import InputError
 from dgmix.features.logmel import FeatureParams
+from dgmix.io_atomic import atomic_write_text
 from dgmix.overrides import apply_overrides
 
 try:  # Python >= 3.11
@@ -349,10 +350,17 @@ def config_from_dict(data: dict[str, Any], source: str = "checkpoint") -> RunCon
     return cfg
 
 
+def read_run_config(run_dir: Path, name: str = "config.yaml") -> RunConfig:
+    """The resolved configuration a run directory holds (what ``--resume`` continues with)."""
+    path = Path(run_dir) / name
+    data = read_config_file(path)
+    return config_from_dict(data, source=str(path))
+
+
 def write_config(cfg: RunConfig, run_dir: Path, name: str = "config.yaml") -> Path:
     """Write the resolved configuration into ``run_dir`` (created if needed)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / name
-    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     return path

@@ -2,7 +2,34 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+
+def shown_path(path: str | Path) -> str:
+    """A path as text that always prints: bytes that are not UTF-8 (which Python keeps as
+    surrogate escapes, e.g. a file name holding byte 0xff) are written as ``\\xff``."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+
+
+def undecodable_name(path: str | Path) -> str | None:
+    """The problem with a file name that is not valid UTF-8 (naming its bytes), or ``None``.
+
+    dgmix skips such files in every verb (issue 13): their names cannot be written into the
+    official UTF-8 score CSVs, and an escaped name would no longer match the file."""
+    name = Path(path).name
+    try:
+        name.encode("utf-8")
+        return None
+    except UnicodeEncodeError:
+        raw = os.fsencode(name)
+        return (f"file name is not valid UTF-8 (bytes {raw!r}); rename the file to use it "
+                f"(e.g. to {raw.decode('utf-8', 'replace').replace(chr(0xFFFD), '_')!r})")
 
 
 class DgmixError(Exception):
@@ -13,7 +40,7 @@ class InputError(DgmixError):
     """Bad input (a file or a value the user gave). ``str(e)`` is ``"<path>: <problem>"``."""
 
     def __init__(self, path: str | Path, problem: str) -> None:
-        self.path = str(path)
+        self.path = shown_path(path)
         self.problem = " ".join(str(problem).split())  # always one line
         super().__init__(f"{self.path}: {self.problem}")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,7 +24,8 @@ import torch
 
 from dgmix.config import RunConfig, ScoringConfig, write_config
 from dgmix.data import scan
-from dgmix.errors import InputError
+from dgmix.errors import InputError, shown_path
+from dgmix.io_atomic import atomic_write_text
 from dgmix.methods import (
     MachineData,
     Method,
@@ -38,6 +40,7 @@ from dgmix.methods import (
 from dgmix.metrics import SectionResult, section_metrics
 from dgmix.metrics.tables import PAPER_RESULTS, ResultsTable
 from dgmix.scoring import write_decisions, write_scores
+from dgmix.scoring.csvio import decision_file_name, read_decisions, read_scores, score_file_name
 from dgmix.scoring.embed import resolve_device
 from dgmix.training.distributed import DistContext
 
@@ -68,6 +71,41 @@ def write_outputs(method_dir: Path, md: MachineData, scores: np.ndarray, decisio
         names = [md.test[i].name for i in idx]
         write_scores(method_dir / "scores", md.machine, sec, names, scores[idx])
         write_decisions(method_dir / "scores", md.machine, sec, names, decisions[idx])
+
+
+#: Written into ``RUN/<method>/<machine>/`` after its scores, decisions and detector: that pair is done.
+DONE_FILE = "done.json"
+
+
+def write_done(path: Path, model_dir: Path | None) -> None:
+    rel = None if model_dir is None else os.path.relpath(model_dir, path.parent)  # the run folder may move
+    atomic_write_text(path, json.dumps({"model_dir": rel}) + "\n")
+
+
+def read_done(path: Path, method_dir: Path, md: MachineData) -> tuple[Path | None, np.ndarray, np.ndarray]:
+    """(model dir, scores, decisions) of a finished (method, machine) pair, in ``md.test`` order,
+    read back from its official CSVs (scores are written with ``repr``, so they read back exactly)."""
+    try:
+        model_dir = json.loads(path.read_text())["model_dir"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(path, f"cannot read the resume marker ({exc}); rerun with --overwrite") from None
+    scores = np.full(len(md.test), np.nan)
+    decisions = np.zeros(len(md.test), dtype=np.int64)
+    pos = {r.name: i for i, r in enumerate(md.test)}
+    for sec in md.section_names:
+        if not any(r.section == sec for r in md.test):
+            continue
+        for reader, target in ((read_scores, scores), (read_decisions, decisions)):
+            name_of = score_file_name if reader is read_scores else decision_file_name
+            csv_path = method_dir / "scores" / name_of(md.machine, sec)
+            names, values = reader(csv_path)
+            for n, v in zip(names, values):
+                if n not in pos:
+                    raise InputError(csv_path, f"{n!r} is not a test clip of this data; rerun with --overwrite")
+                target[pos[n]] = v
+    if np.isnan(scores).any():
+        raise InputError(method_dir / "scores", "score files lack some test clips; rerun with --overwrite")
+    return (None if model_dir is None else path.parent / model_dir), scores, decisions
 
 
 def scoring_variants(base: ScoringConfig) -> dict[str, ScoringConfig]:
@@ -112,9 +150,9 @@ def write_scoring_table(out: Path, tables: dict[str, ResultsTable], main: Result
     note += f" `mean` for {knn}" if knn else ""
     note += ";" if knn and own else ""
     note += f" `as-run` for {own}" if own else ""
-    (out / "scoring_table.json").write_text(json.dumps(data, indent=2))
+    atomic_write_text(out / "scoring_table.json", json.dumps(data, indent=2))
     path = out / "scoring_table.md"
-    path.write_text(
+    atomic_write_text(path,
         "Official score (hmean of AUC-S, AUC-T, pAUC, %) per method x scoring option.\n"
         "`as-run`: the scoring of the run itself (for a method with its own detector, e.g. a "
         "classifier score, that one).\n" + (note + ".\n" if paper else "") + "\n"
@@ -143,29 +181,37 @@ def run_pipeline(
     paper_reference: bool = False,
     extra_scorings: dict[str, ScoringConfig] | None = None,
     device: str = "auto",
+    resume: bool = False,
 ) -> RunSummary:
     """Run every method on every machine type; write scores, detectors and results tables.
 
     ``methods``: registered method names (default: the paper's methods). ``extra_scorings``
     (name -> ScoringConfig) re-scores the same trained models with other scoring options (issue
     5's method x scoring table) into ``scoring_table.{md,json}``. ``device``: where the models
-    train, "auto" (CUDA when available), "cpu" or "cuda".
+    train, "auto" (CUDA when available), "cpu" or "cuda". ``resume``: continue an interrupted run
+    in ``out`` (issue 13): a (method, machine type) whose ``done.json`` exists is read back from
+    its score CSVs, the others train again from their stages' checkpoints, so the outputs equal
+    those of an uninterrupted run.
     """
     t0 = time.perf_counter()
     out = Path(out)
     chosen_methods = [get_method(m) for m in (methods if methods is not None else method_names(paper_only=True))]
     check_per_method(cfg.scoring)
-    out.mkdir(parents=True, exist_ok=True)
-    write_config(cfg, out)
     cache_dir = Path(cache_dir) if cache_dir else out / "cache"
     ds = scan(Path(data_root))
     for path, msg in ds.errors:
-        echo(f"skipped {path}: {msg}")
+        echo(f"skipped {shown_path(path)}: {msg}")
+    if not ds.records:  # before anything is written: an empty folder is no success
+        raise InputError(data_root, "no usable clips found" + (
+            f" ({len(ds.errors)} file(s) could not be used, listed above)" if ds.errors else
+            " (expected DCASE-named .wav files or <machine>/train/ folders; see `dgmix data`)"))
     available = ds.machines()
     chosen = list(machines) if machines else available
     missing = [m for m in chosen if m not in available]
     if missing:
         raise InputError(data_root, f"machine type(s) {missing} not found; found {available}")
+    out.mkdir(parents=True, exist_ok=True)
+    write_config(cfg, out)
     table = ResultsTable()
     extra_tables = {name: ResultsTable() for name in (extra_scorings or {})}
     timings: dict[str, dict[str, float]] = {}
@@ -174,17 +220,25 @@ def run_pipeline(
         md = load_machine(ds, machine, cfg.features, cache_dir, progress)
         for method in chosen_methods:
             name = method.name
-            echo(f"[{time.perf_counter() - t0:6.0f}s] {machine} ({mi}/{len(chosen)}) {name}: training")
-            t_train = time.perf_counter()
-            model_dir = method.train(TrainJob(Path(data_root), md, cfg, out / name / machine, cache_dir,
-                                              progress, ctx))
-            timings.setdefault(name, {})[machine] = time.perf_counter() - t_train if model_dir else 0.0
             emb_cache: dict = {}  # window embeddings of this trained model, shared by the scorings
-            bundle, scores = method.build_detector(model_dir, md, cfg, resolve_scoring(cfg.scoring, method),
-                                                   cache=emb_cache)
-            decisions = bundle.decide(scores, [r.section for r in md.test])
-            write_outputs(out / name, md, scores, decisions)
-            bundle.save(out / name / machine / "detector.pt")
+            done = out / name / machine / DONE_FILE
+            if resume and done.is_file():  # finished before the interruption: kept as it is
+                echo(f"[{time.perf_counter() - t0:6.0f}s] {machine} ({mi}/{len(chosen)}) {name}: "
+                     "finished in the earlier run, kept")
+                model_dir, scores, decisions = read_done(done, out / name, md)
+                timings.setdefault(name, {})[machine] = 0.0
+            else:
+                echo(f"[{time.perf_counter() - t0:6.0f}s] {machine} ({mi}/{len(chosen)}) {name}: training")
+                t_train = time.perf_counter()
+                model_dir = method.train(TrainJob(Path(data_root), md, cfg, out / name / machine, cache_dir,
+                                                  progress, ctx, resume=resume))
+                timings.setdefault(name, {})[machine] = time.perf_counter() - t_train if model_dir else 0.0
+                bundle, scores = method.build_detector(model_dir, md, cfg, resolve_scoring(cfg.scoring, method),
+                                                       cache=emb_cache)
+                decisions = bundle.decide(scores, [r.section for r in md.test])
+                write_outputs(out / name, md, scores, decisions)
+                bundle.save(out / name / machine / "detector.pt")
+                write_done(done, model_dir)
             res = evaluate_machine(md, scores, decisions)
             if res:
                 table.add_machine(name, machine, res)

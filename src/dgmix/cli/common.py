@@ -22,6 +22,13 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "dgmix" / "features"
 
 
+def loader_overrides(pad: bool | None, allow_silence: bool | None) -> dict:
+    """``{"features": {...}}`` config overrides from the ``--pad`` / ``--allow-silence`` flags
+    (only those given), or ``{}``."""
+    feats = {k: v for k, v in (("pad", pad), ("allow_silence", allow_silence)) if v}
+    return {"features": feats} if feats else {}
+
+
 def fail(message: str, code: int = 1) -> None:
     """Print one line to stderr and exit."""
     typer.echo(f"error: {message}", err=True)

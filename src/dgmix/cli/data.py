@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 
 from dgmix.data import Dataset, scan
-from dgmix.errors import InputError
+from dgmix.errors import InputError, shown_path
+from dgmix.features.logmel import FeatureParams
 
 _COLUMNS = ("machine", "section", "domain", "split", "label", "n")
 
@@ -40,7 +41,7 @@ def format_table(ds: Dataset) -> str:
         lines.append(f"no usable clips found under {ds.root}")
     if ds.errors:
         lines.append(f"{len(ds.errors)} file(s) could not be used:")
-        lines.extend(f"  {p}: {msg}" for p, msg in ds.errors)
+        lines.extend(f"  {shown_path(p)}: {msg}" for p, msg in ds.errors)
     return "\n".join(lines)
 
 
@@ -49,9 +50,39 @@ def as_json(ds: Dataset) -> str:
     return json.dumps(
         {
             "counts": ds.counts(),
-            "errors": [{"path": str(p), "error": msg} for p, msg in ds.errors],
+            "errors": [{"path": shown_path(p), "error": msg} for p, msg in ds.errors],
         },
     )
+
+
+def feature_params(config: Path | None, pad: bool, allow_silence: bool, channel: int | None) -> FeatureParams:
+    """The feature settings the later stages would load clips with (default preset, ``--config``,
+    then the flags)."""
+    from dgmix.cli.common import loader_overrides
+    from dgmix.config import DEFAULT_PRESET, load_config
+
+    overrides = loader_overrides(pad, allow_silence)
+    if channel is not None:
+        overrides.setdefault("features", {})["channel"] = channel
+    return load_config(DEFAULT_PRESET, config, overrides or None).features
+
+
+def refuse_like_features(ds: Dataset, params: FeatureParams, fail: bool = False) -> None:
+    """Move the clips that ``dgmix features``, ``run`` and ``score`` would refuse (too short, silent,
+    NaN, ...) from ``ds.records`` to ``ds.errors``, so that ``dgmix data`` counts what they use."""
+    from dgmix.features.extract import clip_problem
+
+    kept = []
+    for rec in ds.records:
+        problem = clip_problem(rec.path, params)
+        if problem is None:
+            kept.append(rec)
+        elif fail:
+            raise InputError(rec.path, problem)
+        else:
+            ds.errors.append((rec.path, problem))
+    ds.records = kept
+    ds.errors.sort(key=lambda e: str(e[0]))
 
 
 def data(
@@ -70,8 +101,22 @@ def data(
     check_audio: Annotated[
         bool,
         typer.Option("--check-audio/--no-check-audio",
-                     help="Open each file's header to find unreadable or empty files."),
+                     help="Read each clip as the feature stages will (unreadable, empty, too short, silent, "
+                          "NaN) and list those they would refuse."),
     ] = True,
+    pad: Annotated[
+        bool, typer.Option("--pad", help="Count clips shorter than one window as usable (zero-padded).")
+    ] = False,
+    allow_silence: Annotated[
+        bool, typer.Option("--allow-silence", help="Count all-zero clips as usable.")
+    ] = False,
+    channel: Annotated[
+        int | None, typer.Option("--channel", min=0, help="Check this channel of multi-channel files.")
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="YAML/TOML run config whose `features` section the check uses."),
+    ] = None,
     on_error: Annotated[
         OnError,
         typer.Option("--on-error", help="skip: list bad files at the end; fail: stop at the first"),
@@ -87,6 +132,9 @@ def data(
     try:
         ds = scan(root, ground_truth=ground_truth, check_audio=check_audio,
                   on_error=on_error.value)
+        if check_audio:
+            params = feature_params(config, pad, allow_silence, channel)
+            refuse_like_features(ds, params, fail=on_error is OnError.fail)
     except InputError as e:
         # A bad file (--on-error fail) exits 1; a bad argument (root, ground truth) exits 2.
         typer.echo(f"error: {e}", err=True)

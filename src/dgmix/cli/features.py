@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from dgmix.errors import InputError
+from dgmix.errors import InputError, shown_path
 
 
 class OnError(str, Enum):
@@ -38,6 +38,9 @@ def features(
     ] = None,
     pad: Annotated[
         bool, typer.Option("--pad", help="Zero-pad clips shorter than one context window.")
+    ] = False,
+    allow_silence: Annotated[
+        bool, typer.Option("--allow-silence", help="Accept all-zero clips instead of refusing them.")
     ] = False,
     on_error: Annotated[
         OnError,
@@ -64,7 +67,8 @@ def features(
         typer.echo(f"error: {root}: dataset folder not found", err=True)
         raise typer.Exit(2)
     try:
-        loader = {k: v for k, v in (("channel", channel), ("pad", pad or None)) if v is not None}
+        loader = {k: v for k, v in (("channel", channel), ("pad", pad or None),
+                                    ("allow_silence", allow_silence or None)) if v is not None}
         params = load_config(DEFAULT_PRESET, config, {"features": loader} if loader else None).features
         ds = scan(root, on_error=on_error.value)
         cache_obj = FeatureCache(cache, params)
@@ -84,7 +88,7 @@ def features(
         "clips": len(ds.records),
         "computed": report.computed,
         "cached": report.cached,
-        "errors": [{"path": str(p), "error": msg} for p, msg in errors],
+        "errors": [{"path": shown_path(p), "error": msg} for p, msg in errors],
         "frames": report.total_frames,
         "windows": int(total_windows),
         "seconds": round(report.seconds, 3),
@@ -101,7 +105,7 @@ def features(
         if errors:
             typer.echo(f"{len(errors)} file(s) could not be used:")
             for p, msg in errors:
-                typer.echo(f"  {p}: {msg}")
+                typer.echo(f"  {shown_path(p)}: {msg}")
 
 
 def register(app: typer.Typer) -> None:

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import typer
 
-from dgmix.cli.common import fail, run_guarded, setup_logging
-from dgmix.config import DEFAULT_PRESET, PRESETS, load_config
+from dgmix.cli.common import fail, loader_overrides, run_guarded, setup_logging
+from dgmix.config import DEFAULT_PRESET, PRESETS, load_config, read_run_config, write_config
+from dgmix.errors import InputError
+from dgmix.io_atomic import atomic_write_text
 
 DEFAULT_OUT = Path("runs/default")
 PRESET_HELP = (f"paper | cpu | tiny (default {DEFAULT_PRESET}, the same for every verb: a short schedule "
@@ -62,6 +64,13 @@ def register(app: typer.Typer) -> None:
             False, "--scoring-table", help="Also score every method with every pooling / k-NN option."
         ),
         seed: int | None = typer.Option(None, "--seed"),
+        resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in OUT: finished "
+                                    "machine types and methods are kept, the rest continues from its checkpoints."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Start clean in a used OUT (its feature "
+                                       "cache is kept)."),
+        pad: bool = typer.Option(False, "--pad", help="Zero-pad clips shorter than one window (features.pad)."),
+        allow_silence: bool = typer.Option(False, "--allow-silence",
+                                           help="Accept all-zero clips (features.allow_silence)."),
         device: str = typer.Option("auto", "--device",
                                    help="Where the models train: auto (CUDA when available), cpu, cuda."),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -71,7 +80,7 @@ def register(app: typer.Typer) -> None:
         setup_logging(verbose)
         if preset not in PRESETS:
             fail(f"--preset: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}", code=2)
-        overrides: dict = {}
+        overrides: dict = loader_overrides(pad, allow_silence)
         scoring = scoring_overrides(pooling, window_level, domain_aware)
         if scoring:
             overrides["scoring"] = scoring
@@ -81,15 +90,25 @@ def register(app: typer.Typer) -> None:
         def go():
             from dgmix.methods import method_names
             from dgmix.pipeline import run_pipeline, scoring_variants
+            from dgmix.rundir import prepare_out_dir
             from dgmix.synth import SynthConfig, generate
 
             t0 = time.perf_counter()
             cfg = load_config(preset, config, overrides)
+            if data is not None and not data.is_dir():
+                raise InputError(data, "dataset folder not found" if not data.exists() else "not a folder")
+            prepare_out_dir(out, resume, overwrite, keep=("cache",))
+            if resume:  # continue with the settings the run started with
+                cfg = read_run_config(out)
             root = data
             if root is None:
+                write_config(cfg, out)  # first, so that a run killed while generating can resume
                 synth_out = out / "data"
-                typer.echo(f"no --data: generating the default synthetic set in {synth_out}")
-                generate(synth_out, SynthConfig(), workers=2, progress=progress)
+                done = synth_out / "synth-complete"  # written once the whole set is there
+                if not done.is_file():
+                    typer.echo(f"no --data: generating the default synthetic set in {synth_out}")
+                    generate(synth_out, SynthConfig(), workers=2, progress=progress, overwrite=resume)
+                    atomic_write_text(done, "")
                 root = synth_out / "dev_data"
             summary = run_pipeline(
                 root, out, cfg, methods=method_names() if methods == "all" else _split(methods),
@@ -97,14 +116,18 @@ def register(app: typer.Typer) -> None:
                 progress=progress, echo=typer.echo,
                 paper_reference=paper if paper is not None else data is not None,
                 extra_scorings=scoring_variants(cfg.scoring) if scoring_table else None,
-                device=device,
+                device=device, resume=resume,
             )
             if summary.table.methods():
                 typer.echo("")
                 typer.echo((out / "results.md").read_text())
-            if scoring_table:
+            if scoring_table and (out / "scoring_table.md").is_file():
                 typer.echo((out / "scoring_table.md").read_text())
-            typer.echo(f"wrote {out}/results.md, results.csv, results.json and per-method scores")
+            if summary.table.methods():
+                typer.echo(f"wrote {out}/results.md, results.csv, results.json and per-method scores")
+            else:  # nothing labelled to evaluate (e.g. evaluation clips without ground truth)
+                typer.echo(f"wrote per-method scores under {out}; no results table: no test section has "
+                           "labelled normal and anomalous clips (give the ground truth to evaluate)")
             typer.echo(f"elapsed: {time.perf_counter() - t0:.1f} s")
 
         run_guarded(go)

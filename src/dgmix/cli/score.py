@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import typer
 
-from dgmix.cli.common import fail, run_guarded, setup_logging
+from dgmix.cli.common import run_guarded, setup_logging
 
 
 def register(app: typer.Typer) -> None:
@@ -21,6 +22,8 @@ def register(app: typer.Typer) -> None:
             None, "--channel", help="Channel to use (default: the detector's own setting, usually the downmix)."),
         pad: bool = typer.Option(False, "--pad", help="Zero-pad clips shorter than one window "
                                  "(default: the detector's own setting)."),
+        allow_silence: bool = typer.Option(False, "--allow-silence", help="Accept all-zero clips "
+                                           "(default: the detector's own setting)."),
         out_csv: Path | None = typer.Option(None, "--csv", help="Also write file,score,decision rows here."),
         on_error: str = typer.Option("skip", "--on-error", help="skip | fail"),
     ) -> None:
@@ -29,7 +32,8 @@ def register(app: typer.Typer) -> None:
 
         def go():
             from dgmix.data import parse_filename
-            from dgmix.errors import InputError
+            from dgmix.errors import InputError, shown_path, undecodable_name
+            from dgmix.io_atomic import atomic_write_text
             from dgmix.scoring.bundle import DetectorBundle
 
             bundle = DetectorBundle.load(detector)
@@ -42,8 +46,11 @@ def register(app: typer.Typer) -> None:
                 else:
                     raise InputError(c, "no such file or folder")
             rows = []
+            skipped = 0
             for f in files:
                 try:
+                    if undecodable_name(f) is not None:
+                        raise InputError(f, undecodable_name(f))
                     sec = section
                     if sec is None:
                         try:
@@ -52,7 +59,8 @@ def register(app: typer.Typer) -> None:
                             sec = bundle.section_names[0] if len(bundle.section_names) == 1 else None
                     if sec is None:
                         raise InputError(f, "cannot tell the section from the name; pass --section")
-                    feats = bundle.features_of(f, channel=channel, pad=pad or None)
+                    feats = bundle.features_of(f, channel=channel, pad=pad or None,
+                                               allow_silence=allow_silence or None)
                     s = float(bundle.score_features([feats], [sec])[0])
                     d = int(bundle.decide([s], [sec])[0])
                     rows.append((str(f), s, d))
@@ -60,12 +68,16 @@ def register(app: typer.Typer) -> None:
                 except InputError as exc:
                     if on_error == "fail":
                         raise
+                    skipped += 1
                     typer.echo(f"skipped {exc}", err=True)
+            if not rows:  # nothing to write: no --csv file is left behind
+                where = ", ".join(shown_path(c) for c in clips)
+                raise InputError(where, f"no clip could be scored ({len(files)} WAV file(s) found, "
+                                 f"{skipped} skipped)")
             if out_csv is not None:
-                with open(out_csv, "w", newline="") as fh:
-                    csv.writer(fh, lineterminator="\n").writerows(rows)
-            if not rows:
-                fail("no clip could be scored")
+                buf = io.StringIO()
+                csv.writer(buf, lineterminator="\n").writerows(rows)
+                atomic_write_text(out_csv, buf.getvalue())
 
         run_guarded(go)
 

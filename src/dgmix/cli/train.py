@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
 
 from dgmix.checkpoint import load_checkpoint
-from dgmix.cli.common import default_cache_dir, fail, run_guarded, setup_logging
+from dgmix.cli.common import default_cache_dir, fail, loader_overrides, run_guarded, setup_logging
 from dgmix.cli.run import PRESET_HELP
 from dgmix.config import DEFAULT_PRESET, PRESETS, RunConfig, config_from_dict, load_config
+from dgmix.rundir import prepare_out_dir
 from dgmix.training.loop import LAST
+
+OVERWRITE_HELP = "Start clean in a used OUT (without it, a non-empty OUT needs --resume)."
+PAD_HELP = "Zero-pad clips shorter than one window (features.pad)."
+SILENCE_HELP = "Accept all-zero clips (features.allow_silence)."
 
 
 def resolve_config(
-    preset: str, config: Path | None, out: Path, resume: bool, overrides: dict
+    preset: str, config: Path | None, out: Path, resume: bool, overrides: dict, overwrite: bool = False
 ) -> RunConfig:
-    """The run's config: from the checkpoint when resuming (so it continues exactly), else preset + file."""
+    """The run's config: from the checkpoint when resuming (so it continues exactly), else preset + file.
+
+    A used ``out`` is refused unless ``resume`` or ``overwrite`` (:func:`dgmix.rundir.prepare_out_dir`;
+    only rank 0 of a ``torchrun`` job checks and clears it)."""
     if preset not in PRESETS:
         fail(f"--preset: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}", code=2)
+    if os.environ.get("RANK", "0") == "0":
+        prepare_out_dir(out, resume, overwrite)
     if resume:
         state = load_checkpoint(out / LAST)
         return config_from_dict(state["config"], source=str(out / LAST))
@@ -44,6 +55,9 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Run directory."),
         cache: Path = typer.Option(None, "--cache", help="Feature cache dir (default $DGMIX_CACHE or ~/.cache/dgmix)."),
         resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt exactly."),
+        overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+        pad: bool = typer.Option(False, "--pad", help=PAD_HELP),
+        allow_silence: bool = typer.Option(False, "--allow-silence", help=SILENCE_HELP),
         stop_after: int | None = typer.Option(
             None, "--stop-after-epoch", help="End this invocation after epoch N (continue later with --resume)."
         ),
@@ -55,7 +69,7 @@ def register(app: typer.Typer) -> None:
         setup_logging(verbose)
         if method not in ("dgmix", "vicreg"):
             fail(f"--method: expected dgmix or vicreg, got {method!r}", code=2)
-        overrides: dict = {"pretrain": {"method": method}}
+        overrides: dict = {"pretrain": {"method": method}, **loader_overrides(pad, allow_silence)}
         if seed is not None:
             overrides["seed"] = seed
 
@@ -63,7 +77,7 @@ def register(app: typer.Typer) -> None:
             from dgmix.training import pretrain as run_pretrain
             from dgmix.training.distributed import shutdown
 
-            cfg = resolve_config(preset, config, out, resume, overrides)
+            cfg = resolve_config(preset, config, out, resume, overrides, overwrite)
             try:
                 result = run_pretrain(data, machine, cfg, out, cache or default_cache_dir(),
                                       resume=resume, progress=progress, stop_after_epoch=stop_after)
@@ -82,7 +96,10 @@ def register(app: typer.Typer) -> None:
         config: Path | None = typer.Option(None, "--config"),
         out: Path = typer.Option(..., "--out", help="Run directory."),
         cache: Path = typer.Option(None, "--cache"),
-        resume: bool = typer.Option(False, "--resume"),
+        resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt exactly."),
+        overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+        pad: bool = typer.Option(False, "--pad", help=PAD_HELP),
+        allow_silence: bool = typer.Option(False, "--allow-silence", help=SILENCE_HELP),
         stop_after: int | None = typer.Option(None, "--stop-after-epoch"),
         seed: int | None = typer.Option(None, "--seed"),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -90,13 +107,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Fine-tune on section-ID classification with mixup, KL and the consistency term (paper §3.4)."""
         setup_logging(verbose)
-        overrides: dict = {} if seed is None else {"seed": seed}
+        overrides: dict = {**({} if seed is None else {"seed": seed}), **loader_overrides(pad, allow_silence)}
 
         def go():
             from dgmix.training import finetune as run_finetune
             from dgmix.training.distributed import shutdown
 
-            cfg = resolve_config(preset, config, out, resume, overrides)
+            cfg = resolve_config(preset, config, out, resume, overrides, overwrite)
             init_path = None if init == "scratch" else Path(init)
             try:
                 result = run_finetune(data, machine, cfg, out, cache or default_cache_dir(), init_path,

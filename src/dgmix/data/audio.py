@@ -120,8 +120,8 @@ def load_audio(
     if not np.all(np.isfinite(x)):
         raise InputError(path, "contains NaN or Inf samples")
     if not allow_silence and not np.any(x):
-        raise InputError(path, "all samples are zero (digital silence); pass allow_silence=True "
-                         "to accept it")
+        raise InputError(path, "all samples are zero (digital silence); pass --allow-silence "
+                         "(features.allow_silence) to accept it")
     if rate != sample_rate:
         g = gcd(int(rate), int(sample_rate))
         up, down = int(sample_rate) // g, int(rate) // g

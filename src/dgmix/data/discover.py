@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dgmix.errors import InputError
+from dgmix.errors import InputError, undecodable_name
 
 from .audio import audio_problem
 from .ground_truth import DATA_DIR as GT_DATA_DIR
@@ -177,6 +177,10 @@ def scan(
                 problem(path, f"not a WAV file ({ext}); convert it to .wav to use it")
                 continue
             if ext not in WAV_EXTENSIONS:
+                continue
+            bad_name = undecodable_name(path)
+            if bad_name is not None:
+                problem(path, bad_name)
                 continue
             machine = None
             if strip_machine_prefix(n) == n:

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ import numpy as np
 import torch
 
 from dgmix.errors import InputError
+from dgmix.io_atomic import atomic_write_bytes, atomic_write_with
 
 from .extract import clip_logmel, clips_logmel
 from .extract import loader_options as loader_options_for
@@ -151,25 +150,13 @@ class FeatureCache:
         settings = self.root / "settings.json"
         if not settings.exists():
             self._atomic_bytes(settings, json.dumps(self._meta, indent=2, sort_keys=True).encode())
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, np.ascontiguousarray(array, dtype=np.float32))
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # entries can be recomputed, so no fsync (a killed process still leaves whole files)
+        atomic_write_with(target, lambda f: np.save(f, np.ascontiguousarray(array, dtype=np.float32)),
+                          fsync=False)
 
     @staticmethod
     def _atomic_bytes(target: Path, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(target, data)
 
     def _read(self, target: Path) -> np.ndarray | None:
         """The stored array, or ``None`` if missing or unreadable (then it is recomputed)."""

@@ -31,7 +31,7 @@ EXTRA_LOADER_KEYS: tuple[str, ...] = ("pad_to", "min_samples", "allow_silence")
 def loader_options(params: FeatureParams, **extra: Any) -> dict[str, Any]:
     """Keyword arguments of :func:`dgmix.data.load_audio` for ``params``.
 
-    ``channel`` and ``pad`` come from ``params``; clips shorter than one context window of
+    ``channel``, ``pad`` and ``allow_silence`` come from ``params``; clips shorter than one context window of
     ``params.frames`` frames are refused (or padded up to it with ``pad``) unless ``min_samples``
     says otherwise. ``extra`` may set ``pad_to``, ``min_samples`` and ``allow_silence``.
     """
@@ -45,10 +45,26 @@ def loader_options(params: FeatureParams, **extra: Any) -> dict[str, Any]:
         "pad": params.pad,
         "pad_to": None,
         "min_samples": min_samples_for(params.frames, params.n_fft, params.hop_length, center=True),
-        "allow_silence": False,
+        "allow_silence": params.allow_silence,
     }
     options.update(extra)
     return options
+
+
+def clip_problem(path: str | Path, params: FeatureParams) -> str | None:
+    """Why the feature stages would refuse this clip with ``params`` (too short without padding,
+    digital silence, NaN/Inf, unreadable, ...), or ``None`` if they accept it. Reads the whole clip
+    with the same loader settings as :func:`clip_logmel` but computes no spectrogram."""
+    from dgmix.data import load_audio
+    from dgmix.errors import InputError
+
+    try:
+        load_audio(path, sample_rate=params.sample_rate, hop_length=params.hop_length, **loader_options(params))
+    except InputError as exc:
+        return exc.problem
+    except (OSError, ValueError, RuntimeError) as exc:  # as the feature fill reports them
+        return " ".join(f"{type(exc).__name__}: {exc}".split())
+    return None
 
 
 def clip_logmel(

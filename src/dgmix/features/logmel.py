@@ -60,6 +60,9 @@ class FeatureParams:
         fmax: highest mel filter edge in Hz (``None`` = Nyquist).
         channel: which channel of multi-channel audio to use (``None`` = mean downmix).
         pad: zero-pad clips shorter than one window instead of refusing them.
+        allow_silence: accept all-zero (digitally silent) clips instead of refusing them
+            (``--allow-silence``). Not in the paper; off, because a silent clip usually means a
+            broken recording and its log-mel is the constant -156 dB floor.
 
     This is the one feature-settings type of the package: the ``features`` section of a run's
     config, the feature cache's key, a detector bundle's front end and the encoder's input shape
@@ -78,6 +81,7 @@ class FeatureParams:
     fmax: float | None = None
     channel: int | None = None
     pad: bool = False
+    allow_silence: bool = False
 
     def __post_init__(self) -> None:
         for name in ("sample_rate", "n_fft", "hop_length", "n_mels", "frames", "window_hop"):
@@ -90,8 +94,9 @@ class FeatureParams:
             isinstance(self.channel, bool) or not isinstance(self.channel, (int, np.integer)) or self.channel < 0
         ):
             raise ValueError(f"FeatureParams.channel must be None or an integer >= 0, got {self.channel!r}")
-        if not isinstance(self.pad, bool):
-            raise ValueError(f"FeatureParams.pad must be true or false, got {self.pad!r}")
+        for name in ("pad", "allow_silence"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"FeatureParams.{name} must be true or false, got {getattr(self, name)!r}")
         top = self.sample_rate / 2 if self.fmax is None else self.fmax
         if not 0 <= self.fmin < top <= self.sample_rate / 2:
             raise ValueError(

@@ -39,6 +39,19 @@ class TrainJob:
     cache_dir: Path  # feature cache
     progress: bool = True
     ctx: DistContext | None = None
+    resume: bool = False  # continue an interrupted run: keep finished stages, resume the others
+
+    def stage(self, stage_dir: Path, final_file: str) -> str | None:
+        """How to run a training stage writing into ``stage_dir``: ``None`` when resuming and its
+        last file ``final_file`` is there (finished: skip it), ``"resume"`` when resuming and it
+        has a checkpoint, else ``"fresh"``."""
+        from dgmix.training.loop import LAST
+
+        if not self.resume:
+            return "fresh"
+        if (Path(stage_dir) / final_file).is_file():
+            return None
+        return "resume" if (Path(stage_dir) / LAST).is_file() else "fresh"
 
 
 class Method(ABC):

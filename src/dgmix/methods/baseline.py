@@ -32,8 +32,10 @@ class BaselineMethod(Method):
 
     def train(self, job: TrainJob) -> Path | None:
         out = job.out_dir / "baseline"
-        train_baseline(job.data_root, job.machine.machine, job.cfg, out, job.cache_dir,
-                       progress=job.progress, ctx=job.ctx)
+        mode = job.stage(out, MODEL_FILE)
+        if mode is not None:
+            train_baseline(job.data_root, job.machine.machine, job.cfg, out, job.cache_dir,
+                           progress=job.progress, ctx=job.ctx, resume=mode == "resume")
         return out
 
     def encoder(self, model_dir: Path | None, cfg: RunConfig) -> nn.Module | None:

@@ -21,6 +21,7 @@ from dgmix.errors import InputError
 from dgmix.methods.base import Method, TrainJob
 from dgmix.models import build_encoder
 from dgmix.training import finetune, pretrain
+from dgmix.training.finetune import MODEL_FILE
 from dgmix.training.pretrain import ENCODER_FILE
 
 
@@ -50,9 +51,14 @@ class FinetunedMethod(Method):
             cfg = dataclasses.replace(job.cfg, pretrain=dataclasses.replace(job.cfg.pretrain,
                                                                             method=self.pretrain_method))
             init = job.out_dir / "pretrain"
-            pretrain(job.data_root, job.machine.machine, cfg, init, job.cache_dir, **common)
-        finetune(job.data_root, job.machine.machine, job.cfg, job.out_dir / "finetune", job.cache_dir,
-                 init=init, **common)
+            mode = job.stage(init, ENCODER_FILE)
+            if mode is not None:
+                pretrain(job.data_root, job.machine.machine, cfg, init, job.cache_dir, resume=mode == "resume",
+                         **common)
+        mode = job.stage(job.out_dir / "finetune", MODEL_FILE)
+        if mode is not None:
+            finetune(job.data_root, job.machine.machine, job.cfg, job.out_dir / "finetune", job.cache_dir,
+                     init=init, resume=mode == "resume", **common)
         return job.out_dir / "finetune"
 
     def encoder(self, model_dir: Path | None, cfg: RunConfig) -> nn.Module | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from dgmix.data import ClipRecord, Dataset
-from dgmix.errors import InputError
+from dgmix.errors import InputError, shown_path
 from dgmix.features import FeatureParams
 from dgmix.training.data import make_cache
 
@@ -45,7 +45,7 @@ def load_machine(ds: Dataset, machine: str, params: FeatureParams, cache_dir: Pa
     report = cache.fill([r.path for r in train + test], workers=2, progress=progress)
     bad = {Path(p) for p, _ in report.errors}
     for p, msg in report.errors:
-        log.warning("skipping %s: %s", p, msg)
+        log.warning("skipping %s: %s", shown_path(p), msg)
     train = [r for r in train if r.path not in bad]
     test = [r for r in test if r.path not in bad]
     if not train:

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from dgmix.errors import InputError
+from dgmix.io_atomic import atomic_write_text
 from dgmix.metrics.dcase import (
     SectionResult,
     Summary,
@@ -260,10 +261,9 @@ class ResultsTable:
         except OSError as e:
             raise InputError(out, f"cannot create the output folder ({e.strerror})") from e
         paths = {"md": out / "results.md", "csv": out / "results.csv", "json": out / "results.json"}
-        paths["md"].write_text(self.to_markdown(paper), encoding="utf-8")
-        paths["csv"].write_text(self.to_csv(), encoding="utf-8")
-        paths["json"].write_text(json.dumps(self.to_json_dict(), indent=2) + "\n",
-                                 encoding="utf-8")
+        atomic_write_text(paths["md"], self.to_markdown(paper))
+        atomic_write_text(paths["csv"], self.to_csv())
+        atomic_write_text(paths["json"], json.dumps(self.to_json_dict(), indent=2) + "\n")
         return paths
 
     # -- loading -----------------------------------------------------------------------------

@@ -30,6 +30,8 @@ from dgmix.scoring.threshold import decide
 
 Kind = Literal["knn", "classifier", "logmel"]
 FORMAT = "dgmix-detector-1"
+#: Fields every bundle's ``meta`` holds (a bundle missing one is refused with one line).
+_META_KEYS = ("kind", "machine", "method", "params", "section_names", "model_config", "scorer_config")
 
 
 class DetectorBundle(nn.Module):
@@ -109,15 +111,17 @@ class DetectorBundle(nn.Module):
                                      self.params.frames, self.params.window_hop, device=device)
         return self.scorer.score(self.embed(features, device), idx).double().numpy()
 
-    def features_of(self, path: Path, channel: int | None = None, pad: bool | None = None) -> np.ndarray:
+    def features_of(self, path: Path, channel: int | None = None, pad: bool | None = None,
+                    allow_silence: bool | None = None) -> np.ndarray:
         """Log-mel features of one clip file with this detector's feature settings (the same
         function the training run's feature cache used, so the scores match the run's).
         ``channel`` / ``pad`` override the bundle's loader settings when given."""
         params = self.params
-        if channel is not None or pad is not None:
+        if channel is not None or pad is not None or allow_silence is not None:
             params = dataclasses.replace(
                 params, channel=params.channel if channel is None else channel,
-                pad=params.pad if pad is None else pad)
+                pad=params.pad if pad is None else pad,
+                allow_silence=params.allow_silence if allow_silence is None else allow_silence)
         if self._logmel is None:
             self._logmel = LogMel(self.params)
         return clip_logmel(path, params, self._logmel)
@@ -141,8 +145,14 @@ class DetectorBundle(nn.Module):
     def load(cls, path: Path) -> DetectorBundle:
         raw = load_checkpoint(Path(path))
         meta = raw.get("meta", {}) if isinstance(raw, dict) else {}
-        if meta.get("format") != FORMAT:
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise InputError(path, "not a dgmix detector bundle")
+        missing = [k for k in _META_KEYS if k not in meta] + (["state"] if "state" not in raw else [])
+        if missing:
+            raise InputError(path, f"detector bundle is incomplete: field(s) {', '.join(missing)} missing; "
+                             "write it again with dgmix run")
+        if meta["kind"] not in ("knn", "classifier", "logmel"):
+            raise InputError(path, f"detector bundle has an unknown kind {meta['kind']!r}")
         state = raw["state"]
         try:
             mc = ModelConfig(**meta["model_config"])
@@ -150,17 +160,20 @@ class DetectorBundle(nn.Module):
         except (TypeError, ValueError) as exc:
             raise InputError(path, f"detector bundle has bad settings: {exc}") from None
         encoder = classifier = scorer = None
-        if meta["kind"] in ("knn", "classifier"):
-            encoder = build_encoder(mc, params)
-        if meta["kind"] == "classifier":
-            classifier = build_classifier(mc, len(meta["section_names"]))
-        if meta["scorer_config"] is not None:
-            scorer = KNNScorer(**meta["scorer_config"])
-        bundle = cls(meta["kind"], meta["machine"], meta["method"], params,
-                     meta["section_names"], scorer=scorer, encoder=encoder, classifier=classifier,
-                     model_config=mc)
+        try:
+            if meta["kind"] in ("knn", "classifier"):
+                encoder = build_encoder(mc, params)
+            if meta["kind"] == "classifier":
+                classifier = build_classifier(mc, len(meta["section_names"]))
+            if meta["scorer_config"] is not None:
+                scorer = KNNScorer(**meta["scorer_config"])
+            bundle = cls(meta["kind"], meta["machine"], meta["method"], params,
+                         meta["section_names"], scorer=scorer, encoder=encoder, classifier=classifier,
+                         model_config=mc)
+        except (TypeError, ValueError) as exc:
+            raise InputError(path, f"detector bundle has bad settings: {exc}") from None
         try:
             bundle.load_state_dict(state)
-        except RuntimeError as exc:
+        except (RuntimeError, TypeError, AttributeError) as exc:
             raise InputError(path, f"detector weights do not fit its settings: {str(exc).splitlines()[0]}") from None
         return bundle.eval()

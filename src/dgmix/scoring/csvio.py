@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from dgmix.errors import InputError
+from dgmix.io_atomic import atomic_write_text
 
 __all__ = [
     "GroundTruth",
@@ -91,8 +92,7 @@ def write_scores(
         raise ValueError("scores must be finite (NaN or infinite score found)")
     path = Path(out_dir) / score_file_name(machine, section)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{n},{v!r}\n" for n, v in zip(names, vals, strict=True)),
-                    encoding="utf-8", newline="")
+    atomic_write_text(path, "".join(f"{n},{v!r}\n" for n, v in zip(names, vals, strict=True)))
     return path
 
 
@@ -111,8 +111,7 @@ def write_decisions(
     names = _rows_to_write(filenames, vals, "decisions")
     path = Path(out_dir) / decision_file_name(machine, section)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{n},{v}\n" for n, v in zip(names, vals, strict=True)),
-                    encoding="utf-8", newline="")
+    atomic_write_text(path, "".join(f"{n},{v}\n" for n, v in zip(names, vals, strict=True)))
     return path
 
 

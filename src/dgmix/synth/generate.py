@@ -31,6 +31,7 @@ import numpy as np
 import soundfile as sf
 
 from dgmix.errors import InputError
+from dgmix.io_atomic import atomic_write_bytes, atomic_write_text
 from dgmix.synth.machines import MACHINES, SECTIONS, model
 from dgmix.synth.sounds import to_pcm16
 
@@ -216,7 +217,7 @@ def _write_chunk(root: str, cfg: SynthConfig, specs: Sequence[ClipSpec]) -> int:
         pcm = to_pcm16(render_clip(spec, cfg))
         buf = io.BytesIO()  # encode in memory, then one write: faster than sf.write to a path
         sf.write(buf, pcm, cfg.sample_rate, subtype="PCM_16", format="WAV")
-        (base / spec.relpath).write_bytes(buf.getbuffer())
+        atomic_write_bytes(base / spec.relpath, buf.getbuffer(), fsync=False)  # regenerable: no fsync
     return len(specs)
 
 
@@ -244,10 +245,11 @@ class SynthReport:
 
 
 def _write_csv(path: Path, rows: Iterable[Sequence[object]]) -> None:
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        for row in rows:
-            w.writerow(row)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    for row in rows:
+        w.writerow(row)
+    atomic_write_text(path, buf.getvalue(), fsync=False)
 
 
 def _prepare(root: Path, cfg: SynthConfig, overwrite: bool) -> None:

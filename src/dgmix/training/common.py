@@ -13,6 +13,7 @@ from torch.nn.parallel import DistributedDataParallel
 from dgmix.config import RunConfig
 from dgmix.data import scan
 from dgmix.errors import InputError
+from dgmix.io_atomic import atomic_write_text
 from dgmix.models import fit_input_norm
 from dgmix.training.data import ClassMode, ClipSet, load_clipset, make_cache
 from dgmix.training.distributed import DistContext, convert_batchnorm, init_from_env
@@ -126,9 +127,7 @@ def write_summary(out_dir: Path, result: LoopResult, start: dict[str, torch.Tens
             "encoder_weight_change_weights": weight_change(start, encoder, "weights"),
             "encoder_weight_change_norm_bias": weight_change(start, encoder, "norm_bias"),
             "last_terms": result.last_terms}
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True))
     return path
 
 

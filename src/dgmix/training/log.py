@@ -1,4 +1,4 @@
-"""JSON-lines training log: one object per step, appended and flushed as it goes."""
+"""JSON-lines training log: one object per step, each line appended whole (:mod:`dgmix.io_atomic`)."""
 
 from __future__ import annotations
 
@@ -7,17 +7,28 @@ import math
 from pathlib import Path
 from typing import Any
 
+from dgmix.io_atomic import append_line, atomic_write_text, read_lines
+
 
 class JsonlLogger:
-    """Append one JSON object per line. Non-finite floats are written as strings ("nan", "inf")."""
+    """Append one JSON object per line. Non-finite floats are written as strings ("nan", "inf").
 
-    def __init__(self, path: Path, enabled: bool = True) -> None:
+    ``keep_until_step``: what to do with an existing log. ``None`` (a fresh run) starts it empty;
+    an integer (a resumed run) keeps the rows up to that step, the checkpoint's, and drops the
+    later ones that the interrupted run wrote after it, so a resumed run's log equals an
+    uninterrupted one's. A cut last line is dropped either way.
+    """
+
+    def __init__(self, path: Path, enabled: bool = True, keep_until_step: int | None = None) -> None:
         self.path = Path(path)
         self.enabled = enabled
-        self._fh = None
         if enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "a", encoding="utf-8")
+            kept = []
+            if keep_until_step is not None and self.path.is_file():
+                kept = [line for line in read_lines(self.path)
+                        if line.strip() and int(json.loads(line).get("step", 0)) <= keep_until_step]
+            atomic_write_text(self.path, "".join(line + "\n" for line in kept))
 
     @staticmethod
     def _clean(value: Any) -> Any:
@@ -26,18 +37,14 @@ class JsonlLogger:
         return value
 
     def log(self, record: dict[str, Any]) -> None:
-        if self._fh is None:
+        if not self.enabled:
             return
-        self._fh.write(json.dumps({k: self._clean(v) for k, v in record.items()}) + "\n")
-        self._fh.flush()
+        append_line(self.path, json.dumps({k: self._clean(v) for k, v in record.items()}))
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        """Nothing is held open (each line is its own write); kept for the loop's ``finally``."""
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:
-    """Read a JSON-lines log back (for tests and reports)."""
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    """Read a JSON-lines log back (for tests and reports); a cut last line is ignored."""
+    return [json.loads(line) for line in read_lines(path) if line.strip()]

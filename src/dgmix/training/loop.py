@@ -119,7 +119,8 @@ def run_loop(
         start_epoch, step = int(state["epoch"]), int(state["step"])
         if ctx.is_main:
             log.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
-    logger = JsonlLogger(run_dir / "log.jsonl", enabled=ctx.is_main)
+    # a fresh run starts the log empty; a resumed one drops the rows written after its checkpoint
+    logger = JsonlLogger(run_dir / "log.jsonl", enabled=ctx.is_main, keep_until_step=step if resume else None)
     warned = False
     saved_epoch = start_epoch
     t_start = time.perf_counter()
