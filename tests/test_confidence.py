@@ -81,3 +81,20 @@ def test_evaluator_number_is_n_minus_1_times_narrower():
         loo = [fn(np.delete(y, i), np.delete(s, i)) for i in range(n)]
         halves.append(jackknife(fn(y, s), loo).half_width)
     assert evaluator_ci95(y, s) == pytest.approx(np.mean(halves) / (n - 1), rel=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fast_section_values_equal_sklearn(seed):
+    from dgmix.metrics.confidence import _values
+    from dgmix.metrics.dcase import section_metrics
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(8, 60))
+    y = rng.integers(0, 2, n)
+    t = rng.integers(0, 2, n)
+    y[:4], t[:4] = [1, 0, 0, 1], [0, 0, 1, 1]  # every group present
+    s = rng.normal(size=n) + y
+    if seed % 2:
+        s = np.round(s, 1)  # ties
+    ref = section_metrics(y, s, t)
+    np.testing.assert_allclose(_values(y, s, t), (ref.auc_source, ref.auc_target, ref.pauc), rtol=1e-12)

@@ -37,6 +37,8 @@ from sklearn.metrics import roc_auc_score
 
 from dgmix.metrics.dcase import MAX_FPR, hmean, section_metrics
 
+_trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy >= 2.0 / older
+
 __all__ = ["JackknifeCI", "SectionScores", "evaluator_ci95", "jackknife", "official_score_ci"]
 
 
@@ -86,9 +88,40 @@ def jackknife(estimate: float, leave_one_out: Sequence[float] | np.ndarray,
                        float(estimate) + half, n, confidence)
 
 
+def _roc(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ROC points (fpr, tpr) at every distinct threshold, from (0, 0), as sklearn's roc_curve."""
+    order = np.argsort(-s, kind="mergesort")
+    ys, ss = y[order], s[order]
+    last = np.r_[np.flatnonzero(np.diff(ss)), ys.size - 1]  # last index of each distinct score
+    tps = np.cumsum(ys)[last]
+    fps = (last + 1) - tps
+    return np.r_[0.0, fps / fps[-1]], np.r_[0.0, tps / tps[-1]]
+
+
+def _auc(y: np.ndarray, s: np.ndarray, max_fpr: float | None = None) -> float:
+    """ROC AUC, or the McClish-standardised partial AUC up to ``max_fpr``, as
+    ``sklearn.metrics.roc_auc_score`` computes them (tests/test_confidence.py checks this) but
+    without its input validation: the jackknife calls it N times."""
+    fpr, tpr = _roc(y, s)
+    if max_fpr is None or max_fpr == 1.0:
+        return float(_trapezoid(tpr, fpr))
+    stop = int(np.searchsorted(fpr, max_fpr, side="right"))
+    x_interp = [fpr[stop - 1], fpr[stop]]
+    y_interp = [tpr[stop - 1], tpr[stop]]
+    tpr_c = np.append(tpr[:stop], np.interp(max_fpr, x_interp, y_interp))
+    fpr_c = np.append(fpr[:stop], max_fpr)
+    partial = float(_trapezoid(tpr_c, fpr_c))
+    min_area, max_area = 0.5 * max_fpr**2, max_fpr
+    return float(0.5 * (1 + (partial - min_area) / (max_area - min_area)))
+
+
 def _values(y: np.ndarray, s: np.ndarray, t: np.ndarray) -> tuple[float, float, float]:
-    r = section_metrics(y, s, t)
-    return r.auc_source, r.auc_target, r.pauc
+    """AUC-S, AUC-T and pAUC of one section (the rules of :func:`section_metrics`)."""
+    src, tgt = (t == 0) | (y == 1), (t == 1) | (y == 1)
+    groups = ((y == 1).sum(), ((y == 0) & (t == 0)).sum(), ((y == 0) & (t == 1)).sum())
+    if min(groups) == 0:
+        section_metrics(y, s, t)  # raises the ValueError that names the empty group
+    return _auc(y[src], s[src]), _auc(y[tgt], s[tgt]), _auc(y, s, MAX_FPR)
 
 
 def official_score_ci(sections: Sequence[SectionScores], confidence: float = 0.95) -> JackknifeCI:
