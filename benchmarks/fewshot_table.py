@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from dgmix.config import load_config
 from dgmix.data import scan
@@ -75,6 +76,16 @@ def run(data: Path, out: Path, cache: Path, cells: list[str]) -> dict[str, Any]:
     ds = scan(data)
     mds = [load_machine(ds, m, cfg.features, cache, progress=False) for m in ds.machines()]
     results: dict[str, Any] = json.loads(out.read_text()) if out.is_file() else {}
+    if "_meta" not in results:  # log-mel extraction cost per clip (every cell pays it once per clip)
+        md = mds[0]
+        bundle, _ = knn_detector("logmel", None, md, cfg, dataclasses.replace(cfg.scoring, method_defaults=False))
+        paths = [r.path for r in md.test[:20]]
+        t0 = time.perf_counter()
+        for p in paths:
+            bundle.features_of(p)
+        results["_meta"] = {"logmel_ms_per_clip": 1000 * (time.perf_counter() - t0) / len(paths),
+                            "clip_seconds": float(md.test_feats[0].shape[1] * cfg.features.hop_length
+                                                  / cfg.features.sample_rate)}
     for name in cells:
         if name in results:
             continue
@@ -116,7 +127,7 @@ def run(data: Path, out: Path, cache: Path, cells: list[str]) -> dict[str, Any]:
 
 def select(results: dict[str, Any]) -> str:
     """The selection rule: highest official score."""
-    return max(results, key=lambda k: results[k]["official"])
+    return max((k for k in results if k != "_meta"), key=lambda k: results[k]["official"])
 
 
 def table(files: list[Path]) -> str:
@@ -125,6 +136,8 @@ def table(files: list[Path]) -> str:
         f"{n}: official ± CI95 | {n}: AUC-S / AUC-T / pAUC" for n, _ in sets) + " |"
     lines = [head, "|---|---|---|" + "---:|---:|" * len(sets)]
     for name in sets[0][1]:
+        if name == "_meta":
+            continue
         p, b, d = name.split("/")
         cells = []
         for _, res in sets:
@@ -146,12 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--cache", type=Path, default=None)
     r.add_argument("--cells", default="all", help="comma list of pooling/backend/domain, or all")
+    r.add_argument("--threads", type=int, default=1, help="torch threads (1: small ops, shared CPU)")
     s = sub.add_parser("select")
     s.add_argument("cells", type=Path)
     t = sub.add_parser("table")
     t.add_argument("files", type=Path, nargs="+")
     a = ap.parse_args(argv)
     if a.cmd == "run":
+        torch.set_num_threads(a.threads)
         cells = all_cells() if a.cells == "all" else a.cells.split(",")
         cache = a.cache or a.out.with_suffix(".cache")
         run(a.data, a.out, cache, cells)
