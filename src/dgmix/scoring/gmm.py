@@ -197,8 +197,10 @@ class GMMScorer(nn.Module):
             raise RuntimeError("GMMScorer is not fitted: call fit() or load a state dict first")
         items, _, n = clip_items(embeddings, groups, False, self.pooling, self.gwrp_r)
         sec = section_ids(sections, n)
-        x = items.detach().cpu().double()
-        out = torch.empty(n, dtype=torch.float64)
+        dev = self.means.device
+        x = items.detach().to(dev).double()
+        sec = sec.to(dev)
+        out = torch.empty(n, dtype=torch.float64, device=dev)
         for s in torch.unique(sec).tolist():
             q = sec == s
             c = self.comp_sections == s
