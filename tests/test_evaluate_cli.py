@@ -96,7 +96,7 @@ def test_evaluate_dev_names_json(dev_scores, tmp_path):
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert set(data) == {"run1"}
-    assert set(data["run1"]) == {"fan", "ToyCar", "official_score"}
+    assert set(data["run1"]) == {"fan", "ToyCar", "official_score", "official_score_ci95"}
     for (m, sec), (a_s, a_t, p) in expected.items():
         got = data["run1"][m][sec]
         assert got["auc_source"] == pytest.approx(a_s)
@@ -104,6 +104,8 @@ def test_evaluate_dev_names_json(dev_scores, tmp_path):
         assert got["pauc"] == pytest.approx(p)
     allv = [v for e in expected.values() for v in e]
     assert data["run1"]["official_score"] == pytest.approx(scipy.stats.hmean(allv))
+    ci = data["run1"]["official_score_ci95"]  # jackknife interval (tests/test_confidence.py)
+    assert ci["low"] < data["run1"]["official_score"] < ci["high"] and ci["n"] == 16 * len(expected)
     assert "f1_source" in data["run1"]["fan"]["00"] and "f1_source" not in data["run1"]["ToyCar"]["00"]
     for f in ("results.md", "results.csv", "results.json"):
         assert (out / f).is_file()

@@ -179,8 +179,24 @@ class ScoringConfig:
     """
 
     pooling: Literal["mean", "max", "gwrp", "mean+max", "mean+std"] = "mean"
+    # GWRP decay over the time-sorted values (dgmix.scoring.pooling): 1 = mean, 0 = max.
     gwrp_r: float = 0.9
+    # Back end (issue 14): "knn" (paper §3.5) or "gmm" (not in the paper: a Gaussian mixture per
+    # section on the pooled clip vectors, score = negative log-likelihood, as TWFR-GMM;
+    # dgmix.scoring.gmm). The k-NN options below apply to "knn", the gmm_* ones to "gmm".
+    backend: Literal["knn", "gmm"] = "knn"
     k: int = 1
+    # k-NN on per-dimension standardised vectors (mean/std of the section's bank; not in the paper).
+    standardize: bool = False
+    # GMM: covariance type, largest component count tried by BIC, variance floor (sklearn's
+    # reg_covar), domain handling ("none": one BIC-chosen mixture on all clips; "tied": one
+    # component per domain with a shared covariance and equal weights) and the number of folds of
+    # the cross-fitted training scores behind the decision threshold.
+    gmm_covariance: Literal["diag", "full"] = "diag"
+    gmm_max_components: int = 4
+    gmm_reg_covar: float = 1e-6
+    gmm_domain: Literal["none", "tied"] = "none"
+    gmm_folds: int = 10
     window_level: bool = False
     window_aggregation: Literal["mean", "max", "topk-mean"] = "max"
     topk: int = 3
@@ -273,7 +289,12 @@ def validate(cfg: RunConfig, source: str = "config") -> None:
         (cfg.pretrain.mixup_alpha > 0, "pretrain.mixup_alpha must be > 0"),
         (cfg.finetune.mixup_alpha > 0, "finetune.mixup_alpha must be > 0"),
         (cfg.scoring.k >= 1, "scoring.k must be >= 1"),
-        (0.0 < cfg.scoring.gwrp_r <= 1.0, "scoring.gwrp_r must be in (0, 1]"),
+        (0.0 <= cfg.scoring.gwrp_r <= 1.0, "scoring.gwrp_r must be in [0, 1]"),
+        (cfg.scoring.gmm_max_components >= 1, "scoring.gmm_max_components must be >= 1"),
+        (cfg.scoring.gmm_reg_covar > 0, "scoring.gmm_reg_covar must be > 0"),
+        (cfg.scoring.gmm_folds >= 2, "scoring.gmm_folds must be >= 2"),
+        (not (cfg.scoring.backend == "gmm" and cfg.scoring.window_level),
+         "scoring.backend gmm works on pooled clip vectors; it cannot be combined with window_level"),
         (0.0 < cfg.scoring.threshold_percentile < 1.0,
          "scoring.threshold_percentile must be in (0, 1)"),
         (cfg.features.channel is None or cfg.features.channel >= 0, "features.channel must be >= 0"),

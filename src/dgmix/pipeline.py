@@ -38,6 +38,7 @@ from dgmix.methods import (
     resolve_scoring,
 )
 from dgmix.metrics import SectionResult, section_metrics
+from dgmix.metrics.confidence import SectionScores, official_score_ci
 from dgmix.metrics.tables import PAPER_RESULTS, ResultsTable
 from dgmix.scoring import write_decisions, write_scores
 from dgmix.scoring.csvio import decision_file_name, read_decisions, read_scores, score_file_name
@@ -61,6 +62,25 @@ def evaluate_machine(
             continue
         out[sec] = section_metrics(y, scores[idx], tgt, None if decisions is None else decisions[idx])
     return out
+
+
+def section_scores(md: MachineData, scores: np.ndarray, sections: Sequence[str]) -> list[SectionScores]:
+    """Labels, scores and domains of the test clips of ``sections`` (for the jackknife interval)."""
+    out = []
+    for sec in sections:
+        idx = [i for i, r in enumerate(md.test) if r.section == sec]
+        out.append(SectionScores(np.array([md.test[i].label == "anomaly" for i in idx], dtype=int), scores[idx],
+                                 np.array([md.test[i].domain == "target" for i in idx], dtype=int)))
+    return out
+
+
+def attach_ci(table: ResultsTable, groups: dict[str, list[SectionScores]], echo: Callable[[str], None]) -> None:
+    """The jackknife 95 % interval of each method's official score (dgmix.metrics.confidence)."""
+    for method in table.methods():
+        try:
+            table.set_ci(method, official_score_ci(groups[method]))
+        except ValueError as exc:  # a group with a single test clip
+            echo(f"{method}: no confidence interval ({exc})")
 
 
 def write_outputs(method_dir: Path, md: MachineData, scores: np.ndarray, decisions: np.ndarray) -> None:
@@ -140,8 +160,10 @@ def write_scoring_table(out: Path, tables: dict[str, ResultsTable], main: Result
         data.setdefault(m, {})["as-run"] = main.official_score(m)
     cols = list(tables) + ["as-run"]
     lines = ["| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    cis = {**{(m, n): t.ci[m] for n, t in tables.items() for m in t.ci}, **{(m, "as-run"): main.ci[m] for m in main.ci}}
     for m in methods:
-        cells = ["" if data[m].get(c) is None else f"{100 * data[m][c]:.2f}" for c in cols]
+        cells = ["" if data[m].get(c) is None else f"{100 * data[m][c]:.2f}"
+                 + (f" ± {100 * cis[(m, c)].half_width:.2f}" if (m, c) in cis else "") for c in cols]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     paper = [get_method(m) for m in methods if get_method(m).paper]
     knn = ", ".join(m.name for m in paper if _uses_knn_back_end(m))
@@ -153,7 +175,8 @@ def write_scoring_table(out: Path, tables: dict[str, ResultsTable], main: Result
     atomic_write_text(out / "scoring_table.json", json.dumps(data, indent=2))
     path = out / "scoring_table.md"
     atomic_write_text(path,
-        "Official score (hmean of AUC-S, AUC-T, pAUC, %) per method x scoring option.\n"
+        "Official score (hmean of AUC-S, AUC-T, pAUC, %) per method x scoring option, ± the half-width "
+        "of its jackknife 95 % interval.\n"
         "`as-run`: the scoring of the run itself (for a method with its own detector, e.g. a "
         "classifier score, that one).\n" + (note + ".\n" if paper else "") + "\n"
         + "\n".join(lines) + "\n"
@@ -215,6 +238,8 @@ def run_pipeline(
     table = ResultsTable()
     extra_tables = {name: ResultsTable() for name in (extra_scorings or {})}
     timings: dict[str, dict[str, float]] = {}
+    groups: dict[str, list[SectionScores]] = {}
+    extra_groups: dict[str, dict[str, list[SectionScores]]] = {v: {} for v in extra_tables}
     ctx = DistContext(device=torch.device(resolve_device(device)))
     for mi, machine in enumerate(chosen, 1):
         md = load_machine(ds, machine, cfg.features, cache_dir, progress)
@@ -242,6 +267,7 @@ def run_pipeline(
             res = evaluate_machine(md, scores, decisions)
             if res:
                 table.add_machine(name, machine, res)
+                groups.setdefault(name, []).extend(section_scores(md, scores, list(res)))
                 hm = table.machine_summary(name, machine)
                 echo(f"         {machine} {name}: AUC-S {hm.auc_source:.3f} AUC-T {hm.auc_target:.3f} "
                      f"pAUC {hm.pauc:.3f} hmean {hm.hmean:.3f}")
@@ -252,6 +278,10 @@ def run_pipeline(
                     r2 = evaluate_machine(md, s2)
                     if r2:
                         extra_tables[variant].add_machine(name, machine, r2)
+                        extra_groups[variant].setdefault(name, []).extend(section_scores(md, s2, list(r2)))
+    attach_ci(table, groups, echo)
+    for variant, t in extra_tables.items():
+        attach_ci(t, extra_groups[variant], echo)
     seconds = time.perf_counter() - t0
     if table.methods():
         table.write(out, paper=PAPER_RESULTS if paper_reference else None)

@@ -14,15 +14,21 @@ from dgmix.methods.machine import MachineData
 from dgmix.scoring import KNNScorer, fit_gamma_threshold
 from dgmix.scoring.bundle import DetectorBundle
 from dgmix.scoring.embed import resolve_device
+from dgmix.scoring.gmm import GMMScorer
 
 
-def make_scorer(s: ScoringConfig, seed: int = 0) -> KNNScorer:
-    """A KNNScorer from the scoring config (paper default: mean pooling, 1-NN, one bank)."""
+def make_scorer(s: ScoringConfig, seed: int = 0) -> KNNScorer | GMMScorer:
+    """The scorer of the scoring config: a KNNScorer (paper default: mean pooling, 1-NN, one bank)
+    or, with ``backend: gmm``, a GMMScorer (issue 14)."""
+    if s.backend == "gmm":
+        return GMMScorer(pooling=s.pooling, gwrp_r=s.gwrp_r, covariance=s.gmm_covariance,
+                         max_components=s.gmm_max_components, reg_covar=s.gmm_reg_covar,
+                         domain=s.gmm_domain, folds=s.gmm_folds, seed=seed)
     return KNNScorer(
         k=s.k, domain_aware=s.domain_aware, window_level=s.window_level,
         aggregation=s.window_aggregation, topk_k=s.topk, pooling=s.pooling, gwrp_r=s.gwrp_r,
         bank_reduce=None if s.bank_reduce == "none" else s.bank_reduce,
-        bank_size=s.bank_size if s.bank_reduce != "none" else None, seed=seed,
+        bank_size=s.bank_size if s.bank_reduce != "none" else None, seed=seed, standardize=s.standardize,
     )
 
 
@@ -50,7 +56,8 @@ def knn_detector(
     method: str, encoder: nn.Module | None, md: MachineData, cfg: RunConfig, scoring: ScoringConfig,
     cache: dict | None = None,
 ) -> tuple[DetectorBundle, np.ndarray]:
-    """Fit the k-NN bank on the training clips and thresholds on leave-one-out scores; score the test clips.
+    """Fit the k-NN bank (or the GMM, ``scoring.backend: gmm``) on the training clips and thresholds
+    on leave-one-out (GMM: cross-fitted) scores; score the test clips.
 
     ``encoder`` None scores log-mel frames (the ``logmel`` method). ``cache`` (a dict owned by
     the caller) keeps window embeddings between scoring options of the same model, keyed by
@@ -67,8 +74,12 @@ def knn_detector(
         cache[key] = (bundle.embed(md.train_feats, device), bundle.embed(md.test_feats, device))
     train_emb, test_emb = cache[key]
     tr_sec = md.sections(md.train)
-    scorer.fit(train_emb, tr_sec, [r.bank_domain for r in md.train])
-    loo = scorer.loo_scores(train_emb, tr_sec).double().numpy()
+    tr_dom = [r.bank_domain for r in md.train]
+    scorer.fit(train_emb, tr_sec, tr_dom)
+    if isinstance(scorer, GMMScorer):
+        loo = scorer.loo_scores(train_emb, tr_sec, tr_dom).double().numpy()
+    else:
+        loo = scorer.loo_scores(train_emb, tr_sec).double().numpy()
     bundle.thresholds.copy_(torch.as_tensor(
         section_thresholds(loo, tr_sec, len(md.section_names), scoring.threshold_percentile)))
     return bundle, scorer.score(test_emb, md.sections(md.test)).double().numpy()

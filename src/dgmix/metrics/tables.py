@@ -9,7 +9,8 @@
   header, fractions; besides one row per section it has one row per machine with section ``all``
   (the machine's summary row) and one row with machine ``overall``, section ``all``;
 * ``results.json``: ``{method: {machine: {section: {auc_source, auc_target, pauc, auc_all, ...}},
-  "official_score": float}}``, fractions in [0, 1] (decision metrics are added when present).
+  "official_score": float}}``, fractions in [0, 1] (decision metrics are added when present), plus
+  ``"official_score_ci95"`` (jackknife interval, :mod:`dgmix.metrics.confidence`) when known.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from dgmix.errors import InputError
 from dgmix.io_atomic import atomic_write_text
+from dgmix.metrics.confidence import JackknifeCI, SectionScores, official_score_ci
 from dgmix.metrics.dcase import (
     SectionResult,
     Summary,
@@ -138,12 +140,18 @@ class ResultsTable:
 
     def __init__(self) -> None:
         self.results: dict[str, dict[str, dict[str, SectionResult]]] = {}
+        #: method -> jackknife 95 % interval of its official score (issue 14), when known
+        self.ci: dict[str, JackknifeCI] = {}
 
     # -- filling ---------------------------------------------------------------------------
     def add(self, method: str, machine: str, section: str, result: SectionResult) -> None:
         """Store one section's result (section as a 2-digit string, e.g. ``"00"``)."""
         section = f"{int(section):02d}" if str(section).isdigit() else str(section)
         self.results.setdefault(method, {}).setdefault(machine, {})[section] = result
+
+    def set_ci(self, method: str, ci: JackknifeCI) -> None:
+        """Attach the official score's confidence interval (:func:`dgmix.metrics.confidence.official_score_ci`)."""
+        self.ci[method] = ci
 
     def add_machine(self, method: str, machine: str, sections: Mapping[str, SectionResult]) -> None:
         for sec, res in sections.items():
@@ -191,8 +199,11 @@ class ResultsTable:
             o = self.overall(method)
             rows.append(["**Overall**"] + [f"**{_pct(getattr(o, c))}**" for c in _COLS])
             parts.append(_md_table(["Machine", *_HEAD], rows))
+            ci = self.ci.get(method)
+            ci_txt = (f" (95 % CI ± {_pct(ci.half_width)}, jackknife over {ci.n} test clips)"
+                      if ci is not None else "")
             parts.append(f"\nOfficial score (hmean of all AUC-S, AUC-T, pAUC): "
-                         f"{_pct(self.official_score(method))}\n")
+                         f"{_pct(self.official_score(method))}{ci_txt}\n")
             ref = paper.get(method) if paper is not None else None
             if ref:
                 prow = []
@@ -246,6 +257,8 @@ class ResultsTable:
             for machine in self.machines(method):
                 d[machine] = {sec: r.as_dict() for sec, r in self.sections(method, machine).items()}
             d["official_score"] = self.official_score(method)
+            if method in self.ci:
+                d["official_score_ci95"] = self.ci[method].as_dict()
             out[method] = d
         return out
 
@@ -277,7 +290,7 @@ class ResultsTable:
             if not isinstance(machines, Mapping):
                 raise InputError(source, f"method {method!r} must map machine names")
             for machine, secs in machines.items():
-                if machine == "official_score":
+                if machine in ("official_score", "official_score_ci95"):
                     continue
                 if not isinstance(secs, Mapping):
                     raise InputError(source, f"{method}/{machine} must map section ids")
@@ -348,6 +361,7 @@ def evaluate_scores_dir(
                 notes.append(f"{len(unscored)} ground-truth sections have no score file: "
                              + ", ".join(unscored))
     table = ResultsTable()
+    groups: list[SectionScores] = []
     for machine, section, score_path, dec_path in files:
         names, scores = read_scores(score_path)
         if ground_truth is not None:
@@ -384,4 +398,10 @@ def evaluate_scores_dir(
         except ValueError as e:
             raise InputError(score_path, str(e)) from e
         table.add(name, machine, section, res)
+        groups.append(SectionScores(y_true, scores, is_target))
+    try:
+        table.set_ci(name, official_score_ci(groups))
+    except ValueError as e:  # a group with a single clip: no leave-one-out replicate exists
+        if notes is not None:
+            notes.append(f"no confidence interval: {e}")
     return table

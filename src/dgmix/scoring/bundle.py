@@ -2,7 +2,8 @@
 
 The bundle holds the encoder weights (or the baseline's encoder + classifier, or nothing for the
 ``logmel`` method), the feature parameters, the section map, the k-NN bank as buffers of a
-:class:`~dgmix.scoring.knn.KNNScorer`, and one decision threshold per section (a gamma fit at the
+:class:`~dgmix.scoring.knn.KNNScorer` (or the mixture of a :class:`~dgmix.scoring.gmm.GMMScorer`
+as tensors), and one decision threshold per section (a gamma fit at the
 90th percentile of leave-one-out training scores, SPEC §6). Scores from a loaded bundle equal the
 scores of the run that made it.
 """
@@ -25,6 +26,7 @@ from dgmix.features import FeatureParams, LogMel, clip_logmel
 from dgmix.models import build_classifier, build_encoder
 from dgmix.models.fold import fold_batchnorm
 from dgmix.scoring.embed import classifier_scores, encoder_windows, logmel_frames
+from dgmix.scoring.gmm import GMMScorer
 from dgmix.scoring.knn import KNNScorer
 from dgmix.scoring.threshold import decide
 
@@ -44,7 +46,7 @@ class DetectorBundle(nn.Module):
         method: str,
         params: FeatureParams,
         section_names: Sequence[str],
-        scorer: KNNScorer | None = None,
+        scorer: KNNScorer | GMMScorer | None = None,
         encoder: nn.Module | None = None,
         classifier: nn.Module | None = None,
         model_config: ModelConfig | None = None,
@@ -138,6 +140,7 @@ class DetectorBundle(nn.Module):
             "params": self.params.to_dict(), "section_names": self.section_names,
             "model_config": dataclasses.asdict(self.model_config),
             "scorer_config": self.scorer.config() if self.scorer is not None else None,
+            "scorer_kind": "gmm" if isinstance(self.scorer, GMMScorer) else "knn",
         }
         return save_checkpoint(Path(path), {"meta": meta, "state": self.state_dict()})
 
@@ -166,7 +169,9 @@ class DetectorBundle(nn.Module):
             if meta["kind"] == "classifier":
                 classifier = build_classifier(mc, len(meta["section_names"]))
             if meta["scorer_config"] is not None:
-                scorer = KNNScorer(**meta["scorer_config"])
+                # bundles written before issue 14 have no scorer_kind: they hold a k-NN bank
+                scorer_cls = GMMScorer if meta.get("scorer_kind", "knn") == "gmm" else KNNScorer
+                scorer = scorer_cls(**meta["scorer_config"])
             bundle = cls(meta["kind"], meta["machine"], meta["method"], params,
                          meta["section_names"], scorer=scorer, encoder=encoder, classifier=classifier,
                          model_config=mc)

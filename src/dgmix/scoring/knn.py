@@ -15,6 +15,10 @@ the paper does not use (each a parameter, default off); each extension lives in 
   clip's score aggregates its windows' scores with ``aggregation`` = ``"mean"``, ``"max"`` or
   ``"topk-mean"`` (mean of the ``topk_k`` largest; :mod:`dgmix.scoring.window_aggregation`). With
   ``domain_aware`` the min over banks is taken per window, then aggregated.
+* ``standardize`` (issue 14): every dimension of the bank and of the queries is standardised
+  with the mean and std of that section's bank entries (before bank reduction), so a dimension with
+  a wide normal range counts less; with 1-NN this is a nearest neighbour under a diagonal
+  Mahalanobis distance. Buffers ``std_sections`` (S,), ``std_mean`` and ``std_scale`` (S, D).
 * ``bank_reduce`` = ``"random"`` or ``"coreset"`` with ``bank_size``: keep at most ``bank_size``
   bank entries per section (per section *and domain* when ``domain_aware``); see
   :mod:`dgmix.scoring.bank_reduction`.
@@ -75,6 +79,9 @@ class KNNScorer(nn.Module):
     bank_clips: Tensor
     scale_sections: Tensor
     scales: Tensor
+    std_sections: Tensor
+    std_mean: Tensor
+    std_scale: Tensor
 
     def __init__(
         self,
@@ -91,6 +98,7 @@ class KNNScorer(nn.Module):
         scale_sample: int = 4096,
         seed: int = 0,
         chunk: int = 4096,
+        standardize: bool = False,
     ) -> None:
         super().__init__()
         self.k = int(k)
@@ -106,6 +114,7 @@ class KNNScorer(nn.Module):
         self.scale_sample = int(scale_sample)
         self.seed = int(seed)
         self.chunk = int(chunk)
+        self.standardize = bool(standardize)
         self.n_fit_clips = 0
         self._validate()
         self.register_buffer("bank", torch.empty(0, 0))
@@ -114,10 +123,13 @@ class KNNScorer(nn.Module):
         self.register_buffer("bank_clips", torch.empty(0, dtype=torch.long))
         self.register_buffer("scale_sections", torch.empty(0, dtype=torch.long))
         self.register_buffer("scales", torch.empty(0, 2))
+        self.register_buffer("std_sections", torch.empty(0, dtype=torch.long))
+        self.register_buffer("std_mean", torch.empty(0, 0))
+        self.register_buffer("std_scale", torch.empty(0, 0))
 
     # -- configuration / state ---------------------------------------------------------------
     _CONFIG = ("k", "domain_aware", "window_level", "aggregation", "topk_k", "pooling", "gwrp_r",
-               "bank_reduce", "bank_size", "projection_dim", "scale_sample", "seed", "chunk")
+               "bank_reduce", "bank_size", "projection_dim", "scale_sample", "seed", "chunk", "standardize")
 
     def _validate(self) -> None:
         if self.k < 1:
@@ -153,6 +165,11 @@ class KNNScorer(nn.Module):
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):
         # Buffers are sized by the fitted bank: resize them to the incoming shapes first.
+        # Bundles written before issue 14 have no standardisation buffers: they load as empty.
+        for name in ("std_sections", "std_mean", "std_scale"):
+            if prefix + "bank" in state_dict and prefix + name not in state_dict:
+                state_dict[prefix + name] = torch.empty((0,) if name == "std_sections" else (0, 0),
+                                                        dtype=self._buffers[name].dtype)
         for name, buf in list(self._buffers.items()):
             key = prefix + name
             if buf is not None and key in state_dict and state_dict[key].shape != buf.shape:
@@ -206,6 +223,9 @@ class KNNScorer(nn.Module):
         sec = section_ids(sections, n_clips)
         dom = domain_ids(domains, n_clips)
         item_sec, item_dom = sec[item_clip], dom[item_clip]
+        if self.standardize:
+            self._fit_standardizer(items, item_sec)
+            items = self._standardized(items, item_sec)
         sel = select_bank(items, item_sec, item_dom, self.domain_aware, self.bank_reduce,
                           self.bank_size, self.projection_dim, self.seed)
         dev = items.device
@@ -223,6 +243,23 @@ class KNNScorer(nn.Module):
             self.scale_sections = torch.empty(0, dtype=torch.long, device=dev)
             self.scales = torch.empty(0, 2, dtype=self.bank.dtype, device=dev)
         return self
+
+    def _fit_standardizer(self, items: Tensor, item_sec: Tensor) -> None:
+        """Per-section mean and std (population, floored at 1e-6) of the bank items."""
+        secs = torch.unique(item_sec)
+        mean = torch.stack([items[item_sec.to(items.device) == s].mean(dim=0) for s in secs.tolist()])
+        std = torch.stack([items[item_sec.to(items.device) == s].std(dim=0, correction=0) for s in secs.tolist()])
+        self.std_sections = secs.to(items.device)
+        self.std_mean = mean
+        self.std_scale = std.clamp_min(1e-6)
+
+    def _standardized(self, items: Tensor, item_sec: Tensor) -> Tensor:
+        """``items`` standardised with the statistics of each item's section (module docstring)."""
+        rows = torch.searchsorted(self.std_sections.cpu(), item_sec.cpu()).clamp_max(self.std_sections.numel() - 1)
+        if not bool((self.std_sections.cpu()[rows] == item_sec.cpu()).all()):
+            raise ValueError("a section has no standardisation statistics (it has no training embeddings)")
+        rows = rows.to(self.std_mean.device)
+        return (items.to(self.std_mean.device) - self.std_mean[rows]) / self.std_scale[rows]
 
     # -- scoring ----------------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -257,6 +294,8 @@ class KNNScorer(nn.Module):
         dev = self.bank.device
         items = items.to(device=dev, dtype=self.bank.dtype)
         item_sec = sec[item_clip].to(dev)
+        if self.standardize:
+            items = self._standardized(items, item_sec).to(device=dev, dtype=self.bank.dtype)
         excl_items = None
         if exclude is not None:
             ex = torch.as_tensor(exclude).reshape(-1).long().cpu()
