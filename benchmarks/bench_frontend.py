@@ -4,10 +4,7 @@ Both read the same 10-s 16-kHz WAV files from disk and compute the SPEC §2 log-
 hop 512, 128 mels, power 2, 10 log10(mel + eps)): ours is :func:`dgmix.features.clip_logmel`
 (soundfile + the package's torch front end, what the feature cache runs per clip); the reference is
 ``soundfile.read`` + ``librosa.feature.melspectrogram`` + the same log. The largest difference in
-dB over all clips is reported with the speed ratio. A third row is
-:func:`dgmix.features.clips_logmel` (what the feature cache's fill runs: clips decoded one by one,
-STFT and mel on batches of ``--batch`` equal-length clips; bit-identical to ``clip_logmel``, which
-the benchmark checks). Rounds alternate between the three.
+dB over all clips is reported with the speed ratio. Rounds alternate between the two.
 
     python benchmarks/bench_frontend.py --clips 40 --rounds 3 --json frontend.json
 """
@@ -28,7 +25,7 @@ import soundfile as sf
 import torch
 from bench_common import machine_info
 
-from dgmix.features import FeatureParams, LogMel, clip_logmel, clips_logmel
+from dgmix.features import FeatureParams, LogMel, clip_logmel
 
 EPS = sys.float_info.epsilon
 
@@ -44,7 +41,6 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=40)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--batch", type=int, default=16, help="clips per STFT call of the batched row")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -62,8 +58,8 @@ def main() -> None:
             paths.append(p)
         clip_logmel(paths[0], params, module)  # warm-up
         reference(paths[0])
-        ours_s, ref_s, batch_s = [], [], []
-        max_diff, batch_identical = 0.0, True
+        ours_s, ref_s = [], []
+        max_diff = 0.0
         for r in range(args.rounds):
             t0 = time.perf_counter()
             ours = [clip_logmel(p, params, module) for p in paths]
@@ -71,30 +67,20 @@ def main() -> None:
             t0 = time.perf_counter()
             refs = [reference(p) for p in paths]
             ref_s.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            batched = clips_logmel(paths, params, module, batch=args.batch)
-            batch_s.append(time.perf_counter() - t0)
-            batch_identical &= all(np.array_equal(a, b) for a, b in zip(ours, batched))
             if r == 0:
                 max_diff = max(float(np.abs(a - b).max()) for a, b in zip(ours, refs))
     ours_cps = args.clips / statistics.median(ours_s)
     ref_cps = args.clips / statistics.median(ref_s)
-    batch_cps = args.clips / statistics.median(batch_s)
     print(f"{args.clips} ten-second clips, {args.rounds} rounds, {args.threads} threads")
     print("| front end | clips/s | ms per clip | vs librosa |")
     print("|---|---:|---:|---:|")
-    print(f"| dgmix clip_logmel (soundfile + torch log-mel, one clip per call) | {ours_cps:.1f} | "
-          f"{1e3 / ours_cps:.2f} | {ours_cps / ref_cps:.2f}x |")
-    print(f"| dgmix clips_logmel (batches of {args.batch}, the cache's fill) | {batch_cps:.1f} | "
-          f"{1e3 / batch_cps:.2f} | {batch_cps / ref_cps:.2f}x |")
+    print(f"| dgmix (soundfile + torch log-mel) | {ours_cps:.1f} | {1e3 / ours_cps:.2f} | {ours_cps / ref_cps:.2f}x |")
     print(f"| soundfile + librosa.feature.melspectrogram | {ref_cps:.1f} | {1e3 / ref_cps:.2f} | 1.00x |")
-    print(f"largest difference: {max_diff:.2e} dB; batched bit-identical to one by one: {batch_identical}")
+    print(f"largest difference: {max_diff:.2e} dB")
     if args.json:
         Path(args.json).write_text(json.dumps({
             "machine": machine_info("cpu"), "clips": args.clips, "rounds": args.rounds,
             "dgmix_clips_per_s": ours_cps, "librosa_clips_per_s": ref_cps, "ratio": ours_cps / ref_cps,
-            "batched_clips_per_s": batch_cps, "batched_ratio": batch_cps / ref_cps, "batch": args.batch,
-            "batched_bit_identical": batch_identical,
             "max_abs_diff_db": max_diff, "librosa": librosa.__version__}, indent=1))
 
 

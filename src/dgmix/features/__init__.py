@@ -10,7 +10,7 @@ log-mel, shared by the cache and detector bundles), :func:`loader_options`.
 """
 
 from .cache import FeatureCache, content_hash
-from .extract import clip_logmel, clips_logmel, loader_options
+from .extract import clip_logmel, loader_options
 from .fill import FillReport, fill_cache
 from .logmel import EPS, FeatureParams, LogMel, log_mel, mel_filterbank
 from .windows import WindowDataset, WindowIndex, clip_windows, n_windows
@@ -24,7 +24,6 @@ __all__ = [
     "WindowDataset",
     "WindowIndex",
     "clip_logmel",
-    "clips_logmel",
     "clip_windows",
     "content_hash",
     "fill_cache",

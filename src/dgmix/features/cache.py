@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ import torch
 from dgmix.errors import InputError
 from dgmix.io_atomic import atomic_write_bytes, atomic_write_with
 
-from .extract import clip_logmel, clips_logmel
+from .extract import clip_logmel
 from .extract import loader_options as loader_options_for
 from .fill import _as_path, fill_cache
 from .logmel import FeatureParams, LogMel
@@ -44,10 +43,6 @@ def content_hash(path: str | Path, chunk_size: int = 1 << 20) -> str:
         while chunk := f.read(chunk_size):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _problem(e: Exception) -> str:
-    return " ".join(f"{type(e).__name__}: {e}".split())
 
 
 class FeatureCache:
@@ -178,42 +173,6 @@ class FeatureCache:
         arr = self.compute(item)
         self._write(target, arr)
         return arr, True
-
-    def fill_batch(self, items: Sequence[Any]) -> list[tuple[str, str, Any]]:
-        """Make sure these clips are cached, computing the missing ones together
-        (:func:`~dgmix.features.extract.clips_logmel`, bit-identical to one by one).
-
-        Returns per clip ``(path, "computed"|"cached", T)`` or ``(path, "error", problem)``.
-        """
-        results: list[tuple[str, str, Any] | None] = [None] * len(items)
-        todo: list[tuple[int, Path, Path]] = []
-        for i, item in enumerate(items):
-            path = _as_path(item)
-            try:
-                target = self.entry_path(path)
-            except InputError as e:
-                results[i] = (str(path), "error", e.problem)
-                continue
-            except (OSError, ValueError, RuntimeError) as e:
-                results[i] = (str(path), "error", _problem(e))
-                continue
-            arr = self._read(target) if target.is_file() else None
-            if arr is not None:
-                results[i] = (str(path), "cached", int(arr.shape[1]))
-            else:
-                todo.append((i, path, target))
-        feats = clips_logmel([p for _, p, _ in todo], self.params, self._logmel(), **self.extra_loader)
-        for (i, path, target), arr in zip(todo, feats):
-            if isinstance(arr, InputError):
-                results[i] = (str(path), "error", arr.problem)
-                continue
-            try:
-                self._write(target, arr)
-            except OSError as e:
-                results[i] = (str(path), "error", _problem(e))
-                continue
-            results[i] = (str(path), "computed", int(arr.shape[1]))
-        return results  # type: ignore[return-value]
 
     def get(self, item: Any) -> np.ndarray:
         """Log-mel features ``(n_mels, T)`` float32 of one clip (a path or a ``ClipRecord``).

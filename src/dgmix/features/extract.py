@@ -1,26 +1,18 @@
 """One clip file -> its log-mel spectrogram, the same way everywhere (paper Sec. 3.1).
 
 The feature cache (training and ``dgmix run``'s scoring) and a detector bundle scoring new clips
-(``dgmix score``) both go through :func:`clip_logmel` (one clip) or :func:`clips_logmel` (many
-clips, the cache's fill), so a clip gets bit-identical features on either path for the same
-:class:`~dgmix.features.FeatureParams`: the sample rate, the loader's channel and padding choice,
-the STFT/mel settings and the shortest acceptable clip all come from it. :func:`clips_logmel`
-decodes clip by clip and runs the STFT and the mel projection on batches of equal-length
-waveforms; torch computes each row of such a batch on its own, so the result equals
-:func:`clip_logmel`'s bit for bit (``tests/test_features_batch.py``), at a fraction of the
-per-call overhead (BENCHMARKS.md §4).
+(``dgmix score``) both call :func:`clip_logmel`, so a clip gets bit-identical features on either
+path for the same :class:`~dgmix.features.FeatureParams`: the sample rate, the loader's channel
+and padding choice, the STFT/mel settings and the shortest acceptable clip all come from it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-
-from dgmix.errors import InputError
 
 from .logmel import FeatureParams, LogMel
 
@@ -85,42 +77,3 @@ def clip_logmel(
                       **loader_options(params, **extra))
     with torch.no_grad():
         return module(torch.from_numpy(wave).unsqueeze(0))[0].numpy()
-
-
-def clips_logmel(
-    paths: Sequence[str | Path], params: FeatureParams, module: LogMel | None = None, batch: int = 16,
-    **extra: Any,
-) -> list[np.ndarray | InputError]:
-    """Log-mel of many clips, in order: each an ``(n_mels, T)`` float32 array, or the ``InputError``
-    that :func:`clip_logmel` would have raised for that clip (other clips are not affected).
-
-    Clips are decoded one by one and transformed ``batch`` at a time, grouped by length.
-    """
-    from dgmix.data import load_audio
-
-    if batch < 1:
-        raise ValueError(f"batch must be >= 1, got {batch}")
-    module = module if module is not None else LogMel(params)
-    if module.params.spectrogram_key() != params.spectrogram_key():
-        raise ValueError("clips_logmel: the LogMel module was built for other feature settings")
-    options = loader_options(params, **extra)
-    out: list[np.ndarray | InputError] = [None] * len(paths)  # type: ignore[list-item]
-    for start in range(0, len(paths), batch):
-        by_length: dict[int, list[tuple[int, np.ndarray]]] = {}
-        for i in range(start, min(start + batch, len(paths))):
-            try:
-                wave = load_audio(paths[i], sample_rate=params.sample_rate, hop_length=params.hop_length,
-                                  **options)
-            except InputError as e:
-                out[i] = e
-                continue
-            except (OSError, ValueError, RuntimeError) as e:
-                out[i] = InputError(paths[i], " ".join(f"{type(e).__name__}: {e}".split()))
-                continue
-            by_length.setdefault(len(wave), []).append((i, wave))
-        with torch.no_grad():
-            for group in by_length.values():
-                feats = module(torch.from_numpy(np.stack([w for _, w in group]))).numpy()
-                for (i, _), f in zip(group, feats):
-                    out[i] = f
-    return out

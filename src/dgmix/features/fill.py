@@ -29,7 +29,6 @@ class Cache(Protocol):
 
     def cached_frames(self, item: Any) -> int | None: ...
     def get_status(self, item: Any) -> tuple[Any, bool]: ...
-    def fill_batch(self, items: Sequence[Any]) -> list[tuple[str, str, Any]]: ...
     def _spec(self) -> dict[str, Any]: ...
 
 
@@ -39,9 +38,6 @@ class Cache(Protocol):
 #: 4.45-4.98 s with workers (2-core VM, 2026-11-26), with bit-identical features. Workers only pay
 #: off for a few thousand clips.
 MIN_PARALLEL = 2048
-
-#: Clips whose log-mel is computed in one batch (:func:`dgmix.features.extract.clips_logmel`).
-BATCH = 16
 
 
 def _as_path(item: Any) -> Path:
@@ -140,9 +136,8 @@ def fill_cache(
                 record((p, "cached", t))
         n_proc = min(int(workers), len(missing))
         if n_proc <= 1 or len(missing) < min_parallel:
-            for i in range(0, len(missing), BATCH):
-                for result in cache.fill_batch(missing[i : i + BATCH]):
-                    record(result)
+            for p in missing:
+                record(_fill_one_with(cache, p))
         else:
             _fill_parallel(cache, missing, n_proc, record)
     finally:
@@ -175,6 +170,17 @@ def _fill_parallel(cache: Cache, paths: list[str], n_proc: int, record: Any) -> 
 
 
 
+def _fill_one_with(cache: Cache, path: str) -> tuple[str, str, Any]:
+    """``(path, "computed"|"cached", T)`` or ``(path, "error", problem)``."""
+    try:
+        arr, computed = cache.get_status(path)
+    except InputError as e:
+        return path, "error", e.problem
+    except (OSError, ValueError, RuntimeError) as e:
+        return path, "error", " ".join(f"{type(e).__name__}: {e}".split())
+    return path, "computed" if computed else "cached", int(arr.shape[1])
+
+
 _WORKER_CACHE: Cache | None = None
 
 
@@ -194,4 +200,4 @@ def _fill_chunk(paths: list[str]) -> list[tuple[str, str, Any]]:
     """Worker task: compute (or find) the features of a few clips."""
     if _WORKER_CACHE is None:
         raise RuntimeError("feature worker was not initialised")
-    return _WORKER_CACHE.fill_batch(paths)
+    return [_fill_one_with(_WORKER_CACHE, p) for p in paths]
