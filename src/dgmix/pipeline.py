@@ -6,7 +6,12 @@ knowing what any of them does.
 
 Outputs under ``RUN/``: ``<method>/scores/anomaly_score_<machine>_section_<XX>_test.csv`` and
 ``decision_result_...`` in the official format, ``<method>/<machine>/detector.pt`` bundles,
-training run dirs, and ``results.{md,csv,json}``.
+training run dirs, ``results.{md,csv,json}``, the resolved ``config.yaml`` and ``split.csv`` (every
+clip's train/test split, :func:`dgmix.data.write_split_csv`).
+
+A section whose test set lacks a group (no anomalous, source-domain normal or target-domain normal
+clip) is evaluated with the metrics that can be computed (:mod:`dgmix.metrics.dcase`); the run
+prints one warning line per such section and goes on to the next machine type.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ import numpy as np
 import torch
 
 from dgmix.config import RunConfig, ScoringConfig, write_config
-from dgmix.data import scan
+from dgmix.data import scan, write_split_csv
+from dgmix.data.split import split_lines
 from dgmix.errors import InputError
 from dgmix.methods import (
     MachineData,
@@ -36,6 +42,7 @@ from dgmix.methods import (
     resolve_scoring,
 )
 from dgmix.metrics import SectionResult, section_metrics
+from dgmix.metrics.groups import incomplete_group_warnings, labels_of
 from dgmix.metrics.tables import PAPER_RESULTS, ResultsTable
 from dgmix.scoring import write_decisions, write_scores
 from dgmix.scoring.embed import resolve_device
@@ -45,19 +52,24 @@ from dgmix.training.distributed import DistContext
 def evaluate_machine(
     md: MachineData, scores: np.ndarray, decisions: np.ndarray | None = None
 ) -> dict[str, SectionResult]:
-    """Per-section DCASE metrics for one machine's test clips (labels from names / ground truth)."""
+    """Per-section DCASE metrics for one machine's test clips (labels from names / ground truth).
+
+    Sections with unlabelled clips are left out; a section that lacks a group gets the metrics
+    that can be computed, the others ``None`` (:func:`dgmix.metrics.groups.incomplete_group_warnings`
+    names them). A clip with no domain counts as source domain."""
     out: dict[str, SectionResult] = {}
     for sec in md.section_names:
         idx = [i for i, r in enumerate(md.test) if r.section == sec]
         recs = [md.test[i] for i in idx]
-        if not recs or any(r.label == "unknown" or r.domain == "unknown" for r in recs):
+        if not recs or any(r.label == "unknown" for r in recs):
             continue
-        y = np.array([r.label == "anomaly" for r in recs], dtype=int)
-        tgt = np.array([r.domain == "target" for r in recs], dtype=int)
-        if y.sum() == 0 or y.sum() == len(y):
-            continue
+        y, tgt = labels_of(recs)
         out[sec] = section_metrics(y, scores[idx], tgt, None if decisions is None else decisions[idx])
     return out
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
 
 
 def write_outputs(method_dir: Path, md: MachineData, scores: np.ndarray, decisions: np.ndarray) -> None:
@@ -65,7 +77,7 @@ def write_outputs(method_dir: Path, md: MachineData, scores: np.ndarray, decisio
         idx = [i for i, r in enumerate(md.test) if r.section == sec]
         if not idx:
             continue
-        names = [md.test[i].name for i in idx]
+        names = [md.test[i].score_name for i in idx]
         write_scores(method_dir / "scores", md.machine, sec, names, scores[idx])
         write_decisions(method_dir / "scores", md.machine, sec, names, decisions[idx])
 
@@ -103,7 +115,8 @@ def write_scoring_table(out: Path, tables: dict[str, ResultsTable], main: Result
     cols = list(tables) + ["as-run"]
     lines = ["| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for m in methods:
-        cells = ["" if data[m].get(c) is None else f"{100 * data[m][c]:.2f}" for c in cols]
+        cells = ["" if c not in data[m] else "n/a" if data[m][c] is None else f"{100 * data[m][c]:.2f}"
+                 for c in cols]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     paper = [get_method(m) for m in methods if get_method(m).paper]
     knn = ", ".join(m.name for m in paper if _uses_knn_back_end(m))
@@ -158,9 +171,12 @@ def run_pipeline(
     out.mkdir(parents=True, exist_ok=True)
     write_config(cfg, out)
     cache_dir = Path(cache_dir) if cache_dir else out / "cache"
-    ds = scan(Path(data_root))
+    ds = scan(Path(data_root), split=cfg.split)
     for path, msg in ds.errors:
         echo(f"skipped {path}: {msg}")
+    for line in split_lines(ds.splits, ds.split_config):
+        echo(line)
+    write_split_csv(out / "split.csv", ds.records, ds.root)
     available = ds.machines()
     chosen = list(machines) if machines else available
     missing = [m for m in chosen if m not in available]
@@ -172,6 +188,8 @@ def run_pipeline(
     ctx = DistContext(device=torch.device(resolve_device(device)))
     for mi, machine in enumerate(chosen, 1):
         md = load_machine(ds, machine, cfg.features, cache_dir, progress)
+        for line in incomplete_group_warnings(md.test):
+            echo(f"warning: {line}")
         for method in chosen_methods:
             name = method.name
             echo(f"[{time.perf_counter() - t0:6.0f}s] {machine} ({mi}/{len(chosen)}) {name}: training")
@@ -189,8 +207,8 @@ def run_pipeline(
             if res:
                 table.add_machine(name, machine, res)
                 hm = table.machine_summary(name, machine)
-                echo(f"         {machine} {name}: AUC-S {hm.auc_source:.3f} AUC-T {hm.auc_target:.3f} "
-                     f"pAUC {hm.pauc:.3f} hmean {hm.hmean:.3f}")
+                echo(f"         {machine} {name}: AUC-S {_fmt(hm.auc_source)} AUC-T {_fmt(hm.auc_target)} "
+                     f"pAUC {_fmt(hm.pauc)} hmean {_fmt(hm.hmean)}")
             if extra_scorings:
                 encoder = method.encoder(model_dir, cfg)
                 for variant, sc in extra_scorings.items():

@@ -1,7 +1,14 @@
-"""``dgmix data ROOT``: count the clips under a dataset folder, list the files it cannot use."""
+"""``dgmix data ROOT``: count the clips under a dataset folder, list the files it cannot use.
+
+It also shows the seeded train/test split that ``dgmix run`` will use for layouts that have none
+(``--test-normals``, or the ``split`` section of ``--config``, as for ``dgmix run``;
+:mod:`dgmix.data.split`) and warns about test sections that lack a group (their missing metrics
+will be n/a).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from enum import Enum
 from pathlib import Path
@@ -9,8 +16,10 @@ from typing import Annotated
 
 import typer
 
-from dgmix.data import Dataset, scan
+from dgmix.data import Dataset, SplitConfig, parse_test_normals, scan
+from dgmix.data.split import split_lines
 from dgmix.errors import InputError
+from dgmix.metrics.groups import incomplete_group_warnings
 
 _COLUMNS = ("machine", "section", "domain", "split", "label", "n")
 
@@ -38,6 +47,8 @@ def format_table(ds: Dataset) -> str:
         lines.append(f"total: {len(ds.records)} clips, {len(ds.machines())} machine type(s)")
     else:
         lines.append(f"no usable clips found under {ds.root}")
+    lines.extend(split_lines(ds.splits, ds.split_config))
+    lines.extend(f"warning: {w}" for w in incomplete_group_warnings(ds.records))
     if ds.errors:
         lines.append(f"{len(ds.errors)} file(s) could not be used:")
         lines.extend(f"  {p}: {msg}" for p, msg in ds.errors)
@@ -45,13 +56,34 @@ def format_table(ds: Dataset) -> str:
 
 
 def as_json(ds: Dataset) -> str:
-    """``{"counts": [...], "errors": [{"path", "error"}, ...]}`` as one JSON document."""
+    """``{"counts": [...], "errors": [{"path", "error"}, ...], "split": {"config", "groups"},
+    "warnings": [...]}`` as one JSON document (``split.groups``: one entry per machine type and ID
+    that got the seeded split)."""
     return json.dumps(
         {
             "counts": ds.counts(),
             "errors": [{"path": str(p), "error": msg} for p, msg in ds.errors],
+            "split": {"config": dataclasses.asdict(ds.split_config),
+                      "groups": [dataclasses.asdict(g) | {"train_normal": g.train_normal} for g in ds.splits]},
+            "warnings": incomplete_group_warnings(ds.records),
         },
     )
+
+
+def split_config(config: Path | None, test_normals: str | None) -> SplitConfig:
+    """The ``split`` section of a YAML/TOML config file (e.g. a run's ``config.yaml``), then
+    ``--test-normals``; the defaults of :class:`SplitConfig` for what neither gives."""
+    from dgmix.config import read_config_file, validate_split
+    from dgmix.overrides import apply_overrides
+
+    cfg = SplitConfig()
+    if config is not None:
+        section = read_config_file(config).get("split") or {}
+        apply_overrides(cfg, section, str(config), prefix="split.")
+        validate_split(cfg, str(config))
+    if test_normals is not None:
+        cfg.test_normals = parse_test_normals(test_normals)
+    return cfg
 
 
 def data(
@@ -76,6 +108,16 @@ def data(
         OnError,
         typer.Option("--on-error", help="skip: list bad files at the end; fail: stop at the first"),
     ] = OnError.skip,
+    test_normals: Annotated[
+        str | None,
+        typer.Option("--test-normals", help="Layouts without a train/test split: normal clips per machine "
+                     "type and ID in the test set, N or a FRACTION (default: match, the MIMII protocol)."),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="Take the split settings (split.*) from this YAML/TOML file, "
+                     "e.g. a run's config.yaml."),
+    ] = None,
 ) -> None:
     """Count the clips per machine type / section / domain / split / label."""
     if not root.exists():
@@ -85,8 +127,13 @@ def data(
         typer.echo(f"error: {ground_truth}: ground-truth folder not found", err=True)
         raise typer.Exit(2)
     try:
+        split = split_config(config, test_normals)
+    except InputError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    try:
         ds = scan(root, ground_truth=ground_truth, check_audio=check_audio,
-                  on_error=on_error.value)
+                  on_error=on_error.value, split=split)
     except InputError as e:
         # A bad file (--on-error fail) exits 1; a bad argument (root, ground truth) exits 2.
         typer.echo(f"error: {e}", err=True)

@@ -62,6 +62,10 @@ def register(app: typer.Typer) -> None:
             False, "--scoring-table", help="Also score every method with every pooling / k-NN option."
         ),
         seed: int | None = typer.Option(None, "--seed"),
+        test_normals: str | None = typer.Option(
+            None, "--test-normals", help="Layouts without a train/test split (MIMII 2019, <machine>/{normal,anomaly}): "
+            "normal clips per machine type and ID in the test set, N or a FRACTION (default: match = as many as "
+            "the anomalous clips, the MIMII protocol; config split.*)."),
         device: str = typer.Option("auto", "--device",
                                    help="Where the models train: auto (CUDA when available), cpu, cuda."),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -79,11 +83,14 @@ def register(app: typer.Typer) -> None:
             overrides["seed"] = seed
 
         def go():
+            from dgmix.data import parse_test_normals
             from dgmix.methods import method_names
             from dgmix.pipeline import run_pipeline, scoring_variants
             from dgmix.synth import SynthConfig, generate
 
             t0 = time.perf_counter()
+            if test_normals is not None:
+                overrides["split"] = {"test_normals": parse_test_normals(test_normals)}
             cfg = load_config(preset, config, overrides)
             root = data
             if root is None:
