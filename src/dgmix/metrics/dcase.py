@@ -11,7 +11,8 @@ The reference is the challenge's evaluator script (Kota-Dohi/dcase2022_evaluator
   clips *of that domain only* (normals and anomalies whose domain flag matches); the official
   MobileNetV2 baseline's own test script instead uses the AUC groups (domain normals + all
   anomalies). ``decision_rule="evaluator"`` (default) or ``"baseline"`` picks one. Divisions are
-  floored at ``sys.float_info.epsilon`` like both scripts, so an empty group gives 0, not NaN.
+  floored at ``sys.float_info.epsilon`` like both scripts, so a group without anomalies gives 0,
+  not NaN; a domain with no clip at all (an incomplete test set, below) gives ``None``.
 
 Incomplete test sets (issue 15; not covered by the evaluator, which needs every group): a section
 whose test set lacks a group still gets every metric that can be computed, the others are ``None``
@@ -112,7 +113,7 @@ class SectionResult:
 
     @property
     def has_decisions(self) -> bool:
-        return self.precision_source is not None
+        return self.precision_source is not None or self.precision_target is not None
 
     def as_dict(self, include_none: bool = False) -> dict:
         """The fields as a plain dict. ``None`` fields are left out unless ``include_none``, except
@@ -277,8 +278,8 @@ def section_metrics(
         grp_s, grp_t = sel_s, sel_t
     else:
         raise ValueError(f"decision_rule must be 'evaluator' or 'baseline', got {decision_rule!r}")
-    p_s, r_s, f_s = _prf(yt[grp_s], yp[grp_s])
-    p_t, r_t, f_t = _prf(yt[grp_t], yp[grp_t])
+    p_s, r_s, f_s = _prf(yt[grp_s], yp[grp_s]) if grp_s.any() else (None, None, None)
+    p_t, r_t, f_t = _prf(yt[grp_t], yp[grp_t]) if grp_t.any() else (None, None, None)
     return SectionResult(auc_s, auc_t, pauc, auc_all, p_s, p_t, r_s, r_t, f_s, f_t, empty)
 
 
@@ -324,9 +325,9 @@ def _summary(results: list[SectionResult]) -> Summary:
     p = [r.pauc for r in results]
     prec = rec = f1 = None
     if all(r.has_decisions for r in results):
-        prec = hmean([r.precision_source for r in results] + [r.precision_target for r in results])
-        rec = hmean([r.recall_source for r in results] + [r.recall_target for r in results])
-        f1 = hmean([r.f1_source for r in results] + [r.f1_target for r in results])
+        prec = _hmean_or_none([r.precision_source for r in results] + [r.precision_target for r in results])
+        rec = _hmean_or_none([r.recall_source for r in results] + [r.recall_target for r in results])
+        f1 = _hmean_or_none([r.f1_source for r in results] + [r.f1_target for r in results])
     n_values = sum(len(r.values) for r in results)
     return Summary(_hmean_or_none(s), _hmean_or_none(t), _hmean_or_none(p), _hmean_or_none(s + t + p),
                    len(results), prec, rec, f1, n_values)

@@ -246,7 +246,7 @@ class ResultsTable:
                     for sec, r in self.sections(method, machine).items():
                         dec = []
                         if any_dec:
-                            dec = ([_pct(r.f1_source), _pct(r.f1_target)]  # type: ignore[arg-type]
+                            dec = ([_pct(r.f1_source), _pct(r.f1_target)]
                                    if r.has_decisions else ["", ""])
                         drows.append([machine, sec, _pct(r.auc_source), _pct(r.auc_target),
                                       _pct(r.pauc), _pct(r.hmean), *dec])
