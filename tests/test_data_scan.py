@@ -261,7 +261,7 @@ def test_cli_json(cli_tree: Path) -> None:
     res = CliRunner().invoke(_app(), ["data", str(cli_tree), "--json"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
-    assert set(doc) == {"counts", "errors"}
+    assert set(doc) == {"counts", "errors", "split", "warnings"}
     got = {(c["machine"], c["section"], c["domain"], c["split"], c["label"]): c["n"]
            for c in doc["counts"]}
     assert got == _EXPECTED

@@ -96,7 +96,7 @@ def test_evaluate_dev_names_json(dev_scores, tmp_path):
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert set(data) == {"run1"}
-    assert set(data["run1"]) == {"fan", "ToyCar", "official_score"}
+    assert set(data["run1"]) == {"fan", "ToyCar", "official_score", "official_score_values"}
     for (m, sec), (a_s, a_t, p) in expected.items():
         got = data["run1"][m][sec]
         assert got["auc_source"] == pytest.approx(a_s)

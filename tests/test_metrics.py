@@ -319,7 +319,7 @@ def test_results_table_files(tmp_path):
     r0 = next(r for r in rows if r["machine"] == "valve" and r["section"] == "01")
     assert float(r0["pauc"]) == pytest.approx(res["valve"]["01"].pauc, abs=1e-6)
     data = json.loads(paths["json"].read_text())
-    assert set(data["dgmix"]) == {"ToyCar", "fan", "valve", "official_score"}
+    assert set(data["dgmix"]) == {"ToyCar", "fan", "valve", "official_score", "official_score_values"}
     assert data["dgmix"]["official_score"] == pytest.approx(official_score(res))
     assert data["dgmix"]["fan"]["02"]["auc_target"] == pytest.approx(res["fan"]["02"].auc_target)
     assert data["other"]["fan"]["00"] == {"auc_source": 0.9, "auc_target": 0.8, "pauc": 0.7}
