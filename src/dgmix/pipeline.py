@@ -43,7 +43,7 @@ from dgmix.methods import (
 )
 from dgmix.metrics import SectionResult, section_metrics
 from dgmix.metrics.groups import incomplete_group_warnings, labels_of
-from dgmix.metrics.tables import PAPER_RESULTS, ResultsTable
+from dgmix.metrics.tables import PAPER_RESULTS, ResultsTable, official_values_text
 from dgmix.scoring import write_decisions, write_scores
 from dgmix.scoring.embed import resolve_device
 from dgmix.training.distributed import DistContext
@@ -125,12 +125,16 @@ def write_scoring_table(out: Path, tables: dict[str, ResultsTable], main: Result
     note += f" `mean` for {knn}" if knn else ""
     note += ";" if knn and own else ""
     note += f" `as-run` for {own}" if own else ""
+    # Every method and option scores the same test clips, so the same values exist for all of them.
+    first = next((t for t in [main, *tables.values()] if t.methods()), None)
+    values = (f"Each score is over the values that exist: "
+              f"{official_values_text(first.results[first.methods()[0]])}.\n" if first is not None else "")
     (out / "scoring_table.json").write_text(json.dumps(data, indent=2))
     path = out / "scoring_table.md"
     path.write_text(
         "Official score (hmean of AUC-S, AUC-T, pAUC, %) per method x scoring option.\n"
         "`as-run`: the scoring of the run itself (for a method with its own detector, e.g. a "
-        "classifier score, that one).\n" + (note + ".\n" if paper else "") + "\n"
+        "classifier score, that one).\n" + (note + ".\n" if paper else "") + values + "\n"
         + "\n".join(lines) + "\n"
     )
     return path
