@@ -25,7 +25,7 @@ from dgmix.data import SplitConfig, assign_split, parse_test_normals, scan
 from dgmix.errors import InputError
 from dgmix.scoring.csvio import read_scores
 
-RUN_METHODS = "logmel,scratch"
+RUN_METHODS = "logmel"  # no training: the training stages' split is checked on its own below
 
 
 def _wav(path: Path, n: int = 800, channels: int = 1, seed: int = 0) -> None:
@@ -198,6 +198,19 @@ def test_mimii_run_score_evaluate(mimii_root: Path, mimii_run, feature_cache: Pa
     # the recorded config repeats the split
     again = CliRunner().invoke(app, ["data", str(mimii_root), "--config", str(out / "config.yaml"), "--json"])
     assert json.loads(again.stdout)["split"]["config"]["test_normals"] == "match"
+
+
+def test_training_stages_use_the_split(mimii_root: Path, feature_cache: Path) -> None:
+    """pretrain / finetune read their clips through training_clips, with the run's split settings."""
+    from dgmix.config import load_config
+    from dgmix.training.common import training_clips
+    from dgmix.training.distributed import DistContext
+
+    cfg = load_config("tiny", None, {"split": {"test_normals": 2}})
+    clips = training_clips(mimii_root, "fan", cfg, feature_cache, DistContext(), progress=False)
+    want = scan(mimii_root, split=cfg.split).select(machine="fan", split="train")
+    assert sorted(r.path for r in clips.records) == sorted(r.path for r in want)
+    assert len(want) == 20 and {r.label for r in want} == {"normal"}
 
 
 @pytest.fixture(scope="module")
