@@ -96,7 +96,7 @@ def test_evaluate_dev_names_json(dev_scores, tmp_path):
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert set(data) == {"run1"}
-    assert set(data["run1"]) == {"fan", "ToyCar", "official_score", "official_score_ci95"}
+    assert set(data["run1"]) == {"fan", "ToyCar", "official_score", "official_score_ci95", "official_score_values"}
     for (m, sec), (a_s, a_t, p) in expected.items():
         got = data["run1"][m][sec]
         assert got["auc_source"] == pytest.approx(a_s)
@@ -200,4 +200,8 @@ def test_evaluate_section_without_anomalies(tmp_path):
         "section_00_source_test_normal_0000_a.wav,0.1\n"
         "section_00_target_test_normal_0001_a.wav,0.2\n")
     r = CliRunner().invoke(_app(), ["evaluate", str(d)])
-    assert r.exit_code == 1 and "no anomalous clips" in r.stderr
+    # issue 15: n/a values, one warning line, exit 0
+    assert r.exit_code == 0, r.output
+    assert "| fan | n/a | n/a | n/a | n/a |" in r.stdout
+    assert r.stderr.strip() == ("warning: fan section 00: no anomalous test clips; AUC-S, AUC-T, pAUC n/a, "
+                                "left out of the official score")

@@ -20,6 +20,7 @@ from dgmix.metrics import (
     hmean,
     machine_summary,
     official_score,
+    official_values,
     overall_summary,
     section_metrics,
 )
@@ -139,16 +140,73 @@ def test_pauc_mcclish_without_ties():
 
 
 @pytest.mark.parametrize(
-    "y, dom, msg",
+    "y, dom, empty, missing",
     [
-        ([0, 0, 0, 0], [0, 1, 0, 1], "no anomalous clips"),
-        ([0, 1, 0, 1], [0, 0, 0, 1], "no target-domain normal clips"),
-        ([0, 1, 0, 1], [1, 1, 1, 0], "no source-domain normal clips"),
+        ([0, 0, 0, 0], [0, 1, 0, 1], ("anomalous",), ("auc_source", "auc_target", "pauc")),
+        ([0, 1, 0, 1], [0, 0, 0, 1], ("target-domain normal",), ("auc_target",)),
+        ([0, 1, 0, 1], [1, 1, 1, 0], ("source-domain normal",), ("auc_source",)),
+        ([1, 1, 1, 1], [0, 1, 0, 1], ("source-domain normal", "target-domain normal"),
+         ("auc_source", "auc_target", "pauc")),
     ],
 )
-def test_empty_groups_raise(y, dom, msg):
-    with pytest.raises(ValueError, match=msg):
-        section_metrics(y, [0.1, 0.2, 0.3, 0.4], dom)
+def test_empty_groups_give_the_computable_metrics(y, dom, empty, missing):
+    """Issue 15: a section without a group gets every value that can be computed (checked against
+    sklearn on the clips each value uses), the others are None; F1 of an empty domain is None."""
+    s = np.array([0.1, 0.2, 0.3, 0.4])
+    ya, da = np.array(y), np.array(dom)
+    r = section_metrics(y, s, dom, y_pred=[0, 1, 1, 0])
+    assert r.empty_groups == empty and r.missing == missing
+    for key in ("auc_source", "auc_target", "pauc"):
+        assert (getattr(r, key) is None) == (key in missing)
+    if r.auc_source is not None:
+        sel = (da == 0) | (ya == 1)
+        assert r.auc_source == pytest.approx(roc_auc_score(ya[sel], s[sel]))
+    if r.auc_target is not None:
+        sel = (da == 1) | (ya == 1)
+        assert r.auc_target == pytest.approx(roc_auc_score(ya[sel], s[sel]))
+    if r.pauc is not None:
+        assert r.pauc == pytest.approx(roc_auc_score(ya, s, max_fpr=0.1))
+    assert r.hmean == (None if len(missing) == 3 else pytest.approx(hmean(list(r.values.values()))))
+    assert (r.f1_target is None) == (1 not in dom)
+    # round trip through results.json keeps the n/a values and the empty groups
+    assert SectionResult.from_dict(json.loads(json.dumps(r.as_dict()))) == r
+
+
+def test_incomplete_sections_in_summaries_and_tables():
+    """The official score averages over the values that exist, and the tables say which."""
+    y, s, dom = _hand_section()
+    full = section_metrics(y, s, dom)
+    no_src = section_metrics(y[5:], s[5:], dom[5:])  # target clips only
+    no_anom = section_metrics([0, 0], [0.1, 0.2], [0, 1])
+    results = {"ToyTrain": {"00": no_src, "01": full}, "slider": {"00": no_anom}}
+    vals = [full.auc_source, full.auc_target, full.pauc, no_src.auc_target, no_src.pauc]
+    assert official_score(results) == pytest.approx(scipy.stats.hmean(vals))
+    info = official_values(results)
+    assert (info["n_values"], info["n_expected"]) == (5, 9)
+    assert {(d["machine"], d["section"], d["value"]) for d in info["left_out"]} == {
+        ("ToyTrain", "00", "auc_source"), ("slider", "00", "auc_source"), ("slider", "00", "auc_target"),
+        ("slider", "00", "pauc")}
+    row = machine_summary(results["slider"])
+    assert (row.auc_source, row.auc_target, row.pauc, row.hmean, row.n_values) == (None, None, None, None, 0)
+    row = machine_summary(results["ToyTrain"])
+    assert row.auc_source == pytest.approx(full.auc_source)
+    assert row.hmean == pytest.approx(scipy.stats.hmean(vals))
+    table = ResultsTable()
+    for machine, secs in results.items():
+        table.add_machine("m", machine, secs)
+    md = table.to_markdown()
+    assert "| slider | n/a | n/a | n/a | n/a |" in md
+    assert "over 5 of 9 values; n/a, left out: ToyTrain 00 AUC-S (no source-domain normal test clips); " \
+           "slider 00 AUC-S, AUC-T, pAUC (no anomalous test clips)" in md
+    rows = list(csv.reader(io.StringIO(table.to_csv())))
+    assert ["m", "slider", "00", "n/a", "n/a", "n/a", "n/a"] in rows
+    data = table.to_json_dict()
+    assert data["m"]["slider"]["00"]["auc_source"] is None
+    assert data["m"]["official_score_values"]["n_values"] == 5
+    back = ResultsTable.from_json_dict(json.loads(json.dumps(data)))
+    assert back.official_score("m") == pytest.approx(table.official_score("m"))
+    only_na = {"slider": {"00": no_anom}}
+    assert official_score(only_na) is None
 
 
 def test_bad_inputs_raise():
@@ -261,7 +319,7 @@ def test_results_table_files(tmp_path):
     r0 = next(r for r in rows if r["machine"] == "valve" and r["section"] == "01")
     assert float(r0["pauc"]) == pytest.approx(res["valve"]["01"].pauc, abs=1e-6)
     data = json.loads(paths["json"].read_text())
-    assert set(data["dgmix"]) == {"ToyCar", "fan", "valve", "official_score"}
+    assert set(data["dgmix"]) == {"ToyCar", "fan", "valve", "official_score", "official_score_values"}
     assert data["dgmix"]["official_score"] == pytest.approx(official_score(res))
     assert data["dgmix"]["fan"]["02"]["auc_target"] == pytest.approx(res["fan"]["02"].auc_target)
     assert data["other"]["fan"]["00"] == {"auc_source": 0.9, "auc_target": 0.8, "pauc": 0.7}

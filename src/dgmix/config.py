@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 
 from dgmix.augment.pairs import pair_shares
+from dgmix.data.split import SplitConfig, check_test_normals
 from dgmix.errors import InputError
 from dgmix.features.logmel import FeatureParams
 from dgmix.io_atomic import atomic_write_text
@@ -225,6 +226,9 @@ class RunConfig:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    # Train/test split of layouts that have none (MIMII 2019, plain <machine>/{normal,anomaly}):
+    # dgmix.data.split (the MIMII paper's protocol by default).
+    split: SplitConfig = field(default_factory=SplitConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -276,6 +280,16 @@ def scoring_with(
     return apply_overrides(dataclasses.replace(base, per_method={}), overrides, source, prefix)
 
 
+def validate_split(split: SplitConfig, source: str = "config") -> None:
+    """Range checks of the ``split`` section (:class:`dgmix.data.split.SplitConfig`)."""
+    try:
+        check_test_normals(split.test_normals, "split.test_normals")
+    except InputError as exc:
+        raise InputError(source, f"split.test_normals: {exc.problem}") from None
+    if not 0.0 < split.max_test_fraction < 1.0:
+        raise InputError(source, "split.max_test_fraction must be in (0, 1)")
+
+
 def validate(cfg: RunConfig, source: str = "config") -> None:
     """Range checks that types alone cannot express."""
     checks = [
@@ -302,6 +316,7 @@ def validate(cfg: RunConfig, source: str = "config") -> None:
     for ok, msg in checks:
         if not ok:
             raise InputError(source, msg)
+    validate_split(cfg.split, source)
     if cfg.finetune.pair_shares is not None:
         try:
             pair_shares(cfg.finetune.pair_shares)

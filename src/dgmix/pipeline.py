@@ -6,7 +6,12 @@ knowing what any of them does.
 
 Outputs under ``RUN/``: ``<method>/scores/anomaly_score_<machine>_section_<XX>_test.csv`` and
 ``decision_result_...`` in the official format, ``<method>/<machine>/detector.pt`` bundles,
-training run dirs, and ``results.{md,csv,json}``.
+training run dirs, ``results.{md,csv,json}``, the resolved ``config.yaml`` and ``split.csv`` (every
+clip's train/test split, :func:`dgmix.data.write_split_csv`).
+
+A section whose test set lacks a group (no anomalous, source-domain normal or target-domain normal
+clip) is evaluated with the metrics that can be computed (:mod:`dgmix.metrics.dcase`); the run
+prints one warning line per such section and goes on to the next machine type.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import numpy as np
 import torch
 
 from dgmix.config import RunConfig, ScoringConfig, write_config
-from dgmix.data import scan
+from dgmix.data import scan, write_split_csv
+from dgmix.data.split import split_lines
 from dgmix.errors import InputError, shown_path
 from dgmix.io_atomic import atomic_write_text
 from dgmix.methods import (
@@ -39,7 +45,8 @@ from dgmix.methods import (
 )
 from dgmix.metrics import SectionResult, section_metrics
 from dgmix.metrics.confidence import SectionScores, official_score_ci
-from dgmix.metrics.tables import PAPER_RESULTS, ResultsTable
+from dgmix.metrics.groups import incomplete_group_warnings, labels_of
+from dgmix.metrics.tables import PAPER_RESULTS, ResultsTable, official_values_text
 from dgmix.scoring import write_decisions, write_scores
 from dgmix.scoring.csvio import decision_file_name, read_decisions, read_scores, score_file_name
 from dgmix.scoring.embed import resolve_device
@@ -49,17 +56,18 @@ from dgmix.training.distributed import DistContext
 def evaluate_machine(
     md: MachineData, scores: np.ndarray, decisions: np.ndarray | None = None
 ) -> dict[str, SectionResult]:
-    """Per-section DCASE metrics for one machine's test clips (labels from names / ground truth)."""
+    """Per-section DCASE metrics for one machine's test clips (labels from names / ground truth).
+
+    Sections with unlabelled clips are left out; a section that lacks a group gets the metrics
+    that can be computed, the others ``None`` (:func:`dgmix.metrics.groups.incomplete_group_warnings`
+    names them). A clip with no domain counts as source domain."""
     out: dict[str, SectionResult] = {}
     for sec in md.section_names:
         idx = [i for i, r in enumerate(md.test) if r.section == sec]
         recs = [md.test[i] for i in idx]
-        if not recs or any(r.label == "unknown" or r.domain == "unknown" for r in recs):
+        if not recs or any(r.label == "unknown" for r in recs):
             continue
-        y = np.array([r.label == "anomaly" for r in recs], dtype=int)
-        tgt = np.array([r.domain == "target" for r in recs], dtype=int)
-        if y.sum() == 0 or y.sum() == len(y):
-            continue
+        y, tgt = labels_of(recs)
         out[sec] = section_metrics(y, scores[idx], tgt, None if decisions is None else decisions[idx])
     return out
 
@@ -77,10 +85,16 @@ def section_scores(md: MachineData, scores: np.ndarray, sections: Sequence[str])
 def attach_ci(table: ResultsTable, groups: dict[str, list[SectionScores]], echo: Callable[[str], None]) -> None:
     """The jackknife 95 % interval of each method's official score (dgmix.metrics.confidence)."""
     for method in table.methods():
+        if table.official_score(method) is None:  # nothing to average: no interval either
+            continue
         try:
             table.set_ci(method, official_score_ci(groups[method]))
         except ValueError as exc:  # a group with a single test clip
             echo(f"{method}: no confidence interval ({exc})")
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
 
 
 def write_outputs(method_dir: Path, md: MachineData, scores: np.ndarray, decisions: np.ndarray) -> None:
@@ -88,7 +102,7 @@ def write_outputs(method_dir: Path, md: MachineData, scores: np.ndarray, decisio
         idx = [i for i, r in enumerate(md.test) if r.section == sec]
         if not idx:
             continue
-        names = [md.test[i].name for i in idx]
+        names = [md.test[i].score_name for i in idx]
         write_scores(method_dir / "scores", md.machine, sec, names, scores[idx])
         write_decisions(method_dir / "scores", md.machine, sec, names, decisions[idx])
 
@@ -162,7 +176,7 @@ def write_scoring_table(out: Path, tables: dict[str, ResultsTable], main: Result
     lines = ["| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     cis = {**{(m, n): t.ci[m] for n, t in tables.items() for m in t.ci}, **{(m, "as-run"): main.ci[m] for m in main.ci}}
     for m in methods:
-        cells = ["" if data[m].get(c) is None else f"{100 * data[m][c]:.2f}"
+        cells = ["" if c not in data[m] else "n/a" if data[m][c] is None else f"{100 * data[m][c]:.2f}"
                  + (f" ± {100 * cis[(m, c)].half_width:.2f}" if (m, c) in cis else "") for c in cols]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     paper = [get_method(m) for m in methods if get_method(m).paper]
@@ -172,13 +186,17 @@ def write_scoring_table(out: Path, tables: dict[str, ResultsTable], main: Result
     note += f" `mean` for {knn}" if knn else ""
     note += ";" if knn and own else ""
     note += f" `as-run` for {own}" if own else ""
+    # Every method and option scores the same test clips, so the same values exist for all of them.
+    first = next((t for t in [main, *tables.values()] if t.methods()), None)
+    values = (f"Each score is over the values that exist: "
+              f"{official_values_text(first.results[first.methods()[0]])}.\n" if first is not None else "")
     atomic_write_text(out / "scoring_table.json", json.dumps(data, indent=2))
     path = out / "scoring_table.md"
     atomic_write_text(path,
         "Official score (hmean of AUC-S, AUC-T, pAUC, %) per method x scoring option, ± the half-width "
         "of its jackknife 95 % interval.\n"
         "`as-run`: the scoring of the run itself (for a method with its own detector, e.g. a "
-        "classifier score, that one).\n" + (note + ".\n" if paper else "") + "\n"
+        "classifier score, that one).\n" + (note + ".\n" if paper else "") + values + "\n"
         + "\n".join(lines) + "\n"
     )
     return path
@@ -221,13 +239,16 @@ def run_pipeline(
     chosen_methods = [get_method(m) for m in (methods if methods is not None else method_names(paper_only=True))]
     check_per_method(cfg.scoring)
     cache_dir = Path(cache_dir) if cache_dir else out / "cache"
-    ds = scan(Path(data_root))
+    ds = scan(Path(data_root), split=cfg.split)
     for path, msg in ds.errors:
         echo(f"skipped {shown_path(path)}: {msg}")
     if not ds.records:  # before anything is written: an empty folder is no success
         raise InputError(data_root, "no usable clips found" + (
             f" ({len(ds.errors)} file(s) could not be used, listed above)" if ds.errors else
             " (expected DCASE-named .wav files or <machine>/train/ folders; see `dgmix data`)"))
+    for line in split_lines(ds.splits, ds.split_config):
+        echo(line)
+    write_split_csv(out / "split.csv", ds.records, ds.root)
     available = ds.machines()
     chosen = list(machines) if machines else available
     missing = [m for m in chosen if m not in available]
@@ -243,6 +264,8 @@ def run_pipeline(
     ctx = DistContext(device=torch.device(resolve_device(device)))
     for mi, machine in enumerate(chosen, 1):
         md = load_machine(ds, machine, cfg.features, cache_dir, progress)
+        for line in incomplete_group_warnings(md.test):
+            echo(f"warning: {line}")
         for method in chosen_methods:
             name = method.name
             emb_cache: dict = {}  # window embeddings of this trained model, shared by the scorings
@@ -269,8 +292,8 @@ def run_pipeline(
                 table.add_machine(name, machine, res)
                 groups.setdefault(name, []).extend(section_scores(md, scores, list(res)))
                 hm = table.machine_summary(name, machine)
-                echo(f"         {machine} {name}: AUC-S {hm.auc_source:.3f} AUC-T {hm.auc_target:.3f} "
-                     f"pAUC {hm.pauc:.3f} hmean {hm.hmean:.3f}")
+                echo(f"         {machine} {name}: AUC-S {_fmt(hm.auc_source)} AUC-T {_fmt(hm.auc_target)} "
+                     f"pAUC {_fmt(hm.pauc)} hmean {_fmt(hm.hmean)}")
             if extra_scorings:
                 encoder = method.encoder(model_dir, cfg)
                 for variant, sc in extra_scorings.items():

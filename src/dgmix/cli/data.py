@@ -1,7 +1,14 @@
-"""``dgmix data ROOT``: count the clips under a dataset folder, list the files it cannot use."""
+"""``dgmix data ROOT``: count the clips under a dataset folder, list the files it cannot use.
+
+It also shows the seeded train/test split that ``dgmix run`` will use for layouts that have none
+(``--test-normals``, or the ``split`` section of ``--config``, as for ``dgmix run``;
+:mod:`dgmix.data.split`) and warns about test sections that lack a group (their missing metrics
+will be n/a).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from enum import Enum
 from pathlib import Path
@@ -9,9 +16,11 @@ from typing import Annotated
 
 import typer
 
-from dgmix.data import Dataset, scan
+from dgmix.data import Dataset, SplitConfig, parse_test_normals, scan
+from dgmix.data.split import split_lines
 from dgmix.errors import InputError, shown_path
 from dgmix.features.logmel import FeatureParams
+from dgmix.metrics.groups import incomplete_group_warnings
 
 _COLUMNS = ("machine", "section", "domain", "split", "label", "n")
 
@@ -39,6 +48,8 @@ def format_table(ds: Dataset) -> str:
         lines.append(f"total: {len(ds.records)} clips, {len(ds.machines())} machine type(s)")
     else:
         lines.append(f"no usable clips found under {ds.root}")
+    lines.extend(split_lines(ds.splits, ds.split_config))
+    lines.extend(f"warning: {w}" for w in incomplete_group_warnings(ds.records))
     if ds.errors:
         lines.append(f"{len(ds.errors)} file(s) could not be used:")
         lines.extend(f"  {shown_path(p)}: {msg}" for p, msg in ds.errors)
@@ -46,11 +57,16 @@ def format_table(ds: Dataset) -> str:
 
 
 def as_json(ds: Dataset) -> str:
-    """``{"counts": [...], "errors": [{"path", "error"}, ...]}`` as one JSON document."""
+    """``{"counts": [...], "errors": [{"path", "error"}, ...], "split": {"config", "groups"},
+    "warnings": [...]}`` as one JSON document (``split.groups``: one entry per machine type and ID
+    that got the seeded split)."""
     return json.dumps(
         {
             "counts": ds.counts(),
             "errors": [{"path": shown_path(p), "error": msg} for p, msg in ds.errors],
+            "split": {"config": dataclasses.asdict(ds.split_config),
+                      "groups": [dataclasses.asdict(g) | {"train_normal": g.train_normal} for g in ds.splits]},
+            "warnings": incomplete_group_warnings(ds.records),
         },
     )
 
@@ -59,12 +75,14 @@ def feature_params(config: Path | None, pad: bool, allow_silence: bool, channel:
     """The feature settings the later stages would load clips with (default preset, ``--config``,
     then the flags)."""
     from dgmix.cli.common import loader_overrides
-    from dgmix.config import DEFAULT_PRESET, load_config
+    from dgmix.config import DEFAULT_PRESET, load_config, read_config_file
 
     overrides = loader_overrides(pad, allow_silence)
     if channel is not None:
         overrides.setdefault("features", {})["channel"] = channel
-    return load_config(DEFAULT_PRESET, config, overrides or None).features
+    # a run's config.yaml names its preset; a plain overrides file applies to the default preset
+    preset = (read_config_file(config).get("preset") if config is not None else None) or DEFAULT_PRESET
+    return load_config(preset, config, overrides or None).features
 
 
 def refuse_like_features(ds: Dataset, params: FeatureParams, fail: bool = False) -> None:
@@ -83,6 +101,22 @@ def refuse_like_features(ds: Dataset, params: FeatureParams, fail: bool = False)
             ds.errors.append((rec.path, problem))
     ds.records = kept
     ds.errors.sort(key=lambda e: str(e[0]))
+
+
+def split_config(config: Path | None, test_normals: str | None) -> SplitConfig:
+    """The ``split`` section of a YAML/TOML config file (e.g. a run's ``config.yaml``), then
+    ``--test-normals``; the defaults of :class:`SplitConfig` for what neither gives."""
+    from dgmix.config import read_config_file, validate_split
+    from dgmix.overrides import apply_overrides
+
+    cfg = SplitConfig()
+    if config is not None:
+        section = read_config_file(config).get("split") or {}
+        apply_overrides(cfg, section, str(config), prefix="split.")
+        validate_split(cfg, str(config))
+    if test_normals is not None:
+        cfg.test_normals = parse_test_normals(test_normals)
+    return cfg
 
 
 def data(
@@ -113,14 +147,20 @@ def data(
     channel: Annotated[
         int | None, typer.Option("--channel", min=0, help="Check this channel of multi-channel files.")
     ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option("--config", help="YAML/TOML run config whose `features` section the check uses."),
-    ] = None,
     on_error: Annotated[
         OnError,
         typer.Option("--on-error", help="skip: list bad files at the end; fail: stop at the first"),
     ] = OnError.skip,
+    test_normals: Annotated[
+        str | None,
+        typer.Option("--test-normals", help="Layouts without a train/test split: normal clips per machine "
+                     "type and ID in the test set, N or a FRACTION (default: match, the MIMII protocol)."),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="YAML/TOML run config (e.g. a run's config.yaml) whose `features` "
+                     "section the audio check uses and whose `split` section the split uses."),
+    ] = None,
 ) -> None:
     """Count the clips per machine type / section / domain / split / label."""
     if not root.exists():
@@ -130,8 +170,13 @@ def data(
         typer.echo(f"error: {ground_truth}: ground-truth folder not found", err=True)
         raise typer.Exit(2)
     try:
+        split = split_config(config, test_normals)
+    except InputError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    try:
         ds = scan(root, ground_truth=ground_truth, check_audio=check_audio,
-                  on_error=on_error.value)
+                  on_error=on_error.value, split=split)
         if check_audio:
             params = feature_params(config, pad, allow_silence, channel)
             refuse_like_features(ds, params, fail=on_error is OnError.fail)

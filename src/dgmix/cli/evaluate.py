@@ -5,7 +5,8 @@ present), takes labels from development-set file names or from ``--ground-truth 
 evaluator's ``ground_truth_data`` / ``ground_truth_domain`` layout), and prints per-machine rows
 (AUC Source, AUC Target, pAUC, Harmonic Mean, paper Tables 2-3 layout), the overall row and the
 official score. ``--out DIR`` writes results.md / results.csv / results.json; ``--json`` prints the
-JSON instead of the table.
+JSON instead of the table. A section whose clips lack a group (e.g. no source-domain normal clip)
+gets the metrics that can be computed, the others print as n/a, with one warning line on stderr.
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ def evaluate(
                    err=True)
         raise typer.Exit(2)
     notes: list[str] = []
+    warnings: list[str] = []
     try:
-        table = evaluate_scores_dir(scores_dir, ground_truth, method, notes)
+        table = evaluate_scores_dir(scores_dir, ground_truth, method, notes, warnings)
         name = table.methods()[0]
         ref = {name: PAPER_RESULTS[paper]} if paper is not None else None
         written = table.write(out, ref) if out is not None else {}
@@ -57,6 +59,8 @@ def evaluate(
         raise typer.Exit(1) from None
     for note in notes:
         typer.echo(f"note: {note}", err=True)
+    for warning in warnings:
+        typer.echo(f"warning: {warning}", err=True)
     if as_json:
         typer.echo(json.dumps(table.to_json_dict(), indent=2))
     else:

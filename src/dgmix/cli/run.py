@@ -71,6 +71,10 @@ def register(app: typer.Typer) -> None:
         pad: bool = typer.Option(False, "--pad", help="Zero-pad clips shorter than one window (features.pad)."),
         allow_silence: bool = typer.Option(False, "--allow-silence",
                                            help="Accept all-zero clips (features.allow_silence)."),
+        test_normals: str | None = typer.Option(
+            None, "--test-normals", help="Layouts without a train/test split (MIMII 2019, <machine>/{normal,anomaly}): "
+            "normal clips per machine type and ID in the test set, N or a FRACTION (default: match = as many as "
+            "the anomalous clips, the MIMII protocol; config split.*)."),
         device: str = typer.Option("auto", "--device",
                                    help="Where the models train: auto (CUDA when available), cpu, cuda."),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -88,12 +92,15 @@ def register(app: typer.Typer) -> None:
             overrides["seed"] = seed
 
         def go():
+            from dgmix.data import parse_test_normals
             from dgmix.methods import method_names
             from dgmix.pipeline import run_pipeline, scoring_variants
             from dgmix.rundir import prepare_out_dir
             from dgmix.synth import SynthConfig, generate
 
             t0 = time.perf_counter()
+            if test_normals is not None:
+                overrides["split"] = {"test_normals": parse_test_normals(test_normals)}
             cfg = load_config(preset, config, overrides)
             if data is not None and not data.is_dir():
                 raise InputError(data, "dataset folder not found" if not data.exists() else "not a folder")

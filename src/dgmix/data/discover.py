@@ -6,6 +6,9 @@ A root may be a DCASE download (``ROOT/dev_data/<machine>/{train,test}/``,
 (``ROOT/<machine>/id_XX/{normal,abnormal}/``) or a plain layout; file names and folders are
 interpreted by :func:`dgmix.data.records.parse_filename`.
 
+Layouts without a train/test split (MIMII 2019, plain ``<machine>/{normal,anomaly}``) get the
+seeded split of :mod:`dgmix.data.split`; ``Dataset.splits`` describes it per machine type and ID.
+
 ``scan`` also reads every ``attributes_XX.csv`` it meets (merged into the records of the clips
 they name, for the clips below the CSV's folder) and every evaluator-format ground truth folder
 (``ground_truth_data/`` + ``ground_truth_domain/``) inside the root or given as ``ground_truth``;
@@ -39,6 +42,7 @@ from .records import (
     parse_filename,
     strip_machine_prefix,
 )
+from .split import GroupSplit, SplitConfig, assign_split
 
 #: Extensions of audio files that are reported (not silently skipped) because they are not WAV.
 AUDIO_LIKE_EXTENSIONS = frozenset(
@@ -56,11 +60,16 @@ class Dataset:
         root: The scanned folder.
         records: One :class:`ClipRecord` per usable clip, sorted by (machine, section, split, path).
         errors: ``(path, problem)`` for every file that could not be used, sorted by path.
+        splits: One :class:`GroupSplit` per machine type and section whose layout had no split
+            and got the seeded one of ``split_config``.
+        split_config: The :class:`SplitConfig` used.
     """
 
     root: Path
     records: list[ClipRecord] = field(default_factory=list)
     errors: list[tuple[Path, str]] = field(default_factory=list)
+    splits: list[GroupSplit] = field(default_factory=list)
+    split_config: SplitConfig = field(default_factory=SplitConfig)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -121,7 +130,7 @@ def scan(
     *,
     check_audio: bool = False,
     on_error: str = "skip",
-    mimii_split: str = "test",
+    split: SplitConfig | None = None,
 ) -> Dataset:
     """Find every clip under ``root`` and build its :class:`ClipRecord`.
 
@@ -133,14 +142,16 @@ def scan(
             files become errors, not records.
         on_error: ``"skip"`` collects problems in ``Dataset.errors``; ``"fail"`` raises the
             first one as :class:`InputError`.
-        mimii_split: Split given to MIMII 2019 clips, which have none (our convention: ``"test"``).
+        split: How clips whose layout has no train/test split are divided (MIMII 2019, plain
+            ``<machine>/{normal,anomaly}``); default ``SplitConfig()``, the MIMII protocol.
 
     A ``.wav`` that cannot be interpreted, a non-WAV audio file (``.flac``, ``.mp3``, ...) and a
     clip whose label in the name contradicts the ground truth are errors; other files are ignored.
 
     Raises:
         InputError: ``root`` (or ``ground_truth``) missing or not a folder; with
-            ``on_error="fail"``, the first bad file.
+            ``on_error="fail"``, the first bad file; a ``split.test_normals`` count that leaves a
+            group no normal clip to train on.
     """
     if on_error not in ("skip", "fail"):
         raise ValueError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
@@ -150,7 +161,7 @@ def scan(
     if not root.is_dir():
         raise InputError(root, "not a folder")
 
-    ds = Dataset(root=root)
+    ds = Dataset(root=root, split_config=split if split is not None else SplitConfig())
 
     def problem(path: Path, text: str) -> None:
         if on_error == "fail":
@@ -186,8 +197,7 @@ def scan(
             if strip_machine_prefix(n) == n:
                 machine = machine_from_folders(rel) or machine_from_folders(root_chain)
             try:
-                rec = parse_filename(path, machine=machine, folders=rel + root_chain,
-                                     mimii_split=mimii_split)
+                rec = parse_filename(path, machine=machine, folders=rel + root_chain)
             except InputError as e:
                 problem(path, e.problem)
                 continue
@@ -216,6 +226,7 @@ def scan(
                 problem(rec.path, conflict)
                 continue
         final.append(rec)
+    final, ds.splits = assign_split(final, ds.split_config, root)
     ds.records = sorted(final, key=lambda r: (r.machine, r.section, r.split, str(r.path)))
     ds.errors.sort(key=lambda e: str(e[0]))
     return ds

@@ -11,11 +11,16 @@ Recognised file names (the first that matches wins):
 * DCASE 2020 names ``{normal|anomaly}_id_XX_NNNNNNNN.wav`` (the machine ID becomes the section;
   DCASE 2020 had no domain shift, so the domain is ``"source"``) and its evaluation test names
   ``id_XX_NNNNNNNN.wav`` (label unknown).
-* MIMII 2019 folders ``<machine>/id_XX/{normal,abnormal}/<name>.wav``: section = ``XX``, domain
-  ``"unknown"``. MIMII has no train/test split; by our convention (a parameter, ``mimii_split``)
-  every MIMII clip is a ``"test"`` clip with a known label.
+* MIMII 2019 folders ``<machine>/id_XX/{normal,abnormal}/<name>.wav``: section = ``XX`` (the
+  machine ID, as DCASE 2020 mapped it), domain ``"unknown"``.
 * A plain layout ``<machine>/train/<name>.wav`` (normal training clips, section ``"00"``) and
   ``<machine>/test/{normal,anomaly,abnormal}/<name>.wav``; domain ``"unknown"``.
+* A plain layout without a split, ``<machine>/{normal,anomaly,abnormal}/<name>.wav``: section
+  ``"00"``, domain ``"unknown"``.
+
+MIMII 2019 and the plain layout without a split carry no train/test split: their records have
+``split_given=False`` and a provisional split (``mimii_split``, ``"test"``) until
+:func:`dgmix.data.split.assign_split` (called by :func:`dgmix.data.scan`) draws the real one.
 
 The machine type is the file-name prefix when there is one, otherwise the nearest folder above
 the file that is not a layout folder (``train``, ``test``, ``normal``, ``id_00``, ``dev_data``,
@@ -62,6 +67,8 @@ _DCASE2020 = re.compile(
     r"^(?P<label>normal|anomaly)_id_(?P<section>\d+)_(?P<clip>\d+)$", re.IGNORECASE
 )
 _DCASE2020_EVAL = re.compile(r"^id_(?P<section>\d+)_(?P<clip>\d+)$", re.IGNORECASE)
+#: The file-name layouts (a name matching one of them is a DCASE name, kept in score files).
+_NAME_PATTERNS = (_DCASE, _DCASE_EVAL, _DCASE2020, _DCASE2020_EVAL)
 _ID_FOLDER = re.compile(r"^id_(?P<section>\d+)$", re.IGNORECASE)
 
 _LABEL_FOLDERS = {"normal": "normal", "anomaly": "anomaly", "abnormal": "anomaly"}
@@ -89,6 +96,8 @@ class ClipRecord:
         attributes: Attribute key -> value, from the file name (tokens paired ``key_value``;
             the unparsed string under ``"_raw"``) and from ``attributes_XX.csv`` when present.
         clip_id: The clip number as written in the name (``"0025"``), or ``None``.
+        split_given: ``False`` when the layout has no train/test split (MIMII 2019, plain
+            ``<machine>/{normal,anomaly}``); :func:`dgmix.data.split.assign_split` sets ``split``.
     """
 
     path: Path
@@ -99,6 +108,7 @@ class ClipRecord:
     label: str
     attributes: dict[str, str] = field(default_factory=dict, hash=False, compare=True)
     clip_id: str | None = None
+    split_given: bool = True
 
     def __post_init__(self) -> None:
         for name, allowed in (("domain", DOMAINS), ("split", SPLITS), ("label", LABELS)):
@@ -127,6 +137,21 @@ class ClipRecord:
     def dcase_name(self) -> str:
         """The file name without a ``<Machine>_{train|test}_`` prefix (the official DCASE name)."""
         return strip_machine_prefix(self.path.name)
+
+    @property
+    def score_name(self) -> str:
+        """The clip's name in score and decision CSVs (the evaluator pairs rows by this name).
+
+        A name that carries the label (DCASE 2020-2024 development names) or none at all (DCASE
+        evaluation names, whose ground truth is keyed by it) is the file name. A clip whose label comes from
+        its folder (MIMII 2019, plain layouts) is named as DCASE 2020 named the MIMII clips,
+        ``<normal|anomaly>_id_<XX>_<file name>``: unique within a section although MIMII reuses
+        ``00000000.wav`` in ``normal/`` and ``abnormal/``, and readable by ``dgmix evaluate``.
+        """
+        stem = Path(self.dcase_name).stem
+        if self.label == "unknown" or any(p.match(stem) for p in _NAME_PATTERNS):
+            return self.name
+        return f"{self.label}_id_{self.section}_{self.name}"
 
 
 def canonical_machine(name: str) -> str:
@@ -202,7 +227,9 @@ def parse_filename(
             machine type, split and layout. Default: every parent folder of ``path``.
             :func:`dgmix.data.scan` passes only the folders inside the scanned root, plus the
             root's own name and parents.
-        mimii_split: Split given to MIMII 2019 clips (which have none): ``"test"`` or ``"train"``.
+        mimii_split: Provisional split of clips whose layout has none (MIMII 2019, plain
+            ``<machine>/{normal,anomaly}``): ``"test"`` or ``"train"``; ``split_given`` is false
+            for them unless ``split`` was passed.
 
     Raises:
         InputError: If neither the name nor the folders follow a recognised layout.
@@ -267,16 +294,21 @@ def parse_filename(
     grandparent = folders[1] if len(folders) > 1 else ""
     if parent in _LABEL_FOLDERS and _ID_FOLDER.match(grandparent):  # MIMII 2019
         return ClipRecord(path, pick_machine(), _section(_ID_FOLDER.match(grandparent)["section"]),
-                          "unknown", split or mimii_split, _LABEL_FOLDERS[parent], {}, stem)
+                          "unknown", split or mimii_split, _LABEL_FOLDERS[parent], {}, stem,
+                          split_given=split is not None)
     if parent in _LABEL_FOLDERS and grandparent.lower() == "test":  # plain test/{normal,anomaly}
         return ClipRecord(path, pick_machine(), "00", "unknown", "test", _LABEL_FOLDERS[parent],
                           {}, stem)
+    if parent in _LABEL_FOLDERS and grandparent and grandparent.lower() not in _LAYOUT_FOLDERS:
+        # plain <machine>/{normal,anomaly}: no split in the layout
+        return ClipRecord(path, pick_machine(), "00", "unknown", split or mimii_split,
+                          _LABEL_FOLDERS[parent], {}, stem, split_given=split is not None)
     if parent == "train":  # plain train/: all normal
         return ClipRecord(path, pick_machine(), "00", "unknown", "train", "normal", {}, stem)
     raise InputError(
         path,
         "file name not recognised (expected section_XX_<source|target>_<train|test>_"
         "<normal|anomaly>_NNNN[_attrs].wav, section_XX_NNNN.wav, normal_id_XX_NNNNNNNN.wav, "
-        "or a <machine>/train/, <machine>/test/<normal|anomaly>/, "
+        "or a <machine>/train/, <machine>/test/<normal|anomaly>/, <machine>/<normal|anomaly>/, "
         "<machine>/id_XX/<normal|abnormal>/ folder)",
     )

@@ -35,7 +35,7 @@ import numpy as np
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from dgmix.metrics.dcase import MAX_FPR, hmean, section_metrics
+from dgmix.metrics.dcase import MAX_FPR, hmean
 
 _trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy >= 2.0 / older
 
@@ -115,42 +115,49 @@ def _auc(y: np.ndarray, s: np.ndarray, max_fpr: float | None = None) -> float:
     return float(0.5 * (1 + (partial - min_area) / (max_area - min_area)))
 
 
-def _values(y: np.ndarray, s: np.ndarray, t: np.ndarray) -> tuple[float, float, float]:
-    """AUC-S, AUC-T and pAUC of one section (the rules of :func:`section_metrics`)."""
+def _values(y: np.ndarray, s: np.ndarray, t: np.ndarray) -> tuple[float | None, float | None, float | None]:
+    """AUC-S, AUC-T and pAUC of one section (the rules of :func:`section_metrics`); a value whose
+    test group is empty is ``None`` (n/a, issue 15), as there."""
+    anomalies = bool((y == 1).any())
+    src_normal, tgt_normal = bool(((y == 0) & (t == 0)).any()), bool(((y == 0) & (t == 1)).any())
     src, tgt = (t == 0) | (y == 1), (t == 1) | (y == 1)
-    groups = ((y == 1).sum(), ((y == 0) & (t == 0)).sum(), ((y == 0) & (t == 1)).sum())
-    if min(groups) == 0:
-        section_metrics(y, s, t)  # raises the ValueError that names the empty group
-    return _auc(y[src], s[src]), _auc(y[tgt], s[tgt]), _auc(y, s, MAX_FPR)
+    return (_auc(y[src], s[src]) if anomalies and src_normal else None,
+            _auc(y[tgt], s[tgt]) if anomalies and tgt_normal else None,
+            _auc(y, s, MAX_FPR) if anomalies and (src_normal or tgt_normal) else None)
 
 
 def official_score_ci(sections: Sequence[SectionScores], confidence: float = 0.95) -> JackknifeCI:
     """Jackknife interval of the official score over all test clips of ``sections``.
 
     Each replicate leaves out one clip, recomputes its section's AUC-S, AUC-T and pAUC (the other
-    sections are unchanged) and takes the harmonic mean of every section's three values.
+    sections are unchanged) and takes the harmonic mean of the values that exist (a section whose
+    test set lacks a group has n/a values, left out of the official score as in
+    :mod:`dgmix.metrics.dcase`; every replicate averages over the same values).
 
-    Raises ``ValueError`` when leaving a clip out empties a group an AUC needs (a section with a
-    single anomalous, source-normal or target-normal clip).
+    Raises ``ValueError`` when no value exists, or when leaving a clip out empties a group that a
+    value needs (a section with a single anomalous, source-normal or target-normal clip).
     """
     secs = [SectionScores(np.asarray(s.y_true, dtype=int), np.asarray(s.y_score, dtype=float),
                           np.asarray(s.is_target, dtype=int)) for s in sections]
     if not secs:
         raise ValueError("no sections")
     base = [_values(s.y_true, s.y_score, s.is_target) for s in secs]
-    full = hmean([v for b in base for v in b])
+    present = [[v is not None for v in b] for b in base]
+    if not any(any(p) for p in present):
+        raise ValueError("no AUC can be computed (every section lacks a test group)")
+    full = hmean([v for b in base for v in b if v is not None])
     loo: list[float] = []
     for k, s in enumerate(secs):
-        others = [v for j, b in enumerate(base) if j != k for v in b]
+        others = [v for j, b in enumerate(base) if j != k for v in b if v is not None]
         keep = np.ones(s.y_true.size, dtype=bool)
         for i in range(s.y_true.size):
             keep[i] = False
-            try:
-                vals = _values(s.y_true[keep], s.y_score[keep], s.is_target[keep])
-            except ValueError as exc:
-                raise ValueError(f"section {k}: leaving clip {i} out leaves an AUC undefined ({exc})") from None
+            vals = _values(s.y_true[keep], s.y_score[keep], s.is_target[keep])
             keep[i] = True
-            loo.append(hmean(others + list(vals)))
+            if [v is not None for v in vals] != present[k]:
+                raise ValueError(f"section {k}: leaving clip {i} out leaves an AUC undefined "
+                                 "(a test group with a single clip)")
+            loo.append(hmean(others + [v for v in vals if v is not None]))
     return jackknife(full, loo, confidence)
 
 

@@ -11,7 +11,15 @@ The reference is the challenge's evaluator script (Kota-Dohi/dcase2022_evaluator
   clips *of that domain only* (normals and anomalies whose domain flag matches); the official
   MobileNetV2 baseline's own test script instead uses the AUC groups (domain normals + all
   anomalies). ``decision_rule="evaluator"`` (default) or ``"baseline"`` picks one. Divisions are
-  floored at ``sys.float_info.epsilon`` like both scripts, so an empty group gives 0, not NaN.
+  floored at ``sys.float_info.epsilon`` like both scripts, so a group without anomalies gives 0,
+  not NaN; a domain with no clip at all (an incomplete test set, below) gives ``None``.
+
+Incomplete test sets (issue 15; not covered by the evaluator, which needs every group): a section
+whose test set lacks a group still gets every metric that can be computed, the others are ``None``
+(printed "n/a"). AUC-S needs source-domain normal and anomalous clips, AUC-T target-domain normal
+and anomalous clips, pAUC and AUC(all) normal and anomalous clips. :attr:`SectionResult.empty_groups`
+names the missing groups. Every harmonic mean (a section's, a machine row's, the official score)
+is then taken over the values that exist; :func:`official_values` lists which ones those are.
 
 Aggregation (SPEC §8, paper §4 Tables 2-3): ``hmean`` floors every value at float epsilon, then takes
 the harmonic mean (``scipy.stats.hmean``). A machine row holds the per-column harmonic means over
@@ -19,7 +27,8 @@ that machine's sections (AUC Source, AUC Target, pAUC) and the harmonic mean of 
 together; the official score is the harmonic mean of every AUC-S, AUC-T and pAUC value over all
 machines and sections, which is also the "Harmonic Mean" cell of the paper's "Overall" row.
 Because every column has one value per section, the harmonic mean of the three column means equals
-the harmonic mean of all values (checked against the paper's tables).
+the harmonic mean of all values (checked against the paper's tables); with missing values the row's
+harmonic mean is still the one over all its values.
 """
 
 from __future__ import annotations
@@ -39,27 +48,43 @@ DecisionRule = Literal["evaluator", "baseline"]
 
 __all__ = [
     "EPS",
+    "GROUPS",
     "MAX_FPR",
+    "OFFICIAL_KEYS",
     "SectionResult",
     "Summary",
+    "empty_groups",
     "hmean",
     "machine_summary",
+    "missing_note",
     "official_score",
+    "official_values",
     "overall_summary",
     "section_metrics",
 ]
+
+#: The per-section values the official score averages over.
+OFFICIAL_KEYS = ("auc_source", "auc_target", "pauc")
+_LABELS = {"auc_source": "AUC-S", "auc_target": "AUC-T", "pauc": "pAUC"}
+#: The test groups of a section, in the order :func:`empty_groups` reports them.
+GROUPS = ("anomalous", "source-domain normal", "target-domain normal")
+#: Which groups AUC-S and AUC-T need (pAUC needs anomalous clips and normal clips of either domain).
+_NEEDS = {"auc_source": ("anomalous", "source-domain normal"),
+          "auc_target": ("anomalous", "target-domain normal")}
 
 
 @dataclass(frozen=True)
 class SectionResult:
     """Metrics of one section of one machine type. All values are fractions in [0, 1].
 
-    The decision fields are ``None`` when no decisions were given.
+    AUC-S, AUC-T, pAUC and AUC(all) are ``None`` when the test set lacks a group they need
+    (``empty_groups``, module docstring); the decision fields are ``None`` when no decisions were
+    given.
     """
 
-    auc_source: float
-    auc_target: float
-    pauc: float
+    auc_source: float | None
+    auc_target: float | None
+    pauc: float | None
     auc_all: float | None = None
     precision_source: float | None = None
     precision_target: float | None = None
@@ -67,51 +92,76 @@ class SectionResult:
     recall_target: float | None = None
     f1_source: float | None = None
     f1_target: float | None = None
+    empty_groups: tuple[str, ...] = ()
 
     @property
-    def hmean(self) -> float:
-        """Harmonic mean of AUC-S, AUC-T and pAUC (the section's share of the official score)."""
-        return hmean([self.auc_source, self.auc_target, self.pauc])
+    def values(self) -> dict[str, float]:
+        """The official values that exist: ``{key: value}`` for the keys of :data:`OFFICIAL_KEYS`."""
+        return {k: v for k in OFFICIAL_KEYS if (v := getattr(self, k)) is not None}
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        """The official values that could not be computed (keys of :data:`OFFICIAL_KEYS`)."""
+        return tuple(k for k in OFFICIAL_KEYS if getattr(self, k) is None)
+
+    @property
+    def hmean(self) -> float | None:
+        """Harmonic mean of AUC-S, AUC-T and pAUC that exist (the section's share of the official
+        score); ``None`` when none does."""
+        vals = list(self.values.values())
+        return hmean(vals) if vals else None
 
     @property
     def has_decisions(self) -> bool:
-        return self.precision_source is not None
+        return self.precision_source is not None or self.precision_target is not None
 
-    def as_dict(self, include_none: bool = False) -> dict[str, float]:
-        """The fields as a plain dict (``None`` fields left out unless ``include_none``)."""
+    def as_dict(self, include_none: bool = False) -> dict:
+        """The fields as a plain dict. ``None`` fields are left out unless ``include_none``, except
+        AUC-S, AUC-T and pAUC, which are always present (``None`` = n/a); ``empty_groups`` is a
+        list, present when not empty."""
         d = asdict(self)
-        return d if include_none else {k: v for k, v in d.items() if v is not None}
+        d["empty_groups"] = list(self.empty_groups)
+        if include_none:
+            return d
+        return {k: v for k, v in d.items() if k in OFFICIAL_KEYS or (v is not None and v != [])}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, float]) -> SectionResult:
+    def from_dict(cls, d: Mapping) -> SectionResult:
         """Inverse of :meth:`as_dict`; unknown keys are an error (``ValueError``)."""
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"unknown section metric keys {unknown}")
-        missing = sorted({"auc_source", "auc_target", "pauc"} - set(d))
+        missing = sorted(set(OFFICIAL_KEYS) - set(d))
         if missing:
             raise ValueError(f"missing section metric keys {missing}")
-        return cls(**{k: (None if v is None else float(v)) for k, v in d.items()})
+        groups = d.get("empty_groups") or ()
+        if isinstance(groups, str) or not all(g in GROUPS for g in groups):
+            raise ValueError(f"empty_groups must be a list of {list(GROUPS)}, got {groups!r}")
+        vals = {k: (None if v is None else float(v)) for k, v in d.items() if k != "empty_groups"}
+        return cls(**vals, empty_groups=tuple(groups))
 
 
 @dataclass(frozen=True)
 class Summary:
     """One row of a results table (a machine type, or the overall row). Fractions in [0, 1].
 
-    ``hmean`` is the harmonic mean of all the AUC-S, AUC-T and pAUC values under the row; the
-    decision fields are the harmonic means over the source and target values of all sections
-    (the evaluator's "harmonic mean" row), ``None`` when some section has no decisions.
+    ``hmean`` is the harmonic mean of all the AUC-S, AUC-T and pAUC values under the row that
+    exist; a column is ``None`` when no section has a value for it, ``hmean`` when no value exists
+    at all. ``n_values`` of ``3 * n_sections`` values exist. The decision fields are the harmonic
+    means over the source and target values of all sections (the evaluator's "harmonic mean"
+    row), ``None`` when some section has no decisions.
     """
 
-    auc_source: float
-    auc_target: float
-    pauc: float
-    hmean: float
+    auc_source: float | None
+    auc_target: float | None
+    pauc: float | None
+    hmean: float | None
     n_sections: int
     precision: float | None = None
     recall: float | None = None
     f1: float | None = None
+    n_values: int | None = None
 
 
 def hmean(values: Iterable[float]) -> float:
@@ -182,9 +232,11 @@ def section_metrics(
         max_fpr: pAUC range (0.1 in DCASE 2020-2024).
         decision_rule: which clips enter a domain's precision/recall (module docstring).
 
+    A value whose groups are empty (no anomalous, no source-domain normal or no target-domain
+    normal clip) is ``None`` and the empty groups are listed in ``empty_groups`` (module docstring).
+
     Raises:
-        ValueError: lengths differ, non-binary labels, non-finite scores, or a group needed by an
-            AUC is empty (no anomalies, no source normals or no target normals).
+        ValueError: lengths differ, non-binary labels, non-finite scores.
     """
     yt = _binary(y_true, "y_true")
     dom = _binary(is_target, "is_target")
@@ -201,31 +253,22 @@ def section_metrics(
         raise ValueError(f"{int(np.sum(~np.isfinite(ys)))} scores are NaN or infinite")
     if not 0.0 < max_fpr <= 1.0:
         raise ValueError(f"max_fpr must be in (0, 1], got {max_fpr}")
-    n_anom = int(np.sum(yt == 1))
-    n_src_norm = int(np.sum((yt == 0) & (dom == 0)))
-    n_tgt_norm = int(np.sum((yt == 0) & (dom == 1)))
-    empty = [
-        name
-        for name, count in (
-            ("anomalous clips", n_anom),
-            ("source-domain normal clips", n_src_norm),
-            ("target-domain normal clips", n_tgt_norm),
-        )
-        if count == 0
-    ]
-    if empty:
-        raise ValueError(
-            f"cannot compute AUC: no {' and no '.join(empty)} among {n} clips "
-            f"({n_anom} anomalous, {n_src_norm} source normal, {n_tgt_norm} target normal)"
-        )
+    empty = empty_groups(yt, dom)
     sel_s = (dom == 0) | (yt == 1)
     sel_t = (dom == 1) | (yt == 1)
-    auc_s = float(roc_auc_score(yt[sel_s], ys[sel_s]))
-    auc_t = float(roc_auc_score(yt[sel_t], ys[sel_t]))
-    pauc = float(roc_auc_score(yt, ys, max_fpr=max_fpr))
-    auc_all = float(roc_auc_score(yt, ys))
+
+    def auc(key: str, sel: np.ndarray, **kw) -> float | None:
+        if _undefined(key, empty):
+            return None
+        return float(roc_auc_score(yt[sel], ys[sel], **kw))
+
+    everything = np.ones(n, dtype=bool)
+    auc_s = auc("auc_source", sel_s)
+    auc_t = auc("auc_target", sel_t)
+    pauc = auc("pauc", everything, max_fpr=max_fpr)
+    auc_all = auc("pauc", everything)
     if y_pred is None:
-        return SectionResult(auc_s, auc_t, pauc, auc_all)
+        return SectionResult(auc_s, auc_t, pauc, auc_all, empty_groups=empty)
     yp = _binary(y_pred, "y_pred")
     if yp.size != n:
         raise ValueError(f"length mismatch: {n} labels, {yp.size} decisions")
@@ -235,9 +278,43 @@ def section_metrics(
         grp_s, grp_t = sel_s, sel_t
     else:
         raise ValueError(f"decision_rule must be 'evaluator' or 'baseline', got {decision_rule!r}")
-    p_s, r_s, f_s = _prf(yt[grp_s], yp[grp_s])
-    p_t, r_t, f_t = _prf(yt[grp_t], yp[grp_t])
-    return SectionResult(auc_s, auc_t, pauc, auc_all, p_s, p_t, r_s, r_t, f_s, f_t)
+    p_s, r_s, f_s = _prf(yt[grp_s], yp[grp_s]) if grp_s.any() else (None, None, None)
+    p_t, r_t, f_t = _prf(yt[grp_t], yp[grp_t]) if grp_t.any() else (None, None, None)
+    return SectionResult(auc_s, auc_t, pauc, auc_all, p_s, p_t, r_s, r_t, f_s, f_t, empty)
+
+
+def empty_groups(y_true: object, is_target: object) -> tuple[str, ...]:
+    """The groups of :data:`GROUPS` with no clip in a section's test set (1 = anomaly / target)."""
+    yt = _binary(y_true, "y_true")
+    dom = _binary(is_target, "is_target")
+    counts = {"anomalous": int(np.sum(yt == 1)),
+              "source-domain normal": int(np.sum((yt == 0) & (dom == 0))),
+              "target-domain normal": int(np.sum((yt == 0) & (dom == 1)))}
+    return tuple(g for g in GROUPS if counts[g] == 0)
+
+
+def _undefined(key: str, empty: tuple[str, ...]) -> bool:
+    if "anomalous" in empty:
+        return True
+    if key == "pauc":
+        return "source-domain normal" in empty and "target-domain normal" in empty
+    return any(g in empty for g in _NEEDS[key])
+
+
+def missing_note(machine: str, section: str, empty: tuple[str, ...], unknown_domain: bool = False) -> str | None:
+    """The one-line warning for a section whose test set lacks groups, or ``None`` if it has all:
+    ``"ToyTrain section 00: no source-domain normal test clips; AUC-S n/a"``."""
+    if not empty:
+        return None
+    missing = [_LABELS[k] for k in OFFICIAL_KEYS if _undefined(k, empty)]
+    why = " (no domains in this layout: its clips count as source)" if unknown_domain else ""
+    return (f"{machine} section {section}: no {' and no '.join(empty)} test clips{why}; "
+            f"{', '.join(missing)} n/a, left out of the official score")
+
+
+def _hmean_or_none(values: list[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return hmean(vals) if vals else None
 
 
 def _summary(results: list[SectionResult]) -> Summary:
@@ -248,10 +325,12 @@ def _summary(results: list[SectionResult]) -> Summary:
     p = [r.pauc for r in results]
     prec = rec = f1 = None
     if all(r.has_decisions for r in results):
-        prec = hmean([r.precision_source for r in results] + [r.precision_target for r in results])
-        rec = hmean([r.recall_source for r in results] + [r.recall_target for r in results])
-        f1 = hmean([r.f1_source for r in results] + [r.f1_target for r in results])
-    return Summary(hmean(s), hmean(t), hmean(p), hmean(s + t + p), len(results), prec, rec, f1)
+        prec = _hmean_or_none([r.precision_source for r in results] + [r.precision_target for r in results])
+        rec = _hmean_or_none([r.recall_source for r in results] + [r.recall_target for r in results])
+        f1 = _hmean_or_none([r.f1_source for r in results] + [r.f1_target for r in results])
+    n_values = sum(len(r.values) for r in results)
+    return Summary(_hmean_or_none(s), _hmean_or_none(t), _hmean_or_none(p), _hmean_or_none(s + t + p),
+                   len(results), prec, rec, f1, n_values)
 
 
 def machine_summary(sections: Mapping[str, SectionResult]) -> Summary:
@@ -265,11 +344,26 @@ def overall_summary(results: Mapping[str, Mapping[str, SectionResult]]) -> Summa
     return _summary([r for secs in results.values() for r in secs.values()])
 
 
-def official_score(results: Mapping[str, Mapping[str, SectionResult]]) -> float:
-    """Official DCASE 2022 score: hmean of all AUC-S, all AUC-T and all pAUC values (SPEC §8)."""
+def official_score(results: Mapping[str, Mapping[str, SectionResult]]) -> float | None:
+    """Official DCASE 2022 score: hmean of all AUC-S, all AUC-T and all pAUC values (SPEC §8).
+
+    Values that could not be computed (incomplete test sets) are left out; ``None`` when no value
+    exists. :func:`official_values` says which values it averages over."""
     allres = [r for secs in results.values() for r in secs.values()]
     if not allres:
         raise ValueError("no sections to score")
-    return hmean(
+    return _hmean_or_none(
         [r.auc_source for r in allres] + [r.auc_target for r in allres] + [r.pauc for r in allres]
     )
+
+
+def official_values(results: Mapping[str, Mapping[str, SectionResult]]) -> dict:
+    """Which values the official score averages over: ``{"n_values", "n_expected", "left_out"}``,
+    ``left_out`` a list of ``{"machine", "section", "value", "empty_groups"}`` (``value`` a key of
+    :data:`OFFICIAL_KEYS`)."""
+    left_out = [
+        {"machine": m, "section": sec, "value": k, "empty_groups": list(r.empty_groups)}
+        for m, secs in results.items() for sec, r in secs.items() for k in r.missing
+    ]
+    n_expected = 3 * sum(len(secs) for secs in results.values())
+    return {"n_values": n_expected - len(left_out), "n_expected": n_expected, "left_out": left_out}

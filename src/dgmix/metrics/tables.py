@@ -9,8 +9,16 @@
   header, fractions; besides one row per section it has one row per machine with section ``all``
   (the machine's summary row) and one row with machine ``overall``, section ``all``;
 * ``results.json``: ``{method: {machine: {section: {auc_source, auc_target, pauc, auc_all, ...}},
-  "official_score": float}}``, fractions in [0, 1] (decision metrics are added when present), plus
-  ``"official_score_ci95"`` (jackknife interval, :mod:`dgmix.metrics.confidence`) when known.
+  "official_score": float, "official_score_values": {...}}}``, fractions in [0, 1] (decision
+  metrics are added when present), plus ``"official_score_ci95"`` (jackknife interval,
+  :mod:`dgmix.metrics.confidence`) when known.
+
+A value that could not be computed because its section's test set lacks a group (issue 15,
+:mod:`dgmix.metrics.dcase`) prints as ``n/a`` in results.md and results.csv and is ``null`` in
+results.json, where the section also lists its ``empty_groups``; every harmonic mean is over the
+values that exist. results.md says under each method's table, and results.json under
+``official_score_values`` (``n_values`` of ``n_expected``, ``left_out``), which values the official
+score averages over.
 """
 
 from __future__ import annotations
@@ -29,7 +37,9 @@ from dgmix.metrics.dcase import (
     SectionResult,
     Summary,
     machine_summary,
+    missing_note,
     official_score,
+    official_values,
     overall_summary,
     section_metrics,
 )
@@ -39,6 +49,7 @@ __all__ = [
     "PAPER_RESULTS",
     "ResultsTable",
     "evaluate_scores_dir",
+    "official_values_text",
     "paper_row",
 ]
 
@@ -124,8 +135,30 @@ def _machine_sort_key(machine: str) -> tuple[int, str]:
     return (lower.index(machine.lower()), "") if machine.lower() in lower else (len(lower), machine)
 
 
-def _pct(v: float) -> str:
-    return f"{100.0 * v:.2f}"
+NA = "n/a"
+_SHORT = {"auc_source": "AUC-S", "auc_target": "AUC-T", "pauc": "pAUC"}
+
+
+def _pct(v: float | None) -> str:
+    return NA if v is None else f"{100.0 * v:.2f}"
+
+
+def _frac(v: float | None) -> str:
+    return NA if v is None else f"{v:.6f}"
+
+
+def official_values_text(results: Mapping[str, Mapping[str, SectionResult]]) -> str:
+    """``over 21 of 21 values`` or ``over 10 of 21 values; n/a, left out: ToyTrain 00 AUC-S (no
+    source-domain normal test clips); ...``: which values the official score averages over."""
+    info = official_values(results)
+    text = f"over {info['n_values']} of {info['n_expected']} values"
+    parts = []
+    for machine in sorted(results, key=_machine_sort_key):
+        for sec, r in sorted(results[machine].items()):
+            if r.missing:
+                parts.append(f"{machine} {sec} {', '.join(_SHORT[k] for k in r.missing)} "
+                             f"(no {' and no '.join(r.empty_groups)} test clips)")
+    return text + ("; n/a, left out: " + "; ".join(parts) if parts else "")
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -203,7 +236,8 @@ class ResultsTable:
             ci_txt = (f" (95 % CI ± {_pct(ci.half_width)}, jackknife over {ci.n} test clips)"
                       if ci is not None else "")
             parts.append(f"\nOfficial score (hmean of all AUC-S, AUC-T, pAUC): "
-                         f"{_pct(self.official_score(method))}{ci_txt}\n")
+                         f"{_pct(self.official_score(method))}{ci_txt}, "
+                         f"{official_values_text(self.results[method])}\n")
             ref = paper.get(method) if paper is not None else None
             if ref:
                 prow = []
@@ -211,8 +245,8 @@ class ResultsTable:
                     row = next((v for k, v in ref.items() if k.lower() == machine.lower()), None)
                     if row is not None:
                         mine = o if machine == "overall" else self.machine_summary(method, machine)
-                        prow.append([machine] + [_pct(row[c]) for c in _COLS]
-                                    + [f"{100.0 * (mine.hmean - row['hmean']):+.2f}"])
+                        delta = NA if mine.hmean is None else f"{100.0 * (mine.hmean - row['hmean']):+.2f}"
+                        prow.append([machine] + [_pct(row[c]) for c in _COLS] + [delta])
                 if prow:
                     parts.append("Paper (reference rows):\n")
                     parts.append(_md_table(["Machine", *_HEAD, "Δ Harmonic Mean"], prow) + "\n")
@@ -224,7 +258,7 @@ class ResultsTable:
                     for sec, r in self.sections(method, machine).items():
                         dec = []
                         if any_dec:
-                            dec = ([_pct(r.f1_source), _pct(r.f1_target)]  # type: ignore[arg-type]
+                            dec = ([_pct(r.f1_source), _pct(r.f1_target)]
                                    if r.has_decisions else ["", ""])
                         drows.append([machine, sec, _pct(r.auc_source), _pct(r.auc_target),
                                       _pct(r.pauc), _pct(r.hmean), *dec])
@@ -242,15 +276,16 @@ class ResultsTable:
         for method in self.methods():
             for machine in self.machines(method):
                 for sec, r in self.sections(method, machine).items():
-                    w.writerow([method, machine, sec] + [f"{getattr(r, c):.6f}" for c in _COLS])
+                    w.writerow([method, machine, sec] + [_frac(getattr(r, c)) for c in _COLS])
                 s = self.machine_summary(method, machine)
-                w.writerow([method, machine, "all"] + [f"{getattr(s, c):.6f}" for c in _COLS])
+                w.writerow([method, machine, "all"] + [_frac(getattr(s, c)) for c in _COLS])
             o = self.overall(method)
-            w.writerow([method, "overall", "all"] + [f"{getattr(o, c):.6f}" for c in _COLS])
+            w.writerow([method, "overall", "all"] + [_frac(getattr(o, c)) for c in _COLS])
         return buf.getvalue()
 
     def to_json_dict(self) -> dict:
-        """``{method: {machine: {section: metrics}, "official_score": float}}`` (fractions)."""
+        """``{method: {machine: {section: metrics}, "official_score": float | None,
+        "official_score_values": {"n_values", "n_expected", "left_out"}}}`` (fractions)."""
         out: dict = {}
         for method in self.methods():
             d: dict = {}
@@ -259,6 +294,8 @@ class ResultsTable:
             d["official_score"] = self.official_score(method)
             if method in self.ci:
                 d["official_score_ci95"] = self.ci[method].as_dict()
+            d["official_score_values"] = official_values(
+                {m: self.sections(method, m) for m in self.machines(method)})
             out[method] = d
         return out
 
@@ -282,7 +319,7 @@ class ResultsTable:
     # -- loading -----------------------------------------------------------------------------
     @classmethod
     def from_json_dict(cls, data: Mapping, source: str | Path = "<results.json>") -> ResultsTable:
-        """Rebuild a table from :meth:`to_json_dict` output (``official_score`` keys skipped)."""
+        """Rebuild a table from :meth:`to_json_dict` output (``official_score*`` keys skipped)."""
         table = cls()
         if not isinstance(data, Mapping):
             raise InputError(source, "results JSON must be an object mapping method names")
@@ -290,7 +327,7 @@ class ResultsTable:
             if not isinstance(machines, Mapping):
                 raise InputError(source, f"method {method!r} must map machine names")
             for machine, secs in machines.items():
-                if machine in ("official_score", "official_score_ci95"):
+                if machine in ("official_score", "official_score_ci95", "official_score_values"):
                     continue
                 if not isinstance(secs, Mapping):
                     raise InputError(source, f"{method}/{machine} must map section ids")
@@ -318,6 +355,7 @@ def evaluate_scores_dir(
     ground_truth: str | Path | None = None,
     method: str | None = None,
     notes: list[str] | None = None,
+    warnings: list[str] | None = None,
 ) -> ResultsTable:
     """Evaluate a folder of official-format score files (what ``dgmix evaluate`` does).
 
@@ -325,11 +363,13 @@ def evaluate_scores_dir(
     ``decision_result_...`` file when present). Labels come from the development-set file names,
     or from ``ground_truth`` (the evaluator's ``ground_truth_data`` / ``ground_truth_domain``
     layout) when given. ``method`` names the table's method (default: the folder name). Remarks
-    that are not errors (ground-truth sections without a score file) are appended to ``notes``.
+    that are not errors (ground-truth sections without a score file) are appended to ``notes``;
+    one line per section whose clips lack a group (its missing values are n/a, as in ``dgmix
+    run``) to ``warnings``.
 
     Raises:
         InputError: no score file, unreadable or non-numeric file, names that do not match the
-            ground truth, or a section where an AUC is undefined (e.g. no anomalous clip).
+            ground truth.
     """
     from dgmix.scoring.csvio import (
         find_score_files,
@@ -397,8 +437,13 @@ def evaluate_scores_dir(
             res = section_metrics(y_true, scores, is_target, y_pred)
         except ValueError as e:
             raise InputError(score_path, str(e)) from e
+        note = missing_note(machine, section, res.empty_groups)
+        if note is not None and warnings is not None:
+            warnings.append(note)
         table.add(name, machine, section, res)
         groups.append(SectionScores(y_true, scores, is_target))
+    if table.official_score(name) is None:  # nothing to average: no interval either
+        return table
     try:
         table.set_ci(name, official_score_ci(groups))
     except ValueError as e:  # a group with a single clip: no leave-one-out replicate exists

@@ -8,6 +8,8 @@
 * Ground truth (the evaluator's layout): ``DIR/ground_truth_data/ground_truth_<machine>_section_<XX>
   _test.csv`` (``filename,0|1``, 1 = anomaly) and ``DIR/ground_truth_domain/...`` (1 = target).
 * Development-set names carry their labels: ``section_XX_{source|target}_test_{normal|anomaly}_...``
+  and DCASE 2020's ``{normal|anomaly}_id_XX_...`` (source domain; also how ``dgmix run`` names the
+  clips of MIMII 2019 and plain folder layouts, :attr:`dgmix.data.ClipRecord.score_name`)
   (:func:`labels_from_names`).
 
 Readers raise :class:`dgmix.errors.InputError` naming the file and the line.
@@ -46,6 +48,7 @@ SCORE_RE = re.compile(r"^anomaly_score_(?P<machine>.+)_section_(?P<section>\d{2}
 DEV_NAME_RE = re.compile(
     r"section_(?P<section>\d{2})_(?P<domain>source|target)_test_(?P<label>normal|anomaly)_"
 )
+DCASE2020_NAME_RE = re.compile(r"^(?P<label>normal|anomaly)_id_(?P<section>\d+)_.")
 
 
 def section_id(section: int | str) -> str:
@@ -213,7 +216,8 @@ def read_ground_truth(gt_dir: str | Path, machine: str, section: int | str) -> G
 
 
 def labels_from_names(names: Sequence[str], source: str | Path = "<names>") -> GroundTruth:
-    """Labels from development-set names ``section_XX_{source|target}_test_{normal|anomaly}_...``.
+    """Labels from development-set names ``section_XX_{source|target}_test_{normal|anomaly}_...``
+    or DCASE 2020 names ``{normal|anomaly}_id_XX_...`` (domain source: DCASE 2020 had no domains).
 
     Raises ``InputError(source, ...)`` naming the first file name without labels (e.g. evaluation
     set names ``section_03_0000.wav``, which need a ground-truth folder).
@@ -222,13 +226,15 @@ def labels_from_names(names: Sequence[str], source: str | Path = "<names>") -> G
     dom = np.empty(len(names), dtype=np.int64)
     for i, n in enumerate(names):
         m = DEV_NAME_RE.search(Path(n).name)
-        if m is None:
+        m2020 = DCASE2020_NAME_RE.match(Path(n).name) if m is None else None
+        if m is None and m2020 is None:
             raise InputError(
                 source, f"file name {n!r} carries no domain/label (expected "
-                "section_XX_{source|target}_test_{normal|anomaly}_...); give the ground truth"
+                "section_XX_{source|target}_test_{normal|anomaly}_... or "
+                "{normal|anomaly}_id_XX_...); give the ground truth"
             )
-        anom[i] = 1 if m["label"] == "anomaly" else 0
-        dom[i] = 1 if m["domain"] == "target" else 0
+        anom[i] = 1 if (m or m2020)["label"] == "anomaly" else 0
+        dom[i] = 1 if m is not None and m["domain"] == "target" else 0
     return GroundTruth(list(names), anom, dom)
 
 

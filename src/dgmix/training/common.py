@@ -27,8 +27,9 @@ def training_clips(
     classes: ClassMode = "section",
 ) -> ClipSet:
     """Every training clip of ``machine`` under ``data_root`` (all sections, both domains,
-    development and additional training data), features filled into the cache by rank 0."""
-    records = scan(Path(data_root)).select(machine=machine, split="train")
+    development and additional training data; for layouts without a split, the training side of
+    ``cfg.split``), features filled into the cache by rank 0."""
+    records = scan(Path(data_root), split=cfg.split).select(machine=machine, split="train")
     if not records:
         raise InputError(data_root, f"no training clips for machine type {machine!r}")
     cache = make_cache(cache_dir, cfg.features)
