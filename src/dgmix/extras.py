@@ -19,11 +19,13 @@ class MissingExtra(DgmixError):
     """An optional package is not installed; the message says which ``pip install`` to run."""
 
 
-def require(module: str, extra: str, what: str) -> ModuleType:
-    """Import ``module`` or raise :class:`MissingExtra` naming the extra that provides it."""
+def require(module: str, extra: str, what: str, package: str | None = None) -> ModuleType:
+    """Import ``module`` or raise :class:`MissingExtra` naming the extra that provides it.
+
+    ``package`` is the name pip knows it by (default: the module's top-level name)."""
     try:
         return importlib.import_module(module)
     except ImportError:
-        top = module.split(".")[0]
+        top = package or module.split(".")[0]
         raise MissingExtra(f"{what} needs the '{top}' package, which is not installed; "
                            f"run: pip install -e '.[{extra}]' in the dgmix source folder") from None

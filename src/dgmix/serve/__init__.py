@@ -31,6 +31,7 @@ def run_server(detector: Path, host: str = "127.0.0.1", port: int = 8000, max_by
     from dgmix.serve.app import create_app
     from dgmix.serve.service import DEFAULT_MAX_BYTES, ScoringService
 
+    require("fastapi", "serve", "dgmix serve")  # before the detector loads: a missing extra fails fast
     uvicorn = require("uvicorn", "serve", "dgmix serve")
     service = ScoringService(load_detector(detector), detector,
                              DEFAULT_MAX_BYTES if max_bytes is None else max_bytes)

@@ -43,7 +43,7 @@ async def _capped(stream: AsyncIterator[bytes], limit: int) -> AsyncIterator[byt
 def create_app(service: ScoringService) -> Any:
     """A FastAPI application serving ``service`` (module docstring)."""
     require("fastapi", "serve", "dgmix serve")
-    require("multipart", "serve", "dgmix serve")  # python-multipart, for multipart uploads
+    require("python_multipart", "serve", "dgmix serve", package="python-multipart")  # multipart uploads
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
     from starlette.concurrency import run_in_threadpool
