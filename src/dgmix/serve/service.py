@@ -29,7 +29,7 @@ import soundfile as sf
 
 from dgmix.data import audio_problem, min_samples_for
 from dgmix.errors import InputError
-from dgmix.scoring.clips import score_clip
+from dgmix.scoring.clips import clip_section, score_clip
 
 __all__ = ["DEFAULT_MAX_BYTES", "WAV_FORMATS", "ScoringService", "ServeError"]
 
@@ -94,6 +94,7 @@ class ScoringService:
             path.write_bytes(data)
             self._check_wav(path, name)
             try:
+                clip_section(self.detector, path, section or None, name)  # cheap; fail before waiting for the lock
                 with self._lock:
                     res = score_clip(self.detector, path, section or None, pad=pad, name=name)
             except InputError as exc:
