@@ -206,3 +206,20 @@ def test_score_onnx_rejects_other_files(tiny_synth, tmp_path, monkeypatch):
     _one_line_error(["score", "--onnx", str(plain), str(clip)],
                     "dgmix score --onnx needs the 'onnxruntime' package, which is not installed; "
                     "run: pip install -e '.[export]' in the dgmix source folder")
+
+
+def test_self_check_refuses_a_graph_that_traced_wrong(tiny_detectors, tmp_path, monkeypatch):
+    import dgmix.export.writer as writer
+
+    class ShapeFrozen(torch.nn.Module):
+        """Python control flow on the window count: tracing keeps only the branch of the example input."""
+
+        def forward(self, windows, section):
+            scale = 1.0 if windows.shape[0] <= 3 else 2.0
+            return (windows.double().mean() * scale + section.double()).reshape(1)
+
+    monkeypatch.setattr(writer, "build_graph", lambda bundle: ShapeFrozen())
+    bundle = DetectorBundle.load(tiny_detectors / "logmel" / "fan" / "detector.pt")
+    with pytest.raises(InputError, match="onnxruntime and PyTorch differ by .* nothing written"):
+        export_onnx(bundle, tmp_path / "x.onnx")
+    assert not (tmp_path / "x.onnx").exists()

@@ -48,8 +48,10 @@ AGGREGATIONS = ("mean", "max", "topk-mean")
 #: the rows of the domain scales (the graph holds the scales); chunk is a memory block size.
 HANDLED_SCORER_SETTINGS = ("k", "domain_aware", "window_level", "aggregation", "topk_k", "pooling", "gwrp_r",
                            "bank_reduce", "bank_size", "projection_dim", "scale_sample", "seed", "chunk")
-#: Relative tolerance of the export-time comparison of onnxruntime with PyTorch.
-SELF_CHECK_RTOL = 1e-4
+#: Relative tolerance of the export-time comparison of onnxruntime with PyTorch on random windows: a
+#: guard against a wrong graph (a mis-traced shape gives differences of order 1), looser than the
+#: 1e-4 the tests hold real clips to, so that float32 rounding on odd random inputs never blocks an export.
+SELF_CHECK_RTOL = 1e-3
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,11 @@ def export_onnx(bundle: DetectorBundle, out: Path, source: str | Path = "detecto
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         traced = Path(tmp) / "graph.onnx"
-        _trace(graph, example_windows(bundle, 3), traced)
+        try:
+            _trace(graph, example_windows(bundle, 3), traced)
+        except (RuntimeError, ValueError) as exc:  # e.g. a bank over protobuf's 2 GB limit
+            first = " ".join(str(exc).split())[:300]
+            raise InputError(source, f"ONNX export failed: {first}") from None
         model = onnx.load(str(traced))
         onnx.helper.set_model_props(model, {"dgmix": json.dumps(metadata(bundle))})
         model.doc_string = (f"dgmix {bundle.method} detector for {bundle.machine}: "
