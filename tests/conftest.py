@@ -24,3 +24,16 @@ def tiny_synth(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def feature_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def tiny_detectors(tiny_synth, feature_cache, tmp_path_factory) -> Path:
+    """A run directory with ``random/fan/detector.pt`` (k-NN on a BN-re-estimated random encoder)
+    and ``logmel/fan/detector.pt`` bundles on the tiny set (no training step, seconds)."""
+    from dgmix.config import load_config
+    from dgmix.pipeline import run_pipeline
+
+    out = tmp_path_factory.mktemp("detectors")
+    run_pipeline(tiny_synth, out, load_config("tiny"), methods=["random", "logmel"], cache_dir=feature_cache,
+                 progress=False, echo=lambda s: None)
+    return out

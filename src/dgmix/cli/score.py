@@ -1,4 +1,9 @@
-"""``dgmix score``: point a saved detector at new clips (score and 0/1 decision per clip)."""
+"""``dgmix score``: point a saved detector at new clips (score and 0/1 decision per clip).
+
+With ``--onnx FILE`` the clips are scored by an exported ONNX graph on onnxruntime
+(``dgmix export``; extra ``[export]``) instead of a ``detector.pt`` bundle. Both go through
+:func:`dgmix.scoring.clips.score_clip`, the path ``dgmix serve`` uses too.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,32 @@ from pathlib import Path
 
 import typer
 
-from dgmix.cli.common import run_guarded, setup_logging
+from dgmix.cli.common import fail, run_guarded, setup_logging
+
+
+def _clip_files(clips: list[Path]) -> list[Path]:
+    from dgmix.errors import InputError
+
+    files: list[Path] = []
+    for c in clips:
+        if c.is_dir():
+            files += sorted(p for p in c.rglob("*.wav"))
+        elif c.exists():
+            files.append(c)
+        else:
+            raise InputError(c, "no such file or folder")
+    return files
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def score(
-        detector: Path = typer.Argument(..., help="detector.pt written by dgmix run / dgmix export."),
-        clips: list[Path] = typer.Argument(..., help="WAV files or folders of WAV files."),
+        paths: list[Path] = typer.Argument(
+            ..., metavar="DETECTOR CLIPS...",
+            help="detector.pt written by dgmix run, then WAV files or folders of WAV files "
+                 "(with --onnx: only the clips)."),
+        onnx: Path | None = typer.Option(None, "--onnx", help="Score with this ONNX file (dgmix export) on "
+                                         "onnxruntime instead of a detector.pt bundle."),
         section: str | None = typer.Option(None, "--section",
                                               help="Section id for clips whose names carry none."),
         channel: int | None = typer.Option(
@@ -31,45 +54,36 @@ def register(app: typer.Typer) -> None:
         setup_logging(False)
 
         def go():
-            from dgmix.data import parse_filename
-            from dgmix.errors import InputError, shown_path, undecodable_name
+            from dgmix.errors import InputError, shown_path
             from dgmix.io_atomic import atomic_write_text
-            from dgmix.scoring.bundle import DetectorBundle
+            from dgmix.scoring.clips import score_clip
 
-            bundle = DetectorBundle.load(detector)
-            files: list[Path] = []
-            for c in clips:
-                if c.is_dir():
-                    files += sorted(p for p in c.rglob("*.wav"))
-                elif c.exists():
-                    files.append(c)
-                else:
-                    raise InputError(c, "no such file or folder")
+            if onnx is not None:
+                from dgmix.export.runtime import OnnxDetector
+
+                detector, clips = OnnxDetector.load(onnx), paths
+            else:
+                if len(paths) < 2:
+                    fail("give a detector.pt and at least one clip (or --onnx FILE and the clips)")
+                from dgmix.scoring.bundle import DetectorBundle
+
+                detector, clips = DetectorBundle.load(paths[0]), paths[1:]
             rows = []
             skipped = 0
+            files = _clip_files(clips)
             for f in files:
                 try:
-                    if undecodable_name(f) is not None:
-                        raise InputError(f, undecodable_name(f))
-                    sec = section
-                    if sec is None:
-                        try:
-                            sec = parse_filename(f, machine=bundle.machine).section
-                        except InputError:
-                            sec = bundle.section_names[0] if len(bundle.section_names) == 1 else None
-                    if sec is None:
-                        raise InputError(f, "cannot tell the section from the name; pass --section")
-                    feats = bundle.features_of(f, channel=channel, pad=pad or None,
-                                               allow_silence=allow_silence or None)
-                    s = float(bundle.score_features([feats], [sec])[0])
-                    d = int(bundle.decide([s], [sec])[0])
-                    rows.append((str(f), s, d))
-                    typer.echo(f"{f}\t{s:.6f}\t{d}")
+                    res = score_clip(detector, f, section, channel=channel, pad=pad or None,
+                                     allow_silence=allow_silence or None)
                 except InputError as exc:
                     if on_error == "fail":
                         raise
                     skipped += 1
                     typer.echo(f"skipped {exc}", err=True)
+                    continue
+                decision = "" if res.decision is None else str(res.decision)
+                rows.append((str(f), res.score, decision))
+                typer.echo(f"{f}\t{res.score:.6f}\t{decision or '-'}")
             if not rows:  # nothing to write: no --csv file is left behind
                 where = ", ".join(shown_path(c) for c in clips)
                 raise InputError(where, f"no clip could be scored ({len(files)} WAV file(s) found, "
@@ -80,4 +94,3 @@ def register(app: typer.Typer) -> None:
                 atomic_write_text(out_csv, buf.getvalue())
 
         run_guarded(go)
-

@@ -77,3 +77,16 @@ def clip_logmel(
                       **loader_options(params, **extra))
     with torch.no_grad():
         return module(torch.from_numpy(wave).unsqueeze(0))[0].numpy()
+
+
+def clip_logmel_overriding(
+    path: str | Path, params: FeatureParams, module: LogMel, channel: int | None = None,
+    pad: bool | None = None, allow_silence: bool | None = None,
+) -> np.ndarray:
+    """:func:`clip_logmel` with ``params``' loader choices (channel, padding, silence) overridden
+    where given (``None`` keeps the stored one): what a saved detector does for a new clip."""
+    import dataclasses
+
+    overrides = {k: v for k, v in (("channel", channel), ("pad", pad), ("allow_silence", allow_silence))
+                 if v is not None}
+    return clip_logmel(path, dataclasses.replace(params, **overrides) if overrides else params, module)

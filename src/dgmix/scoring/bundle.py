@@ -22,7 +22,8 @@ from torch import nn
 from dgmix.checkpoint import load_checkpoint, save_checkpoint
 from dgmix.config import ModelConfig
 from dgmix.errors import InputError
-from dgmix.features import FeatureParams, LogMel, clip_logmel
+from dgmix.features import FeatureParams, LogMel
+from dgmix.features.extract import clip_logmel_overriding
 from dgmix.models import build_classifier, build_encoder
 from dgmix.models.fold import fold_batchnorm
 from dgmix.scoring.embed import classifier_scores, encoder_windows, logmel_frames
@@ -118,15 +119,9 @@ class DetectorBundle(nn.Module):
         """Log-mel features of one clip file with this detector's feature settings (the same
         function the training run's feature cache used, so the scores match the run's).
         ``channel`` / ``pad`` override the bundle's loader settings when given."""
-        params = self.params
-        if channel is not None or pad is not None or allow_silence is not None:
-            params = dataclasses.replace(
-                params, channel=params.channel if channel is None else channel,
-                pad=params.pad if pad is None else pad,
-                allow_silence=params.allow_silence if allow_silence is None else allow_silence)
         if self._logmel is None:
             self._logmel = LogMel(self.params)
-        return clip_logmel(path, params, self._logmel)
+        return clip_logmel_overriding(path, self.params, self._logmel, channel, pad, allow_silence)
 
     def decide(self, scores: np.ndarray, sections: Sequence[str]) -> np.ndarray:
         idx = self.section_index(sections)

@@ -1,0 +1,92 @@
+"""Score one clip file with a saved detector: the one path ``dgmix score`` and ``dgmix serve`` share.
+
+A *detector* here is anything with the scoring interface of
+:class:`~dgmix.scoring.bundle.DetectorBundle`: ``machine``, ``section_names``, ``thresholds``
+(one per section), ``features_of(path, channel=, pad=, allow_silence=)``, ``section_index(sections, source)`` and
+``score_features(features, sections)``. The bundle itself and the ONNX runtime detector
+(:class:`dgmix.export.runtime.OnnxDetector`) both have it, so a new scoring back end of the bundle
+needs no change here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dgmix.errors import InputError
+from dgmix.scoring.threshold import decide
+
+__all__ = ["ClipScore", "clip_section", "score_clip"]
+
+
+@dataclass(frozen=True)
+class ClipScore:
+    """One scored clip: its section, anomaly score, threshold and decision (1 = anomaly).
+
+    ``threshold`` and ``decision`` are ``None`` when the detector has no finite threshold for the
+    section (a bundle built without thresholds)."""
+
+    path: Path
+    section: str
+    score: float
+    threshold: float | None
+    decision: int | None
+
+
+def clip_section(detector: Any, path: Path, section: str | None = None, name: str | None = None) -> str:
+    """The section of a clip: ``section`` if given, else the one its file name carries, else the
+    detector's only section. ``name`` is the file name to read (default: ``path``, with its folders).
+
+    Raises InputError when none of these tells it, or when the detector does not know the section.
+    """
+    from dgmix.data import parse_filename
+
+    source = name if name is not None else path
+    sec = section
+    if sec is None:
+        try:
+            if name is not None:
+                sec = parse_filename(Path(name).name, machine=detector.machine, folders=[]).section
+            else:
+                sec = parse_filename(path, machine=detector.machine).section
+        except InputError:
+            sec = detector.section_names[0] if len(detector.section_names) == 1 else None
+    if sec is None:
+        raise InputError(source, "cannot tell the section from the name; pass --section "
+                                 f"(this detector knows {', '.join(detector.section_names)})")
+    detector.section_index([sec], source=str(source))
+    return sec
+
+
+def score_clip(
+    detector: Any,
+    path: Path,
+    section: str | None = None,
+    *,
+    channel: int | None = None,
+    pad: bool | None = None,
+    allow_silence: bool | None = None,
+    name: str | None = None,
+) -> ClipScore:
+    """Load, featurise and score one clip file with ``detector`` (see the module docstring).
+
+    ``channel`` / ``pad`` / ``allow_silence`` override the detector's loader settings when given; ``name`` is the
+    clip's own file name when ``path`` is a temporary copy (the server's uploads).
+    Raises InputError for a clip that cannot be scored.
+    """
+    from dgmix.errors import undecodable_name
+
+    path = Path(path)
+    problem = undecodable_name(path) if name is None else None
+    if problem is not None:
+        raise InputError(path, problem)
+    sec = clip_section(detector, path, section, name)
+    feats = detector.features_of(path, channel=channel, pad=pad, allow_silence=allow_silence)
+    score = float(detector.score_features([feats], [sec])[0])
+    idx = int(detector.section_index([sec], source=str(name or path))[0])
+    thr = float(detector.thresholds[idx])
+    if not math.isfinite(thr):
+        return ClipScore(path, sec, score, None, None)
+    return ClipScore(path, sec, score, thr, int(decide([score], thr)[0]))

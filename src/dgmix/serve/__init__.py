@@ -1,0 +1,39 @@
+"""``dgmix serve``: a saved detector behind an HTTP API (extra ``[serve]``: FastAPI + uvicorn).
+
+:mod:`dgmix.serve.service` is the request logic without the framework, :mod:`dgmix.serve.app` the
+FastAPI application, :func:`load_detector` and :func:`run_server` what the CLI verb calls.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["load_detector", "run_server"]
+
+
+def load_detector(path: Path) -> Any:
+    """A ``detector.pt`` bundle, or an exported ``.onnx`` file (scored on onnxruntime)."""
+    path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        from dgmix.export.runtime import OnnxDetector
+
+        return OnnxDetector.load(path)
+    from dgmix.scoring.bundle import DetectorBundle
+
+    return DetectorBundle.load(path)
+
+
+def run_server(detector: Path, host: str = "127.0.0.1", port: int = 8000, max_bytes: int | None = None,
+               log_level: str = "info") -> None:
+    """Load ``detector`` and serve it with uvicorn until interrupted."""
+    from dgmix.extras import require
+    from dgmix.serve.app import create_app
+    from dgmix.serve.service import DEFAULT_MAX_BYTES, ScoringService
+
+    require("fastapi", "serve", "dgmix serve")  # before the detector loads: a missing extra fails fast
+    uvicorn = require("uvicorn", "serve", "dgmix serve")
+    service = ScoringService(load_detector(detector), detector,
+                             DEFAULT_MAX_BYTES if max_bytes is None else max_bytes)
+    app = create_app(service)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)

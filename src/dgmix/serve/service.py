@@ -1,0 +1,121 @@
+"""What the HTTP server does with a request, without the web framework: :class:`ScoringService`.
+
+One service holds one loaded detector. :meth:`ScoringService.score_bytes` takes the bytes of an
+uploaded WAV, its file name (for the section and the messages) and an optional section, and scores
+it through :func:`dgmix.scoring.clips.score_clip`, the function ``dgmix score`` calls, so the server
+and ``dgmix score`` give the same score for the same clip. The bytes go to a temporary file first
+because the loader (:func:`dgmix.data.load_audio`) reads files; the file is deleted afterwards.
+
+Scoring runs under a lock: one clip at a time per process. The torch and onnxruntime kernels already
+use every core for one clip, and the detector's lazily built parts (folded encoder, log-mel module)
+are then never built twice at once.
+
+Status codes (:class:`ServeError`): 413 body over the size limit (raised by the app, which reads
+the body), 415 not a WAV file (libsndfile cannot read the header, or it is another format), 422 a
+WAV the detector cannot score (corrupt data, empty, NaN/Inf, silent, shorter than one window,
+unknown section).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import soundfile as sf
+
+from dgmix.data import audio_problem, min_samples_for
+from dgmix.errors import InputError
+from dgmix.scoring.clips import clip_section, score_clip
+
+__all__ = ["DEFAULT_MAX_BYTES", "WAV_FORMATS", "ScoringService", "ServeError"]
+
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+#: libsndfile container formats accepted as WAV.
+WAV_FORMATS = ("WAV", "WAVEX", "RF64")
+
+
+@dataclass
+class ServeError(Exception):
+    """An error answered with ``status`` and ``{"error": message}``."""
+
+    status: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.status}: {self.message}"
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if math.isfinite(float(x)) else None
+
+
+class ScoringService:
+    """Score uploaded clips with one detector (module docstring)."""
+
+    def __init__(self, detector: Any, source: str | Path = "", max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        if max_bytes < 1:
+            raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
+        self.detector, self.source, self.max_bytes = detector, str(source), int(max_bytes)
+        self._lock = threading.Lock()
+        encoder = getattr(detector, "inference_encoder", None)
+        if callable(encoder) and getattr(detector, "encoder", None) is not None:
+            encoder()  # build the folded copy now, not inside the first request
+
+    def info(self) -> dict[str, Any]:
+        """``GET /info``: method, machine, feature parameters, sections, thresholds, scoring settings."""
+        d = self.detector
+        scorer = getattr(d, "scorer", None)
+        params = d.params
+        min_samples = min_samples_for(params.frames, params.n_fft, params.hop_length, center=True)
+        return {
+            "method": d.method, "machine": d.machine, "kind": d.kind, "detector": Path(self.source).name,
+            "features": params.to_dict(), "sections": list(d.section_names),
+            "thresholds": {s: _finite(t) for s, t in zip(d.section_names, [float(x) for x in d.thresholds])},
+            "scoring": scorer.config() if scorer is not None else None,
+            "min_clip_seconds": min_samples / params.sample_rate, "max_upload_bytes": self.max_bytes,
+        }
+
+    def score_bytes(self, data: bytes, filename: str | None = None, section: str | None = None,
+                    pad: bool | None = None) -> dict[str, Any]:
+        """``POST /score``: ``{score, decision, threshold, section, method}`` or a :class:`ServeError`.
+
+        ``pad`` zero-pads a clip shorter than one window (default: the detector's own setting)."""
+        name = Path(filename).name if filename else "upload.wav"
+        if len(data) > self.max_bytes:
+            raise ServeError(413, f"{name}: upload is {len(data)} bytes, over the limit of {self.max_bytes}")
+        if not data:
+            raise ServeError(422, f"{name}: empty upload (no bytes)")
+        with tempfile.TemporaryDirectory(prefix="dgmix-serve-") as tmp:
+            path = Path(tmp) / "clip.wav"
+            path.write_bytes(data)
+            self._check_wav(path, name)
+            try:
+                clip_section(self.detector, path, section or None, name)  # cheap; fail before waiting for the lock
+                with self._lock:
+                    res = score_clip(self.detector, path, section or None, pad=pad, name=name)
+            except InputError as exc:
+                raise ServeError(422, f"{name}: {_http_hint(exc.problem)}") from None
+            except ValueError as exc:  # e.g. a section whose bank is empty
+                raise ServeError(422, f"{name}: {' '.join(str(exc).split())}") from None
+        return {"score": res.score, "decision": res.decision, "threshold": res.threshold,
+                "section": res.section, "method": self.detector.method}
+
+    @staticmethod
+    def _check_wav(path: Path, name: str) -> None:
+        problem = audio_problem(path)
+        if problem is not None and problem.startswith("not a readable audio file"):
+            raise ServeError(415, f"{name}: not a WAV file{problem[len('not a readable audio file'):]}")
+        if problem is not None:
+            raise ServeError(422, f"{name}: {problem}")
+        fmt = sf.info(str(path)).format
+        if fmt not in WAV_FORMATS:
+            raise ServeError(415, f"{name}: a {fmt} file, not a WAV")
+
+
+def _http_hint(problem: str) -> str:
+    """The loader's and the section rule's hints name CLI options; say the request's parameters."""
+    return problem.replace("pass --section", "pass section=NN").replace("pass --pad", "pass pad=true")
