@@ -6,7 +6,8 @@ knowing what any of them does.
 
 Outputs under ``RUN/``: ``<method>/scores/anomaly_score_<machine>_section_<XX>_test.csv`` and
 ``decision_result_...`` in the official format, ``<method>/<machine>/detector.pt`` bundles,
-training run dirs, and ``results.{md,csv,json}``.
+training run dirs, ``results.{md,csv,json}``, ``run_info.json`` (data root, methods, whether the
+paper's numbers apply) and, with ``report.enabled``, ``report_inputs/`` (:mod:`dgmix.report.inputs`).
 """
 
 from __future__ import annotations
@@ -37,9 +38,13 @@ from dgmix.methods import (
 )
 from dgmix.metrics import SectionResult, section_metrics
 from dgmix.metrics.tables import PAPER_RESULTS, ResultsTable
+from dgmix.report.inputs import keep_for_report, save_test_clips
 from dgmix.scoring import write_decisions, write_scores
 from dgmix.scoring.embed import resolve_device
 from dgmix.training.distributed import DistContext
+
+#: What the run was (read by ``dgmix report``).
+RUN_INFO = "run_info.json"
 
 
 def evaluate_machine(
@@ -172,25 +177,33 @@ def run_pipeline(
     ctx = DistContext(device=torch.device(resolve_device(device)))
     for mi, machine in enumerate(chosen, 1):
         md = load_machine(ds, machine, cfg.features, cache_dir, progress)
+        if cfg.report.enabled:
+            save_test_clips(out, machine, md.test)
         for method in chosen_methods:
             name = method.name
-            echo(f"[{time.perf_counter() - t0:6.0f}s] {machine} ({mi}/{len(chosen)}) {name}: training")
             t_train = time.perf_counter()
             model_dir = method.train(TrainJob(Path(data_root), md, cfg, out / name / machine, cache_dir,
                                               progress, ctx))
             timings.setdefault(name, {})[machine] = time.perf_counter() - t_train if model_dir else 0.0
             emb_cache: dict = {}  # window embeddings of this trained model, shared by the scorings
-            bundle, scores = method.build_detector(model_dir, md, cfg, resolve_scoring(cfg.scoring, method),
-                                                   cache=emb_cache)
+            method_scoring = resolve_scoring(cfg.scoring, method)
+            bundle, scores = method.build_detector(model_dir, md, cfg, method_scoring, cache=emb_cache)
             decisions = bundle.decide(scores, [r.section for r in md.test])
             write_outputs(out / name, md, scores, decisions)
             bundle.save(out / name / machine / "detector.pt")
+            if cfg.report.enabled:
+                keep_for_report(out, name, md, bundle, emb_cache, method_scoring.pooling,
+                                cfg.report.tsne_max_points, cfg.seed, resolve_device(method_scoring.device))
             res = evaluate_machine(md, scores, decisions)
+            line = f"[{time.perf_counter() - t0:6.0f}s] {machine} ({mi}/{len(chosen)}) {name:<8}"
             if res:
                 table.add_machine(name, machine, res)
                 hm = table.machine_summary(name, machine)
-                echo(f"         {machine} {name}: AUC-S {hm.auc_source:.3f} AUC-T {hm.auc_target:.3f} "
-                     f"pAUC {hm.pauc:.3f} hmean {hm.hmean:.3f}")
+                line += (f" hmean {100 * hm.hmean:5.2f}  (AUC-S {100 * hm.auc_source:5.2f}, "
+                         f"AUC-T {100 * hm.auc_target:5.2f}, pAUC {100 * hm.pauc:5.2f})")
+            else:
+                line += " scored (no labelled test section to evaluate)"
+            echo(line + (f", trained in {timings[name][machine]:.1f} s" if model_dir else ""))
             if extra_scorings:
                 encoder = method.encoder(model_dir, cfg)
                 for variant, sc in extra_scorings.items():
@@ -199,6 +212,10 @@ def run_pipeline(
                     if r2:
                         extra_tables[variant].add_machine(name, machine, r2)
     seconds = time.perf_counter() - t0
+    (out / RUN_INFO).write_text(json.dumps({
+        "data_root": str(Path(data_root).resolve()), "paper_reference": paper_reference,
+        "methods": [m.name for m in chosen_methods], "machines": chosen, "seconds": round(seconds, 1),
+    }, indent=2) + "\n")
     if table.methods():
         table.write(out, paper=PAPER_RESULTS if paper_reference else None)
     if extra_tables:
