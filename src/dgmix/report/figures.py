@@ -22,6 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
 from dgmix.report.collect import SectionScores  # noqa: E402
@@ -29,7 +30,7 @@ from dgmix.report.inputs import TrainEmbeddings  # noqa: E402
 
 #: Log fields that are not loss terms or embedding statistics.
 _NOT_PLOTTED = {"epoch", "step", "lr", "windows_per_s", "seconds"}
-_DPI = 72
+_DPI = 80
 _MAX_LEGEND = 12
 
 
@@ -49,7 +50,7 @@ def _colors(n: int) -> list:
 def roc_figure(machine: str, by_method: Mapping[str, Mapping[str, SectionScores]]) -> Figure:
     """Rows: source, target; columns: sections; one curve per method (legend: its AUC)."""
     sections = sorted({s for secs in by_method.values() for s in secs})
-    fig, axes = plt.subplots(2, len(sections), figsize=(3.2 * len(sections), 6.0), squeeze=False)
+    fig, axes = plt.subplots(2, len(sections), figsize=(max(3.6 * len(sections), 6.0), 7.0), squeeze=False)
     colors = dict(zip(by_method, _colors(len(by_method))))
     for col, sec in enumerate(sections):
         for row, (dom, flag) in enumerate((("source", False), ("target", True))):
@@ -73,7 +74,7 @@ def roc_figure(machine: str, by_method: Mapping[str, Mapping[str, SectionScores]
             if col == 0:
                 ax.set_ylabel("true positive rate", fontsize=8)
             ax.tick_params(labelsize=7)
-            ax.legend(fontsize=6.5, loc="lower right", title="AUC %", title_fontsize=6.5)
+            ax.legend(fontsize=7, loc="lower right", title="AUC %", title_fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -89,6 +90,8 @@ def histogram_figure(machine: str, by_method: Mapping[str, Mapping[str, SectionS
             ax = axes[row][col]
             s = secs.get(sec)
             ax.tick_params(labelsize=6)
+            ax.xaxis.set_major_locator(MaxNLocator(3))
+            ax.yaxis.set_major_locator(MaxNLocator(3, integer=True))
             if row == 0:
                 ax.set_title(f"section {sec}, {dom}", fontsize=8)
             if col == 0:
