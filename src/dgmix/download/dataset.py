@@ -83,7 +83,7 @@ def download_dataset(
     zip is deleted once unpacked unless ``keep_zips`` (its marker stays).
     Raises:
         InputError: unknown data set or part; a record that cannot be listed; a download that is cut
-            or fails its checksum (the other files are still fetched first; the first error is raised).
+            or fails its checksum (the other files are still fetched first; then one error names them all).
     """
     if dataset not in RECORDS:
         raise InputError("dataset", f"unknown data set {dataset!r}; choose one of {', '.join(RECORDS)}")
@@ -111,7 +111,6 @@ def download_dataset(
                     summary.downloaded.append(f.key)
                     summary.bytes += f.size
             except DownloadError as e:
-                echo(f"error: {e}")
                 errors.append(e)
                 continue
             n = unpack(zpath, to / PART_DIRS[part])
@@ -120,6 +119,8 @@ def download_dataset(
                 zpath.unlink()
             summary.unpacked.append(f.key)
             echo(f"{dataset} {part}: {f.key} verified (md5) and unpacked: {n} files in {to / PART_DIRS[part]}")
-    if errors:
+    if len(errors) == 1:
         raise errors[0]
+    if errors:
+        raise DownloadError(to, f"{len(errors)} zips failed: " + "; ".join(str(e) for e in errors))
     return summary
