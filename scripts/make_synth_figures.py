@@ -14,7 +14,8 @@ mels, ``10 log10(x + eps)``) mean and std over time; score = Euclidean distance 
 training clip of the same section (both domains); AUC(source), AUC(target) and pAUC by the
 official evaluator's rules (SPEC Sec. 8), averaged over sections; prints a Markdown table.
 
-matplotlib (the ``docs`` extra) and librosa (the ``dev`` extra) are imported only here.
+matplotlib (a core dependency, also used by the run report) and librosa (the ``dev`` extra) are
+imported here only when the script runs.
 """
 
 from __future__ import annotations

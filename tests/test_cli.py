@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from dgmix.cli import app
 
-VERBS = ["synth", "data", "features", "pretrain", "finetune", "run", "evaluate", "score"]
+VERBS = ["synth", "data", "features", "pretrain", "finetune", "run", "evaluate", "score", "report", "download"]
 
 
 @pytest.mark.parametrize("verb", VERBS)

@@ -215,6 +215,26 @@ class ScoringConfig:
 
 
 @dataclass
+class ReportConfig:
+    """The HTML report that ``dgmix run`` writes at its end and ``dgmix report RUN_DIR`` rebuilds (issue 12).
+
+    ``tsne``: t-SNE of training clip embeddings per method (the paper's Figure 2, §4.2, shows DG-Mix
+    beside VICReg on ToyCar; the report draws every method, coloured by section, domain and
+    attribute). The paper gives no t-SNE settings, so ``tsne_perplexity`` (capped below a third of
+    the points) and ``tsne_max_points`` (training clips kept per method and machine type, evenly
+    over section x domain) are our choice. ``paper_reference``: the paper's Tables 2-3 beside ours:
+    ``auto`` follows the run (``dgmix run --paper-reference``, default on for ``--data``).
+    """
+
+    enabled: bool = True
+    tsne: bool = True
+    tsne_max_points: int = 500
+    tsne_perplexity: float = 30.0
+    histogram_bins: int = 20
+    paper_reference: Literal["auto", "on", "off"] = "auto"
+
+
+@dataclass
 class RunConfig:
     """Everything one run needs. ``preset`` records which preset it started from."""
 
@@ -229,6 +249,7 @@ class RunConfig:
     # Train/test split of layouts that have none (MIMII 2019, plain <machine>/{normal,anomaly}):
     # dgmix.data.split (the MIMII paper's protocol by default).
     split: SplitConfig = field(default_factory=SplitConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -312,6 +333,9 @@ def validate(cfg: RunConfig, source: str = "config") -> None:
         (0.0 < cfg.scoring.threshold_percentile < 1.0,
          "scoring.threshold_percentile must be in (0, 1)"),
         (cfg.features.channel is None or cfg.features.channel >= 0, "features.channel must be >= 0"),
+        (cfg.report.tsne_max_points >= 5, "report.tsne_max_points must be >= 5"),
+        (cfg.report.tsne_perplexity > 0, "report.tsne_perplexity must be > 0"),
+        (cfg.report.histogram_bins >= 2, "report.histogram_bins must be >= 2"),
     ]
     for ok, msg in checks:
         if not ok:

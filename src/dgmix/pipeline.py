@@ -6,8 +6,10 @@ knowing what any of them does.
 
 Outputs under ``RUN/``: ``<method>/scores/anomaly_score_<machine>_section_<XX>_test.csv`` and
 ``decision_result_...`` in the official format, ``<method>/<machine>/detector.pt`` bundles,
-training run dirs, ``results.{md,csv,json}``, the resolved ``config.yaml`` and ``split.csv`` (every
-clip's train/test split, :func:`dgmix.data.write_split_csv`).
+training run dirs, ``results.{md,csv,json}``, the resolved ``config.yaml``, ``split.csv`` (every
+clip's train/test split, :func:`dgmix.data.write_split_csv`), ``run_info.json`` (data root,
+methods, whether the paper's numbers apply) and, with ``report.enabled``, ``report_inputs/``
+(:mod:`dgmix.report.inputs`).
 
 A section whose test set lacks a group (no anomalous, source-domain normal or target-domain normal
 clip) is evaluated with the metrics that can be computed (:mod:`dgmix.metrics.dcase`); the run
@@ -47,10 +49,14 @@ from dgmix.metrics import SectionResult, section_metrics
 from dgmix.metrics.confidence import SectionScores, official_score_ci
 from dgmix.metrics.groups import incomplete_group_warnings, labels_of
 from dgmix.metrics.tables import PAPER_RESULTS, ResultsTable, official_values_text
+from dgmix.report.inputs import keep_for_report, save_test_clips
 from dgmix.scoring import write_decisions, write_scores
 from dgmix.scoring.csvio import decision_file_name, read_decisions, read_scores, score_file_name
 from dgmix.scoring.embed import resolve_device
 from dgmix.training.distributed import DistContext
+
+#: What the run was (read by ``dgmix report``).
+RUN_INFO = "run_info.json"
 
 
 def evaluate_machine(
@@ -93,8 +99,8 @@ def attach_ci(table: ResultsTable, groups: dict[str, list[SectionScores]], echo:
             echo(f"{method}: no confidence interval ({exc})")
 
 
-def _fmt(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.3f}"
+def _pct(v: float | None) -> str:
+    return "  n/a" if v is None else f"{100 * v:5.2f}"
 
 
 def write_outputs(method_dir: Path, md: MachineData, scores: np.ndarray, decisions: np.ndarray) -> None:
@@ -266,34 +272,45 @@ def run_pipeline(
         md = load_machine(ds, machine, cfg.features, cache_dir, progress)
         for line in incomplete_group_warnings(md.test):
             echo(f"warning: {line}")
+        if cfg.report.enabled:
+            save_test_clips(out, machine, md.test)
         for method in chosen_methods:
             name = method.name
             emb_cache: dict = {}  # window embeddings of this trained model, shared by the scorings
             done = out / name / machine / DONE_FILE
-            if resume and done.is_file():  # finished before the interruption: kept as it is
-                echo(f"[{time.perf_counter() - t0:6.0f}s] {machine} ({mi}/{len(chosen)}) {name}: "
-                     "finished in the earlier run, kept")
+            kept = resume and done.is_file()
+            if kept:  # finished before the interruption: kept as it is (report inputs included)
                 model_dir, scores, decisions = read_done(done, out / name, md)
                 timings.setdefault(name, {})[machine] = 0.0
             else:
-                echo(f"[{time.perf_counter() - t0:6.0f}s] {machine} ({mi}/{len(chosen)}) {name}: training")
                 t_train = time.perf_counter()
                 model_dir = method.train(TrainJob(Path(data_root), md, cfg, out / name / machine, cache_dir,
                                                   progress, ctx, resume=resume))
                 timings.setdefault(name, {})[machine] = time.perf_counter() - t_train if model_dir else 0.0
-                bundle, scores = method.build_detector(model_dir, md, cfg, resolve_scoring(cfg.scoring, method),
-                                                       cache=emb_cache)
+                method_scoring = resolve_scoring(cfg.scoring, method)
+                bundle, scores = method.build_detector(model_dir, md, cfg, method_scoring, cache=emb_cache)
                 decisions = bundle.decide(scores, [r.section for r in md.test])
                 write_outputs(out / name, md, scores, decisions)
                 bundle.save(out / name / machine / "detector.pt")
+                if cfg.report.enabled:
+                    keep_for_report(out, name, md, bundle, emb_cache, method_scoring.pooling,
+                                    cfg.report.tsne_max_points, cfg.seed, resolve_device(method_scoring.device))
                 write_done(done, model_dir)
             res = evaluate_machine(md, scores, decisions)
+            line = f"[{time.perf_counter() - t0:6.0f}s] {machine} ({mi}/{len(chosen)}) {name:<8}"
             if res:
                 table.add_machine(name, machine, res)
                 groups.setdefault(name, []).extend(section_scores(md, scores, list(res)))
                 hm = table.machine_summary(name, machine)
-                echo(f"         {machine} {name}: AUC-S {_fmt(hm.auc_source)} AUC-T {_fmt(hm.auc_target)} "
-                     f"pAUC {_fmt(hm.pauc)} hmean {_fmt(hm.hmean)}")
+                line += (f" hmean {_pct(hm.hmean)}  (AUC-S {_pct(hm.auc_source)}, "
+                         f"AUC-T {_pct(hm.auc_target)}, pAUC {_pct(hm.pauc)})")
+            else:
+                line += " scored (no labelled test section to evaluate)"
+            if kept:
+                line += ", finished in the earlier run, kept"
+            elif model_dir:
+                line += f", trained in {timings[name][machine]:.1f} s"
+            echo(line)
             if extra_scorings:
                 encoder = method.encoder(model_dir, cfg)
                 for variant, sc in extra_scorings.items():
@@ -306,6 +323,10 @@ def run_pipeline(
     for variant, t in extra_tables.items():
         attach_ci(t, extra_groups[variant], echo)
     seconds = time.perf_counter() - t0
+    atomic_write_text(out / RUN_INFO, json.dumps({
+        "data_root": str(Path(data_root).resolve()), "paper_reference": paper_reference,
+        "methods": [m.name for m in chosen_methods], "machines": chosen, "seconds": round(seconds, 1),
+    }, indent=2) + "\n")
     if table.methods():
         table.write(out, paper=PAPER_RESULTS if paper_reference else None)
     if extra_tables:

@@ -15,7 +15,8 @@ app = typer.Typer(
 )
 
 # Verb modules, in pipeline order. A module listed here that is missing is an error, not a skip.
-_VERBS = ["synth", "data", "features", "train", "run", "score", "evaluate", "methods", "serve", "export"]
+_VERBS = ["synth", "data", "features", "train", "run", "score", "evaluate", "methods", "serve", "export",
+          "report", "download"]
 
 for _name in _VERBS:
     importlib.import_module(f"dgmix.cli.{_name}").register(app)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -77,7 +78,8 @@ def register(app: typer.Typer) -> None:
             "the anomalous clips, the MIMII protocol; config split.*)."),
         device: str = typer.Option("auto", "--device",
                                    help="Where the models train: auto (CUDA when available), cpu, cuda."),
-        progress: bool = typer.Option(True, "--progress/--no-progress"),
+        progress: bool | None = typer.Option(
+            None, "--progress/--no-progress", help="Progress bars (default: only when stderr is a terminal)."),
         verbose: bool = typer.Option(False, "--verbose", "-v"),
     ) -> None:
         """Run every registered method (the paper's four and the logmel floor) on every machine type."""
@@ -91,10 +93,14 @@ def register(app: typer.Typer) -> None:
         if seed is not None:
             overrides["seed"] = seed
 
+        bars = sys.stderr.isatty() if progress is None else progress
+
         def go():
             from dgmix.data import parse_test_normals
             from dgmix.methods import method_names
             from dgmix.pipeline import run_pipeline, scoring_variants
+            from dgmix.report import build_report
+            from dgmix.report.console import summary_markdown, where_lines
             from dgmix.rundir import prepare_out_dir
             from dgmix.synth import SynthConfig, generate
 
@@ -114,27 +120,35 @@ def register(app: typer.Typer) -> None:
                 done = synth_out / "synth-complete"  # written once the whole set is there
                 if not done.is_file():
                     typer.echo(f"no --data: generating the default synthetic set in {synth_out}")
-                    generate(synth_out, SynthConfig(), workers=2, progress=progress, overwrite=resume)
+                    generate(synth_out, SynthConfig(), workers=2, progress=bars, overwrite=resume)
                     atomic_write_text(done, "")
                 root = synth_out / "dev_data"
             summary = run_pipeline(
                 root, out, cfg, methods=method_names() if methods == "all" else _split(methods),
                 machines=None if machines == "all" else _split(machines), cache_dir=cache,
-                progress=progress, echo=typer.echo,
+                progress=bars, echo=typer.echo,
                 paper_reference=paper if paper is not None else data is not None,
                 extra_scorings=scoring_variants(cfg.scoring) if scoring_table else None,
                 device=device, resume=resume,
             )
             if summary.table.methods():
                 typer.echo("")
-                typer.echo((out / "results.md").read_text())
-            if scoring_table and (out / "scoring_table.md").is_file():
-                typer.echo((out / "scoring_table.md").read_text())
-            if summary.table.methods():
-                typer.echo(f"wrote {out}/results.md, results.csv, results.json and per-method scores")
+                typer.echo("official score (%): per machine type and overall")
+                typer.echo(summary_markdown(summary.table))
             else:  # nothing labelled to evaluate (e.g. evaluation clips without ground truth)
-                typer.echo(f"wrote per-method scores under {out}; no results table: no test section has "
-                           "labelled normal and anomalous clips (give the ground truth to evaluate)")
+                typer.echo("no results table: no test section has labelled normal and anomalous clips "
+                           "(give the ground truth to evaluate)")
+            if scoring_table and (out / "scoring_table.md").is_file():
+                typer.echo("")
+                typer.echo((out / "scoring_table.md").read_text())
+            report = None
+            if cfg.report.enabled:
+                typer.echo("")
+                typer.echo("writing the report (figures, t-SNE) ...")
+                report = build_report(out, cfg.report, seed=cfg.seed)
+            typer.echo("")
+            for line in where_lines(out, summary.table, root, report):
+                typer.echo(line)
             typer.echo(f"elapsed: {time.perf_counter() - t0:.1f} s")
 
         run_guarded(go)

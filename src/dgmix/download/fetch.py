@@ -1,0 +1,90 @@
+"""One file over HTTP(S), resumable with ``Range`` and verified against its published md5.
+
+The bytes go to ``<name>.part``; a run that is cut off leaves it there and the next run asks for
+``Range: bytes=<have>-`` (a server that answers 200 instead of 206 sends the whole file again).
+Only a complete file whose size and md5 match is renamed to ``<name>``; a mismatch moves it to
+``<name>.bad`` (kept for inspection, never unpacked) and is an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from dgmix.errors import InputError
+
+CHUNK = 1 << 20
+
+
+class DownloadError(InputError):
+    """A download that did not finish or did not verify (one line, names the file)."""
+
+
+def md5_of(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def download(url: str, dest: Path, size: int, md5: str, timeout: float = 60.0,
+             on_bytes: Callable[[int], None] | None = None) -> bool:
+    """Make ``dest`` the verified file at ``url``. Returns False when it was already there.
+
+    Raises:
+        DownloadError: the connection failed or was cut (``dest.part`` is kept: run again to resume),
+            or the finished file's size or md5 differs from the record's (moved to ``dest.bad``).
+    """
+    dest = Path(dest)
+    if dest.is_file() and dest.stat().st_size == size:
+        return False
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.is_file() else 0
+    if have > size:
+        part.unlink()
+        have = 0
+    if have < size:
+        req = urllib.request.Request(url)
+        if have:
+            req.add_header("Range", f"bytes={have}-")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                mode = "ab" if (have and r.status == 206) else "wb"
+                if mode == "wb":
+                    have = 0
+                with open(part, mode) as fh:
+                    while True:
+                        block = r.read(CHUNK)
+                        if not block:
+                            break
+                        fh.write(block)
+                        have += len(block)
+                        if on_bytes is not None:
+                            on_bytes(len(block))
+        except urllib.error.HTTPError as e:
+            if e.code == 416 and have == size:
+                pass  # the server has nothing after what we hold: the part file is complete
+            else:
+                raise DownloadError(url, f"HTTP {e.code} {e.reason}") from None
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
+            reason = getattr(e, "reason", None) or e.__class__.__name__
+            raise DownloadError(dest, f"download cut after {have} of {size} bytes ({reason}); "
+                                      "run the command again to resume") from None
+    got = part.stat().st_size
+    if got != size:
+        raise DownloadError(dest, f"download cut after {got} of {size} bytes; run the command again to resume")
+    digest = md5_of(part)
+    if digest != md5:
+        bad = dest.with_name(dest.name + ".bad")
+        os.replace(part, bad)
+        raise DownloadError(dest, f"md5 {digest} does not match the record's {md5}; the file is kept as "
+                                  f"{bad.name} and not unpacked (run again to download it afresh)")
+    os.replace(part, dest)
+    return True

@@ -1,0 +1,143 @@
+"""``report.html``: one self-contained page (CSS inline, figures as base64 PNG) for a run directory."""
+
+from __future__ import annotations
+
+import logging
+from html import escape
+from pathlib import Path
+
+from dgmix.config import ReportConfig
+from dgmix.errors import InputError
+from dgmix.metrics.tables import PAPER_RESULTS
+from dgmix.report.collect import STAGES, RunContents, collect
+from dgmix.report.tables import method_table, paper_applies, section_table, summary_table
+
+log = logging.getLogger("dgmix.report")
+
+REPORT_FILE = "report.html"
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:1.5em auto;max-width:1250px;
+padding:0 1em;color:#222;line-height:1.4}
+h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.8em}
+h3{margin-bottom:.3em}
+table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}
+th,td{border:1px solid #ddd;padding:.25em .6em}th{background:#f3f3f3}
+table.num td:not(:first-child){text-align:right;font-variant-numeric:tabular-nums}
+img{max-width:100%;height:auto;display:block;margin:.4em 0 1em}
+.meta{color:#555;font-size:.9em}.note{color:#8a5a00}
+nav a{margin-right:1em}details{margin:.3em 0 1em}summary{cursor:pointer;color:#225}
+"""
+
+
+def _img(uri: str, alt: str) -> str:
+    return f'<img src="{uri}" alt="{escape(alt)}">'
+
+
+def _results_section(rc: RunContents, paper: bool) -> list[str]:
+    t = rc.table
+    if t is None or not t.methods():
+        return ["<h2 id='results'>Results</h2><p>No evaluated section (results.json missing or empty).</p>"]
+    out = ["<h2 id='results'>Results</h2>",
+           "<p>Harmonic mean of AUC-S, AUC-T and pAUC per machine type, and the official score (harmonic "
+           "mean over every section's three AUCs), in %. Best per column in bold.</p>", summary_table(t)]
+    if paper:
+        out.append("<p>The paper's numbers (Tables 2-3, DCASE 2022 development set) are shown beside ours.</p>")
+    for m in t.methods():
+        out.append(f"<h3>{escape(m)}</h3>")
+        out.append(method_table(t, m, paper and m in PAPER_RESULTS))
+        out.append(f"<details><summary>per section, {escape(m)}</summary>{section_table(t, m)}</details>")
+    return out
+
+
+def _figure_sections(rc: RunContents, cfg: ReportConfig, seed: int) -> list[str]:
+    from dgmix.report.figures import (
+        curves_figure,
+        histogram_figure,
+        roc_figure,
+        to_data_uri,
+        tsne_figure,
+        tsne_points,
+    )
+
+    out = ["<h2 id='roc'>ROC curves</h2>",
+           "<p>Per section and domain; each curve uses the clips of the official AUC (the domain's normal "
+           "clips and all anomalies), so its area is the table's AUC (legend).</p>"]
+    for machine in rc.machines:
+        by_method = {m: rc.scores[m][machine] for m in rc.methods if machine in rc.scores.get(m, {})}
+        if by_method:
+            out.append(f"<h3>{escape(machine)}</h3>" + _img(to_data_uri(roc_figure(machine, by_method)),
+                                                            f"ROC {machine}"))
+    out += ["<h2 id='hist'>Score histograms</h2>",
+            "<p>Test scores per section and domain, normal (blue) vs anomaly (red); the dashed line is the "
+            "section's decision threshold (90th percentile of a gamma fit to the training scores).</p>"]
+    for machine in rc.machines:
+        by_method = {m: rc.scores[m][machine] for m in rc.methods if machine in rc.scores.get(m, {})}
+        if by_method:
+            fig = histogram_figure(machine, by_method, cfg.histogram_bins)
+            out.append(f"<h3>{escape(machine)}</h3>" + _img(to_data_uri(fig), f"histograms {machine}"))
+    out += ["<h2 id='tsne'>t-SNE of training embeddings</h2>",
+            "<p>Clip embeddings of the training clips (each method's own pooling), standardised per "
+            "dimension, t-SNE (sklearn, PCA initialisation); the paper's Figure 2 shows DG-Mix beside VICReg "
+            "on ToyCar.</p>"]
+    if not cfg.tsne:
+        out.append("<p>Off (<code>report.tsne: false</code>).</p>")
+    for machine in rc.machines if cfg.tsne else []:
+        embs = rc.embeddings.get(machine, {})
+        points, labels = {}, {}
+        for m, e in embs.items():
+            try:
+                points[m] = tsne_points(e.embeddings, cfg.tsne_perplexity, seed)
+                labels[m] = e
+            except ValueError as exc:
+                rc.notes.append(f"t-SNE {m}/{machine}: {exc}")
+        if points:
+            out.append(f"<h3>{escape(machine)}</h3>" + _img(to_data_uri(tsne_figure(machine, points, labels)),
+                                                            f"t-SNE {machine}"))
+    out += ["<h2 id='training'>Training curves</h2>",
+            "<p>Every logged loss term and the embedding standard deviation (mean over dimensions of the "
+            "batch std; a collapse shows as a fall to 0), per step, one line per machine type.</p>"]
+    for method in rc.methods:
+        for stage in STAGES:
+            logs = rc.logs.get((method, stage))
+            if logs:
+                title = f"{method}: {stage}"
+                out.append(f"<h3>{escape(title)}</h3>" + _img(to_data_uri(curves_figure(title, logs)), title))
+    return out
+
+
+def build_report(run_dir: Path, cfg: ReportConfig | None = None, out: Path | None = None, seed: int = 0) -> Path:
+    """Write ``out`` (default ``RUN_DIR/report.html``) for the run in ``run_dir``; return its path.
+
+    Raises:
+        InputError: not a run directory, unreadable inputs, or the file cannot be written.
+    """
+    cfg = cfg or ReportConfig()
+    rc = collect(Path(run_dir))
+    paper = rc.table is not None and paper_applies(rc.table, rc.info, cfg.paper_reference)
+    info = rc.info
+    meta = [f"run directory: <code>{escape(str(Path(run_dir).resolve()))}</code>"]
+    if info.get("data_root"):
+        meta.append(f"data: <code>{escape(info['data_root'])}</code>")
+    if rc.config.get("preset"):
+        meta.append(f"preset: <code>{escape(str(rc.config['preset']))}</code>")
+    if info.get("seconds") is not None:
+        meta.append(f"pipeline time: {info['seconds']:.1f} s")
+    body = ["<h1>dgmix run report</h1>", f"<p class='meta'>{' · '.join(meta)}</p>",
+            "<nav><a href='#results'>Results</a><a href='#roc'>ROC</a><a href='#hist'>Histograms</a>"
+            "<a href='#tsne'>t-SNE</a><a href='#training'>Training</a></nav>"]
+    body += _results_section(rc, paper)
+    body += _figure_sections(rc, cfg, seed)
+    if rc.notes:
+        body.append("<h2>Notes</h2><ul>" + "".join(f"<li class='note'>{escape(n)}</li>" for n in rc.notes)
+                    + "</ul>")
+    page = ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>dgmix report: {escape(Path(run_dir).resolve().name)}</title><style>{_CSS}</style></head>"
+            "<body>\n" + "\n".join(body) + "\n</body></html>\n")
+    path = Path(out) if out is not None else Path(run_dir) / REPORT_FILE
+    try:
+        path.write_text(page, encoding="utf-8")
+    except OSError as e:
+        raise InputError(path, f"cannot write the report ({e.strerror})") from None
+    return path

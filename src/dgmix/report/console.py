@@ -1,0 +1,55 @@
+"""What ``dgmix run`` prints after its progress lines (issue 12): one summary table, then where
+the outputs are and the commands that use the best detector."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dgmix.metrics.tables import ResultsTable
+
+
+def summary_markdown(table: ResultsTable) -> str:
+    """Method x machine type (harmonic mean of the machine's AUC-S, AUC-T, pAUC) and the official
+    score, in %; a markdown table (per-section tables are in results.md and the report)."""
+    machines: list[str] = []
+    for m in table.methods():
+        machines += [x for x in table.machines(m) if x not in machines]
+    lines = ["| method | " + " | ".join(machines) + " | official score |",
+             "|---" * (len(machines) + 2) + "|"]
+    for m in table.methods():
+        own = set(table.machines(m))
+        cells = [f"{100 * table.machine_summary(m, x).hmean:.2f}" if x in own else "" for x in machines]
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {100 * table.official_score(m):.2f} |")
+    return "\n".join(lines)
+
+
+def _test_folder(data_root: Path, machine: str) -> Path | None:
+    for cand in (data_root / machine / "test", data_root / "dev_data" / machine / "test",
+                 data_root / "eval_data" / machine / "test"):
+        if cand.is_dir():
+            return cand
+    return None
+
+
+def where_lines(out: Path, table: ResultsTable, data_root: Path | None, report: Path | None) -> list[str]:
+    """Where the report, detectors and CSVs are, and the ``dgmix score`` / ``dgmix serve`` commands
+    for the best detector: the method with the best official score, on the machine type where it
+    scored best."""
+    lines = []
+    if report is not None:
+        lines.append(f"report:     {report}")
+    lines.append(f"results:    {out}/results.md (per-section tables), results.csv, results.json")
+    lines.append(f"scores:     {out}/<method>/scores/ (official DCASE format: anomaly_score_*.csv, "
+                 "decision_result_*.csv)")
+    lines.append(f"detectors:  {out}/<method>/<machine>/detector.pt")
+    if not table.methods():
+        return lines
+    best = max(table.methods(), key=table.official_score)
+    machine = max(table.machines(best), key=lambda x: table.machine_summary(best, x).hmean)
+    det = out / best / machine / "detector.pt"
+    clips = _test_folder(data_root, machine) if data_root is not None else None
+    lines.append(f"best method: {best} (official score {100 * table.official_score(best):.2f}); "
+                 f"its best detector: {machine} ({100 * table.machine_summary(best, machine).hmean:.2f})")
+    lines.append(f"  dgmix score {det} {clips if clips else 'CLIPS...'} --csv scores.csv")
+    lines.append(f"  dgmix serve {det}")
+    return lines

@@ -1,0 +1,143 @@
+"""What ``dgmix run`` keeps for the report (issue 12), under ``RUN/report_inputs/<machine>/``.
+
+* ``test_clips.csv``: ``name,section,domain,label`` of every scored test clip, so that ROC curves and
+  histograms also work for evaluation data whose names carry no label (the labels then came from
+  the ground truth the pipeline read);
+* ``<method>.json``: the detector's per-section decision thresholds (also in ``detector.pt``, read
+  here without torch);
+* ``<method>_train.npz``: clip embeddings of (at most ``report.tsne_max_points``) training clips with
+  their section, domain and attribute string, for the t-SNE plots (paper Figure 2).
+
+Everything is small: the default synthetic set keeps about 40 KB per method and machine type.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dgmix.data import ClipRecord
+from dgmix.errors import InputError
+from dgmix.scoring.pooling import pool
+
+INPUTS_DIR = "report_inputs"
+
+
+def inputs_dir(run_dir: Path, machine: str) -> Path:
+    return Path(run_dir) / INPUTS_DIR / machine
+
+
+def attribute_string(rec: ClipRecord) -> str:
+    """The clip's attributes as one label (``key=value`` pairs, sorted; ``-`` when none)."""
+    attrs = {k: v for k, v in rec.attributes.items() if k != "_raw"}
+    if not attrs:
+        return rec.attributes.get("_raw") or "-"
+    return " ".join(f"{k}={v}" for k, v in sorted(attrs.items()))
+
+
+def sample_indices(n: int, limit: int, groups: Sequence[str], seed: int = 0) -> np.ndarray:
+    """At most ``limit`` of ``n`` indices, drawn evenly from every group (section x domain), sorted."""
+    if n <= limit:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(groups)
+    uniq = sorted(set(groups))
+    chosen: list[int] = []
+    per = max(1, limit // len(uniq))
+    for g in uniq:
+        idx = np.flatnonzero(labels == g)
+        chosen.extend(rng.choice(idx, size=min(per, len(idx)), replace=False).tolist())
+    return np.array(sorted(chosen[:limit]), dtype=np.int64)
+
+
+def save_test_clips(run_dir: Path, machine: str, test: Sequence[ClipRecord]) -> Path:
+    path = inputs_dir(run_dir, machine) / "test_clips.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(["name", "section", "domain", "label"])
+        for r in test:
+            w.writerow([r.name, r.section, r.domain, r.label])
+    return path
+
+
+def save_thresholds(run_dir: Path, machine: str, method: str, section_names: Sequence[str],
+                    thresholds: Sequence[float]) -> Path:
+    path = inputs_dir(run_dir, machine) / f"{method}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"sections": list(section_names), "thresholds": [float(t) for t in thresholds]}))
+    return path
+
+
+def save_train_embeddings(run_dir: Path, machine: str, method: str, records: Sequence[ClipRecord],
+                          windows: Sequence[torch.Tensor], pooling: str = "mean") -> Path:
+    """Pool each clip's window embeddings (the method's own pooling) and save them with the labels."""
+    emb = np.stack([pool(w.float(), pooling).numpy() for w in windows]).astype(np.float32)
+    path = inputs_dir(run_dir, machine) / f"{method}_train.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        path, embeddings=emb, section=np.array([r.section for r in records]),
+        domain=np.array([r.domain for r in records]),
+        attribute=np.array([attribute_string(r) for r in records]),
+    )
+    return path
+
+
+@dataclass
+class TestClips:
+    names: list[str]
+    section: np.ndarray
+    is_target: np.ndarray
+    is_anomaly: np.ndarray
+
+
+def read_test_clips(path: Path) -> TestClips:
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        return TestClips([r["name"] for r in rows], np.array([r["section"] for r in rows]),
+                         np.array([r["domain"] == "target" for r in rows]),
+                         np.array([r["label"] == "anomaly" for r in rows]))
+    except (OSError, KeyError, csv.Error) as e:
+        raise InputError(path, f"not a readable test_clips.csv ({e})") from None
+
+
+@dataclass
+class TrainEmbeddings:
+    embeddings: np.ndarray
+    section: np.ndarray
+    domain: np.ndarray
+    attribute: np.ndarray
+
+
+def read_train_embeddings(path: Path) -> TrainEmbeddings:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return TrainEmbeddings(z["embeddings"], z["section"], z["domain"], z["attribute"])
+    except (OSError, KeyError, ValueError) as e:
+        raise InputError(path, f"not a readable embeddings file ({e})") from None
+
+
+def keep_for_report(run_dir: Path, method: str, md, bundle, window_cache: dict, pooling: str,
+                    max_points: int, seed: int = 0, device: str = "cpu") -> None:
+    """Save one method's report inputs for one machine type (``md``: a ``MachineData``).
+
+    The training windows are taken from ``window_cache`` (the k-NN back end's embeddings of this
+    model, ``{key: (train, test)}``) when it holds them; otherwise (a method with its own detector,
+    e.g. the classifier baseline) the sampled clips go through ``bundle.embed`` once more."""
+    save_thresholds(run_dir, md.machine, method, bundle.section_names, bundle.thresholds.tolist())
+    idx = sample_indices(len(md.train), max_points, [f"{r.section}/{r.domain}" for r in md.train], seed)
+    records = [md.train[i] for i in idx]
+    if len(window_cache) == 1:
+        train_windows = next(iter(window_cache.values()))[0]
+        windows = [train_windows[i] for i in idx]
+    else:
+        with torch.inference_mode():
+            windows = bundle.embed([md.train_feats[i] for i in idx], device)
+    save_train_embeddings(run_dir, md.machine, method, records, windows, pooling)
