@@ -30,8 +30,9 @@ import numpy as np
 import torch
 from scipy.linalg import solve_triangular
 from sklearn.mixture import GaussianMixture
-from torch import Tensor, nn
+from torch import Tensor
 
+from dgmix.scoring.fitted import FittedScorer
 from dgmix.scoring.knn_inputs import clip_items, domain_ids, section_ids
 from dgmix.scoring.pooling import POOL_METHODS, PoolMethod
 
@@ -58,7 +59,7 @@ def gmm_log_likelihood(x: Tensor, means: Tensor, prec_chol: Tensor, log_weights:
     return torch.logsumexp(log_prob + log_weights[None], dim=1)
 
 
-class GMMScorer(nn.Module):
+class GMMScorer(FittedScorer):
     """Per-section Gaussian mixture on pooled clip embeddings; score = NLL (module docstring).
 
     Same calls as :class:`~dgmix.scoring.knn.KNNScorer`: ``fit(embeddings, sections, domains)``,
@@ -109,31 +110,6 @@ class GMMScorer(nn.Module):
             raise ValueError(f"domain must be one of {GMM_DOMAINS}, got {self.domain!r}")
         if self.max_components < 1 or self.folds < 2 or not self.reg_covar > 0:
             raise ValueError("max_components must be >= 1, folds >= 2 and reg_covar > 0")
-
-    # -- configuration / state ----------------------------------------------------------------
-    def config(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self._CONFIG}
-
-    def get_extra_state(self) -> dict[str, Any]:
-        return {"config": self.config(), "n_fit_clips": self.n_fit_clips}
-
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        for name, value in state["config"].items():
-            if name not in self._CONFIG:
-                raise ValueError(f"unknown GMMScorer setting {name!r} in the state dict")
-            setattr(self, name, value)
-        self.n_fit_clips = int(state.get("n_fit_clips", 0))
-        self._validate()
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                              unexpected_keys, error_msgs):
-        for name, buf in list(self._buffers.items()):  # buffers are sized by the fit
-            key = prefix + name
-            if buf is not None and key in state_dict and state_dict[key].shape != buf.shape:
-                self._buffers[name] = torch.empty(state_dict[key].shape, dtype=state_dict[key].dtype,
-                                                  device=buf.device)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
-                                      unexpected_keys, error_msgs)
 
     @property
     def is_fitted(self) -> bool:

@@ -37,12 +37,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-# knn_distance, greedy_coreset and random_subset are re-exported (see __all__).
 from dgmix.scoring.bank_reduction import REDUCTIONS, BankReduce, greedy_coreset, random_subset, select_bank
 from dgmix.scoring.distance import knn_distance
 from dgmix.scoring.domain_scale import domain_scales
+
+# knn_distance, greedy_coreset and random_subset are re-exported (see __all__).
+from dgmix.scoring.fitted import FittedScorer
 from dgmix.scoring.knn_inputs import clip_items, domain_ids, section_ids
 from dgmix.scoring.pooling import POOL_METHODS, PoolMethod
 from dgmix.scoring.window_aggregation import AGGREGATIONS, Aggregation, aggregate
@@ -55,7 +57,7 @@ __all__ = [
 ]
 
 
-class KNNScorer(nn.Module):
+class KNNScorer(FittedScorer):
     """Per-section k-NN anomaly scorer with its bank as buffers (module docstring).
 
     ``k`` is capped at the size of the bank it is applied to (e.g. a 10-clip target bank).
@@ -147,35 +149,13 @@ class KNNScorer(nn.Module):
         if self.scale_sample < 1 or self.chunk < 1:
             raise ValueError("scale_sample and chunk must be >= 1")
 
-    def config(self) -> dict[str, Any]:
-        """The constructor arguments (plain Python values)."""
-        return {name: getattr(self, name) for name in self._CONFIG}
-
-    def get_extra_state(self) -> dict[str, Any]:
-        return {"config": self.config(), "n_fit_clips": self.n_fit_clips}
-
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        for name, value in state["config"].items():
-            if name not in self._CONFIG:
-                raise ValueError(f"unknown KNNScorer setting {name!r} in the state dict")
-            setattr(self, name, value)
-        self.n_fit_clips = int(state.get("n_fit_clips", 0))
-        self._validate()
-
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):
-        # Buffers are sized by the fitted bank: resize them to the incoming shapes first.
         # Bundles written before issue 14 have no standardisation buffers: they load as empty.
         for name in ("std_sections", "std_mean", "std_scale"):
             if prefix + "bank" in state_dict and prefix + name not in state_dict:
                 state_dict[prefix + name] = torch.empty((0,) if name == "std_sections" else (0, 0),
                                                         dtype=self._buffers[name].dtype)
-        for name, buf in list(self._buffers.items()):
-            key = prefix + name
-            if buf is not None and key in state_dict and state_dict[key].shape != buf.shape:
-                self._buffers[name] = torch.empty(
-                    state_dict[key].shape, dtype=state_dict[key].dtype, device=buf.device
-                )
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
 
