@@ -25,13 +25,7 @@ BENCH_ARGS=${BENCH_ARGS:-}
 mkdir -p "$OUT"
 W=${WORK:-/tmp/dgmix_ft_check}
 rm -rf "$W" && mkdir -p "$W"
-if ! python3 -c "import soundfile" 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-T0=$SECONDS
-left() { echo $(( LIMIT_S - (SECONDS - T0) )); }
+. scripts/gpu_env.sh
 timeout -k 5 "$(( $(left) < 100 ? $(left) : 100 ))" python3 benchmarks/bench_gpu.py \
   --settings ft-device-fp32,ft-device-graphs $BENCH_ARGS --json "$OUT/bench_ft.json" > "$OUT/bench_ft.txt" 2>&1
 {

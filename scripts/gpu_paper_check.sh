@@ -31,13 +31,7 @@ BENCH_ARGS=${BENCH_ARGS:-}
 mkdir -p "$OUT"
 W=${WORK:-/tmp/dgmix_paper_check}
 rm -rf "$W" && mkdir -p "$W"
-if ! python3 -c "import soundfile" 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-T0=$SECONDS
-left() { echo $(( LIMIT_S - (SECONDS - T0) )); }
+. scripts/gpu_env.sh
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no GPU"
   python3 -c "import torch, os; print('torch', torch.__version__, 'cpus', os.cpu_count())"; } > "$OUT/gpu.txt"
 
