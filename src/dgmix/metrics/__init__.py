@@ -30,11 +30,11 @@ from dgmix.metrics.dcase import (
     overall_summary,
     section_metrics,
 )
+from dgmix.metrics.scores_dir import evaluate_scores_dir
 from dgmix.metrics.tables import (
     MACHINE_ORDER,
     PAPER_RESULTS,
     ResultsTable,
-    evaluate_scores_dir,
     paper_row,
 )
 

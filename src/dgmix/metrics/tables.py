@@ -26,29 +26,25 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from collections.abc import Mapping
 from pathlib import Path
 
 from dgmix.errors import InputError
 from dgmix.io_atomic import atomic_write_text
-from dgmix.metrics.confidence import JackknifeCI, SectionScores, official_score_ci
+from dgmix.metrics.confidence import JackknifeCI
 from dgmix.metrics.dcase import (
     SectionResult,
     Summary,
     machine_summary,
-    missing_note,
     official_score,
     official_values,
     overall_summary,
-    section_metrics,
 )
 
 __all__ = [
     "MACHINE_ORDER",
     "PAPER_RESULTS",
     "ResultsTable",
-    "evaluate_scores_dir",
     "official_values_text",
     "paper_row",
 ]
@@ -348,105 +344,3 @@ class ResultsTable:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise InputError(p, f"not a readable JSON file ({e})") from e
         return cls.from_json_dict(data, p)
-
-
-def evaluate_scores_dir(
-    scores_dir: str | Path,
-    ground_truth: str | Path | None = None,
-    method: str | None = None,
-    notes: list[str] | None = None,
-    warnings: list[str] | None = None,
-) -> ResultsTable:
-    """Evaluate a folder of official-format score files (what ``dgmix evaluate`` does).
-
-    Every ``anomaly_score_<machine>_section_<XX>_test.csv`` in ``scores_dir`` is evaluated (with its
-    ``decision_result_...`` file when present). Labels come from the development-set file names,
-    or from ``ground_truth`` (the evaluator's ``ground_truth_data`` / ``ground_truth_domain``
-    layout) when given. ``method`` names the table's method (default: the folder name). Remarks
-    that are not errors (ground-truth sections without a score file) are appended to ``notes``;
-    one line per section whose clips lack a group (its missing values are n/a, as in ``dgmix
-    run``) to ``warnings``.
-
-    Raises:
-        InputError: no score file, unreadable or non-numeric file, names that do not match the
-            ground truth.
-    """
-    from dgmix.scoring.csvio import (
-        find_score_files,
-        labels_from_names,
-        read_decisions,
-        read_ground_truth,
-        read_scores,
-    )
-
-    root = Path(scores_dir)
-    files = find_score_files(root)
-    if not files:
-        raise InputError(root, "no anomaly_score_<machine>_section_<XX>_test.csv files here")
-    name = method or root.resolve().name or "scores"
-    if ground_truth is not None:
-        gt_root = Path(ground_truth)
-        if not (gt_root / "ground_truth_data").is_dir():
-            raise InputError(gt_root, "no ground_truth_data folder (expected the evaluator's "
-                                      "ground_truth_data/ and ground_truth_domain/ layout)")
-        if notes is not None:
-            have = {(m, s) for m, s, _, _ in files}
-            pat = re.compile(r"^ground_truth_(.+)_section_(\d{2})_test\.csv$")
-            unscored = sorted(
-                f"{mm[1]}/{mm[2]}"
-                for p in (gt_root / "ground_truth_data").iterdir()
-                if (mm := pat.match(p.name)) and (mm[1], mm[2]) not in have
-            )
-            if unscored:
-                notes.append(f"{len(unscored)} ground-truth sections have no score file: "
-                             + ", ".join(unscored))
-    table = ResultsTable()
-    groups: list[SectionScores] = []
-    for machine, section, score_path, dec_path in files:
-        names, scores = read_scores(score_path)
-        if ground_truth is not None:
-            gt = read_ground_truth(ground_truth, machine, section)
-        else:
-            gt = labels_from_names(names, score_path)
-        pos = gt.lookup()
-        name_set = set(names)
-        missing = [n for n in gt.names if n not in name_set]
-        extra = [n for n in names if n not in pos]
-        if missing or extra:
-            example = (extra or missing)[0]
-            raise InputError(
-                score_path, f"file names do not match the ground truth: {len(missing)} "
-                f"ground-truth clips missing, {len(extra)} names not in the ground truth "
-                f"(e.g. {example!r})"
-            )
-        order = [pos[n] for n in names]
-        y_true, is_target = gt.is_anomaly[order], gt.is_target[order]
-        y_pred = None
-        if dec_path is not None:
-            dnames, dvals = read_decisions(dec_path)
-            if set(dnames) != set(names):
-                dmiss = len(set(names) - set(dnames))
-                dextra = len(set(dnames) - set(names))
-                raise InputError(
-                    dec_path, f"file names do not match the score file: {dmiss} missing, "
-                    f"{dextra} extra"
-                )
-            dpos = {n: i for i, n in enumerate(dnames)}
-            y_pred = dvals[[dpos[n] for n in names]]
-        try:
-            res = section_metrics(y_true, scores, is_target, y_pred)
-        except ValueError as e:
-            raise InputError(score_path, str(e)) from e
-        note = missing_note(machine, section, res.empty_groups)
-        if note is not None and warnings is not None:
-            warnings.append(note)
-        table.add(name, machine, section, res)
-        groups.append(SectionScores(y_true, scores, is_target))
-    if table.official_score(name) is None:  # nothing to average: no interval either
-        return table
-    try:
-        table.set_ci(name, official_score_ci(groups))
-    except ValueError as e:  # a group with a single clip: no leave-one-out replicate exists
-        if notes is not None:
-            notes.append(f"no confidence interval: {e}")
-    return table
