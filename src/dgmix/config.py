@@ -23,6 +23,7 @@ from dgmix.errors import InputError
 from dgmix.features.logmel import FeatureParams
 from dgmix.io_atomic import atomic_write_text
 from dgmix.overrides import apply_overrides
+from dgmix.scoring.candidates import SCORING_CANDIDATES
 
 try:  # Python >= 3.11
     import tomllib
@@ -198,6 +199,17 @@ class ScoringConfig:
     gmm_reg_covar: float = 1e-6
     gmm_domain: Literal["none", "tied"] = "none"
     gmm_folds: int = 10
+    # Label-free choice of pooling / back end / domain handling per machine type (issue 14; not in
+    # the paper; dgmix.methods.selection): "none" scores with the fields above as they are;
+    # "pseudo" picks among ``select_candidates`` ("pooling/backend/domain" names; empty: the
+    # 70-cell grid of docs/results.md §6) by the cross-validated AUC of the training clips against
+    # generic pseudo-anomalies (gain changes of ±select_gain_db dB on random bands: all frames,
+    # the loudest frames, or a random stretch) in ``select_folds`` folds. The chosen fields then
+    # replace pooling, gwrp_r, backend, k, standardize, domain_aware, gmm_covariance, gmm_domain.
+    select: Literal["none", "pseudo"] = "none"
+    select_candidates: list[str] = field(default_factory=list)
+    select_folds: int = 5
+    select_gain_db: list[float] = field(default_factory=lambda: [3.0, 9.0])
     window_level: bool = False
     window_aggregation: Literal["mean", "max", "topk-mean"] = "max"
     topk: int = 3
@@ -298,7 +310,17 @@ def scoring_with(
     """A validated copy of ``base`` with ``overrides`` applied (``base`` is left unchanged)."""
     if "per_method" in overrides or "method_defaults" in overrides:
         raise InputError(source, f"{prefix}: per_method and method_defaults cannot be set per method")
-    return apply_overrides(dataclasses.replace(base, per_method={}), overrides, source, prefix)
+    return check_candidates(apply_overrides(dataclasses.replace(base, per_method={}), overrides, source, prefix),
+                            source, prefix)
+
+
+def check_candidates(s: ScoringConfig, source: str, prefix: str = "scoring.") -> ScoringConfig:
+    """``select_candidates`` must name cells of the grid (:mod:`dgmix.scoring.candidates`)."""
+    unknown = [c for c in s.select_candidates if c not in SCORING_CANDIDATES]
+    if unknown:
+        raise InputError(source, f"{prefix}select_candidates: unknown candidate(s) {unknown}; names are "
+                                 "pooling/backend/domain, e.g. 'max/1nn/none' (dgmix.scoring.candidates)")
+    return s
 
 
 def validate_split(split: SplitConfig, source: str = "config") -> None:
@@ -330,6 +352,11 @@ def validate(cfg: RunConfig, source: str = "config") -> None:
         (cfg.scoring.gmm_folds >= 2, "scoring.gmm_folds must be >= 2"),
         (not (cfg.scoring.backend == "gmm" and cfg.scoring.window_level),
          "scoring.backend gmm works on pooled clip vectors; it cannot be combined with window_level"),
+        (cfg.scoring.select_folds >= 2, "scoring.select_folds must be >= 2"),
+        (len(cfg.scoring.select_gain_db) == 2 and 0 < cfg.scoring.select_gain_db[0] <= cfg.scoring.select_gain_db[1],
+         "scoring.select_gain_db must be [low, high] with 0 < low <= high"),
+        (not (cfg.scoring.select == "pseudo" and cfg.scoring.window_level),
+         "scoring.select pseudo chooses among clip-level candidates; it cannot be combined with window_level"),
         (0.0 < cfg.scoring.threshold_percentile < 1.0,
          "scoring.threshold_percentile must be in (0, 1)"),
         (cfg.features.channel is None or cfg.features.channel >= 0, "features.channel must be >= 0"),
@@ -346,6 +373,7 @@ def validate(cfg: RunConfig, source: str = "config") -> None:
             pair_shares(cfg.finetune.pair_shares)
         except ValueError as exc:
             raise InputError(source, f"finetune.{exc}") from None
+    check_candidates(cfg.scoring, source)
     for name, overrides in cfg.scoring.per_method.items():
         scoring_with(cfg.scoring, overrides, source, prefix=f"scoring.per_method.{name}.")
 

@@ -115,6 +115,8 @@ def write_outputs(method_dir: Path, md: MachineData, scores: np.ndarray, decisio
 
 #: Written into ``RUN/<method>/<machine>/`` after its scores, decisions and detector: that pair is done.
 DONE_FILE = "done.json"
+#: what `scoring.select: pseudo` measured and chose, next to the detector bundle
+SELECTION_FILE = "selection.json"
 
 
 def write_done(path: Path, model_dir: Path | None) -> None:
@@ -279,6 +281,7 @@ def run_pipeline(
             emb_cache: dict = {}  # window embeddings of this trained model, shared by the scorings
             done = out / name / machine / DONE_FILE
             kept = resume and done.is_file()
+            chosen = ""
             if kept:  # finished before the interruption: kept as it is (report inputs included)
                 model_dir, scores, decisions = read_done(done, out / name, md)
                 timings.setdefault(name, {})[machine] = 0.0
@@ -292,6 +295,10 @@ def run_pipeline(
                 decisions = bundle.decide(scores, [r.section for r in md.test])
                 write_outputs(out / name, md, scores, decisions)
                 bundle.save(out / name / machine / "detector.pt")
+                if bundle.selection is not None:  # scoring.select: pseudo
+                    atomic_write_text(out / name / machine / SELECTION_FILE,
+                                      json.dumps(bundle.selection, indent=1) + "\n")
+                    chosen = bundle.selection["chosen"]
                 if cfg.report.enabled:
                     keep_for_report(out, name, md, bundle, emb_cache, method_scoring.pooling,
                                     cfg.report.tsne_max_points, cfg.seed, resolve_device(method_scoring.device))
@@ -306,6 +313,8 @@ def run_pipeline(
                          f"AUC-T {_pct(hm.auc_target)}, pAUC {_pct(hm.pauc)})")
             else:
                 line += " scored (no labelled test section to evaluate)"
+            if chosen:
+                line += f", scoring chosen on training clips: {chosen}"
             if kept:
                 line += ", finished in the earlier run, kept"
             elif model_dir:

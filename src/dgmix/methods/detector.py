@@ -3,7 +3,9 @@ per-section thresholds, and the embedding cache key."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -11,10 +13,12 @@ from torch import nn
 
 from dgmix.config import RunConfig, ScoringConfig
 from dgmix.methods.machine import MachineData
+from dgmix.methods.selection import Selection, select_scoring
 from dgmix.scoring import KNNScorer, fit_gamma_threshold
 from dgmix.scoring.bundle import DetectorBundle
 from dgmix.scoring.embed import resolve_device
 from dgmix.scoring.gmm import GMMScorer
+from dgmix.scoring.pseudo import PseudoAnomalies
 
 
 def make_scorer(s: ScoringConfig, seed: int = 0) -> KNNScorer | GMMScorer:
@@ -30,6 +34,22 @@ def make_scorer(s: ScoringConfig, seed: int = 0) -> KNNScorer | GMMScorer:
         bank_reduce=None if s.bank_reduce == "none" else s.bank_reduce,
         bank_size=s.bank_size if s.bank_reduce != "none" else None, seed=seed, standardize=s.standardize,
     )
+
+
+def choose_scoring(
+    md: MachineData, cfg: RunConfig, scoring: ScoringConfig,
+    embed: Callable[[Sequence[np.ndarray]], list[torch.Tensor]],
+) -> tuple[ScoringConfig, Selection]:
+    """``scoring.select: pseudo``: the label-free choice of pooling, back end and domain handling
+    on the training clips (:mod:`dgmix.methods.selection`); returns the scoring with the chosen
+    fields (and ``select: none``) and what the choice measured."""
+    sel = select_scoring(
+        scoring, md.train_feats, md.sections(md.train),
+        [1 if r.bank_domain == "target" else 0 for r in md.train], embed, lambda s: make_scorer(s, cfg.seed),
+        candidates=scoring.select_candidates or None, folds=scoring.select_folds, seed=cfg.seed,
+        settings=PseudoAnomalies(gain_db=(scoring.select_gain_db[0], scoring.select_gain_db[1])),
+    )
+    return dataclasses.replace(scoring, **sel.fields, select="none"), sel
 
 
 def section_thresholds(scores: np.ndarray, sections: np.ndarray, n: int, percentile: float) -> list[float]:
@@ -62,19 +82,23 @@ def knn_detector(
     ``encoder`` None scores log-mel frames (the ``logmel`` method). ``cache`` (a dict owned by
     the caller) keeps window embeddings between scoring options of the same model, keyed by
     :func:`embedding_key`, so each window goes through the encoder once."""
-    scorer = make_scorer(scoring, cfg.seed)
     kind = "logmel" if encoder is None else "knn"
-    bundle = DetectorBundle(kind, md.machine, method, cfg.features, md.section_names, scorer=scorer,
-                            encoder=encoder, model_config=cfg.model)
+    bundle = DetectorBundle(kind, md.machine, method, cfg.features, md.section_names,
+                            scorer=make_scorer(scoring, cfg.seed), encoder=encoder, model_config=cfg.model)
     cache = {} if cache is None else cache
     key = embedding_key(encoder, bundle)
+    device = resolve_device(scoring.device)
     if key not in cache:
-        device = resolve_device(scoring.device)
         # the bundle embeds with its inference copy of the encoder; the saved encoder stays on the CPU
         cache[key] = (bundle.embed(md.train_feats, device), bundle.embed(md.test_feats, device))
     train_emb, test_emb = cache[key]
     tr_sec = md.sections(md.train)
     tr_dom = [r.bank_domain for r in md.train]
+    if scoring.select == "pseudo":
+        scoring, sel = choose_scoring(md, cfg, scoring, lambda f: bundle.embed(f, device))
+        bundle.selection = sel.to_dict()
+        bundle.scorer = make_scorer(scoring, cfg.seed)
+    scorer = bundle.scorer
     scorer.fit(train_emb, tr_sec, tr_dom)
     if isinstance(scorer, GMMScorer):
         loo = scorer.loo_scores(train_emb, tr_sec, tr_dom).double().numpy()

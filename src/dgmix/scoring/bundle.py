@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -74,6 +74,8 @@ class DetectorBundle(nn.Module):
         if thresholds is not None:
             t = torch.as_tensor(list(thresholds), dtype=torch.float64)
         self.register_buffer("thresholds", t)
+        #: what ``scoring.select: pseudo`` measured when it chose this detector's scoring (or None)
+        self.selection: dict[str, Any] | None = None
 
     # -- scoring -----------------------------------------------------------------------------
     def section_index(self, sections: Sequence[str], source: str = "input") -> np.ndarray:
@@ -137,6 +139,8 @@ class DetectorBundle(nn.Module):
             "scorer_config": self.scorer.config() if self.scorer is not None else None,
             "scorer_kind": "gmm" if isinstance(self.scorer, GMMScorer) else "knn",
         }
+        if self.selection is not None:
+            meta["selection"] = self.selection
         return save_checkpoint(Path(path), {"meta": meta, "state": self.state_dict()})
 
     @classmethod
@@ -176,4 +180,5 @@ class DetectorBundle(nn.Module):
             bundle.load_state_dict(state)
         except (RuntimeError, TypeError, AttributeError) as exc:
             raise InputError(path, f"detector weights do not fit its settings: {str(exc).splitlines()[0]}") from None
+        bundle.selection = meta.get("selection")
         return bundle.eval()
