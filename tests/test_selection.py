@@ -1,0 +1,243 @@
+"""Issue 14, the label-free choice of a detector's scoring (``scoring.select: pseudo``): the generic
+pseudo-anomalies, the stratified folds, the choice against an independent reference (scikit-learn
+1-NN + roc_auc_score + scipy's harmonic mean), that no test clip takes part, and the run / bundle /
+``dgmix score`` path of the chosen detector."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import hmean
+from sklearn.metrics import roc_auc_score
+from sklearn.neighbors import NearestNeighbors
+
+from dgmix.config import ScoringConfig, load_config
+from dgmix.errors import InputError
+from dgmix.methods import make_scorer
+from dgmix.methods.selection import fold_ids, select_scoring
+from dgmix.pipeline import run_pipeline
+from dgmix.scoring.bundle import DetectorBundle
+from dgmix.scoring.candidates import SCORING_CANDIDATES, candidate_fields
+from dgmix.scoring.embed import logmel_frames
+from dgmix.scoring.pseudo import SCOPES, PseudoAnomalies, make_pseudo_anomalies, perturb
+
+# -- pseudo-anomalies ------------------------------------------------------------------------------
+
+
+def test_pseudo_anomalies_change_one_region_by_the_gain():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 50)).astype(np.float32) * 5 - 40
+    out = make_pseudo_anomalies(x, np.random.default_rng(1))
+    assert [(p.scope, p.gain_db > 0) for p, _ in out] == [(s, up) for s in SCOPES for up in (True, False)]
+    for p, y in out:
+        assert 3.0 <= abs(p.gain_db) <= 9.0
+        assert 2 <= p.hi - p.lo <= 16  # 1/16 .. 1/2 of 32 bins
+        diff = y - x
+        frames = list(range(50)) if p.frames is None else list(p.frames)
+        region = np.zeros_like(x, dtype=bool)
+        region[p.lo:p.hi, frames] = True
+        np.testing.assert_allclose(diff[region], p.gain_db, atol=1e-5)
+        assert np.all(diff[~region] == 0)
+        if p.scope == "events":  # the band's loudest frames, computed independently
+            level = x[p.lo:p.hi].mean(axis=0)
+            assert set(frames) == set(np.argsort(level)[::-1][:len(frames)].tolist())
+            assert 1 <= len(frames) <= 10
+        if p.scope == "span":
+            assert frames == list(range(frames[0], frames[0] + len(frames)))
+    again = make_pseudo_anomalies(x, np.random.default_rng(1))
+    assert [p for p, _ in again] == [p for p, _ in out]
+
+
+def test_pseudo_settings_and_input_are_checked():
+    with pytest.raises(ValueError, match="gain_db"):
+        PseudoAnomalies(gain_db=(5.0, 1.0))
+    with pytest.raises(ValueError, match="fraction"):
+        PseudoAnomalies(span_fraction=(0.1, 1.5))
+    with pytest.raises(ValueError, match="n_mels, T"):
+        make_pseudo_anomalies(np.zeros(10), np.random.default_rng(0))
+    p = PseudoAnomalies().draw(np.zeros((4, 3)), "events", 1, np.random.default_rng(0))
+    assert p.frames is not None and 1 <= len(p.frames) <= 3
+    assert perturb(np.zeros((4, 3)), p).dtype == np.float32
+
+
+# -- grid, folds, config ---------------------------------------------------------------------------
+
+
+def test_candidate_grid():
+    assert len(SCORING_CANDIDATES) == 70 and SCORING_CANDIDATES[0] == "max/1nn/none"
+    assert candidate_fields("gwrp0.5/gmm-full/domain") == {
+        "pooling": "gwrp", "gwrp_r": 0.5, "backend": "gmm", "gmm_covariance": "full",
+        "domain_aware": False, "gmm_domain": "tied"}
+    assert candidate_fields("max/3nn-std/domain")["domain_aware"] is True
+    with pytest.raises(ValueError, match="pooling/backend/domain"):
+        candidate_fields("max/5nn/none")
+
+
+def test_select_config_is_validated():
+    cfg = load_config("tiny", overrides={"scoring": {"select": "pseudo", "select_candidates": ["mean/1nn/none"]}})
+    assert cfg.scoring.select == "pseudo"
+    with pytest.raises(InputError, match="unknown candidate"):
+        load_config("tiny", overrides={"scoring": {"select_candidates": ["max/9nn/none"]}})
+    with pytest.raises(InputError, match="per_method.logmel.select_candidates"):
+        load_config("tiny", overrides={"scoring": {"per_method": {"logmel": {"select_candidates": ["x"]}}}})
+    with pytest.raises(InputError, match="select_folds"):
+        load_config("tiny", overrides={"scoring": {"select_folds": 1}})
+    with pytest.raises(InputError, match="select_gain_db"):
+        load_config("tiny", overrides={"scoring": {"select_gain_db": [6.0, 2.0]}})
+    with pytest.raises(InputError, match="window_level"):
+        load_config("tiny", overrides={"scoring": {"select": "pseudo", "window_level": True}})
+
+
+def test_folds_are_stratified_and_seeded():
+    sec = np.repeat([0, 1], [23, 11])
+    dom = np.r_[np.zeros(20), np.ones(3), np.zeros(9), np.ones(2)].astype(int)
+    f = fold_ids(sec, dom, 5, seed=3)
+    assert set(f.tolist()) == set(range(5))
+    for s in (0, 1):
+        for d in (0, 1):
+            counts = np.bincount(f[(sec == s) & (dom == d)], minlength=5)
+            assert counts.max() - counts.min() <= 1
+    assert np.array_equal(f, fold_ids(sec, dom, 5, seed=3))
+    assert not np.array_equal(f, fold_ids(sec, dom, 5, seed=4))
+
+
+# -- the choice ------------------------------------------------------------------------------------
+
+
+def _clicky_clips(n, seed, n_mels=16, frames=120):
+    """Noise floor with a few loud clicks per clip (dB)."""
+    rng = np.random.default_rng(seed)
+    clips = []
+    for _ in range(n):
+        x = rng.normal(-60, 3, size=(n_mels, frames))
+        at = rng.choice(frames, size=4, replace=False)
+        x[:, at] = -20 + rng.normal(0, 1, size=(n_mels, 4))
+        clips.append(x.astype(np.float32))
+    return clips
+
+
+def _reference_score(clips, sec, dom, pooling, folds, seed, settings):
+    """The rule for a 1-NN candidate, rebuilt from numpy, scikit-learn and scipy."""
+    rng = np.random.default_rng(seed)
+    pseudo = [make_pseudo_anomalies(c, rng, settings) for c in clips]
+    poolf = {"max": lambda c: c.max(axis=1), "mean": lambda c: c.mean(axis=1)}[pooling]
+    fold = fold_ids(sec, dom, folds, seed)
+    aucs = {s: [] for s in SCOPES}
+    for f in range(folds):
+        for s_id in np.unique(sec[fold == f]):
+            bank_idx = np.flatnonzero((fold != f) & (sec == s_id))
+            held = np.flatnonzero((fold == f) & (sec == s_id))
+            nn = NearestNeighbors(n_neighbors=1).fit(np.stack([poolf(clips[i]) for i in bank_idx]))
+            normal = nn.kneighbors(np.stack([poolf(clips[i]) for i in held]))[0][:, 0]
+            for scope in SCOPES:
+                q = np.stack([poolf(x) for i in held for p, x in pseudo[i] if p.scope == scope])
+                anom = nn.kneighbors(q)[0][:, 0]
+                y = np.r_[np.zeros(len(normal)), np.ones(len(anom))]
+                aucs[scope].append(roc_auc_score(y, np.r_[normal, anom]))
+    return hmean([np.mean(aucs[s]) for s in SCOPES])
+
+
+def test_choice_matches_an_independent_reference():
+    clips = _clicky_clips(14, seed=0)
+    sec = np.repeat([0, 1], 7)
+    dom = np.array([0] * 6 + [1] + [0] * 6 + [1])
+    settings = PseudoAnomalies(gain_db=(1.0, 4.0))
+    base = ScoringConfig()
+    sel = select_scoring(base, clips, sec, dom, logmel_frames, lambda s: make_scorer(s),
+                         candidates=["mean/1nn/none", "max/1nn/none"], folds=3, seed=5, settings=settings)
+    got = {r.name: r.score for r in sel.results}
+    for pooling in ("max", "mean"):
+        ref = _reference_score(clips, sec, dom, pooling, 3, 5, settings)
+        assert got[f"{pooling}/1nn/none"] == pytest.approx(ref, abs=1e-9)
+    assert sel.chosen == max(got, key=got.get)
+    assert sel.fields == candidate_fields(sel.chosen)
+    assert sel.n_clips == 14 and sel.n_pseudo == 14 * 6 and sel.folds == 3
+
+
+def test_clicks_favour_max_pooling_for_event_changes():
+    """Changes of the clicks' level are diluted by the mean over 120 frames and kept by the max."""
+    clips = _clicky_clips(20, seed=1)
+    sel = select_scoring(ScoringConfig(), clips, np.zeros(20, int), np.zeros(20, int), logmel_frames,
+                         lambda s: make_scorer(s), candidates=["mean/1nn/none", "max/1nn/none"], seed=0,
+                         settings=PseudoAnomalies(gain_db=(1.0, 3.0)))
+    auc = {r.name: r.auc for r in sel.results}
+    assert auc["max/1nn/none"]["events"] > auc["mean/1nn/none"]["events"] + 0.1
+
+
+def test_choice_needs_two_clips_per_section_and_reports_failed_candidates():
+    clips = _clicky_clips(5, seed=2)
+    with pytest.raises(ValueError, match="at least 2 training clips"):
+        select_scoring(ScoringConfig(), clips, np.array([0, 0, 0, 0, 1]), np.zeros(5, int), logmel_frames,
+                       lambda s: make_scorer(s), candidates=["max/1nn/none"])
+
+    def failing(s):
+        if s.backend == "gmm":
+            raise ValueError("cannot fit this one\nsecond line")
+        return make_scorer(s)
+
+    sel = select_scoring(ScoringConfig(), clips, np.zeros(5, int), np.zeros(5, int), logmel_frames, failing,
+                         candidates=["max/gmm-diag/none", "max/1nn/none"], folds=2)
+    assert sel.chosen == "max/1nn/none"
+    assert sel.results[0].score is None and sel.results[0].error == "cannot fit this one"
+    assert "failed: cannot fit this one" in sel.table()
+
+
+# -- the run path ----------------------------------------------------------------------------------
+
+_CANDIDATES = ["max/1nn/none", "gwrp0.5/gmm-diag/none", "mean/1nn-std/domain"]
+
+
+def _rows(path):
+    with open(path) as fh:
+        return list(csv.reader(fh))
+
+
+def test_run_chooses_on_training_clips_and_scores_with_the_choice(tiny_synth, feature_cache, tmp_path):
+    from typer.testing import CliRunner
+
+    from dgmix.cli import app
+
+    scoring = {"select": "pseudo", "select_candidates": _CANDIDATES, "select_folds": 3}
+    cfg = load_config("tiny", overrides={"scoring": {"per_method": {"logmel": scoring}}})
+    lines: list[str] = []
+    run_pipeline(tiny_synth, tmp_path, cfg, methods=["logmel"], cache_dir=feature_cache, progress=False,
+                 echo=lines.append)
+    sel = json.loads((tmp_path / "logmel" / "fan" / "selection.json").read_text())
+    assert [c["name"] for c in sel["candidates"]] == _CANDIDATES
+    assert sel["chosen"] in _CANDIDATES and sel["folds"] == 3
+    assert any(f"scoring chosen on training clips: {sel['chosen']}" in ln for ln in lines)
+    bundle = DetectorBundle.load(tmp_path / "logmel" / "fan" / "detector.pt")
+    assert bundle.selection == sel
+    want = candidate_fields(sel["chosen"])
+    conf = bundle.scorer.config()
+    assert conf["pooling"] == want["pooling"]
+    rows = _rows(tmp_path / "logmel" / "scores" / "anomaly_score_fan_section_00_test.csv")
+    clip = tiny_synth / "fan" / "test" / rows[0][0]
+    res = CliRunner().invoke(app, ["score", str(tmp_path / "logmel" / "fan" / "detector.pt"), str(clip),
+                                   "--csv", str(tmp_path / "s.csv")])
+    assert res.exit_code == 0, res.output
+    assert float(_rows(tmp_path / "s.csv")[0][1]) == pytest.approx(float(rows[0][1]), rel=1e-5)
+
+
+def test_choice_reads_no_test_clip(tiny_synth, feature_cache):
+    from dgmix.data import scan
+    from dgmix.methods import knn_detector, load_machine
+
+    cfg = load_config("tiny")
+    md = load_machine(scan(tiny_synth), "fan", cfg.features, feature_cache, progress=False)
+    scoring = dataclasses.replace(cfg.scoring, select="pseudo", select_candidates=_CANDIDATES, select_folds=3)
+    first, _ = knn_detector("logmel", None, md, cfg, scoring)
+    rng = np.random.default_rng(0)
+    md.test_feats = [rng.normal(size=f.shape).astype(np.float32) for f in md.test_feats]
+    md.test = [dataclasses.replace(r, label="anomaly") for r in md.test]
+    second, _ = knn_detector("logmel", None, md, cfg, scoring)
+    drop = {"seconds"}
+    assert {k: v for k, v in first.selection.items() if k not in drop} == \
+        {k: v for k, v in second.selection.items() if k not in drop}
+    for a, b in zip(first.scorer.state_dict().values(), second.scorer.state_dict().values()):
+        assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
