@@ -38,7 +38,10 @@ def test_paper_preset_is_spec_section_4():
 
 def test_methods_recommend_their_scoring():
     cfg = load_config("cpu")
-    assert _pooling("logmel", cfg) == "max"  # docs/results.md: log-mel max over time, 1-NN
+    assert _pooling("logmel", cfg) == "max"  # what remains without the choice below
+    # docs/results.md §6.3: logmel's scoring is chosen on its training clips
+    assert resolve_scoring(cfg.scoring, get_method("logmel")).select == "pseudo"
+    assert resolve_scoring(cfg.scoring, get_method("dgmix")).select == "none"
     assert cfg.scoring.pooling == "mean" and not cfg.scoring.window_level and not cfg.scoring.domain_aware
     assert cfg.finetune.classes == "auto"
     for m in ("baseline", "scratch", "vicreg", "dgmix"):

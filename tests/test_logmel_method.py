@@ -26,8 +26,9 @@ def _librosa_max(path):
 @pytest.fixture(scope="module")
 def logmel_run(tiny_synth, feature_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("logmel")
-    # max pooling for logmel only (as the cpu preset does); the other methods would keep "mean"
-    cfg = load_config("tiny")  # logmel recommends max over time (LogmelMethod.default_scoring)
+    # max pooling and 1-NN for logmel only (its recommendation without the label-free choice of
+    # scoring.select, tested in test_selection.py); the other methods would keep "mean"
+    cfg = load_config("tiny", overrides={"scoring": {"per_method": {"logmel": {"select": "none"}}}})
     assert cfg.scoring.pooling == "mean"
     run_pipeline(tiny_synth, out, cfg, methods=["logmel"], cache_dir=feature_cache, progress=False,
                  echo=lambda s: None, extra_scorings=scoring_variants(cfg.scoring))

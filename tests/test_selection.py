@@ -85,6 +85,8 @@ def test_select_config_is_validated():
         load_config("tiny", overrides={"scoring": {"select_candidates": ["max/9nn/none"]}})
     with pytest.raises(InputError, match="per_method.logmel.select_candidates"):
         load_config("tiny", overrides={"scoring": {"per_method": {"logmel": {"select_candidates": ["x"]}}}})
+    with pytest.raises(InputError, match="select_repeats"):
+        load_config("tiny", overrides={"scoring": {"select_repeats": 0}})
     with pytest.raises(InputError, match="select_folds"):
         load_config("tiny", overrides={"scoring": {"select_folds": 1}})
     with pytest.raises(InputError, match="select_gain_db"):
@@ -121,42 +123,46 @@ def _clicky_clips(n, seed, n_mels=16, frames=120):
     return clips
 
 
-def _reference_score(clips, sec, dom, pooling, folds, seed, settings):
+def _reference_score(clips, sec, dom, pooling, folds, seed, settings, repeats):
     """The rule for a 1-NN candidate, rebuilt from numpy, scikit-learn and scipy."""
-    rng = np.random.default_rng(seed)
-    pseudo = [make_pseudo_anomalies(c, rng, settings) for c in clips]
     poolf = {"max": lambda c: c.max(axis=1), "mean": lambda c: c.mean(axis=1)}[pooling]
-    fold = fold_ids(sec, dom, folds, seed)
     aucs = {s: [] for s in SCOPES}
-    for f in range(folds):
-        for s_id in np.unique(sec[fold == f]):
-            bank_idx = np.flatnonzero((fold != f) & (sec == s_id))
-            held = np.flatnonzero((fold == f) & (sec == s_id))
-            nn = NearestNeighbors(n_neighbors=1).fit(np.stack([poolf(clips[i]) for i in bank_idx]))
-            normal = nn.kneighbors(np.stack([poolf(clips[i]) for i in held]))[0][:, 0]
-            for scope in SCOPES:
-                q = np.stack([poolf(x) for i in held for p, x in pseudo[i] if p.scope == scope])
-                anom = nn.kneighbors(q)[0][:, 0]
-                y = np.r_[np.zeros(len(normal)), np.ones(len(anom))]
-                aucs[scope].append(roc_auc_score(y, np.r_[normal, anom]))
+    for rep in range(repeats):
+        rep_seed = seed if rep == 0 else [seed, rep]
+        fold = fold_ids(sec, dom, folds, rep_seed)
+        rng = np.random.default_rng(rep_seed)
+        pseudo = [make_pseudo_anomalies(c, rng, settings) for c in clips]
+        for f in range(folds):
+            for s_id in np.unique(sec[fold == f]):
+                bank_idx = np.flatnonzero((fold != f) & (sec == s_id))
+                held = np.flatnonzero((fold == f) & (sec == s_id))
+                nn = NearestNeighbors(n_neighbors=1).fit(np.stack([poolf(clips[i]) for i in bank_idx]))
+                normal = nn.kneighbors(np.stack([poolf(clips[i]) for i in held]))[0][:, 0]
+                for scope in SCOPES:
+                    q = np.stack([poolf(x) for i in held for p, x in pseudo[i] if p.scope == scope])
+                    anom = nn.kneighbors(q)[0][:, 0]
+                    y = np.r_[np.zeros(len(normal)), np.ones(len(anom))]
+                    aucs[scope].append(roc_auc_score(y, np.r_[normal, anom]))
     return hmean([np.mean(aucs[s]) for s in SCOPES])
 
 
-def test_choice_matches_an_independent_reference():
+@pytest.mark.parametrize("repeats", [1, 2])
+def test_choice_matches_an_independent_reference(repeats):
     clips = _clicky_clips(14, seed=0)
     sec = np.repeat([0, 1], 7)
     dom = np.array([0] * 6 + [1] + [0] * 6 + [1])
     settings = PseudoAnomalies(gain_db=(1.0, 4.0))
     base = ScoringConfig()
     sel = select_scoring(base, clips, sec, dom, logmel_frames, lambda s: make_scorer(s),
-                         candidates=["mean/1nn/none", "max/1nn/none"], folds=3, seed=5, settings=settings)
+                         candidates=["mean/1nn/none", "max/1nn/none"], folds=3, seed=5, settings=settings,
+                         repeats=repeats)
     got = {r.name: r.score for r in sel.results}
     for pooling in ("max", "mean"):
-        ref = _reference_score(clips, sec, dom, pooling, 3, 5, settings)
+        ref = _reference_score(clips, sec, dom, pooling, 3, 5, settings, repeats)
         assert got[f"{pooling}/1nn/none"] == pytest.approx(ref, abs=1e-9)
     assert sel.chosen == max(got, key=got.get)
     assert sel.fields == candidate_fields(sel.chosen)
-    assert sel.n_clips == 14 and sel.n_pseudo == 14 * 6 and sel.folds == 3
+    assert sel.n_clips == 14 and sel.n_pseudo == 14 * 6 * repeats and (sel.folds, sel.repeats) == (3, repeats)
 
 
 def test_clicks_favour_max_pooling_for_event_changes():

@@ -204,11 +204,13 @@ class ScoringConfig:
     # "pseudo" picks among ``select_candidates`` ("pooling/backend/domain" names; empty: the
     # 70-cell grid of docs/results.md §6) by the cross-validated AUC of the training clips against
     # generic pseudo-anomalies (gain changes of ±select_gain_db dB on random bands: all frames,
-    # the loudest frames, or a random stretch) in ``select_folds`` folds. The chosen fields then
+    # the loudest frames, or a random stretch) in ``select_folds`` folds, repeated ``select_repeats``
+    # times with new folds and pseudo-anomalies (AUCs averaged). The chosen fields then
     # replace pooling, gwrp_r, backend, k, standardize, domain_aware, gmm_covariance, gmm_domain.
     select: Literal["none", "pseudo"] = "none"
     select_candidates: list[str] = field(default_factory=list)
     select_folds: int = 5
+    select_repeats: int = 1
     select_gain_db: list[float] = field(default_factory=lambda: [3.0, 9.0])
     window_level: bool = False
     window_aggregation: Literal["mean", "max", "topk-mean"] = "max"
@@ -353,6 +355,7 @@ def validate(cfg: RunConfig, source: str = "config") -> None:
         (not (cfg.scoring.backend == "gmm" and cfg.scoring.window_level),
          "scoring.backend gmm works on pooled clip vectors; it cannot be combined with window_level"),
         (cfg.scoring.select_folds >= 2, "scoring.select_folds must be >= 2"),
+        (cfg.scoring.select_repeats >= 1, "scoring.select_repeats must be >= 1"),
         (len(cfg.scoring.select_gain_db) == 2 and 0 < cfg.scoring.select_gain_db[0] <= cfg.scoring.select_gain_db[1],
          "scoring.select_gain_db must be [low, high] with 0 < low <= high"),
         (not (cfg.scoring.select == "pseudo" and cfg.scoring.window_level),

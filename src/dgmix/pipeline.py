@@ -300,8 +300,10 @@ def run_pipeline(
                                       json.dumps(bundle.selection, indent=1) + "\n")
                     chosen = bundle.selection["chosen"]
                 if cfg.report.enabled:
-                    keep_for_report(out, name, md, bundle, emb_cache, method_scoring.pooling,
-                                    cfg.report.tsne_max_points, cfg.seed, resolve_device(method_scoring.device))
+                    used = bundle.scorer if bundle.scorer is not None else method_scoring  # as chosen
+                    keep_for_report(out, name, md, bundle, emb_cache, used.pooling,
+                                    cfg.report.tsne_max_points, cfg.seed, resolve_device(method_scoring.device),
+                                    used.gwrp_r)
                 write_done(done, model_dir)
             res = evaluate_machine(md, scores, decisions)
             line = f"[{time.perf_counter() - t0:6.0f}s] {machine} ({mi}/{len(chosen)}) {name:<8}"

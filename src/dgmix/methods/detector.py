@@ -47,6 +47,7 @@ def choose_scoring(
         scoring, md.train_feats, md.sections(md.train),
         [1 if r.bank_domain == "target" else 0 for r in md.train], embed, lambda s: make_scorer(s, cfg.seed),
         candidates=scoring.select_candidates or None, folds=scoring.select_folds, seed=cfg.seed,
+        repeats=scoring.select_repeats,
         settings=PseudoAnomalies(gain_db=(scoring.select_gain_db[0], scoring.select_gain_db[1])),
     )
     return dataclasses.replace(scoring, **sel.fields, select="none"), sel

@@ -10,7 +10,9 @@ end × domain handling) using the machine type's **normal training clips only**:
    band, on all frames / on the band's loudest frames / on a random stretch of frames);
 3. a candidate's score is the harmonic mean over the three kinds of pseudo-anomaly of its ROC AUC
    (held-out normals against pseudo-anomalies, per fold and section, then averaged);
-4. the highest score wins; ties go to the earlier candidate in the grid (max pooling, 1-NN first).
+4. steps 1-3 are repeated ``repeats`` times with new folds and new pseudo-anomalies, and the AUCs
+   of all repeats averaged (repeated cross-validation: a steadier ranking of close candidates);
+5. the highest score wins; ties go to the earlier candidate in the grid (max pooling, 1-NN first).
 
 No test clip and no test label takes part, so the choice can be reported on a test set honestly.
 Why this rule: TWFR-GMM (Guan et al., ICASSP 2023) tunes its pooling factor r per machine type on
@@ -56,6 +58,7 @@ class Selection:
     chosen: str
     fields: dict[str, Any]
     folds: int
+    repeats: int
     n_clips: int
     n_pseudo: int
     seconds: float
@@ -65,7 +68,8 @@ class Selection:
         return {
             "rule": "highest harmonic mean over pseudo-anomaly kinds of the cross-validated AUC "
                     "on the training clips (dgmix.methods.selection)",
-            "chosen": self.chosen, "fields": self.fields, "folds": self.folds, "n_clips": self.n_clips,
+            "chosen": self.chosen, "fields": self.fields, "folds": self.folds, "repeats": self.repeats,
+            "n_clips": self.n_clips,
             "n_pseudo_anomalies": self.n_pseudo, "seconds": round(self.seconds, 2),
             "candidates": [dataclasses.asdict(r) for r in self.results],
         }
@@ -82,7 +86,8 @@ class Selection:
         return "\n".join(lines) + "\n"
 
 
-def fold_ids(sections: Sequence[int], domains: Sequence[int], folds: int, seed: int = 0) -> np.ndarray:
+def fold_ids(sections: Sequence[int], domains: Sequence[int], folds: int,
+             seed: int | Sequence[int] = 0) -> np.ndarray:
     """Fold of each clip: within each (section, domain) group, clips in a seeded random order are
     dealt round-robin, so every fold holds each group's clips as evenly as possible."""
     sec, dom = np.asarray(sections), np.asarray(domains)
@@ -111,6 +116,7 @@ def select_scoring(
     folds: int = 5,
     seed: int = 0,
     settings: PseudoAnomalies | None = None,
+    repeats: int = 1,
 ) -> Selection:
     """Choose a candidate by cross-validated pseudo-anomaly AUC on the training clips (module doc).
 
@@ -128,54 +134,80 @@ def select_scoring(
         raise ValueError("features, sections and domains must have one entry per clip")
     if np.any(counts[np.unique(sec)] < 2):
         raise ValueError("choosing the scoring needs at least 2 training clips in every section")
+    if repeats < 1:
+        raise ValueError("repeats must be >= 1")
     k = int(min(folds, counts[np.unique(sec)].min()))
-    fold = fold_ids(sec, dom, k, seed)
-    rng = np.random.default_rng(seed)
-    p_feats, p_owner, p_scope = [], [], []
-    for i, f in enumerate(features):
-        for p, x in make_pseudo_anomalies(np.asarray(f), rng, settings):
-            p_feats.append(x)
-            p_owner.append(i)
-            p_scope.append(p.scope)
-    owner, scope = np.asarray(p_owner), np.asarray(p_scope)
-    emb_clean, emb_pseudo = embed(list(features)), embed(p_feats)
-    pooled: dict[str, tuple[list[Tensor], list[Tensor]]] = {}
+    emb_clean = embed(list(features))
+    clean_pooled: dict[str, list[Tensor]] = {}
+    aucs: dict[str, dict[str, list[float]]] = {n: {s: [] for s in SCOPES} for n in names}
+    errors: dict[str, str] = {}
+    n_pseudo = 0
+    for rep in range(repeats):
+        # repeat 0 draws from ``seed`` itself; later repeats from (seed, rep): new folds, new pseudo-anomalies
+        rep_seed: int | list[int] = seed if rep == 0 else [seed, rep]
+        fold = fold_ids(sec, dom, k, rep_seed)
+        rng = np.random.default_rng(rep_seed)
+        p_feats, p_owner, p_scope = [], [], []
+        for i, f in enumerate(features):
+            for p, x in make_pseudo_anomalies(np.asarray(f), rng, settings):
+                p_feats.append(x)
+                p_owner.append(i)
+                p_scope.append(p.scope)
+        n_pseudo += len(p_feats)
+        owner, scope = np.asarray(p_owner), np.asarray(p_scope)
+        emb_pseudo = embed(p_feats)
+        pseudo_pooled: dict[str, list[Tensor]] = {}
+        for name in names:
+            if name in errors:
+                continue
+            fields = candidate_fields(name)
+            key = name.split("/")[0]
+            if key not in pseudo_pooled:
+                r = fields.get("gwrp_r", base.gwrp_r)
+                if key not in clean_pooled:
+                    clean_pooled[key] = [pool(e, fields["pooling"], r)[None] for e in emb_clean]
+                pseudo_pooled[key] = [pool(e, fields["pooling"], r)[None] for e in emb_pseudo]
+            try:
+                _cross_validate(aucs[name], (clean_pooled[key], pseudo_pooled[key]), fields, base, make_scorer,
+                                fold, k, sec, dom, owner, scope)
+            except ValueError as exc:  # a candidate the data cannot support (e.g. too few clips)
+                errors[name] = str(exc).splitlines()[0]
     results = []
     for name in names:
-        fields = candidate_fields(name)
-        key = name.split("/")[0]
-        if key not in pooled:
-            r = fields.get("gwrp_r", base.gwrp_r)
-            pooled[key] = tuple(  # type: ignore[assignment]
-                [pool(e, fields["pooling"], r)[None] for e in embs] for embs in (emb_clean, emb_pseudo))
-        clean, pseudo = pooled[key]
-        cfg = dataclasses.replace(base, **{**fields, "pooling": "mean"}, window_level=False)
-        aucs: dict[str, list[float]] = {s: [] for s in SCOPES}
-        try:
-            for f_id in range(k):
-                bank = np.flatnonzero(fold != f_id)
-                held = np.flatnonzero(fold == f_id)
-                scorer = make_scorer(cfg)
-                scorer.fit([clean[i] for i in bank], torch.as_tensor(sec[bank]), torch.as_tensor(dom[bank]))
-                s_clean = scorer.score([clean[i] for i in held], torch.as_tensor(sec[held])).double().numpy()
-                pidx = np.flatnonzero(np.isin(owner, held))
-                s_pseudo = scorer.score([pseudo[i] for i in pidx],
-                                        torch.as_tensor(sec[owner[pidx]])).double().numpy()
-                if not (np.isfinite(s_clean).all() and np.isfinite(s_pseudo).all()):
-                    raise ValueError("non-finite scores")
-                for s_id in np.unique(sec[held]):
-                    normal = s_clean[sec[held] == s_id]
-                    for sc in SCOPES:
-                        m = (sec[owner[pidx]] == s_id) & (scope[pidx] == sc)
-                        aucs[sc].append(_auc(normal, s_pseudo[m]))
-        except ValueError as exc:  # a candidate the data cannot support (e.g. too few clips)
-            results.append(CandidateResult(name, None, {}, str(exc).splitlines()[0]))
+        if name in errors:
+            results.append(CandidateResult(name, None, {}, errors[name]))
             continue
-        mean_auc = {sc: float(np.mean(v)) for sc, v in aucs.items()}
+        mean_auc = {sc: float(np.mean(v)) for sc, v in aucs[name].items()}
         results.append(CandidateResult(name, hmean(mean_auc.values()), mean_auc))
     ok = [r for r in results if r.score is not None]
     if not ok:
         raise ValueError(f"no scoring candidate could be fitted: {results[0].error}")
     best = max(ok, key=lambda r: r.score)  # max keeps the first of equal scores: grid order
-    return Selection(best.name, candidate_fields(best.name), k, len(sec), len(p_feats),
+    return Selection(best.name, candidate_fields(best.name), k, repeats, len(sec), n_pseudo,
                      time.perf_counter() - t0, results)
+
+
+def _cross_validate(
+    aucs: dict[str, list[float]], pooled: tuple[list[Tensor], list[Tensor]], fields: dict[str, Any],
+    base: ScoringConfig, make_scorer: Callable[[ScoringConfig], Any], fold: np.ndarray, k: int,
+    sec: np.ndarray, dom: np.ndarray, owner: np.ndarray, scope: np.ndarray,
+) -> None:
+    """One repeat of the cross-validation of one candidate: append its AUC per fold and section
+    to ``aucs[scope]``. ``pooled``: (clean clips, pseudo-anomalies), one pooled vector each."""
+    clean, pseudo = pooled
+    cfg = dataclasses.replace(base, **{**fields, "pooling": "mean"}, window_level=False)
+    for f_id in range(k):
+        bank = np.flatnonzero(fold != f_id)
+        held = np.flatnonzero(fold == f_id)
+        scorer = make_scorer(cfg)
+        scorer.fit([clean[i] for i in bank], torch.as_tensor(sec[bank]), torch.as_tensor(dom[bank]))
+        s_clean = scorer.score([clean[i] for i in held], torch.as_tensor(sec[held])).double().numpy()
+        pidx = np.flatnonzero(np.isin(owner, held))
+        s_pseudo = scorer.score([pseudo[i] for i in pidx], torch.as_tensor(sec[owner[pidx]])).double().numpy()
+        if not (np.isfinite(s_clean).all() and np.isfinite(s_pseudo).all()):
+            raise ValueError("non-finite scores")
+        for s_id in np.unique(sec[held]):
+            normal = s_clean[sec[held] == s_id]
+            for sc in SCOPES:
+                m = (sec[owner[pidx]] == s_id) & (scope[pidx] == sc)
+                aucs[sc].append(_auc(normal, s_pseudo[m]))

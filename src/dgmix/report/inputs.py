@@ -76,9 +76,9 @@ def save_thresholds(run_dir: Path, machine: str, method: str, section_names: Seq
 
 
 def save_train_embeddings(run_dir: Path, machine: str, method: str, records: Sequence[ClipRecord],
-                          windows: Sequence[torch.Tensor], pooling: str = "mean") -> Path:
+                          windows: Sequence[torch.Tensor], pooling: str = "mean", gwrp_r: float = 0.9) -> Path:
     """Pool each clip's window embeddings (the method's own pooling) and save them with the labels."""
-    emb = np.stack([pool(w.float(), pooling).numpy() for w in windows]).astype(np.float32)
+    emb = np.stack([pool(w.float(), pooling, gwrp_r).numpy() for w in windows]).astype(np.float32)
     path = inputs_dir(run_dir, machine) / f"{method}_train.npz"
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
@@ -125,7 +125,7 @@ def read_train_embeddings(path: Path) -> TrainEmbeddings:
 
 
 def keep_for_report(run_dir: Path, method: str, md, bundle, window_cache: dict, pooling: str,
-                    max_points: int, seed: int = 0, device: str = "cpu") -> None:
+                    max_points: int, seed: int = 0, device: str = "cpu", gwrp_r: float = 0.9) -> None:
     """Save one method's report inputs for one machine type (``md``: a ``MachineData``).
 
     The training windows are taken from ``window_cache`` (the k-NN back end's embeddings of this
@@ -140,4 +140,4 @@ def keep_for_report(run_dir: Path, method: str, md, bundle, window_cache: dict, 
     else:
         with torch.inference_mode():
             windows = bundle.embed([md.train_feats[i] for i in idx], device)
-    save_train_embeddings(run_dir, md.machine, method, records, windows, pooling)
+    save_train_embeddings(run_dir, md.machine, method, records, windows, pooling, gwrp_r)
