@@ -131,6 +131,16 @@ def test_encoder_with_window_level_domain_aware_banks(tiny_detectors, clip_set, 
     _assert_equal_scores(bundle, export_onnx(bundle, tmp_path / "d.onnx").path, clips, features)
 
 
+@pytest.mark.parametrize("options", [{"backend": "gmm", "pooling": "mean", "domain": "tied"},
+                                     {"standardize": True, "k": 3, "domain_aware": True}], ids=["gmm", "std-knn"])
+def test_encoder_with_issue14_back_ends(tiny_detectors, clip_set, features, tmp_path, options):
+    clips, train = clip_set
+    bundle = _refit(DetectorBundle.load(tiny_detectors / "random" / "fan" / "detector.pt"), train, features,
+                    **options)
+    assert bundle.kind == "knn"
+    _assert_equal_scores(bundle, export_onnx(bundle, tmp_path / "d.onnx").path, clips, features)
+
+
 #: The issue-14 back ends as ``dgmix run`` fits them (scoring.per_method.logmel, as tests/test_gmm.py).
 PIPELINE_SCORING = [
     {"backend": "knn", "k": 1, "standardize": True, "domain_aware": True},
