@@ -30,9 +30,9 @@ def register(app: typer.Typer) -> None:
 
             bundle = DetectorBundle.load(detector)
             info = export_onnx(bundle, out, source=detector)
+            held = f"{info.components} mixture components" if info.components else f"{info.bank_rows} bank rows"
             typer.echo(f"wrote {info.path} ({info.size_bytes / 1e6:.2f} MB): {info.method} detector for "
-                       f"{info.machine}, kind {info.kind}, sections {', '.join(info.sections)}, "
-                       f"{info.bank_rows} bank rows")
+                       f"{info.machine}, kind {info.kind}, sections {', '.join(info.sections)}, {held}")
             typer.echo(f"checked: onnxruntime vs PyTorch on random windows, max relative difference "
                        f"{info.max_rel_diff:.1e}")
 

@@ -4,12 +4,18 @@
 computing what :meth:`DetectorBundle.score_features <dgmix.scoring.bundle.DetectorBundle.score_features>`
 computes, in one graph:
 
-* ``knn`` bundles: the (BatchNorm-folded) encoder on every window -> window pooling
-  (:mod:`dgmix.scoring.pooling`: mean, max, gwrp, mean+max, mean+std) or window-level items
-  -> k-NN distance to the section's bank by matmul (``|q|² + |b|² - 2 q·b`` on bank-centred
-  embeddings, as :func:`dgmix.scoring.distance.knn_distance`) -> mean of the k smallest
-  -> with domain-aware banks, each bank's distance divided by its scale and the minimum taken
-  -> window-level aggregation (mean, max, topk-mean).
+* ``knn`` bundles with a :class:`~dgmix.scoring.knn.KNNScorer`: the (BatchNorm-folded) encoder on
+  every window -> window pooling (:mod:`dgmix.scoring.pooling`: mean, max, gwrp, mean+max,
+  mean+std) or window-level items -> with ``standardize``, every item standardised with its
+  section's bank mean and std (``(x - mean) / std``, the std as stored by the scorer's fit, i.e.
+  already floored at 1e-6) -> k-NN distance to the section's bank by matmul
+  (``|q|² + |b|² - 2 q·b`` on bank-centred embeddings, as :func:`dgmix.scoring.distance.knn_distance`)
+  -> mean of the k smallest -> with domain-aware banks, each bank's distance divided by its scale
+  and the minimum taken -> window-level aggregation (mean, max, topk-mean).
+* ``knn`` bundles with a :class:`~dgmix.scoring.gmm.GMMScorer`: the encoder -> window pooling ->
+  negative log-likelihood under the section's Gaussian mixture (diagonal or full covariance, tied
+  per-domain components included: they are ordinary components), as
+  :func:`dgmix.scoring.gmm.gmm_log_likelihood`, in float64 like the torch scorer.
 * ``logmel`` bundles: the same without an encoder; the "windows" are the clip's log-mel frames.
 * ``classifier`` bundles (the official baseline): mean over windows of ``log((1 - p) / p)``, ``p``
   the softmax probability of the clip's section (:func:`dgmix.scoring.embed.classifier_scores`).
@@ -19,6 +25,13 @@ domain-aware banks: source, target), ``N`` the largest bank. Padding rows get a 
 ``BIG`` and a weight of 0 in the k-mean; a missing bank (a section with no target clip) gets
 ``BIG`` added to its score so that the minimum over banks skips it. ``k`` is capped at each bank's
 size, as the torch scorer does. Distances are computed in the bank's dtype (float32), as in torch.
+The standardisation statistics are ``(S, D)`` (mean 0, std 1 for a section with no bank).
+
+Mixtures are stored padded too: ``(S, K, D)`` means and ``(S, K, D)`` (diag) or ``(S, K, D, D)``
+(full) precision Cholesky factors for ``K`` the most components of any section; a padding
+component has mean 0, precision factor 1 (identity) and log-weight ``-BIG``, so that it adds
+``exp(-1e30) = 0`` to the section's likelihood. The pooled vector is float32 (as the bundle pools
+it); the likelihood is float64 (ONNX and onnxruntime's CPU kernels have float64 for every op used).
 
 Data-dependent sizes (the number of windows; the ``topk_k`` and GWRP ranks) are computed from
 tensor shapes inside the graph, never from Python numbers, so one graph serves every clip length.
@@ -26,16 +39,20 @@ tensor shapes inside the graph, never from Python numbers, so one graph serves e
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
 from dgmix.scoring.embed import EPS
+from dgmix.scoring.gmm import GMMScorer
 from dgmix.scoring.knn import KNNScorer
 
-#: Distance given to padding rows and missing banks (far above any real distance, finite in float32).
+#: Distance given to padding rows and missing banks (far above any real distance, finite in float32);
+#: ``-BIG`` is the log-weight of a padding mixture component.
 BIG = 1e30
 
-__all__ = ["BIG", "BankDistance", "ClassifierGraph", "KnnGraph", "ScoreGraph"]
+__all__ = ["BIG", "BankDistance", "ClassifierGraph", "GmmGraph", "KnnGraph", "ScoreGraph"]
 
 
 def _select(t: Tensor, section: Tensor) -> Tensor:
@@ -87,6 +104,16 @@ class BankDistance(nn.Module):
                 row = int(torch.nonzero(scorer.scale_sections.cpu() == s).reshape(-1)[0])
                 scales[s, b] = scorer.scales[row, b].cpu()
         self.k_max = k_max
+        self.standardize = scorer.standardize
+        if scorer.standardize:
+            std_mean = torch.zeros(n_sections, dim, dtype=scorer.std_mean.dtype)
+            std_scale = torch.ones(n_sections, dim, dtype=scorer.std_scale.dtype)
+            for row, s in enumerate(scorer.std_sections.cpu().tolist()):
+                if s < n_sections:
+                    std_mean[s] = scorer.std_mean[row].detach().cpu()
+                    std_scale[s] = scorer.std_scale[row].detach().cpu()  # floored at 1e-6 by the fit
+            self.register_buffer("std_mean", std_mean)
+            self.register_buffer("std_scale", std_scale)
         self.register_buffer("banks", banks)
         self.register_buffer("centers", centers)
         self.register_buffer("norms", norms)
@@ -98,7 +125,12 @@ class BankDistance(nn.Module):
     def forward(self, items: Tensor, section: Tensor) -> Tensor:
         """Distance ``(M,)`` of every item ``(M, D)`` to its section's bank(s)."""
         bank = _select(self.banks, section)                       # (B, N, D)
-        q = items.to(bank.dtype).unsqueeze(0) - _select(self.centers, section)  # (B, M, D)
+        items = items.to(bank.dtype)
+        if self.standardize:  # KNNScorer._standardized: the section's mean and (floored) std
+            items = (items.to(self.std_mean.dtype) - _select(self.std_mean, section)) \
+                / _select(self.std_scale, section)
+            items = items.to(bank.dtype)
+        q = items.unsqueeze(0) - _select(self.centers, section)  # (B, M, D)
         q2 = (q * q).sum(dim=2, keepdim=True)                     # (B, M, 1)
         d2 = q2 + _select(self.norms, section).unsqueeze(1) - 2.0 * torch.matmul(q, bank.transpose(1, 2))
         d2 = d2.clamp_min(0.0) + _select(self.pad, section).unsqueeze(1)
@@ -161,6 +193,58 @@ class KnnGraph(nn.Module):
         return score.to(torch.float64).reshape(1)
 
 
+class GmmGraph(nn.Module):
+    """Window embeddings (or log-mel frames) -> pooled vector -> NLL under the section's mixture
+    (:class:`GMMScorer`, :func:`dgmix.scoring.gmm.gmm_log_likelihood`), in float64."""
+
+    def __init__(self, encoder: nn.Module | None, scorer: GMMScorer, n_sections: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.pooling, self.gwrp_r = scorer.pooling, scorer.gwrp_r
+        means, prec, logw = (t.detach().cpu().double() for t in (scorer.means, scorer.prec_chol,
+                                                                 scorer.log_weights))
+        owner = scorer.comp_sections.cpu()
+        self.full = prec.ndim == 3
+        dim = means.shape[1]
+        counts = [int((owner == s).sum()) for s in range(n_sections)]
+        k_max = max(max(counts, default=1), 1)
+        pad_means = torch.zeros(n_sections, k_max, dim, dtype=torch.float64)
+        if self.full:
+            pad_prec = torch.eye(dim, dtype=torch.float64).expand(n_sections, k_max, dim, dim).clone()
+        else:
+            pad_prec = torch.ones(n_sections, k_max, dim, dtype=torch.float64)
+        pad_logw = torch.full((n_sections, k_max), -BIG, dtype=torch.float64)
+        log_det = torch.zeros(n_sections, k_max, dtype=torch.float64)
+        for s, n in enumerate(counts):
+            if n == 0:
+                continue
+            c = owner == s
+            pad_means[s, :n], pad_prec[s, :n], pad_logw[s, :n] = means[c], prec[c], logw[c]
+            # as gmm_log_likelihood computes it: sum of the logs of the factor's diagonal
+            diag = torch.diagonal(prec[c], dim1=1, dim2=2) if self.full else prec[c]
+            log_det[s, :n] = torch.log(diag).sum(dim=1)
+        self.register_buffer("means", pad_means)
+        self.register_buffer("prec_chol", pad_prec)
+        self.register_buffer("log_weights", pad_logw)
+        self.register_buffer("log_det", log_det)
+        self.log_norm = dim * math.log(2 * math.pi)
+
+    def forward(self, windows: Tensor, section: Tensor) -> Tensor:
+        emb = windows if self.encoder is None else self.encoder(windows).float()
+        x = pool_windows(emb, self.pooling, self.gwrp_r).to(torch.float64)       # (D,)
+        diff = x.unsqueeze(0) - _select(self.means, section)                     # (K, D)
+        if self.full:
+            y = torch.matmul(diff.unsqueeze(1), _select(self.prec_chol, section)).squeeze(1)  # (K, D)
+        else:
+            y = diff * _select(self.prec_chol, section)
+        log_prob = -0.5 * (self.log_norm + (y * y).sum(dim=1)) + _select(self.log_det, section)
+        v = log_prob + _select(self.log_weights, section)                        # (K,)
+        # logsumexp as torch computes it; (1,)-shaped, not 0-d: the TorchScript exporter casts 0-d float64
+        # intermediates to float32
+        top = v.amax(dim=0, keepdim=True)
+        return -(top + torch.log(torch.exp(v - top).sum(dim=0, keepdim=True)))
+
+
 class ClassifierGraph(nn.Module):
     """The official baseline's score from window logits (SPEC §7)."""
 
@@ -175,5 +259,5 @@ class ClassifierGraph(nn.Module):
         return torch.log((1 - p) / p).mean().reshape(1)
 
 
-#: Either graph; both take ``(windows, section)`` and return the score as a float64 ``(1,)`` tensor.
-ScoreGraph = KnnGraph | ClassifierGraph
+#: Any of the graphs; all take ``(windows, section)`` and return the score as a float64 ``(1,)`` tensor.
+ScoreGraph = KnnGraph | GmmGraph | ClassifierGraph

@@ -40,6 +40,8 @@ class OnnxDetector:
             self.bank_sections: list[str] = list(meta["bank_sections"])
             self.thresholds = np.array([math.nan if t is None else float(t) for t in meta["thresholds"]])
             self.scorer_config: dict[str, Any] | None = meta.get("scorer")
+            #: "knn" or "gmm" (None for the classifier); files written before the GMM export hold a k-NN bank
+            self.scorer_kind: str | None = meta.get("scorer_kind", None if self.scorer_config is None else "knn")
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(path, f"ONNX detector has bad dgmix metadata: {exc}") from None
         if len(self.thresholds) != len(self.section_names):
@@ -75,7 +77,8 @@ class OnnxDetector:
             raise InputError(source, f"section(s) {missing} unknown to this detector ({self.section_names})")
         empty = sorted(set(sections) - set(self.bank_sections))
         if empty:
-            raise InputError(source, f"section(s) {empty} have no training embeddings in this detector's bank")
+            held = "mixture" if self.scorer_kind == "gmm" else "bank"
+            raise InputError(source, f"section(s) {empty} have no training embeddings in this detector's {held}")
         return np.array([index[s] for s in sections], dtype=np.int64)
 
     def features_of(self, path: Path, channel: int | None = None, pad: bool | None = None,

@@ -8,7 +8,8 @@ this package accepts (2.2-2.13) still has the TorchScript one. Its deprecation w
 What the runtime needs besides the graph travels in the model's metadata (key ``dgmix``, JSON):
 the feature parameters (log-mel front end and windowing, computed in Python by the same
 :func:`~dgmix.features.clip_logmel` as the bundle), the section names, the sections that have a
-bank, the thresholds, the method, the machine type and the scorer settings.
+bank (k-NN) or a mixture (GMM), the thresholds, the method, the machine type, the scoring back end
+(``scorer_kind``: ``knn`` or ``gmm``) and the scorer settings.
 
 Only what the graph computes exactly is exported; anything else is refused with a one-line
 :class:`~dgmix.errors.InputError` that names the option (see :func:`check_exportable`), so an
@@ -31,9 +32,10 @@ import torch
 
 from dgmix import __version__
 from dgmix.errors import InputError
-from dgmix.export.graph import ClassifierGraph, KnnGraph
+from dgmix.export.graph import ClassifierGraph, GmmGraph, KnnGraph
 from dgmix.extras import require
 from dgmix.scoring.bundle import DetectorBundle
+from dgmix.scoring.gmm import GMMScorer
 from dgmix.scoring.knn import KNNScorer
 
 __all__ = ["FORMAT", "OPSET", "ExportInfo", "build_graph", "check_exportable", "export_onnx", "self_check"]
@@ -45,12 +47,17 @@ POOLINGS = ("mean", "max", "gwrp", "mean+max", "mean+std")
 AGGREGATIONS = ("mean", "max", "topk-mean")
 #: KNNScorer settings the graph reproduces. bank_reduce / bank_size / projection_dim / seed only chose
 #: which rows were kept when the bank was fitted (the graph holds the kept rows); scale_sample chose
-#: the rows of the domain scales (the graph holds the scales); chunk is a memory block size.
+#: the rows of the domain scales (the graph holds the scales); chunk is a memory block size;
+#: standardize: the graph holds the per-section mean and std.
 HANDLED_SCORER_SETTINGS = ("k", "domain_aware", "window_level", "aggregation", "topk_k", "pooling", "gwrp_r",
-                           "bank_reduce", "bank_size", "projection_dim", "scale_sample", "seed", "chunk")
-#: Scorer options the graph does not compute, accepted while they are off (issue 14's
-#: per-dimension standardisation of the k-NN bank).
-OFF_BY_DEFAULT = ("standardize",)
+                           "bank_reduce", "bank_size", "projection_dim", "scale_sample", "seed", "chunk",
+                           "standardize")
+#: GMMScorer settings the graph reproduces. pooling / gwrp_r / covariance are computed; max_components,
+#: reg_covar, domain, folds and seed only shaped the fitted mixture (the graph holds its components)
+#: or the training scores behind the thresholds (which travel in the metadata).
+HANDLED_GMM_SETTINGS = ("pooling", "gwrp_r", "covariance", "max_components", "reg_covar", "domain", "folds",
+                        "seed")
+SCORERS = {KNNScorer: ("knn", HANDLED_SCORER_SETTINGS), GMMScorer: ("gmm", HANDLED_GMM_SETTINGS)}
 #: Relative tolerance of the export-time comparison of onnxruntime with PyTorch on random windows: a
 #: guard against a wrong graph (a mis-traced shape gives differences of order 1), looser than the
 #: 1e-4 the tests hold real clips to, so that float32 rounding on odd random inputs never blocks an export.
@@ -67,6 +74,7 @@ class ExportInfo:
     machine: str
     sections: list[str]
     bank_rows: int
+    components: int
     size_bytes: int
     max_rel_diff: float
 
@@ -79,14 +87,20 @@ def check_exportable(bundle: DetectorBundle, source: str | Path) -> None:
     if bundle.kind == "classifier":
         return
     scorer = bundle.scorer
-    if type(scorer) is not KNNScorer:
+    if type(scorer) not in SCORERS:
         raise InputError(source, f"scoring back end {type(scorer).__name__} is not supported by the ONNX export "
-                                 "(supported: KNNScorer)")
+                                 f"(supported: {', '.join(c.__name__ for c in SCORERS)})")
+    handled = SCORERS[type(scorer)][1]
     for name, value in scorer.config().items():
-        if name in OFF_BY_DEFAULT and not value:  # an option the bundle does not use
-            continue
-        if name not in HANDLED_SCORER_SETTINGS:
+        if name not in handled:
             raise InputError(source, f"scoring option {name}={value!r} is not supported by the ONNX export")
+    if isinstance(scorer, GMMScorer):
+        if not scorer.is_fitted:
+            raise InputError(source, "the detector's Gaussian mixture is empty (not fitted)")
+        if scorer.pooling not in POOLINGS:
+            raise InputError(source, f"scoring option pooling={scorer.pooling!r} is not supported by the ONNX "
+                                     f"export (supported: {', '.join(POOLINGS)})")
+        return
     if not scorer.is_fitted:
         raise InputError(source, "the detector's k-NN bank is empty (not fitted)")
     if not scorer.window_level and scorer.pooling not in POOLINGS:
@@ -97,11 +111,13 @@ def check_exportable(bundle: DetectorBundle, source: str | Path) -> None:
                                  f"ONNX export (supported: {', '.join(AGGREGATIONS)})")
 
 
-def build_graph(bundle: DetectorBundle) -> KnnGraph | ClassifierGraph:
+def build_graph(bundle: DetectorBundle) -> KnnGraph | GmmGraph | ClassifierGraph:
     """The scoring graph of ``bundle`` (call :func:`check_exportable` first)."""
     if bundle.kind == "classifier":
         return ClassifierGraph(bundle.inference_encoder(), bundle.classifier).eval()
     encoder = None if bundle.kind == "logmel" else bundle.inference_encoder()
+    if isinstance(bundle.scorer, GMMScorer):
+        return GmmGraph(encoder, bundle.scorer, len(bundle.section_names)).eval()
     return KnnGraph(encoder, bundle.scorer, len(bundle.section_names)).eval()
 
 
@@ -114,10 +130,13 @@ def example_windows(bundle: DetectorBundle, n: int, seed: int = 0) -> np.ndarray
 
 
 def bank_sections(bundle: DetectorBundle) -> list[str]:
-    """Sections the graph can score: all for the classifier, those with bank rows for k-NN."""
+    """Sections the graph can score: all for the classifier, those with bank rows for k-NN, those
+    with mixture components for a GMM."""
     if bundle.kind == "classifier":
         return list(bundle.section_names)
-    present = set(torch.unique(bundle.scorer.bank_sections).tolist())
+    scorer = bundle.scorer
+    owners = scorer.comp_sections if isinstance(scorer, GMMScorer) else scorer.bank_sections
+    present = set(torch.unique(owners).tolist())
     return [s for i, s in enumerate(bundle.section_names) if i in present]
 
 
@@ -129,6 +148,7 @@ def metadata(bundle: DetectorBundle) -> dict:
         "bank_sections": bank_sections(bundle),
         "thresholds": [float(t) if np.isfinite(t) else None for t in bundle.thresholds.tolist()],
         "scorer": bundle.scorer.config() if bundle.scorer is not None else None,
+        "scorer_kind": None if bundle.scorer is None else SCORERS[type(bundle.scorer)][0],
         "input": "frames (T, n_mels)" if bundle.kind == "logmel" else "windows (W, 1, n_mels, frames)",
     }
 
@@ -188,7 +208,9 @@ def export_onnx(bundle: DetectorBundle, out: Path, source: str | Path = "detecto
         part = Path(tmp) / "out.onnx"
         part.write_bytes(data)
         os.replace(part, out)
-    rows = 0 if bundle.scorer is None else int(bundle.scorer.bank.shape[0])
+    scorer = bundle.scorer
+    rows = int(scorer.bank.shape[0]) if isinstance(scorer, KNNScorer) else 0
+    components = int(scorer.means.shape[0]) if isinstance(scorer, GMMScorer) else 0
     return ExportInfo(out, bundle.kind, bundle.method, bundle.machine, list(bundle.section_names), rows,
-                      out.stat().st_size, worst)
+                      components, out.stat().st_size, worst)
 
