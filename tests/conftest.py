@@ -34,6 +34,9 @@ def tiny_detectors(tiny_synth, feature_cache, tmp_path_factory) -> Path:
     from dgmix.pipeline import run_pipeline
 
     out = tmp_path_factory.mktemp("detectors")
-    run_pipeline(tiny_synth, out, load_config("tiny"), methods=["random", "logmel"], cache_dir=feature_cache,
+    # logmel with its fixed max / 1-NN scoring (select: none): the choice among 70 candidates has
+    # its own tests (test_selection.py)
+    cfg = load_config("tiny", overrides={"scoring": {"per_method": {"logmel": {"select": "none"}}}})
+    run_pipeline(tiny_synth, out, cfg, methods=["random", "logmel"], cache_dir=feature_cache,
                  progress=False, echo=lambda s: None)
     return out

@@ -42,6 +42,12 @@ def test_methods_recommend_their_scoring():
     # docs/results.md §6.3: logmel's scoring is chosen on its training clips
     assert resolve_scoring(cfg.scoring, get_method("logmel")).select == "pseudo"
     assert resolve_scoring(cfg.scoring, get_method("dgmix")).select == "none"
+    # fields named for a method are used as written: the choice is off unless select is named too
+    gmm = load_config("cpu", overrides={"scoring": {"per_method": {"logmel": {"backend": "gmm"}}}})
+    got = resolve_scoring(gmm.scoring, get_method("logmel"))
+    assert (got.select, got.backend, got.pooling) == ("none", "gmm", "max")
+    both = load_config("cpu", overrides={"scoring": {"per_method": {"logmel": {"backend": "gmm", "select": "pseudo"}}}})
+    assert resolve_scoring(both.scoring, get_method("logmel")).select == "pseudo"
     assert cfg.scoring.pooling == "mean" and not cfg.scoring.window_level and not cfg.scoring.domain_aware
     assert cfg.finetune.classes == "auto"
     for m in ("baseline", "scratch", "vicreg", "dgmix"):
@@ -50,6 +56,8 @@ def test_methods_recommend_their_scoring():
     over = scoring_overrides("gwrp", None, True)
     cfg2 = load_config("cpu", overrides={"scoring": over})
     assert cfg2.scoring.domain_aware and _pooling("logmel", cfg2) == "gwrp" and _pooling("dgmix", cfg2) == "gwrp"
+    # --pooling (method_defaults off) scores every method exactly as given: no choice
+    assert resolve_scoring(cfg2.scoring, get_method("logmel")).select == "none"
     assert scoring_overrides(None, None, None) == {}
 
 

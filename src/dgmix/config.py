@@ -210,7 +210,7 @@ class ScoringConfig:
     select: Literal["none", "pseudo"] = "none"
     select_candidates: list[str] = field(default_factory=list)
     select_folds: int = 5
-    select_repeats: int = 1
+    select_repeats: int = 5
     select_gain_db: list[float] = field(default_factory=lambda: [3.0, 9.0])
     window_level: bool = False
     window_aggregation: Literal["mean", "max", "topk-mean"] = "max"
@@ -302,6 +302,10 @@ def _preset_overrides(name: str) -> dict[str, Any]:
             },
             "finetune": {"epochs": 2, "batch_size": 16, "windows_per_epoch": 64},
             "baseline": {"epochs": 2, "batch_size": 16, "lr": 1e-4, "windows_per_epoch": 64},
+            # a smoke test of scoring.select (the logmel default): one repeat over six cells of the grid
+            "scoring": {"select_repeats": 1, "select_candidates": [
+                "max/1nn/none", "max/1nn-std/none", "max/gmm-diag/none", "gwrp0.9/1nn/domain",
+                "mean/gmm-full/none", "mean/gmm-diag/domain"]},
         }
     raise InputError("--preset", f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
 

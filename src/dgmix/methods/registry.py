@@ -7,8 +7,10 @@ import dataclasses
 from dgmix.config import ScoringConfig, scoring_with
 from dgmix.errors import InputError
 from dgmix.methods.base import Method
+from dgmix.scoring.candidates import CHOSEN_FIELDS
 
 _REGISTRY: dict[str, Method] = {}
+
 
 
 def register(method: Method) -> Method:
@@ -34,12 +36,19 @@ def get_method(name: str, source: str = "--methods") -> Method:
 
 def resolve_scoring(base: ScoringConfig, method: Method) -> ScoringConfig:
     """The scoring ``method`` runs with: ``base``, then the method's own recommendation (while
-    ``base.method_defaults``), then ``base.per_method[method.name]``."""
+    ``base.method_defaults``), then ``base.per_method[method.name]``.
+
+    A ``per_method`` entry that names one of the fields ``scoring.select: pseudo`` would choose
+    (:data:`CHOSEN_FIELDS`) and does not name ``select`` itself turns the choice off for that
+    method: what a user writes for a method is used as written."""
     s = dataclasses.replace(base, per_method={})
     if base.method_defaults and method.default_scoring:
         s = scoring_with(s, dict(method.default_scoring), f"method {method.name}")
     if method.name in base.per_method:
-        s = scoring_with(s, base.per_method[method.name], "config", prefix=f"scoring.per_method.{method.name}.")
+        over = dict(base.per_method[method.name])
+        if "select" not in over and any(f in over for f in CHOSEN_FIELDS):
+            over["select"] = "none"  # fields named for this method are used as given, not re-chosen
+        s = scoring_with(s, over, "config", prefix=f"scoring.per_method.{method.name}.")
     return s
 
 

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["BACKENDS", "DOMAINS", "POOLINGS", "SCORING_CANDIDATES", "candidate_fields", "default_candidates"]
+__all__ = ["BACKENDS", "CHOSEN_FIELDS", "DOMAINS", "POOLINGS", "SCORING_CANDIDATES", "candidate_fields",
+           "default_candidates"]
+
+#: The ScoringConfig fields a candidate sets (and ``scoring.select: pseudo`` chooses).
+CHOSEN_FIELDS: tuple[str, ...] = ("pooling", "gwrp_r", "backend", "k", "standardize", "domain_aware",
+                                  "gmm_covariance", "gmm_domain")
 
 #: pooling name -> ScoringConfig fields (r = 0 is max, r = 1 is mean)
 POOLINGS: dict[str, dict[str, Any]] = {
