@@ -216,7 +216,8 @@ def test_run_chooses_on_training_clips_and_scores_with_the_choice(tiny_synth, fe
     sel = json.loads((tmp_path / "logmel" / "fan" / "selection.json").read_text())
     assert [c["name"] for c in sel["candidates"]] == _CANDIDATES
     assert sel["chosen"] in _CANDIDATES and sel["folds"] == 3
-    assert any(f"scoring chosen on training clips: {sel['chosen']}" in ln for ln in lines)
+    assert any("fan (1/1) logmel" in ln and f"scoring chosen on training clips: {sel['chosen']}" in ln
+               for ln in lines)
     bundle = DetectorBundle.load(tmp_path / "logmel" / "fan" / "detector.pt")
     assert bundle.selection == sel
     want = candidate_fields(sel["chosen"])

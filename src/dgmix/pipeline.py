@@ -281,7 +281,7 @@ def run_pipeline(
             emb_cache: dict = {}  # window embeddings of this trained model, shared by the scorings
             done = out / name / machine / DONE_FILE
             kept = resume and done.is_file()
-            chosen = ""
+            picked = ""  # the scoring select: pseudo chose, for the progress line
             if kept:  # finished before the interruption: kept as it is (report inputs included)
                 model_dir, scores, decisions = read_done(done, out / name, md)
                 timings.setdefault(name, {})[machine] = 0.0
@@ -298,7 +298,7 @@ def run_pipeline(
                 if bundle.selection is not None:  # scoring.select: pseudo
                     atomic_write_text(out / name / machine / SELECTION_FILE,
                                       json.dumps(bundle.selection, indent=1) + "\n")
-                    chosen = bundle.selection["chosen"]
+                    picked = bundle.selection["chosen"]
                 if cfg.report.enabled:
                     used = bundle.scorer if bundle.scorer is not None else method_scoring  # as chosen
                     keep_for_report(out, name, md, bundle, emb_cache, used.pooling,
@@ -315,8 +315,8 @@ def run_pipeline(
                          f"AUC-T {_pct(hm.auc_target)}, pAUC {_pct(hm.pauc)})")
             else:
                 line += " scored (no labelled test section to evaluate)"
-            if chosen:
-                line += f", scoring chosen on training clips: {chosen}"
+            if picked:
+                line += f", scoring chosen on training clips: {picked}"
             if kept:
                 line += ", finished in the earlier run, kept"
             elif model_dir:
