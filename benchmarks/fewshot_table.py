@@ -39,13 +39,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from dgmix.candidates import SCORING_CANDIDATES, candidate_fields
 from dgmix.config import load_config
 from dgmix.data import scan
 from dgmix.methods import knn_detector, load_machine
 from dgmix.metrics.confidence import SectionScores, official_score_ci
 from dgmix.metrics.tables import ResultsTable
 from dgmix.pipeline import evaluate_machine
-from dgmix.scoring.candidates import SCORING_CANDIDATES, candidate_fields
 
 #: the label-free choice (``scoring.select: pseudo``, dgmix.methods.selection) as one more cell
 SELECTED = "selected"

@@ -16,13 +16,13 @@ from scipy.stats import hmean
 from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import NearestNeighbors
 
+from dgmix.candidates import SCORING_CANDIDATES, candidate_fields
 from dgmix.config import ScoringConfig, load_config
 from dgmix.errors import InputError
 from dgmix.methods import make_scorer
 from dgmix.methods.selection import fold_ids, select_scoring
 from dgmix.pipeline import run_pipeline
 from dgmix.scoring.bundle import DetectorBundle
-from dgmix.scoring.candidates import SCORING_CANDIDATES, candidate_fields
 from dgmix.scoring.embed import logmel_frames
 from dgmix.scoring.pseudo import SCOPES, PseudoAnomalies, make_pseudo_anomalies, perturb
 

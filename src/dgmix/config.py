@@ -18,12 +18,12 @@ from typing import Any, Literal
 import yaml
 
 from dgmix.augment.pairs import pair_shares
+from dgmix.candidates import SCORING_CANDIDATES
 from dgmix.data.split import SplitConfig, check_test_normals
 from dgmix.errors import InputError
 from dgmix.features.logmel import FeatureParams
 from dgmix.io_atomic import atomic_write_text
 from dgmix.overrides import apply_overrides
-from dgmix.scoring.candidates import SCORING_CANDIDATES
 
 try:  # Python >= 3.11
     import tomllib
@@ -321,11 +321,11 @@ def scoring_with(
 
 
 def check_candidates(s: ScoringConfig, source: str, prefix: str = "scoring.") -> ScoringConfig:
-    """``select_candidates`` must name cells of the grid (:mod:`dgmix.scoring.candidates`)."""
+    """``select_candidates`` must name cells of the grid (:mod:`dgmix.candidates`)."""
     unknown = [c for c in s.select_candidates if c not in SCORING_CANDIDATES]
     if unknown:
         raise InputError(source, f"{prefix}select_candidates: unknown candidate(s) {unknown}; names are "
-                                 "pooling/backend/domain, e.g. 'max/1nn/none' (dgmix.scoring.candidates)")
+                                 "pooling/backend/domain, e.g. 'max/1nn/none' (dgmix.candidates)")
     return s
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from dgmix.candidates import CHOSEN_FIELDS
 from dgmix.config import ScoringConfig, scoring_with
 from dgmix.errors import InputError
 from dgmix.methods.base import Method
-from dgmix.scoring.candidates import CHOSEN_FIELDS
 
 _REGISTRY: dict[str, Method] = {}
 

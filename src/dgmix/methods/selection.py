@@ -34,9 +34,9 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import Tensor
 
+from dgmix.candidates import SCORING_CANDIDATES, candidate_fields, default_candidates
 from dgmix.config import ScoringConfig
 from dgmix.metrics.dcase import hmean
-from dgmix.scoring.candidates import SCORING_CANDIDATES, candidate_fields, default_candidates
 from dgmix.scoring.pooling import pool
 from dgmix.scoring.pseudo import SCOPES, PseudoAnomalies, make_pseudo_anomalies
 
