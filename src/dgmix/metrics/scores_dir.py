@@ -43,6 +43,7 @@ def evaluate_scores_dir(
             ground truth.
     """
     from dgmix.scoring.csvio import (
+        align_values,
         find_score_files,
         labels_from_names,
         read_decisions,
@@ -95,15 +96,7 @@ def evaluate_scores_dir(
         y_pred = None
         if dec_path is not None:
             dnames, dvals = read_decisions(dec_path)
-            if set(dnames) != set(names):
-                dmiss = len(set(names) - set(dnames))
-                dextra = len(set(dnames) - set(names))
-                raise InputError(
-                    dec_path, f"file names do not match the score file: {dmiss} missing, "
-                    f"{dextra} extra"
-                )
-            dpos = {n: i for i, n in enumerate(dnames)}
-            y_pred = dvals[[dpos[n] for n in names]]
+            y_pred = align_values(names, dnames, dvals, dec_path, "file names do not match the score file")
         try:
             res = section_metrics(y_true, scores, is_target, y_pred)
         except ValueError as e:

@@ -204,15 +204,19 @@ def read_ground_truth(gt_dir: str | Path, machine: str, section: int | str) -> G
     data_path, dom_path = ground_truth_paths(gt_dir, machine, section)
     names, anom = _read_binary(data_path, "ground-truth")
     dnames, dom = _read_binary(dom_path, "ground-truth domain")
-    if set(dnames) != set(names):
-        missing = len(set(names) - set(dnames))
-        extra = len(set(dnames) - set(names))
-        raise InputError(
-            dom_path, f"file names differ from {data_path.name} in ground_truth_data "
-            f"({missing} missing, {extra} extra)"
-        )
-    pos = {n: i for i, n in enumerate(dnames)}
-    return GroundTruth(names, anom, dom[[pos[n] for n in names]])
+    dom = align_values(names, dnames, dom, dom_path, f"file names differ from {data_path.name} in ground_truth_data")
+    return GroundTruth(names, anom, dom)
+
+
+def align_values(names: list[str], other_names: list[str], values: np.ndarray, path: Path, problem: str) -> np.ndarray:
+    """``values`` (listed in ``other_names`` order) reordered to ``names``; an InputError naming
+    ``path`` with the counts of missing and extra names when the two sets differ."""
+    if set(other_names) != set(names):
+        missing = len(set(names) - set(other_names))
+        extra = len(set(other_names) - set(names))
+        raise InputError(path, f"{problem} ({missing} missing, {extra} extra)")
+    pos = {n: i for i, n in enumerate(other_names)}
+    return values[[pos[n] for n in names]]
 
 
 def labels_from_names(names: Sequence[str], source: str | Path = "<names>") -> GroundTruth:
