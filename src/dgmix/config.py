@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 
 from dgmix.augment.pairs import pair_shares
-from dgmix.candidates import SCORING_CANDIDATES
+from dgmix.candidates import SCORING_CANDIDATES, parse_backend
 from dgmix.data.split import SplitConfig, check_test_normals
 from dgmix.errors import InputError
 from dgmix.features.logmel import FeatureParams
@@ -171,60 +171,33 @@ class BaselineConfig:
 
 @dataclass
 class ScoringConfig:
-    """Clip embedding and k-NN scoring (paper §3.5, SPEC §6; options of issue 5).
+    """Clip embedding, back end and decision threshold (paper §3.5).
 
-    The fields below are the scoring of every method. Each method may recommend its own options
-    (:attr:`dgmix.methods.Method.default_scoring`, e.g. max over time for ``logmel``), applied on
-    top of them while ``method_defaults`` is true; ``per_method`` then overrides any field for a
-    named method, e.g. ``{"logmel": {"pooling": "gwrp"}, "dgmix": {"domain_aware": true}}``.
-    :func:`dgmix.methods.resolve_scoring` does the resolution.
+    The fields below are the scoring of every method; each method may recommend its own
+    (:attr:`dgmix.methods.Method.default_scoring`, e.g. the label-free choice for ``logmel``),
+    and ``per_method`` overrides any field for a named method, e.g.
+    ``{"logmel": {"pooling": "gwrp"}, "dgmix": {"per_domain": true}}``
+    (:func:`dgmix.methods.resolve_scoring`).
     """
 
-    pooling: Literal["mean", "max", "gwrp", "mean+max", "mean+std"] = "mean"
-    # GWRP decay over the time-sorted values (dgmix.scoring.pooling): 1 = mean, 0 = max.
+    # Pooling of the window embeddings over time (dgmix.scoring.pooling): "mean" (paper §3.5),
+    # "max", or "gwrp" with decay gwrp_r (1 = mean, 0 = max).
+    pooling: Literal["mean", "max", "gwrp"] = "mean"
     gwrp_r: float = 0.9
-    # Back end (issue 14): "knn" (paper §3.5) or "gmm" (not in the paper: a Gaussian mixture per
-    # section on the pooled clip vectors, score = negative log-likelihood, as TWFR-GMM;
-    # dgmix.scoring.gmm). The k-NN options below apply to "knn", the gmm_* ones to "gmm".
-    backend: Literal["knn", "gmm"] = "knn"
-    k: int = 1
-    # k-NN on per-dimension standardised vectors (mean/std of the section's bank; not in the paper).
-    standardize: bool = False
-    # GMM: covariance type, largest component count tried by BIC, variance floor (sklearn's
-    # reg_covar), domain handling ("none": one BIC-chosen mixture on all clips; "tied": one
-    # component per domain with a shared covariance and equal weights) and the number of folds of
-    # the cross-fitted training scores behind the decision threshold.
-    gmm_covariance: Literal["diag", "full"] = "diag"
-    gmm_max_components: int = 4
-    gmm_reg_covar: float = 1e-6
-    gmm_domain: Literal["none", "tied"] = "none"
-    gmm_folds: int = 10
-    # Label-free choice of pooling / back end / domain handling per machine type (issue 14; not in
-    # the paper; dgmix.methods.selection): "none" scores with the fields above as they are;
-    # "pseudo" picks among ``select_candidates`` ("pooling/backend/domain" names; empty: the
-    # 70-cell grid of docs/results.md §6) by the cross-validated AUC of the training clips against
-    # generic pseudo-anomalies (gain changes of ±select_gain_db dB on random bands: all frames,
-    # the loudest frames, or a random stretch) in ``select_folds`` folds, repeated ``select_repeats``
-    # times with new folds and pseudo-anomalies (AUCs averaged). The chosen fields then
-    # replace pooling, gwrp_r, backend, k, standardize, domain_aware, gmm_covariance, gmm_domain.
+    # Back end (dgmix.scoring.backends): "1nn" (paper §3.5), "<k>nn", "<k>nn-std" (standardised),
+    # "gmm-diag" or "gauss-lw" (densities, not in the paper; score = negative log-likelihood).
+    backend: str = "1nn"
+    # One bank / density per section and domain instead of per section (not in the paper).
+    per_domain: bool = False
+    # Label-free choice of pooling / back end / domain handling per machine type (not in the paper;
+    # dgmix.methods.selection): "pseudo" picks among ``select_candidates`` ("pooling/backend/domain"
+    # names; empty: the 70-cell grid of dgmix.candidates) by the cross-validated AUC of the training
+    # clips against generic pseudo-anomalies, repeated ``select_repeats`` times.
     select: Literal["none", "pseudo"] = "none"
     select_candidates: list[str] = field(default_factory=list)
-    select_folds: int = 5
     select_repeats: int = 5
-    select_gain_db: list[float] = field(default_factory=lambda: [3.0, 9.0])
-    window_level: bool = False
-    window_aggregation: Literal["mean", "max", "topk-mean"] = "max"
-    topk: int = 3
-    domain_aware: bool = False
-    bank_reduce: Literal["none", "random", "coreset"] = "none"
-    bank_size: int = 10000
+    # Decision threshold: this quantile of a gamma fit to the training clips' scores.
     threshold_percentile: float = 0.9
-    # Where `dgmix run` computes the window embeddings of the training bank and the test clips:
-    # "auto" (CUDA when available), "cpu" or "cuda". Scores agree to float rounding.
-    device: Literal["cpu", "cuda", "auto"] = "auto"
-    # Apply each method's recommended options (Method.default_scoring). False: every method is
-    # scored with exactly the fields above (plus ``per_method``); ``dgmix run --pooling`` sets it.
-    method_defaults: bool = True
     per_method: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -305,7 +278,7 @@ def _preset_overrides(name: str) -> dict[str, Any]:
             # a smoke test of scoring.select (the logmel default): one repeat over six cells of the grid
             "scoring": {"select_repeats": 1, "select_candidates": [
                 "max/1nn/none", "max/1nn-std/none", "max/gmm-diag/none", "gwrp0.9/1nn/domain",
-                "mean/gmm-full/none", "mean/gmm-diag/domain"]},
+                "mean/gauss-lw/none", "mean/gmm-diag/domain"]},
         }
     raise InputError("--preset", f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
 
@@ -314,14 +287,18 @@ def scoring_with(
     base: ScoringConfig, overrides: dict[str, Any], source: str, prefix: str = "scoring."
 ) -> ScoringConfig:
     """A validated copy of ``base`` with ``overrides`` applied (``base`` is left unchanged)."""
-    if "per_method" in overrides or "method_defaults" in overrides:
-        raise InputError(source, f"{prefix}: per_method and method_defaults cannot be set per method")
+    if "per_method" in overrides:
+        raise InputError(source, f"{prefix}: per_method cannot be set per method")
     return check_candidates(apply_overrides(dataclasses.replace(base, per_method={}), overrides, source, prefix),
                             source, prefix)
 
 
 def check_candidates(s: ScoringConfig, source: str, prefix: str = "scoring.") -> ScoringConfig:
-    """``select_candidates`` must name cells of the grid (:mod:`dgmix.candidates`)."""
+    """``backend`` must name a back end and ``select_candidates`` cells of the grid (:mod:`dgmix.candidates`)."""
+    try:
+        parse_backend(s.backend)
+    except ValueError as exc:
+        raise InputError(source, f"{prefix}backend: {exc}") from None
     unknown = [c for c in s.select_candidates if c not in SCORING_CANDIDATES]
     if unknown:
         raise InputError(source, f"{prefix}select_candidates: unknown candidate(s) {unknown}; names are "
@@ -351,19 +328,8 @@ def validate(cfg: RunConfig, source: str = "config") -> None:
          "pretrain.warmup_epochs must not exceed pretrain.epochs"),
         (cfg.pretrain.mixup_alpha > 0, "pretrain.mixup_alpha must be > 0"),
         (cfg.finetune.mixup_alpha > 0, "finetune.mixup_alpha must be > 0"),
-        (cfg.scoring.k >= 1, "scoring.k must be >= 1"),
         (0.0 <= cfg.scoring.gwrp_r <= 1.0, "scoring.gwrp_r must be in [0, 1]"),
-        (cfg.scoring.gmm_max_components >= 1, "scoring.gmm_max_components must be >= 1"),
-        (cfg.scoring.gmm_reg_covar > 0, "scoring.gmm_reg_covar must be > 0"),
-        (cfg.scoring.gmm_folds >= 2, "scoring.gmm_folds must be >= 2"),
-        (not (cfg.scoring.backend == "gmm" and cfg.scoring.window_level),
-         "scoring.backend gmm works on pooled clip vectors; it cannot be combined with window_level"),
-        (cfg.scoring.select_folds >= 2, "scoring.select_folds must be >= 2"),
         (cfg.scoring.select_repeats >= 1, "scoring.select_repeats must be >= 1"),
-        (len(cfg.scoring.select_gain_db) == 2 and 0 < cfg.scoring.select_gain_db[0] <= cfg.scoring.select_gain_db[1],
-         "scoring.select_gain_db must be [low, high] with 0 < low <= high"),
-        (not (cfg.scoring.select == "pseudo" and cfg.scoring.window_level),
-         "scoring.select pseudo chooses among clip-level candidates; it cannot be combined with window_level"),
         (0.0 < cfg.scoring.threshold_percentile < 1.0,
          "scoring.threshold_percentile must be in (0, 1)"),
         (cfg.features.channel is None or cfg.features.channel >= 0, "features.channel must be >= 0"),

@@ -18,7 +18,6 @@ prints one warning line per such section and goes on to the next machine type.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -29,18 +28,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dgmix.config import RunConfig, ScoringConfig, write_config
+from dgmix.config import RunConfig, write_config
 from dgmix.data import scan, write_split_csv
 from dgmix.data.split import split_lines
 from dgmix.errors import InputError, shown_path
 from dgmix.io_atomic import atomic_write_text
 from dgmix.methods import (
     MachineData,
-    Method,
     TrainJob,
     check_per_method,
     get_method,
-    knn_detector,
     load_machine,
     method_names,
     resolve_scoring,
@@ -48,12 +45,12 @@ from dgmix.methods import (
 from dgmix.metrics import SectionResult, section_metrics
 from dgmix.metrics.confidence import SectionScores, official_score_ci
 from dgmix.metrics.groups import incomplete_group_warnings, labels_of
-from dgmix.metrics.tables import PAPER_RESULTS, ResultsTable, official_values_text
+from dgmix.metrics.tables import PAPER_RESULTS, ResultsTable
 from dgmix.report.inputs import keep_for_report, save_test_clips
 from dgmix.scoring import write_decisions, write_scores
 from dgmix.scoring.csvio import decision_file_name, read_decisions, read_scores, score_file_name
-from dgmix.scoring.embed import resolve_device
-from dgmix.training.distributed import DistContext
+from dgmix.scoring.health import health_message
+from dgmix.training.distributed import DistContext, resolve_device
 
 #: What the run was (read by ``dgmix report``).
 RUN_INFO = "run_info.json"
@@ -119,16 +116,18 @@ DONE_FILE = "done.json"
 SELECTION_FILE = "selection.json"
 
 
-def write_done(path: Path, model_dir: Path | None) -> None:
+def write_done(path: Path, model_dir: Path | None, health: dict | None) -> None:
     rel = None if model_dir is None else os.path.relpath(model_dir, path.parent)  # the run folder may move
-    atomic_write_text(path, json.dumps({"model_dir": rel}) + "\n")
+    atomic_write_text(path, json.dumps({"model_dir": rel, "health": health}) + "\n")
 
 
-def read_done(path: Path, method_dir: Path, md: MachineData) -> tuple[Path | None, np.ndarray, np.ndarray]:
-    """(model dir, scores, decisions) of a finished (method, machine) pair, in ``md.test`` order,
-    read back from its official CSVs (scores are written with ``repr``, so they read back exactly)."""
+def read_done(path: Path, method_dir: Path,
+              md: MachineData) -> tuple[Path | None, np.ndarray, np.ndarray, dict | None]:
+    """(model dir, scores, decisions, health) of a finished (method, machine) pair, in ``md.test``
+    order, read back from its official CSVs (scores are written with ``repr``: they read back exactly)."""
     try:
-        model_dir = json.loads(path.read_text())["model_dir"]
+        done = json.loads(path.read_text())
+        model_dir, health = done["model_dir"], done["health"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(path, f"cannot read the resume marker ({exc}); rerun with --overwrite") from None
     scores = np.full(len(md.test), np.nan)
@@ -147,67 +146,7 @@ def read_done(path: Path, method_dir: Path, md: MachineData) -> tuple[Path | Non
                 target[pos[n]] = v
     if np.isnan(scores).any():
         raise InputError(method_dir / "scores", "score files lack some test clips; rerun with --overwrite")
-    return (None if model_dir is None else path.parent / model_dir), scores, decisions
-
-
-def scoring_variants(base: ScoringConfig) -> dict[str, ScoringConfig]:
-    """The scoring options of the method x scoring table (issue 5), on top of ``base``. Each
-    variant is applied to every method as it stands (no method defaults, no per-method map)."""
-    def v(**kw) -> ScoringConfig:
-        return dataclasses.replace(base, method_defaults=False, per_method={}, **kw)
-
-    return {
-        "mean": v(pooling="mean", window_level=False, domain_aware=False),
-        "max": v(pooling="max", window_level=False, domain_aware=False),
-        "gwrp": v(pooling="gwrp", window_level=False, domain_aware=False),
-        "window-knn-max": v(window_level=True, window_aggregation="max", domain_aware=False),
-        "domain-aware": v(pooling="mean", window_level=False, domain_aware=True),
-        "max+domain-aware": v(pooling="max", window_level=False, domain_aware=True),
-    }
-
-
-def _uses_knn_back_end(method: Method) -> bool:
-    return type(method).build_detector is Method.build_detector
-
-
-def write_scoring_table(out: Path, tables: dict[str, ResultsTable], main: ResultsTable) -> Path:
-    """``scoring_table.{md,json}``: official score (hmean, %) per method x scoring option, plus each
-    option's full results under ``scoring/<option>/``."""
-    for name, t in tables.items():
-        if t.methods():
-            t.write(out / "scoring" / name)
-    methods = [m for m in method_names() if any(m in t.methods() for t in tables.values())]
-    data = {m: {n: t.official_score(m) for n, t in tables.items() if m in t.methods()} for m in methods}
-    for m in main.methods():
-        data.setdefault(m, {})["as-run"] = main.official_score(m)
-    cols = list(tables) + ["as-run"]
-    lines = ["| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    cis = {**{(m, n): t.ci[m] for n, t in tables.items() for m in t.ci}, **{(m, "as-run"): main.ci[m] for m in main.ci}}
-    for m in methods:
-        cells = ["" if c not in data[m] else "n/a" if data[m][c] is None else f"{100 * data[m][c]:.2f}"
-                 + (f" ± {100 * cis[(m, c)].half_width:.2f}" if (m, c) in cis else "") for c in cols]
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    paper = [get_method(m) for m in methods if get_method(m).paper]
-    knn = ", ".join(m.name for m in paper if _uses_knn_back_end(m))
-    own = ", ".join(m.name for m in paper if not _uses_knn_back_end(m))
-    note = "The paper's configuration (Tables 2-3):"
-    note += f" `mean` for {knn}" if knn else ""
-    note += ";" if knn and own else ""
-    note += f" `as-run` for {own}" if own else ""
-    # Every method and option scores the same test clips, so the same values exist for all of them.
-    first = next((t for t in [main, *tables.values()] if t.methods()), None)
-    values = (f"Each score is over the values that exist: "
-              f"{official_values_text(first.results[first.methods()[0]])}.\n" if first is not None else "")
-    atomic_write_text(out / "scoring_table.json", json.dumps(data, indent=2))
-    path = out / "scoring_table.md"
-    atomic_write_text(path,
-        "Official score (hmean of AUC-S, AUC-T, pAUC, %) per method x scoring option, ± the half-width "
-        "of its jackknife 95 % interval.\n"
-        "`as-run`: the scoring of the run itself (for a method with its own detector, e.g. a "
-        "classifier score, that one).\n" + (note + ".\n" if paper else "") + values + "\n"
-        + "\n".join(lines) + "\n"
-    )
-    return path
+    return (None if model_dir is None else path.parent / model_dir), scores, decisions, health
 
 
 @dataclass
@@ -228,19 +167,20 @@ def run_pipeline(
     progress: bool = True,
     echo: Callable[[str], None] = print,
     paper_reference: bool = False,
-    extra_scorings: dict[str, ScoringConfig] | None = None,
     device: str = "auto",
     resume: bool = False,
 ) -> RunSummary:
     """Run every method on every machine type; write scores, detectors and results tables.
 
-    ``methods``: registered method names (default: the paper's methods). ``extra_scorings``
-    (name -> ScoringConfig) re-scores the same trained models with other scoring options (issue
-    5's method x scoring table) into ``scoring_table.{md,json}``. ``device``: where the models
-    train, "auto" (CUDA when available), "cpu" or "cuda". ``resume``: continue an interrupted run
-    in ``out`` (issue 13): a (method, machine type) whose ``done.json`` exists is read back from
-    its score CSVs, the others train again from their stages' checkpoints, so the outputs equal
-    those of an uninterrupted run.
+    ``methods``: registered method names (default: the paper's methods). ``device``: where the
+    models train, "auto" (CUDA when available), "cpu" or "cuda". ``resume``: continue an
+    interrupted run in ``out``: a (method, machine type) whose ``done.json`` exists is read back
+    from its score CSVs, the others train again from their stages' checkpoints, so the outputs
+    equal those of an uninterrupted run.
+
+    Every test clip is scored by the saved detector module itself
+    (:meth:`~dgmix.scoring.detector.Detector.score_features`), so ``dgmix score`` with that
+    ``detector.pt`` reproduces the score CSVs exactly.
     """
     t0 = time.perf_counter()
     out = Path(out)
@@ -265,10 +205,8 @@ def run_pipeline(
     out.mkdir(parents=True, exist_ok=True)
     write_config(cfg, out)
     table = ResultsTable()
-    extra_tables = {name: ResultsTable() for name in (extra_scorings or {})}
     timings: dict[str, dict[str, float]] = {}
     groups: dict[str, list[SectionScores]] = {}
-    extra_groups: dict[str, dict[str, list[SectionScores]]] = {v: {} for v in extra_tables}
     ctx = DistContext(device=torch.device(resolve_device(device)))
     for mi, machine in enumerate(chosen, 1):
         md = load_machine(ds, machine, cfg.features, cache_dir, progress)
@@ -278,33 +216,31 @@ def run_pipeline(
             save_test_clips(out, machine, md.test)
         for method in chosen_methods:
             name = method.name
-            emb_cache: dict = {}  # window embeddings of this trained model, shared by the scorings
             done = out / name / machine / DONE_FILE
             kept = resume and done.is_file()
             picked = ""  # the scoring select: pseudo chose, for the progress line
             if kept:  # finished before the interruption: kept as it is (report inputs included)
-                model_dir, scores, decisions = read_done(done, out / name, md)
+                model_dir, scores, decisions, health = read_done(done, out / name, md)
                 timings.setdefault(name, {})[machine] = 0.0
             else:
                 t_train = time.perf_counter()
                 model_dir = method.train(TrainJob(Path(data_root), md, cfg, out / name / machine, cache_dir,
                                                   progress, ctx, resume=resume))
                 timings.setdefault(name, {})[machine] = time.perf_counter() - t_train if model_dir else 0.0
-                method_scoring = resolve_scoring(cfg.scoring, method)
-                bundle, scores = method.build_detector(model_dir, md, cfg, method_scoring, cache=emb_cache)
-                decisions = bundle.decide(scores, [r.section for r in md.test])
+                detector = method.build_detector(model_dir, md, cfg, resolve_scoring(cfg.scoring, method))
+                test_sections = [r.section for r in md.test]
+                scores = detector.score_features(md.test_feats, test_sections)
+                decisions = detector.decide(scores, test_sections)
                 write_outputs(out / name, md, scores, decisions)
-                bundle.save(out / name / machine / "detector.pt")
-                if bundle.selection is not None:  # scoring.select: pseudo
+                detector.save(out / name / machine / "detector.pt")
+                if detector.info.selection is not None:  # scoring.select: pseudo
                     atomic_write_text(out / name / machine / SELECTION_FILE,
-                                      json.dumps(bundle.selection, indent=1) + "\n")
-                    picked = bundle.selection["chosen"]
+                                      json.dumps(detector.info.selection, indent=1) + "\n")
+                    picked = detector.info.selection["chosen"]
                 if cfg.report.enabled:
-                    used = bundle.scorer if bundle.scorer is not None else method_scoring  # as chosen
-                    keep_for_report(out, name, md, bundle, emb_cache, used.pooling,
-                                    cfg.report.tsne_max_points, cfg.seed, resolve_device(method_scoring.device),
-                                    used.gwrp_r)
-                write_done(done, model_dir)
+                    keep_for_report(out, name, md, detector, cfg.seed)
+                health = detector.info.health
+                write_done(done, model_dir, health)
             res = evaluate_machine(md, scores, decisions)
             line = f"[{time.perf_counter() - t0:6.0f}s] {machine} ({mi}/{len(chosen)}) {name:<8}"
             if res:
@@ -321,18 +257,12 @@ def run_pipeline(
                 line += ", finished in the earlier run, kept"
             elif model_dir:
                 line += f", trained in {timings[name][machine]:.1f} s"
+            problem = health_message(health)
+            if problem:
+                table.mark_degenerate(name, machine, health["reason"])
+                line += f"\n  warning: {name}/{machine}: {problem}"
             echo(line)
-            if extra_scorings:
-                encoder = method.encoder(model_dir, cfg)
-                for variant, sc in extra_scorings.items():
-                    _, s2 = knn_detector(name, encoder, md, cfg, sc, cache=emb_cache)
-                    r2 = evaluate_machine(md, s2)
-                    if r2:
-                        extra_tables[variant].add_machine(name, machine, r2)
-                        extra_groups[variant].setdefault(name, []).extend(section_scores(md, s2, list(r2)))
     attach_ci(table, groups, echo)
-    for variant, t in extra_tables.items():
-        attach_ci(t, extra_groups[variant], echo)
     seconds = time.perf_counter() - t0
     atomic_write_text(out / RUN_INFO, json.dumps({
         "data_root": str(Path(data_root).resolve()), "paper_reference": paper_reference,
@@ -340,6 +270,4 @@ def run_pipeline(
     }, indent=2) + "\n")
     if table.methods():
         table.write(out, paper=PAPER_RESULTS if paper_reference else None)
-    if extra_tables:
-        write_scoring_table(out, extra_tables, table)
     return RunSummary(table, seconds, out, timings)

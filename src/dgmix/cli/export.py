@@ -18,22 +18,25 @@ def register(app: typer.Typer) -> None:
         fmt: str = typer.Option("onnx", "--format", help="Export format (onnx)."),
         out: Path = typer.Option(..., "--out", help="File to write (e.g. detector.onnx)."),
     ) -> None:
-        """Export a detector: one ONNX graph, log-mel windows + section in, anomaly score out
+        """Export a detector: one ONNX graph, log-mel frames + section in, anomaly score out
         (score with it: dgmix score --onnx FILE CLIPS...)."""
         setup_logging(False)
         if fmt not in FORMATS:
             fail(f"--format {fmt!r} is not supported (supported: {', '.join(FORMATS)})")
 
         def go():
+            from dgmix.errors import InputError
             from dgmix.export.writer import export_onnx
-            from dgmix.scoring.bundle import DetectorBundle
+            from dgmix.scoring.clips import load_detector
+            from dgmix.scoring.detector import Detector
 
-            bundle = DetectorBundle.load(detector)
-            info = export_onnx(bundle, out, source=detector)
-            held = f"{info.components} mixture components" if info.components else f"{info.bank_rows} bank rows"
+            det = load_detector(detector)
+            if not isinstance(det, Detector):
+                raise InputError(detector, "is already an ONNX file; give the detector.pt it was exported from")
+            info = export_onnx(det, out, source=detector)
             typer.echo(f"wrote {info.path} ({info.size_bytes / 1e6:.2f} MB): {info.method} detector for "
-                       f"{info.machine}, kind {info.kind}, sections {', '.join(info.sections)}, {held}")
-            typer.echo(f"checked: onnxruntime vs PyTorch on random windows, max relative difference "
+                       f"{info.machine}, sections {', '.join(info.sections)}")
+            typer.echo(f"checked: onnxruntime vs PyTorch on random frames, max relative difference "
                        f"{info.max_rel_diff:.1e}")
 
         run_guarded(go)

@@ -15,7 +15,7 @@ from dgmix.io_atomic import atomic_write_text
 
 DEFAULT_OUT = Path("runs/default")
 PRESET_HELP = (f"paper | cpu | tiny (default {DEFAULT_PRESET}, the same for every verb: a short schedule "
-               "for a 2-core machine; paper = SPEC §4, 100 + 20 epochs).")
+               "for a 2-core machine; paper = the paper's schedule, 100 + 20 epochs).")
 
 
 def _method_help() -> list[str]:
@@ -26,17 +26,6 @@ def _method_help() -> list[str]:
 
 def _split(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
-
-
-def scoring_overrides(pooling: str | None, window_level: bool | None, domain_aware: bool | None) -> dict:
-    """Config overrides from ``dgmix run``'s scoring flags. ``--pooling`` applies to every method,
-    so it also turns off the methods' own recommendations (``scoring.method_defaults``, e.g. max
-    over time for ``logmel``); ``scoring.per_method`` in a config file still applies."""
-    scoring = {k: v for k, v in (("pooling", pooling), ("window_level", window_level),
-                                  ("domain_aware", domain_aware)) if v is not None}
-    if pooling is not None:
-        scoring["method_defaults"] = False
-    return scoring
 
 
 def register(app: typer.Typer) -> None:
@@ -53,17 +42,8 @@ def register(app: typer.Typer) -> None:
         config: Path | None = typer.Option(None, "--config", help="YAML/TOML overrides of any field."),
         out: Path = typer.Option(DEFAULT_OUT, "--out", help="Run directory."),
         cache: Path | None = typer.Option(None, "--cache", help="Feature cache (default OUT/cache)."),
-        pooling: str | None = typer.Option(
-            None, "--pooling", help="mean | max | gwrp | mean+max | mean+std, for every method (logmel too)."),
-        window_level: bool | None = typer.Option(None, "--window-knn/--clip-knn",
-                                                    help="Window-level k-NN instead of clip embeddings."),
-        domain_aware: bool | None = typer.Option(None, "--domain-aware/--single-bank",
-                                                    help="Separate, scale-normalised source/target banks."),
         paper: bool | None = typer.Option(None, "--paper-reference/--no-paper-reference",
                                              help="Put the paper's numbers beside ours (default: on for --data)."),
-        scoring_table: bool = typer.Option(
-            False, "--scoring-table", help="Also score every method with every pooling / k-NN option."
-        ),
         seed: int | None = typer.Option(None, "--seed"),
         resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in OUT: finished "
                                     "machine types and methods are kept, the rest continues from its checkpoints."),
@@ -87,9 +67,6 @@ def register(app: typer.Typer) -> None:
         if preset not in PRESETS:
             fail(f"--preset: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}", code=2)
         overrides: dict = loader_overrides(pad, allow_silence)
-        scoring = scoring_overrides(pooling, window_level, domain_aware)
-        if scoring:
-            overrides["scoring"] = scoring
         if seed is not None:
             overrides["seed"] = seed
 
@@ -98,7 +75,7 @@ def register(app: typer.Typer) -> None:
         def go():
             from dgmix.data import parse_test_normals
             from dgmix.methods import method_names
-            from dgmix.pipeline import run_pipeline, scoring_variants
+            from dgmix.pipeline import run_pipeline
             from dgmix.report import build_report
             from dgmix.report.console import summary_markdown, where_lines
             from dgmix.rundir import prepare_out_dir
@@ -128,7 +105,6 @@ def register(app: typer.Typer) -> None:
                 machines=None if machines == "all" else _split(machines), cache_dir=cache,
                 progress=bars, echo=typer.echo,
                 paper_reference=paper if paper is not None else data is not None,
-                extra_scorings=scoring_variants(cfg.scoring) if scoring_table else None,
                 device=device, resume=resume,
             )
             if summary.table.methods():
@@ -138,9 +114,6 @@ def register(app: typer.Typer) -> None:
             else:  # nothing labelled to evaluate (e.g. evaluation clips without ground truth)
                 typer.echo("no results table: no test section has labelled normal and anomalous clips "
                            "(give the ground truth to evaluate)")
-            if scoring_table and (out / "scoring_table.md").is_file():
-                typer.echo("")
-                typer.echo((out / "scoring_table.md").read_text())
             report = None
             if cfg.report.enabled:
                 typer.echo("")

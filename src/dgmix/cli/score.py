@@ -1,7 +1,7 @@
 """``dgmix score``: point a saved detector at new clips (score and 0/1 decision per clip).
 
 With ``--onnx FILE`` the clips are scored by an exported ONNX graph on onnxruntime
-(``dgmix export``; extra ``[export]``) instead of a ``detector.pt`` bundle. Both go through
+(``dgmix export``; extra ``[export]``) instead of a ``detector.pt``. Both go through
 :func:`dgmix.scoring.clips.score_clip`, the path ``dgmix serve`` uses too.
 """
 
@@ -56,18 +56,14 @@ def register(app: typer.Typer) -> None:
         def go():
             from dgmix.errors import InputError, shown_path
             from dgmix.io_atomic import atomic_write_text
-            from dgmix.scoring.clips import score_clip
+            from dgmix.scoring.clips import load_detector, score_clip
 
             if onnx is not None:
-                from dgmix.export.runtime import OnnxDetector
-
-                detector, clips = OnnxDetector.load(onnx), paths
+                detector, clips = load_detector(onnx), paths
             else:
                 if len(paths) < 2:
                     fail("give a detector.pt and at least one clip (or --onnx FILE and the clips)")
-                from dgmix.scoring.bundle import DetectorBundle
-
-                detector, clips = DetectorBundle.load(paths[0]), paths[1:]
+                detector, clips = load_detector(paths[0]), paths[1:]
             rows = []
             skipped = 0
             files = _clip_files(clips)
@@ -83,7 +79,7 @@ def register(app: typer.Typer) -> None:
                     continue
                 decision = "" if res.decision is None else str(res.decision)
                 rows.append((str(f), res.score, decision))
-                typer.echo(f"{f}\t{res.score:.6f}\t{decision or '-'}")
+                typer.echo(f"{f}\t{res.score:.6g}\t{decision or '-'}")
             if not rows:  # nothing to write: no --csv file is left behind
                 where = ", ".join(shown_path(c) for c in clips)
                 raise InputError(where, f"no clip could be scored ({len(files)} WAV file(s) found, "

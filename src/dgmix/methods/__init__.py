@@ -3,13 +3,13 @@
 
 Adding a method: write a module with a :class:`Method` subclass (``name``, ``summary``,
 ``train``, ``encoder``; override ``build_detector`` or ``default_scoring`` if it needs to), then
-register an instance below. The pipeline, ``dgmix run --methods``, the result tables and the
-method x scoring table pick it up from the registry (docs/architecture.md).
+register an instance below. The pipeline, ``dgmix run --methods`` and the result tables pick it
+up from the registry (docs/architecture.md).
 """
 
 from dgmix.methods.base import Method, TrainJob
 from dgmix.methods.baseline import BaselineMethod
-from dgmix.methods.detector import knn_detector, make_scorer
+from dgmix.methods.detector import fit_detector
 from dgmix.methods.finetuned import DGMIX, SCRATCH, VICREG, FinetunedMethod
 from dgmix.methods.logmel import LogmelMethod
 from dgmix.methods.machine import MachineData, load_machine
@@ -31,9 +31,8 @@ __all__ = [
     "TrainJob",
     "check_per_method",
     "get_method",
-    "knn_detector",
+    "fit_detector",
     "load_machine",
-    "make_scorer",
     "method_names",
     "register",
     "resolve_scoring",

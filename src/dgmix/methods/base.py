@@ -3,13 +3,11 @@
 A :class:`Method` answers three questions, and the pipeline asks nothing else:
 
 * :meth:`Method.train`: train what it needs for one machine type (or nothing);
-* :meth:`Method.build_detector`: turn that into a :class:`~dgmix.scoring.bundle.DetectorBundle`
-  and the test clips' scores;
+* :meth:`Method.build_detector`: turn that into a fitted :class:`~dgmix.scoring.detector.Detector`;
 * :attr:`Method.default_scoring`: the scoring options it recommends on top of ``scoring``.
 
-It also says how its windows become embeddings (:meth:`Method.encoder`), which lets the method x
-scoring table re-score any method with any k-NN option. Methods are registered by name in
-:mod:`dgmix.methods.registry`; docs/architecture.md shows how to add one.
+Methods are registered by name in :mod:`dgmix.methods.registry`; docs/architecture.md shows how
+to add one.
 """
 
 from __future__ import annotations
@@ -19,12 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 from torch import nn
 
 from dgmix.config import RunConfig, ScoringConfig
 from dgmix.methods.machine import MachineData
-from dgmix.scoring.bundle import DetectorBundle
+from dgmix.scoring.detector import Detector
 from dgmix.training.distributed import DistContext
 
 
@@ -64,8 +61,8 @@ class Method(ABC):
     summary: ClassVar[str]
     #: A row of the paper's Tables 2-3 (run by default by ``run_pipeline``).
     paper: ClassVar[bool] = True
-    #: Scoring options this method recommends, applied on top of ``scoring`` while
-    #: ``scoring.method_defaults`` is true (see :func:`dgmix.methods.resolve_scoring`).
+    #: Scoring options this method recommends, applied on top of ``scoring`` (see
+    #: :func:`dgmix.methods.resolve_scoring`).
     default_scoring: ClassVar[dict[str, Any]] = {}
 
     @abstractmethod
@@ -78,11 +75,8 @@ class Method(ABC):
 
     def build_detector(
         self, model_dir: Path | None, md: MachineData, cfg: RunConfig, scoring: ScoringConfig,
-        cache: dict | None = None,
-    ) -> tuple[DetectorBundle, np.ndarray]:
-        """Detector bundle and test scores: k-NN on :meth:`encoder`'s embeddings (paper §3.5).
+    ) -> Detector:
+        """The fitted detector: the back end on :meth:`encoder`'s clip embeddings (paper §3.5)."""
+        from dgmix.methods.detector import fit_detector
 
-        ``cache`` (owned by the caller) keeps window embeddings between scoring options."""
-        from dgmix.methods.detector import knn_detector
-
-        return knn_detector(self.name, self.encoder(model_dir, cfg), md, cfg, scoring, cache)
+        return fit_detector(self.name, md, cfg, scoring, encoder=self.encoder(model_dir, cfg))

@@ -1,13 +1,13 @@
-"""``logmel``: no learning; each clip's log-mel frames pooled over time, then a k-NN or GMM back end.
+"""``logmel``: no learning; each clip's log-mel frames pooled over time, then a k-NN or density back end.
 
 The simple-features floor every learned method has to beat, and the recommended detector for few
-clips and no GPU (issue 14). Its recommended scoring is chosen per machine type on the training
-clips alone (``select: pseudo``, :mod:`dgmix.methods.selection`): pooling over time (max, GWRP,
-mean) x back end (1-NN, standardised 1/3-NN, GMM) x domain handling, by cross-validated AUC against
-generic pseudo-anomalies. docs/results.md §6.3 has what it chose and scored on the synthetic
-benchmark and the real valve set. ``pooling: max`` is what remains with ``select: none``.
-``scoring.method_defaults: false`` (``dgmix run --pooling``) or ``scoring.per_method.logmel``
-change it.
+clips and no GPU. Its scoring is chosen per machine type on the training clips alone
+(``select: pseudo``, :mod:`dgmix.methods.selection`): pooling over time (max, GWRP, mean) x back
+end (1-NN, standardised 1/3-NN, diagonal GMM, Ledoit-Wolf Gaussian) x domain handling, by
+cross-validated AUC against generic pseudo-anomalies. docs/results.md §6.3 has what it chose and
+scored on the synthetic benchmark and the real valve set. Any scoring field named under
+``scoring.per_method.logmel`` is used as given instead (``pooling: max`` is what remains of the
+recommendation then).
 """
 
 from __future__ import annotations

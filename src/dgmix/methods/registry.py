@@ -35,14 +35,14 @@ def get_method(name: str, source: str = "--methods") -> Method:
 
 
 def resolve_scoring(base: ScoringConfig, method: Method) -> ScoringConfig:
-    """The scoring ``method`` runs with: ``base``, then the method's own recommendation (while
-    ``base.method_defaults``), then ``base.per_method[method.name]``.
+    """The scoring ``method`` runs with: ``base``, then the method's own recommendation, then
+    ``base.per_method[method.name]``.
 
     A ``per_method`` entry that names one of the fields ``scoring.select: pseudo`` would choose
     (:data:`CHOSEN_FIELDS`) and does not name ``select`` itself turns the choice off for that
     method: what a user writes for a method is used as written."""
     s = dataclasses.replace(base, per_method={})
-    if base.method_defaults and method.default_scoring:
+    if method.default_scoring:
         s = scoring_with(s, dict(method.default_scoring), f"method {method.name}")
     if method.name in base.per_method:
         over = dict(base.per_method[method.name])

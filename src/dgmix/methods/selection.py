@@ -1,7 +1,7 @@
-"""Label-free choice of a detector's scoring per machine type (issue 14; not in the DG-Mix paper).
+"""Label-free choice of a detector's scoring per machine type (not in the DG-Mix paper).
 
 ``scoring.select: pseudo`` picks the pooling over time, the back end and the domain handling of a
-detector from a grid of candidates (default: the 70 cells of docs/results.md §6, pooling × back
+detector from a grid of candidates (default: the 70 cells of :mod:`dgmix.candidates`, pooling × back
 end × domain handling) using the machine type's **normal training clips only**:
 
 1. the training clips are split into ``folds`` folds, stratified by section and domain;
@@ -23,10 +23,9 @@ pseudo-anomalies are the interpretation: the paper says nothing about this step.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,14 +33,17 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import Tensor
 
-from dgmix.candidates import SCORING_CANDIDATES, candidate_fields, default_candidates
-from dgmix.config import ScoringConfig
+from dgmix.candidates import SCORING_CANDIDATES, candidate_fields
 from dgmix.metrics.dcase import hmean
+from dgmix.scoring.backends import fit_backend, score_rows
 from dgmix.scoring.pooling import pool
-from dgmix.scoring.pseudo import SCOPES, PseudoAnomalies, make_pseudo_anomalies
+from dgmix.scoring.pseudo import SCOPES, make_pseudo_anomalies
 
-__all__ = ["SCORING_CANDIDATES", "Selection", "candidate_fields", "default_candidates", "fold_ids",
-           "select_scoring"]
+__all__ = ["Selection", "fold_ids", "select_scoring"]
+
+#: folds of the cross-validation (fewer when a section has fewer clips)
+FOLDS = 5
+
 
 @dataclass
 class CandidateResult:
@@ -69,9 +71,8 @@ class Selection:
             "rule": "highest harmonic mean over pseudo-anomaly kinds of the cross-validated AUC "
                     "on the training clips (dgmix.methods.selection)",
             "chosen": self.chosen, "fields": self.fields, "folds": self.folds, "repeats": self.repeats,
-            "n_clips": self.n_clips,
-            "n_pseudo_anomalies": self.n_pseudo, "seconds": round(self.seconds, 2),
-            "candidates": [dataclasses.asdict(r) for r in self.results],
+            "n_clips": self.n_clips, "n_pseudo_anomalies": self.n_pseudo, "seconds": round(self.seconds, 2),
+            "candidates": [asdict(r) for r in self.results],
         }
 
     def table(self, top: int | None = None) -> str:
@@ -106,27 +107,22 @@ def _auc(normal: np.ndarray, anomalous: np.ndarray) -> float:
 
 
 def select_scoring(
-    base: ScoringConfig,
     features: Sequence[np.ndarray],
     sections: Sequence[int],
     domains: Sequence[int],
-    embed: Callable[[Sequence[np.ndarray]], list[Tensor]],
-    make_scorer: Callable[[ScoringConfig], Any],
+    window_outputs: Callable[[np.ndarray], Tensor],
     candidates: Sequence[str] | None = None,
-    folds: int = 5,
     seed: int = 0,
-    settings: PseudoAnomalies | None = None,
     repeats: int = 1,
 ) -> Selection:
     """Choose a candidate by cross-validated pseudo-anomaly AUC on the training clips (module doc).
 
     ``features``: the training clips' log-mel ``(n_mels, T)``; ``sections`` / ``domains``: their
-    section index and domain (0 source, 1 target); ``embed`` turns log-mel clips into window
-    embeddings (the method's encoder, or the frames themselves for ``logmel``); ``make_scorer``
-    builds a scorer from a ScoringConfig. Each candidate's pooling is applied once per clip and
-    the scorer then sees one pooled vector per clip (identical to pooling inside the scorer)."""
+    section index and domain (0 source, 1 target); ``window_outputs`` turns one log-mel clip into
+    its window embeddings (the detector's own :meth:`~dgmix.scoring.detector.Detector.window_outputs`).
+    Each candidate's pooling is applied once per clip and its back end fitted on the pooled vectors."""
     t0 = time.perf_counter()
-    names = list(candidates) if candidates else default_candidates()
+    names = list(candidates) if candidates else list(SCORING_CANDIDATES)
     sec = np.asarray(sections, dtype=np.int64)
     dom = np.asarray(domains, dtype=np.int64)
     counts = np.bincount(sec)
@@ -136,9 +132,9 @@ def select_scoring(
         raise ValueError("choosing the scoring needs at least 2 training clips in every section")
     if repeats < 1:
         raise ValueError("repeats must be >= 1")
-    k = int(min(folds, counts[np.unique(sec)].min()))
-    emb_clean = embed(list(features))
-    clean_pooled: dict[str, list[Tensor]] = {}
+    k = int(min(FOLDS, counts[np.unique(sec)].min()))
+    clean_windows = [window_outputs(f) for f in features]
+    clean_pooled: dict[str, Tensor] = {}
     aucs: dict[str, dict[str, list[float]]] = {n: {s: [] for s in SCOPES} for n in names}
     errors: dict[str, str] = {}
     n_pseudo = 0
@@ -147,30 +143,28 @@ def select_scoring(
         rep_seed: int | list[int] = seed if rep == 0 else [seed, rep]
         fold = fold_ids(sec, dom, k, rep_seed)
         rng = np.random.default_rng(rep_seed)
-        p_feats, p_owner, p_scope = [], [], []
+        pseudo_windows, p_owner, p_scope = [], [], []
         for i, f in enumerate(features):
-            for p, x in make_pseudo_anomalies(np.asarray(f), rng, settings):
-                p_feats.append(x)
+            for p, x in make_pseudo_anomalies(np.asarray(f), rng):
+                pseudo_windows.append(window_outputs(x))
                 p_owner.append(i)
                 p_scope.append(p.scope)
-        n_pseudo += len(p_feats)
+        n_pseudo += len(pseudo_windows)
         owner, scope = np.asarray(p_owner), np.asarray(p_scope)
-        emb_pseudo = embed(p_feats)
-        pseudo_pooled: dict[str, list[Tensor]] = {}
+        pseudo_pooled: dict[str, Tensor] = {}
         for name in names:
             if name in errors:
                 continue
             fields = candidate_fields(name)
             key = name.split("/")[0]
             if key not in pseudo_pooled:
-                r = fields.get("gwrp_r", base.gwrp_r)
                 if key not in clean_pooled:
-                    clean_pooled[key] = [pool(e, fields["pooling"], r)[None] for e in emb_clean]
-                pseudo_pooled[key] = [pool(e, fields["pooling"], r)[None] for e in emb_pseudo]
+                    clean_pooled[key] = _pooled(clean_windows, fields)
+                pseudo_pooled[key] = _pooled(pseudo_windows, fields)
             try:
-                _cross_validate(aucs[name], (clean_pooled[key], pseudo_pooled[key]), fields, base, make_scorer,
-                                fold, k, sec, dom, owner, scope)
-            except ValueError as exc:  # a candidate the data cannot support (e.g. too few clips)
+                _cross_validate(aucs[name], clean_pooled[key], pseudo_pooled[key], fields, fold, k, sec, dom,
+                                owner, scope, seed)
+            except (ValueError, np.linalg.LinAlgError) as exc:  # a candidate the data cannot support
                 errors[name] = str(exc).splitlines()[0]
     results = []
     for name in names:
@@ -187,23 +181,25 @@ def select_scoring(
                      time.perf_counter() - t0, results)
 
 
+def _pooled(windows: list[Tensor], fields: dict[str, Any]) -> Tensor:
+    return torch.stack([pool(w, fields["pooling"], fields["gwrp_r"]) for w in windows])
+
+
 def _cross_validate(
-    aucs: dict[str, list[float]], pooled: tuple[list[Tensor], list[Tensor]], fields: dict[str, Any],
-    base: ScoringConfig, make_scorer: Callable[[ScoringConfig], Any], fold: np.ndarray, k: int,
-    sec: np.ndarray, dom: np.ndarray, owner: np.ndarray, scope: np.ndarray,
+    aucs: dict[str, list[float]], clean: Tensor, pseudo: Tensor, fields: dict[str, Any], fold: np.ndarray,
+    k: int, sec: np.ndarray, dom: np.ndarray, owner: np.ndarray, scope: np.ndarray, seed: int,
 ) -> None:
     """One repeat of the cross-validation of one candidate: append its AUC per fold and section
-    to ``aucs[scope]``. ``pooled``: (clean clips, pseudo-anomalies), one pooled vector each."""
-    clean, pseudo = pooled
-    cfg = dataclasses.replace(base, **{**fields, "pooling": "mean"}, window_level=False)
+    to ``aucs[scope]``. ``clean`` / ``pseudo``: one pooled vector per clip / pseudo-anomaly."""
+    n_sections = int(sec.max()) + 1
     for f_id in range(k):
         bank = np.flatnonzero(fold != f_id)
         held = np.flatnonzero(fold == f_id)
-        scorer = make_scorer(cfg)
-        scorer.fit([clean[i] for i in bank], torch.as_tensor(sec[bank]), torch.as_tensor(dom[bank]))
-        s_clean = scorer.score([clean[i] for i in held], torch.as_tensor(sec[held])).double().numpy()
+        backend = fit_backend(fields["backend"], fields["per_domain"], clean[torch.from_numpy(bank)], sec[bank],
+                              dom[bank], n_sections, seed)
+        s_clean = score_rows(backend, clean[torch.from_numpy(held)], sec[held])
         pidx = np.flatnonzero(np.isin(owner, held))
-        s_pseudo = scorer.score([pseudo[i] for i in pidx], torch.as_tensor(sec[owner[pidx]])).double().numpy()
+        s_pseudo = score_rows(backend, pseudo[torch.from_numpy(pidx)], sec[owner[pidx]])
         if not (np.isfinite(s_clean).all() and np.isfinite(s_pseudo).all()):
             raise ValueError("non-finite scores")
         for s_id in np.unique(sec[held]):

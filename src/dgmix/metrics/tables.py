@@ -169,8 +169,10 @@ class ResultsTable:
 
     def __init__(self) -> None:
         self.results: dict[str, dict[str, dict[str, SectionResult]]] = {}
-        #: method -> jackknife 95 % interval of its official score (issue 14), when known
+        #: method -> jackknife 95 % interval of its official score, when known
         self.ci: dict[str, JackknifeCI] = {}
+        #: method -> machine -> why its detector failed the health check (dgmix.scoring.health)
+        self.degenerate: dict[str, dict[str, str]] = {}
 
     # -- filling ---------------------------------------------------------------------------
     def add(self, method: str, machine: str, section: str, result: SectionResult) -> None:
@@ -185,6 +187,10 @@ class ResultsTable:
     def add_machine(self, method: str, machine: str, sections: Mapping[str, SectionResult]) -> None:
         for sec, res in sections.items():
             self.add(method, machine, sec, res)
+
+    def mark_degenerate(self, method: str, machine: str, reason: str) -> None:
+        """Record that ``method``'s detector for ``machine`` failed the health check."""
+        self.degenerate.setdefault(method, {})[machine] = reason
 
     # -- queries -----------------------------------------------------------------------------
     def methods(self) -> list[str]:
@@ -234,6 +240,8 @@ class ResultsTable:
             parts.append(f"\nOfficial score (hmean of all AUC-S, AUC-T, pAUC): "
                          f"{_pct(self.official_score(method))}{ci_txt}, "
                          f"{official_values_text(self.results[method])}\n")
+            for machine, reason in sorted(self.degenerate.get(method, {}).items()):
+                parts.append(f"**Degenerate detector** ({machine}): {reason}.\n")
             ref = paper.get(method) if paper is not None else None
             if ref:
                 prow = []
@@ -292,6 +300,7 @@ class ResultsTable:
                 d["official_score_ci95"] = self.ci[method].as_dict()
             d["official_score_values"] = official_values(
                 {m: self.sections(method, m) for m in self.machines(method)})
+            d["degenerate_detectors"] = dict(sorted(self.degenerate.get(method, {}).items()))
             out[method] = d
         return out
 
@@ -323,7 +332,8 @@ class ResultsTable:
             if not isinstance(machines, Mapping):
                 raise InputError(source, f"method {method!r} must map machine names")
             for machine, secs in machines.items():
-                if machine in ("official_score", "official_score_ci95", "official_score_values"):
+                if machine in ("official_score", "official_score_ci95", "official_score_values",
+                               "degenerate_detectors"):
                     continue
                 if not isinstance(secs, Mapping):
                     raise InputError(source, f"{method}/{machine} must map section ids")

@@ -74,9 +74,9 @@ def _thresholds(run_dir: Path, method: str, machine: str) -> dict[str, float]:
             raise InputError(path, f"not a readable thresholds file ({e})") from None
     det = run_dir / method / machine / "detector.pt"
     if det.is_file():
-        from dgmix.scoring.bundle import DetectorBundle
+        from dgmix.scoring.detector import Detector
 
-        b = DetectorBundle.load(det)
+        b = Detector.load(det)
         return dict(zip(b.section_names, b.thresholds.tolist()))
     return {}
 

@@ -1,11 +1,11 @@
-"""What ``dgmix run`` keeps for the report (issue 12), under ``RUN/report_inputs/<machine>/``.
+"""What ``dgmix run`` keeps for the report, under ``RUN/report_inputs/<machine>/``.
 
 * ``test_clips.csv``: ``name,section,domain,label`` of every scored test clip, so that ROC curves and
   histograms also work for evaluation data whose names carry no label (the labels then came from
   the ground truth the pipeline read);
 * ``<method>.json``: the detector's per-section decision thresholds (also in ``detector.pt``, read
   here without torch);
-* ``<method>_train.npz``: clip embeddings of (at most ``report.tsne_max_points``) training clips with
+* ``<method>_train.npz``: clip embeddings of (at most :data:`TSNE_MAX_POINTS`) training clips with
   their section, domain and attribute string, for the t-SNE plots (paper Figure 2).
 
 Everything is small: the default synthetic set keeps about 40 KB per method and machine type.
@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from dgmix.data import ClipRecord
 from dgmix.errors import InputError
-from dgmix.scoring.pooling import pool
 
 INPUTS_DIR = "report_inputs"
+#: training clips kept per method and machine type for the t-SNE plots, evenly over section x domain
+TSNE_MAX_POINTS = 500
 
 
 def inputs_dir(run_dir: Path, machine: str) -> Path:
@@ -76,13 +76,12 @@ def save_thresholds(run_dir: Path, machine: str, method: str, section_names: Seq
 
 
 def save_train_embeddings(run_dir: Path, machine: str, method: str, records: Sequence[ClipRecord],
-                          windows: Sequence[torch.Tensor], pooling: str = "mean", gwrp_r: float = 0.9) -> Path:
-    """Pool each clip's window embeddings (the method's own pooling) and save them with the labels."""
-    emb = np.stack([pool(w.float(), pooling, gwrp_r).numpy() for w in windows]).astype(np.float32)
+                          embeddings: np.ndarray) -> Path:
+    """Save clip embeddings ``(C, D)`` with the clips' section, domain and attributes."""
     path = inputs_dir(run_dir, machine) / f"{method}_train.npz"
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
-        path, embeddings=emb, section=np.array([r.section for r in records]),
+        path, embeddings=np.asarray(embeddings, dtype=np.float32), section=np.array([r.section for r in records]),
         domain=np.array([r.domain for r in records]),
         attribute=np.array([attribute_string(r) for r in records]),
     )
@@ -124,20 +123,10 @@ def read_train_embeddings(path: Path) -> TrainEmbeddings:
         raise InputError(path, f"not a readable embeddings file ({e})") from None
 
 
-def keep_for_report(run_dir: Path, method: str, md, bundle, window_cache: dict, pooling: str,
-                    max_points: int, seed: int = 0, device: str = "cpu", gwrp_r: float = 0.9) -> None:
-    """Save one method's report inputs for one machine type (``md``: a ``MachineData``).
-
-    The training windows are taken from ``window_cache`` (the k-NN back end's embeddings of this
-    model, ``{key: (train, test)}``) when it holds them; otherwise (a method with its own detector,
-    e.g. the classifier baseline) the sampled clips go through ``bundle.embed`` once more."""
-    save_thresholds(run_dir, md.machine, method, bundle.section_names, bundle.thresholds.tolist())
-    idx = sample_indices(len(md.train), max_points, [f"{r.section}/{r.domain}" for r in md.train], seed)
-    records = [md.train[i] for i in idx]
-    if len(window_cache) == 1:
-        train_windows = next(iter(window_cache.values()))[0]
-        windows = [train_windows[i] for i in idx]
-    else:
-        with torch.inference_mode():
-            windows = bundle.embed([md.train_feats[i] for i in idx], device)
-    save_train_embeddings(run_dir, md.machine, method, records, windows, pooling, gwrp_r)
+def keep_for_report(run_dir: Path, method: str, md, detector, seed: int = 0) -> None:
+    """Save one method's report inputs for one machine type (``md``: a ``MachineData``): the
+    thresholds, and the clip embeddings of a sample of training clips as the detector computes them."""
+    save_thresholds(run_dir, md.machine, method, detector.section_names, detector.thresholds.tolist())
+    idx = sample_indices(len(md.train), TSNE_MAX_POINTS, [f"{r.section}/{r.domain}" for r in md.train], seed)
+    vectors = detector.clip_vectors([md.train_feats[i] for i in idx])
+    save_train_embeddings(run_dir, md.machine, method, [md.train[i] for i in idx], vectors.double().numpy())

@@ -1,11 +1,10 @@
 """Score one clip file with a saved detector: the one path ``dgmix score`` and ``dgmix serve`` share.
 
-A *detector* here is anything with the scoring interface of
-:class:`~dgmix.scoring.bundle.DetectorBundle`: ``machine``, ``section_names``, ``thresholds``
-(one per section), ``features_of(path, channel=, pad=, allow_silence=)``, ``section_index(sections, source)`` and
-``score_features(features, sections)``. The bundle itself and the ONNX runtime detector
-(:class:`dgmix.export.runtime.OnnxDetector`) both have it, so a new scoring back end of the bundle
-needs no change here.
+A *detector* here is anything with the scoring interface of :class:`~dgmix.scoring.detector.Detector`:
+``machine``, ``section_names``, ``thresholds`` (one per section), ``features_of(path, channel=, pad=,
+allow_silence=)``, ``section_index(sections, source)`` and ``score_features(features, sections)``.
+The detector module itself and the ONNX runtime session of its export
+(:class:`dgmix.export.runtime.OnnxDetector`) both have it.
 """
 
 from __future__ import annotations
@@ -18,7 +17,32 @@ from typing import Any
 from dgmix.errors import InputError
 from dgmix.scoring.threshold import decide
 
-__all__ = ["ClipScore", "clip_section", "score_clip"]
+__all__ = ["ClipScore", "clip_section", "load_detector", "score_clip"]
+
+
+def load_detector(path: Path) -> Any:
+    """A ``detector.pt`` (:class:`~dgmix.scoring.detector.Detector`), or an exported ``.onnx`` file
+    (scored on onnxruntime, :class:`~dgmix.export.runtime.OnnxDetector`). A detector that failed
+    its health check at training time is loaded with a warning on stderr."""
+    import sys
+
+    from dgmix.scoring.health import health_message
+
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(path, "is a folder; give a detector.pt or .onnx file")
+    if path.suffix.lower() == ".onnx":
+        from dgmix.export.runtime import OnnxDetector
+
+        det = OnnxDetector.load(path)
+    else:
+        from dgmix.scoring.detector import Detector
+
+        det = Detector.load(path)
+    problem = health_message(det.info.health)
+    if problem:
+        print(f"warning: {path}: {problem}", file=sys.stderr)
+    return det
 
 
 @dataclass(frozen=True)

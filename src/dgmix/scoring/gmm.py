@@ -1,235 +1,164 @@
-"""Gaussian-mixture back end (issue 14): per-section GMM on pooled clip embeddings, scored by NLL.
+"""Density back ends: a Gaussian model per section on pooled clip vectors, score = negative log-likelihood.
 
 Not in the DG-Mix paper (§3.5 uses k-NN). The reference is TWFR-GMM (Guan et al., ICASSP 2023):
-a GMM per section on time-pooled log-mel vectors, anomaly score = negative log-likelihood.
+a Gaussian mixture per section on time-pooled log-mel vectors, anomaly score = NLL. Two models,
+each named for what it computes:
 
-* Fitting uses :class:`sklearn.mixture.GaussianMixture` (``covariance`` ``"diag"`` or ``"full"``,
-  ``reg_covar`` added to the variances); the number of components is the one with the lowest
-  BIC on the section's training clips among 1 .. ``max_components`` (capped at the clip count).
-* ``domain="tied"`` (domain handling for the few target clips; our design, not TWFR's): one
-  component per domain present in the section, means = the domain means, one shared (tied)
-  covariance = the pooled within-domain covariance, equal weights. The 4-10 target clips then
-  set only a mean, the covariance comes from all clips, and the score (NLL of the two-component
-  mixture, close to the smaller of the two domain distances) lets neither domain dominate.
-  No BIC there: the components are the domains.
-* The fitted mixture is kept as tensors (``means``, ``prec_chol`` = sklearn's
-  ``precisions_cholesky_``, ``log_weights``, the section of each component) and scored in torch,
-  so a detector bundle loads with ``torch.load(weights_only=True)``.
-* Training scores for the decision threshold (:meth:`GMMScorer.loo_scores`) are cross-fitted:
-  clips are split into ``folds`` folds per section (clip i in fold ``i % folds``) and each fold is
-  scored by a mixture fitted on the other folds with the component count chosen on all clips.
+* ``"gmm-diag"``: a mixture of diagonal Gaussians (:class:`sklearn.mixture.GaussianMixture`,
+  variance floor ``REG_COVAR``), the component count the one with the lowest BIC among
+  1 .. ``MAX_COMPONENTS`` (capped at the clip count);
+* ``"gauss-lw"``: one Gaussian with a full covariance shrunk towards a scaled identity by the
+  Ledoit-Wolf rule (:class:`sklearn.covariance.LedoitWolf`). A section has fewer clips than
+  dimensions (12 against 128 on the default synthetic set); the sample covariance is then
+  singular, and an unshrunk full covariance is no density at all (its NLL is the squared distance
+  to the span of the training clips over the variance floor). Shrinkage keeps it a density whose
+  NLL reads as one.
+
+``per_domain`` (our design for the few target clips, not TWFR's): one component per domain present
+in the section, the means the domain means, one shared covariance estimated on the within-domain
+residuals (diagonal, or Ledoit-Wolf), equal weights. The 10 target clips then set only a mean.
+
+The fitted model is kept as buffers padded to the largest component count ``K``: ``means``
+(S, K, D), ``prec`` (S, K, D) (1/σ, diagonal) or (S, K, D, D) (the Cholesky factor of the
+precision, as sklearn's ``precisions_cholesky_``: ``(x − μ) @ P`` is whitened), ``log_weights``
+(S, K), a padding component weighted by ``-BIG``. Scores are computed in float64.
+
+Training scores for the decision threshold (:meth:`GaussianDensity.loo_scores`) are cross-fitted:
+each section's clips are split into ``FOLDS`` folds (clip i in fold i mod FOLDS) and each fold
+is scored by a model fitted on the others with the component count chosen on all clips.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
 from scipy.linalg import solve_triangular
+from sklearn.covariance import LedoitWolf
 from sklearn.mixture import GaussianMixture
-from torch import Tensor
+from torch import Tensor, nn
 
-from dgmix.scoring.fitted import FittedScorer
-from dgmix.scoring.knn_inputs import clip_items, domain_ids, section_ids
-from dgmix.scoring.pooling import POOL_METHODS, PoolMethod
+from dgmix.candidates import DENSITIES
+from dgmix.scoring.knn import BIG, _select
 
-__all__ = ["COVARIANCES", "GMM_DOMAINS", "GMMScorer", "gmm_log_likelihood"]
+__all__ = ["DENSITIES", "GaussianDensity"]
 
-COVARIANCES = ("diag", "full")
-GMM_DOMAINS = ("none", "tied")
-
-
-def gmm_log_likelihood(x: Tensor, means: Tensor, prec_chol: Tensor, log_weights: Tensor) -> Tensor:
-    """``log p(x)`` of each row of ``x`` (N, D) under one mixture, in float64.
-
-    ``prec_chol``: (K, D) for diagonal covariances (1/σ per dimension) or (K, D, D) for full ones
-    (sklearn's ``precisions_cholesky_``: ``(x − μ) @ P`` is whitened)."""
-    x = x.double()
-    d = x.shape[1]
-    if prec_chol.ndim == 2:
-        y = (x[:, None, :] - means[None]) * prec_chol[None]
-        log_det = torch.log(prec_chol).sum(dim=1)
-    else:
-        y = torch.einsum("nkd,kde->nke", x[:, None, :] - means[None], prec_chol)
-        log_det = torch.log(torch.diagonal(prec_chol, dim1=1, dim2=2)).sum(dim=1)
-    log_prob = -0.5 * (d * math.log(2 * math.pi) + (y**2).sum(dim=2)) + log_det[None]
-    return torch.logsumexp(log_prob + log_weights[None], dim=1)
+MAX_COMPONENTS = 4
+REG_COVAR = 1e-6
+FOLDS = 10
 
 
-class GMMScorer(FittedScorer):
-    """Per-section Gaussian mixture on pooled clip embeddings; score = NLL (module docstring).
+def _lw_prec_chol(resid: np.ndarray) -> np.ndarray:
+    """Cholesky factor of the precision of the Ledoit-Wolf covariance of centred rows ``resid``."""
+    cov = LedoitWolf(assume_centered=True).fit(resid).covariance_
+    chol = np.linalg.cholesky(cov + REG_COVAR * np.eye(cov.shape[0]))
+    return solve_triangular(chol, np.eye(cov.shape[0]), lower=True).T
 
-    Same calls as :class:`~dgmix.scoring.knn.KNNScorer`: ``fit(embeddings, sections, domains)``,
-    ``score(embeddings, sections)``, ``loo_scores(embeddings, sections)``; the embeddings are
-    pooled over windows with ``pooling`` / ``gwrp_r``.
-    """
+
+class GaussianDensity(nn.Module):
+    """Per-section Gaussian model of pooled clip vectors; score = NLL (module docstring)."""
 
     means: Tensor
-    prec_chol: Tensor
+    prec: Tensor
     log_weights: Tensor
-    comp_sections: Tensor
 
-    _CONFIG = ("pooling", "gwrp_r", "covariance", "max_components", "reg_covar", "domain", "folds", "seed")
-
-    def __init__(
-        self,
-        pooling: PoolMethod = "max",
-        gwrp_r: float = 0.9,
-        covariance: str = "diag",
-        max_components: int = 4,
-        reg_covar: float = 1e-6,
-        domain: str = "none",
-        folds: int = 10,
-        seed: int = 0,
-    ) -> None:
+    def __init__(self, kind: str = "gmm-diag", per_domain: bool = False, seed: int = 0) -> None:
         super().__init__()
-        self.pooling = pooling
-        self.gwrp_r = float(gwrp_r)
-        self.covariance = covariance
-        self.max_components = int(max_components)
-        self.reg_covar = float(reg_covar)
-        self.domain = domain
-        self.folds = int(folds)
-        self.seed = int(seed)
-        self.n_fit_clips = 0
-        self._validate()
-        self.register_buffer("means", torch.empty(0, 0, dtype=torch.float64))
-        self.register_buffer("prec_chol", torch.empty(0, 0, dtype=torch.float64))
-        self.register_buffer("log_weights", torch.empty(0, dtype=torch.float64))
-        self.register_buffer("comp_sections", torch.empty(0, dtype=torch.long))
+        if kind not in DENSITIES:
+            raise ValueError(f"density must be one of {', '.join(DENSITIES)}, got {kind!r}")
+        self.kind, self.per_domain, self.seed = kind, bool(per_domain), int(seed)
+        for name in ("means", "prec", "log_weights"):
+            self.register_buffer(name, torch.empty(0, dtype=torch.float64))
+        self._k: dict[int, int] = {}
 
-    def _validate(self) -> None:
-        if self.pooling not in POOL_METHODS:
-            raise ValueError(f"pooling must be one of {POOL_METHODS}, got {self.pooling!r}")
-        if self.covariance not in COVARIANCES:
-            raise ValueError(f"covariance must be one of {COVARIANCES}, got {self.covariance!r}")
-        if self.domain not in GMM_DOMAINS:
-            raise ValueError(f"domain must be one of {GMM_DOMAINS}, got {self.domain!r}")
-        if self.max_components < 1 or self.folds < 2 or not self.reg_covar > 0:
-            raise ValueError("max_components must be >= 1, folds >= 2 and reg_covar > 0")
+    def settings(self) -> dict:
+        return {"kind": self.kind, "per_domain": self.per_domain, "seed": self.seed}
 
-    @property
-    def is_fitted(self) -> bool:
-        return self.means.shape[0] > 0
-
-    def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v!r}" for k, v in self.config().items()) + f", components={self.means.shape[0]}"
-
-    # -- fitting -------------------------------------------------------------------------------
-    def _sklearn(self, k: int) -> GaussianMixture:
-        return GaussianMixture(k, covariance_type=self.covariance, reg_covar=self.reg_covar,
-                               random_state=self.seed)
-
-    def n_components(self, x: np.ndarray) -> int:
-        """The component count with the lowest BIC on ``x`` among 1 .. min(max_components, N)."""
-        ks = range(1, min(self.max_components, x.shape[0]) + 1)
-        bics = [self._sklearn(k).fit(x).bic(x) for k in ks]
-        return int(ks[int(np.argmin(bics))])
-
-    def _fit_section(self, x: np.ndarray, dom: np.ndarray, k: int | None) -> tuple[np.ndarray, ...]:
-        """(means, prec_chol, weights) of one section's mixture; ``k`` None = choose by BIC."""
-        if self.domain == "tied":
-            return _tied_mixture(x, dom, self.covariance, self.reg_covar)
-        gm = self._sklearn(k if k is not None else self.n_components(x)).fit(x)
+    # -- fitting -----------------------------------------------------------------------------
+    def _fit_one(self, x: np.ndarray, dom: np.ndarray, k: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(means, prec, weights) of one section; ``k`` None: chosen by BIC (``gmm-diag``)."""
+        if self.per_domain:
+            doms = np.unique(dom)
+            means = np.stack([x[dom == d].mean(axis=0) for d in doms])
+            resid = x - means[np.searchsorted(doms, dom)]
+            if self.kind == "gmm-diag":
+                prec = np.tile(1.0 / np.sqrt((resid**2).mean(axis=0) + REG_COVAR), (len(doms), 1))
+            else:
+                prec = np.tile(_lw_prec_chol(resid)[None], (len(doms), 1, 1))
+            return means, prec, np.full(len(doms), 1.0 / len(doms))
+        if self.kind == "gauss-lw":
+            mu = x.mean(axis=0, keepdims=True)
+            return mu, _lw_prec_chol(x - mu)[None], np.ones(1)
+        if k is None:
+            ks = range(1, min(MAX_COMPONENTS, x.shape[0]) + 1)
+            k = int(ks[int(np.argmin([self._gmm(j).fit(x).bic(x) for j in ks]))])
+        gm = self._gmm(k).fit(x)
         return gm.means_, gm.precisions_cholesky_, gm.weights_
 
+    def _gmm(self, k: int) -> GaussianMixture:
+        return GaussianMixture(k, covariance_type="diag", reg_covar=REG_COVAR, random_state=self.seed)
+
     @torch.no_grad()
-    def fit(self, embeddings: Tensor | Sequence[Tensor], sections: Any, domains: Any = None,
-            groups: Tensor | Sequence[int] | None = None) -> GMMScorer:
-        """Fit one mixture per section on the pooled training embeddings; returns ``self``."""
-        x, sec, dom = self._inputs(embeddings, sections, domains, groups)
-        means, precs, logw, owner = [], [], [], []
-        for s in np.unique(sec):
-            m = sec == s
+    def fit(self, x: Tensor, sections: np.ndarray, domains: np.ndarray, n_sections: int) -> GaussianDensity:
+        """Fit one model per section on the pooled training vectors ``x`` (N, D); returns ``self``."""
+        xs = x.double().numpy()
+        sections, domains = np.asarray(sections), np.asarray(domains)
+        fits = {}
+        for s in np.unique(sections):
+            m = sections == s
             if m.sum() < 2:
-                raise ValueError(f"section {s:02d} has {int(m.sum())} training clip; a GMM needs at least 2")
-            mu, pc, w = self._fit_section(x[m], dom[m], None)
-            means.append(mu)
-            precs.append(pc)
-            logw.append(np.log(w))
-            owner.append(np.full(mu.shape[0], s))
-        self.means = torch.from_numpy(np.concatenate(means)).double()
-        self.prec_chol = torch.from_numpy(np.concatenate(precs)).double()
-        self.log_weights = torch.from_numpy(np.concatenate(logw)).double()
-        self.comp_sections = torch.from_numpy(np.concatenate(owner)).long()
-        self.n_fit_clips = x.shape[0]
+                raise ValueError(f"section {int(s):02d} has {int(m.sum())} training clip; a density needs 2")
+            fits[int(s)] = self._fit_one(xs[m], domains[m], None)
+            self._k[int(s)] = len(fits[int(s)][2])
+        dim = xs.shape[1]
+        k_max = max(self._k.values())
+        diag = self.kind == "gmm-diag"
+        self.means = torch.zeros(n_sections, k_max, dim, dtype=torch.float64)
+        eye = torch.ones(dim, dtype=torch.float64) if diag else torch.eye(dim, dtype=torch.float64)
+        self.prec = eye.expand(n_sections, k_max, *eye.shape).clone()
+        self.log_weights = torch.full((n_sections, k_max), -BIG, dtype=torch.float64)
+        for s, (mu, pc, w) in fits.items():
+            k = len(w)
+            self.means[s, :k] = torch.from_numpy(mu)
+            self.prec[s, :k] = torch.from_numpy(np.asarray(pc).reshape(k, *eye.shape))
+            self.log_weights[s, :k] = torch.from_numpy(np.log(w))
         return self
 
-    def _inputs(self, embeddings, sections, domains, groups) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        items, _, n = clip_items(embeddings, groups, False, self.pooling, self.gwrp_r)
-        sec = section_ids(sections, n).numpy()
-        dom = domain_ids(domains, n).numpy()
-        return items.detach().cpu().double().numpy(), sec, dom
+    # -- scoring -----------------------------------------------------------------------------
+    @staticmethod
+    def _nll(x: Tensor, means: Tensor, prec: Tensor, log_weights: Tensor) -> Tensor:
+        """``-log p(x)`` of the rows of ``x`` (M, D) under one mixture, float64."""
+        diff = x.double()[:, None, :] - means[None]
+        if prec.dim() == 2:
+            y = diff * prec[None]
+            log_det = torch.log(prec).sum(dim=1)
+        else:
+            y = torch.einsum("mkd,kde->mke", diff, prec)
+            log_det = torch.log(torch.diagonal(prec, dim1=1, dim2=2)).sum(dim=1)
+        log_prob = -0.5 * (x.shape[1] * math.log(2 * math.pi) + (y * y).sum(dim=2)) + log_det[None]
+        return -torch.logsumexp(log_prob + log_weights[None], dim=1)
 
-    # -- scoring -------------------------------------------------------------------------------
+    def forward(self, x: Tensor, section: Tensor) -> Tensor:
+        """NLL ``(M,)`` of the clip vectors ``x`` (M, D) of the 0-d int64 ``section``."""
+        sec = section.reshape(())
+        return self._nll(x, _select(self.means, sec), _select(self.prec, sec), _select(self.log_weights, sec))
+
     @torch.no_grad()
-    def score(self, embeddings: Tensor | Sequence[Tensor], sections: Any,
-              groups: Tensor | Sequence[int] | None = None) -> Tensor:
-        """Negative log-likelihood per clip under its section's mixture, ``(C,)`` float64."""
-        if not self.is_fitted:
-            raise RuntimeError("GMMScorer is not fitted: call fit() or load a state dict first")
-        items, _, n = clip_items(embeddings, groups, False, self.pooling, self.gwrp_r)
-        sec = section_ids(sections, n)
-        dev = self.means.device
-        x = items.detach().to(dev).double()
-        sec = sec.to(dev)
-        out = torch.empty(n, dtype=torch.float64, device=dev)
-        for s in torch.unique(sec).tolist():
-            q = sec == s
-            c = self.comp_sections == s
-            if not bool(c.any()):
-                known = sorted(set(self.comp_sections.tolist()))
-                raise ValueError(f"section {s:02d} has no mixture (fitted sections: "
-                                 f"{', '.join(f'{k:02d}' for k in known)})")
-            out[q] = -gmm_log_likelihood(x[q], self.means[c], self.prec_chol[c], self.log_weights[c])
-        return out
-
-    def forward(self, embeddings: Tensor, sections: Any) -> Tensor:
-        return self.score(embeddings, sections)
-
-    def loo_scores(self, embeddings: Tensor | Sequence[Tensor], sections: Any, domains: Any = None,
-                   groups: Tensor | Sequence[int] | None = None) -> Tensor:
-        """Cross-fitted training scores (module docstring), for the decision threshold."""
-        if not self.is_fitted:
-            raise RuntimeError("GMMScorer is not fitted: call fit() first")
-        x, sec, dom = self._inputs(embeddings, sections, domains, groups)
-        if x.shape[0] != self.n_fit_clips:
-            raise ValueError(f"loo_scores needs the {self.n_fit_clips} clips given to fit(), got {x.shape[0]}")
-        out = np.empty(x.shape[0])
-        for s in np.unique(sec):
-            idx = np.flatnonzero(sec == s)
-            fold = np.arange(idx.size) % min(self.folds, idx.size)
+    def loo_scores(self, x: Tensor, sections: np.ndarray, domains: np.ndarray) -> np.ndarray:
+        """Cross-fitted training scores (module docstring) of the clips given to :meth:`fit`."""
+        xs = x.double().numpy()
+        sections, domains = np.asarray(sections), np.asarray(domains)
+        out = np.empty(len(xs))
+        for s in np.unique(sections):
+            idx = np.flatnonzero(sections == s)
+            fold = np.arange(idx.size) % min(FOLDS, idx.size)
             for f in np.unique(fold):
                 tr, te = idx[fold != f], idx[fold == f]
-                k = min(int((self.comp_sections == int(s)).sum()), max(tr.size, 1))
-                if tr.size < 2:
-                    mu, pc, w = self._fit_section(x[idx], dom[idx], k)  # too few clips to hold any out
-                else:
-                    mu, pc, w = self._fit_section(x[tr], dom[tr], k)
-                ll = gmm_log_likelihood(torch.from_numpy(x[te]), torch.from_numpy(mu), torch.from_numpy(pc),
-                                        torch.from_numpy(np.log(w)))
-                out[te] = -ll.numpy()
-        return torch.from_numpy(out)
-
-
-def _tied_mixture(x: np.ndarray, dom: np.ndarray, covariance: str,
-                  reg_covar: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One component per domain (means = domain means), pooled within-domain covariance, equal
-    weights; returned in sklearn's parameterisation (means, precisions_cholesky, weights)."""
-    doms = np.unique(dom)
-    means = np.stack([x[dom == d].mean(axis=0) for d in doms])
-    resid = x - means[np.searchsorted(doms, dom)]
-    n, dim = x.shape
-    if covariance == "diag":
-        var = (resid**2).sum(axis=0) / n + reg_covar
-        pc = np.tile(1.0 / np.sqrt(var), (doms.size, 1))
-    else:
-        cov = resid.T @ resid / n + reg_covar * np.eye(dim)
-        chol = np.linalg.cholesky(cov)
-        pc_one = solve_triangular(chol, np.eye(dim), lower=True).T  # sklearn's precisions_cholesky_
-        pc = np.tile(pc_one[None], (doms.size, 1, 1))
-    return means, pc, np.full(doms.size, 1.0 / doms.size)
-
+                if tr.size < 2 or (self.per_domain and set(domains[te]) - set(domains[tr])):
+                    tr = idx  # too few clips (or a domain's only clips) to hold out
+                mu, pc, w = self._fit_one(xs[tr], domains[tr], min(self._k[int(s)], tr.size))
+                pc_t = torch.from_numpy(np.asarray(pc))
+                out[te] = self._nll(torch.from_numpy(xs[te]), torch.from_numpy(mu), pc_t,
+                                    torch.from_numpy(np.log(w))).numpy()
+        return out

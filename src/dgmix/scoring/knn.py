@@ -1,340 +1,183 @@
-"""k-nearest-neighbour anomaly scores (paper §3.5, SPEC §6): :class:`KNNScorer`, the k-NN bank.
+"""The k-NN back end (paper §3.5): distance from a clip embedding to its section's training clips.
 
-The paper's score is the Euclidean distance from a test clip's embedding (mean of its window
-embeddings) to the nearest training-clip embedding (k = 1) of the same section, both domains in the
-bank; larger = more anomalous. :class:`KNNScorer` implements that as its default and adds options
-the paper does not use (each a parameter, default off); each extension lives in its own module:
+The paper's anomaly score is the Euclidean distance from a test clip's embedding to the nearest
+training-clip embedding of its section, both domains in one bank (``k = 1``). :class:`KNNBank`
+computes that, and two extensions the ``logmel`` detector's label-free choice can pick
+(:mod:`dgmix.methods.selection`; not in the paper):
 
-* ``k > 1``: mean of the k smallest distances (:func:`dgmix.scoring.distance.knn_distance`, which
-  also holds the distance maths and its memory blocks).
-* ``pooling`` other than ``"mean"``: :mod:`dgmix.scoring.pooling`.
-* ``domain_aware``: separate source and target banks per section; the distance to each bank is
-  divided by that bank's scale and the score is the minimum over the two banks
-  (:mod:`dgmix.scoring.domain_scale`).
-* ``window_level``: the bank holds window embeddings; every test window gets a k-NN distance and a
-  clip's score aggregates its windows' scores with ``aggregation`` = ``"mean"``, ``"max"`` or
-  ``"topk-mean"`` (mean of the ``topk_k`` largest; :mod:`dgmix.scoring.window_aggregation`). With
-  ``domain_aware`` the min over banks is taken per window, then aggregated.
-* ``standardize`` (issue 14): every dimension of the bank and of the queries is standardised
-  with the mean and std of that section's bank entries (before bank reduction), so a dimension with
-  a wide normal range counts less; with 1-NN this is a nearest neighbour under a diagonal
-  Mahalanobis distance. Buffers ``std_sections`` (S,), ``std_mean`` and ``std_scale`` (S, D).
-* ``bank_reduce`` = ``"random"`` or ``"coreset"`` with ``bank_size``: keep at most ``bank_size``
-  bank entries per section (per section *and domain* when ``domain_aware``); see
-  :mod:`dgmix.scoring.bank_reduction`.
+* ``k > 1``: the mean of the k smallest distances (capped at the bank's size);
+* ``standardize``: every dimension standardised with the mean and population std (floored at
+  1e-6) of the section's training embeddings, so that a dimension with a wide normal range counts
+  less: a nearest neighbour under a diagonal Mahalanobis distance;
+* ``per_domain``: a source and a target bank per section; the distance to each is divided by that
+  bank's scale (its mean leave-one-out k-NN distance, i.e. how far apart normal clips of that
+  domain usually lie; the other domain's when a bank has a single clip) and the score is the
+  smaller of the two. The ten target clips of a section are then not swamped by the 990 source ones.
 
-Input parsing (clip / window embeddings, section and domain labels) is in
-:mod:`dgmix.scoring.knn_inputs`. :func:`knn_distance`, :func:`greedy_coreset` and
-:func:`random_subset` are re-exported here.
-
-Memory: the bank is N×D×4 bytes in float32 (clip level, 3 sections × 1000 clips × 320 dims ≈
-3.8 MB per machine type; window level, ×32 windows ≈ 123 MB).
+The banks are buffers of the module (they travel in ``detector.pt``), stored padded:
+``(S, B, N, D)`` for ``S`` sections, ``B`` banks per section (1, or 2 per domain) and ``N`` the
+largest bank, centred on each bank's mean (distances unchanged, less cancellation error).
+Distances are ``|q|² + |b|² − 2 q·b`` by matmul (which exports to ONNX, unlike ``torch.cdist``);
+a padding row gets a distance of :data:`BIG` and a weight of 0, a missing bank ``BIG`` added to
+its score so that the minimum over banks skips it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
+import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from dgmix.scoring.bank_reduction import REDUCTIONS, BankReduce, greedy_coreset, random_subset, select_bank
-from dgmix.scoring.distance import knn_distance
-from dgmix.scoring.domain_scale import domain_scales
+__all__ = ["BIG", "KNNBank"]
 
-# knn_distance, greedy_coreset and random_subset are re-exported (see __all__).
-from dgmix.scoring.fitted import FittedScorer
-from dgmix.scoring.knn_inputs import clip_items, domain_ids, section_ids
-from dgmix.scoring.pooling import POOL_METHODS, PoolMethod
-from dgmix.scoring.window_aggregation import AGGREGATIONS, Aggregation, aggregate
-
-__all__ = [
-    "KNNScorer",
-    "greedy_coreset",
-    "knn_distance",
-    "random_subset",
-]
+#: Distance of padding rows and missing banks: far above any real distance, finite in float32.
+BIG = 1e30
 
 
-class KNNScorer(FittedScorer):
-    """Per-section k-NN anomaly scorer with its bank as buffers (module docstring).
+def _select(t: Tensor, section: Tensor) -> Tensor:
+    """``t[section]`` for a 0-d int64 section (an ONNX Gather)."""
+    return torch.index_select(t, 0, section.reshape(1)).squeeze(0)
 
-    ``k`` is capped at the size of the bank it is applied to (e.g. a 10-clip target bank).
 
-    Buffers: ``bank`` (N, D), ``bank_sections`` (N,), ``bank_domains`` (N,) (0 source, 1 target),
-    ``bank_clips`` (N,) (index of the training clip in the ``fit`` call), ``scale_sections`` (S,)
-    and ``scales`` (S, 2) (domain-aware scales). The configuration is kept as the module's extra
-    state, so ``load_state_dict`` (buffers are resized on load) or :meth:`from_state_dict` restores
-    everything.
+class KNNBank(nn.Module):
+    """Per-section (and per-domain) k-NN distance to training clip embeddings (module docstring).
 
-    Inputs of :meth:`fit` / :meth:`score`: ``embeddings`` is a ``(C, D)`` tensor of clip embeddings,
-    a ``(C, W, D)`` tensor or a list of ``(W_i, D)`` tensors of window embeddings (pooled with
-    ``pooling`` unless ``window_level``), or a flat ``(sum W, D)`` window tensor with ``groups``
-    (clip index per window). ``sections`` (ints or "00"-style strings) and ``domains`` (0/1 or
-    "source"/"target") have one entry per clip.
-    """
+    Build one with :meth:`fit`; ``forward(x, section)`` scores the rows of ``x`` (M, D), all of
+    one section, and :meth:`loo_scores` gives the training clips' leave-one-out scores (for the
+    decision threshold)."""
 
     bank: Tensor
-    bank_sections: Tensor
-    bank_domains: Tensor
-    bank_clips: Tensor
-    scale_sections: Tensor
+    center: Tensor
+    norms: Tensor
+    pad: Tensor
+    weights: Tensor
     scales: Tensor
-    std_sections: Tensor
+    absent: Tensor
     std_mean: Tensor
     std_scale: Tensor
 
-    def __init__(
-        self,
-        k: int = 1,
-        domain_aware: bool = False,
-        window_level: bool = False,
-        aggregation: Aggregation = "mean",
-        topk_k: int = 3,
-        pooling: PoolMethod = "mean",
-        gwrp_r: float = 0.9,
-        bank_reduce: BankReduce | None = None,
-        bank_size: int | None = None,
-        projection_dim: int | None = None,
-        scale_sample: int = 4096,
-        seed: int = 0,
-        chunk: int = 4096,
-        standardize: bool = False,
-    ) -> None:
+    def __init__(self, k: int = 1, standardize: bool = False, per_domain: bool = False) -> None:
         super().__init__()
-        self.k = int(k)
-        self.domain_aware = bool(domain_aware)
-        self.window_level = bool(window_level)
-        self.aggregation = aggregation
-        self.topk_k = int(topk_k)
-        self.pooling = pooling
-        self.gwrp_r = float(gwrp_r)
-        self.bank_reduce = bank_reduce
-        self.bank_size = None if bank_size is None else int(bank_size)
-        self.projection_dim = None if projection_dim is None else int(projection_dim)
-        self.scale_sample = int(scale_sample)
-        self.seed = int(seed)
-        self.chunk = int(chunk)
-        self.standardize = bool(standardize)
-        self.n_fit_clips = 0
-        self._validate()
-        self.register_buffer("bank", torch.empty(0, 0))
-        self.register_buffer("bank_sections", torch.empty(0, dtype=torch.long))
-        self.register_buffer("bank_domains", torch.empty(0, dtype=torch.long))
-        self.register_buffer("bank_clips", torch.empty(0, dtype=torch.long))
-        self.register_buffer("scale_sections", torch.empty(0, dtype=torch.long))
-        self.register_buffer("scales", torch.empty(0, 2))
-        self.register_buffer("std_sections", torch.empty(0, dtype=torch.long))
-        self.register_buffer("std_mean", torch.empty(0, 0))
-        self.register_buffer("std_scale", torch.empty(0, 0))
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        self.k, self.standardize, self.per_domain = int(k), bool(standardize), bool(per_domain)
+        for name in ("bank", "center", "norms", "pad", "weights", "scales", "absent", "std_mean", "std_scale"):
+            self.register_buffer(name, torch.empty(0))
+        self._fit_rows: dict[tuple[int, int], np.ndarray] = {}  # (section, bank) -> training clip rows
 
-    # -- configuration / state ---------------------------------------------------------------
-    _CONFIG = ("k", "domain_aware", "window_level", "aggregation", "topk_k", "pooling", "gwrp_r",
-               "bank_reduce", "bank_size", "projection_dim", "scale_sample", "seed", "chunk", "standardize")
-
-    def _validate(self) -> None:
-        if self.k < 1:
-            raise ValueError(f"k must be >= 1, got {self.k}")
-        if self.aggregation not in AGGREGATIONS:
-            raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
-        if self.topk_k < 1:
-            raise ValueError(f"topk_k must be >= 1, got {self.topk_k}")
-        if self.pooling not in POOL_METHODS:
-            raise ValueError(f"pooling must be one of {POOL_METHODS}, got {self.pooling!r}")
-        if self.bank_reduce not in REDUCTIONS:
-            raise ValueError(f"bank_reduce must be one of {REDUCTIONS}, got {self.bank_reduce!r}")
-        if self.bank_reduce is not None and (self.bank_size is None or self.bank_size < 1):
-            raise ValueError("bank_reduce needs bank_size >= 1")
-        if self.scale_sample < 1 or self.chunk < 1:
-            raise ValueError("scale_sample and chunk must be >= 1")
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                              unexpected_keys, error_msgs):
-        # Bundles written before issue 14 have no standardisation buffers: they load as empty.
-        for name in ("std_sections", "std_mean", "std_scale"):
-            if prefix + "bank" in state_dict and prefix + name not in state_dict:
-                state_dict[prefix + name] = torch.empty((0,) if name == "std_sections" else (0, 0),
-                                                        dtype=self._buffers[name].dtype)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
-                                      unexpected_keys, error_msgs)
-
-    @classmethod
-    def from_state_dict(cls, state_dict: dict[str, Any]) -> KNNScorer:
-        """Build a scorer from a ``state_dict()`` (configuration included)."""
-        extra = state_dict.get("_extra_state")
-        if extra is None:
-            raise ValueError("state dict has no '_extra_state' entry (not a KNNScorer state)")
-        scorer = cls(**extra["config"])
-        scorer.load_state_dict(state_dict)
-        return scorer
+    def settings(self) -> dict:
+        return {"k": self.k, "standardize": self.standardize, "per_domain": self.per_domain}
 
     @property
-    def is_fitted(self) -> bool:
-        return self.bank.shape[0] > 0
+    def n_banks(self) -> int:
+        return 2 if self.per_domain else 1
 
-    def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v!r}" for k, v in self.config().items()) + (
-            f", bank={tuple(self.bank.shape)}"
-        )
-
-    # -- inputs ----------------------------------------------------------------------------
-    def _items(self, embeddings: Tensor | Sequence[Tensor],
-               groups: Tensor | Sequence[int] | None) -> tuple[Tensor, Tensor, int]:
-        """(items (N, D), clip index per item (N,), n_clips); see :func:`clip_items`."""
-        return clip_items(embeddings, groups, self.window_level, self.pooling, self.gwrp_r)
-
-    # -- fitting ----------------------------------------------------------------------------
+    # -- fitting -----------------------------------------------------------------------------
     @torch.no_grad()
-    def fit(
-        self,
-        embeddings: Tensor | Sequence[Tensor],
-        sections: Any,
-        domains: Any = None,
-        groups: Tensor | Sequence[int] | None = None,
-    ) -> KNNScorer:
-        """Fill the bank with training (normal) embeddings; returns ``self``.
-
-        ``domains`` may be omitted unless ``domain_aware`` (then all entries count as source).
-        """
-        if self.domain_aware and domains is None:
-            raise ValueError("domain_aware scoring needs the domain of every training clip")
-        items, item_clip, n_clips = self._items(embeddings, groups)
-        sec = section_ids(sections, n_clips)
-        dom = domain_ids(domains, n_clips)
-        item_sec, item_dom = sec[item_clip], dom[item_clip]
-        if self.standardize:
-            self._fit_standardizer(items, item_sec)
-            items = self._standardized(items, item_sec)
-        sel = select_bank(items, item_sec, item_dom, self.domain_aware, self.bank_reduce,
-                          self.bank_size, self.projection_dim, self.seed)
-        dev = items.device
-        self.bank = items[sel.to(dev)].detach().clone()
-        self.bank_sections = item_sec[sel].to(dev)
-        self.bank_domains = item_dom[sel].to(dev)
-        self.bank_clips = item_clip[sel].to(dev)
-        self.n_fit_clips = n_clips
-        if self.domain_aware:
-            self.scale_sections, self.scales = domain_scales(
-                self.bank, self.bank_sections, self.bank_domains, self.bank_clips,
-                self.k, self.chunk, self.scale_sample, self.seed,
-            )
-        else:
-            self.scale_sections = torch.empty(0, dtype=torch.long, device=dev)
-            self.scales = torch.empty(0, 2, dtype=self.bank.dtype, device=dev)
+    def fit(self, x: Tensor, sections: np.ndarray, domains: np.ndarray, n_sections: int) -> KNNBank:
+        """Fill the banks with the training clip embeddings ``x`` (N, D) of sections ``0..n_sections-1``
+        (``domains``: 0 source, 1 target); returns ``self``."""
+        x = x.float()
+        sections, domains = np.asarray(sections), np.asarray(domains)
+        dim, nb = x.shape[1], self.n_banks
+        self.std_mean = torch.zeros(n_sections, dim)
+        self.std_scale = torch.ones(n_sections, dim)
+        for s in np.unique(sections):
+            rows = x[torch.from_numpy(sections == s)]
+            self.std_mean[s] = rows.mean(dim=0) if self.standardize else 0.0
+            self.std_scale[s] = rows.std(dim=0, correction=0).clamp_min(1e-6) if self.standardize else 1.0
+        z = (x - self.std_mean[sections]) / self.std_scale[sections]
+        self._fit_rows = {}
+        for s in range(n_sections):
+            for b in range(nb):
+                m = (sections == s) & ((domains == b) if self.per_domain else True)
+                if m.any():
+                    self._fit_rows[(s, b)] = np.flatnonzero(m)
+        n_max = max((len(r) for r in self._fit_rows.values()), default=1)
+        k_max = min(self.k, n_max)
+        self.bank = torch.zeros(n_sections, nb, n_max, dim)
+        self.center = torch.zeros(n_sections, nb, dim)
+        self.norms = torch.zeros(n_sections, nb, n_max)
+        self.pad = torch.full((n_sections, nb, n_max), BIG)
+        self.weights = torch.zeros(n_sections, nb, k_max)
+        self.scales = torch.ones(n_sections, nb)
+        self.absent = torch.full((n_sections, nb), BIG)
+        for (s, b), rows in self._fit_rows.items():
+            entries = z[torch.from_numpy(rows)]
+            n = len(rows)
+            self.center[s, b] = entries.mean(dim=0)
+            centred = entries - self.center[s, b]
+            self.bank[s, b, :n] = centred
+            self.norms[s, b, :n] = (centred * centred).sum(dim=1)
+            self.pad[s, b, :n] = 0.0
+            self.weights[s, b, : min(self.k, n)] = 1.0 / min(self.k, n)
+            self.absent[s, b] = 0.0
+        if self.per_domain:
+            self._fit_scales(z, sections, n_sections)
         return self
 
-    def _fit_standardizer(self, items: Tensor, item_sec: Tensor) -> None:
-        """Per-section mean and std (population, floored at 1e-6) of the bank items."""
-        secs = torch.unique(item_sec)
-        mean = torch.stack([items[item_sec.to(items.device) == s].mean(dim=0) for s in secs.tolist()])
-        std = torch.stack([items[item_sec.to(items.device) == s].std(dim=0, correction=0) for s in secs.tolist()])
-        self.std_sections = secs.to(items.device)
-        self.std_mean = mean
-        self.std_scale = std.clamp_min(1e-6)
+    def _fit_scales(self, z: Tensor, sections: np.ndarray, n_sections: int) -> None:
+        """Each bank's scale: the mean leave-one-out k-NN distance of its own clips."""
+        for s in range(n_sections):
+            found = {}
+            for b in range(2):
+                rows = self._fit_rows.get((s, b))
+                if rows is not None and len(rows) >= 2:
+                    d = self._raw_distances(z[torch.from_numpy(rows)], s)[b]
+                    found[b] = float(self._loo_reduce(d, rows, rows).mean())
+            for b in range(2):
+                val = found.get(b, found.get(1 - b, 1.0))
+                self.scales[s, b] = val if np.isfinite(val) and val > 0 else 1.0
 
-    def _standardized(self, items: Tensor, item_sec: Tensor) -> Tensor:
-        """``items`` standardised with the statistics of each item's section (module docstring)."""
-        rows = torch.searchsorted(self.std_sections.cpu(), item_sec.cpu()).clamp_max(self.std_sections.numel() - 1)
-        if not bool((self.std_sections.cpu()[rows] == item_sec.cpu()).all()):
-            raise ValueError("a section has no standardisation statistics (it has no training embeddings)")
-        rows = rows.to(self.std_mean.device)
-        return (items.to(self.std_mean.device) - self.std_mean[rows]) / self.std_scale[rows]
+    # -- scoring -----------------------------------------------------------------------------
+    def _raw_distances(self, z: Tensor, section: Tensor | int) -> Tensor:
+        """Distances ``(B, M, N)`` of standardised queries ``z`` (M, D) to every row of the section's
+        banks (padding rows at ``BIG``)."""
+        sec = section if isinstance(section, Tensor) else torch.tensor(int(section))
+        bank, center = _select(self.bank, sec), _select(self.center, sec)
+        q = z[None] - center[:, None]
+        d2 = (q * q).sum(dim=2, keepdim=True) + _select(self.norms, sec)[:, None] - 2 * q @ bank.transpose(1, 2)
+        return d2.clamp_min(0).sqrt() + _select(self.pad, sec)[:, None]
 
-    # -- scoring ----------------------------------------------------------------------------
-    def _check_fitted(self) -> None:
-        if not self.is_fitted:
-            raise RuntimeError("KNNScorer is not fitted: call fit() or load a state dict first")
+    def forward(self, x: Tensor, section: Tensor) -> Tensor:
+        """Anomaly scores ``(M,)`` of clip embeddings ``x`` (M, D) of the 0-d int64 ``section``."""
+        sec = section.reshape(())
+        z = (x.float() - _select(self.std_mean, sec)) / _select(self.std_scale, sec)
+        d = self._raw_distances(z, sec)
+        weights = _select(self.weights, sec)
+        near = torch.topk(d, weights.shape[1], dim=2, largest=False).values
+        dist = (near * weights[:, None]).sum(dim=2) / _select(self.scales, sec)[:, None]
+        return (dist + _select(self.absent, sec)[:, None]).amin(dim=0)
 
-    def _bank_distance(self, q: Tensor, mask: Tensor, exclude_items: Tensor | None) -> Tensor:
-        entries = self.bank[mask]
-        n = entries.shape[0]
-        if exclude_items is None:
-            return knn_distance(q, entries, min(self.k, n), self.chunk)
-        return knn_distance(q, entries, min(self.k, n), self.chunk, query_groups=exclude_items,
-                            bank_groups=self.bank_clips[mask], partial=True)
+    def _loo_reduce(self, d: Tensor, query_rows: np.ndarray, bank_rows: np.ndarray) -> Tensor:
+        """Mean of the k smallest of ``d`` (M, N) leaving out each query's own bank row; ``inf``
+        for a query with no other row."""
+        own = torch.from_numpy(query_rows[:, None] == bank_rows[None, :])
+        d = d[:, : len(bank_rows)].masked_fill(own, float("inf"))
+        k = min(self.k, len(bank_rows))
+        near = torch.topk(d, k, dim=1, largest=False).values
+        usable = torch.isfinite(near)
+        count = usable.sum(dim=1)
+        total = torch.where(usable, near, torch.zeros_like(near)).sum(dim=1)
+        return torch.where(count > 0, total / count.clamp_min(1), torch.full_like(total, float("inf")))
 
     @torch.no_grad()
-    def score(
-        self,
-        embeddings: Tensor | Sequence[Tensor],
-        sections: Any,
-        groups: Tensor | Sequence[int] | None = None,
-        exclude: Tensor | Sequence[int] | None = None,
-    ) -> Tensor:
-        """Anomaly score per clip, ``(C,)``; larger = more anomalous (paper §3.5).
-
-        ``exclude`` (optional, one per clip): the index of a training clip (as numbered in
-        ``fit``) whose bank entries that clip must not match, ``-1`` for none. See
-        :meth:`loo_scores`.
-        """
-        self._check_fitted()
-        items, item_clip, n_clips = self._items(embeddings, groups)
-        sec = section_ids(sections, n_clips)
-        dev = self.bank.device
-        items = items.to(device=dev, dtype=self.bank.dtype)
-        item_sec = sec[item_clip].to(dev)
-        if self.standardize:
-            items = self._standardized(items, item_sec).to(device=dev, dtype=self.bank.dtype)
-        excl_items = None
-        if exclude is not None:
-            ex = torch.as_tensor(exclude).reshape(-1).long().cpu()
-            if ex.numel() != n_clips:
-                raise ValueError(f"exclude has {ex.numel()} entries for {n_clips} clips")
-            excl_items = ex[item_clip].to(dev)
-        item_scores = torch.empty(items.shape[0], dtype=self.bank.dtype, device=dev)
-        for s in torch.unique(item_sec).tolist():
-            qmask = item_sec == s
-            smask = self.bank_sections == s
-            if not bool(smask.any()):
-                known = sorted(set(torch.unique(self.bank_sections).tolist()))
-                raise ValueError(
-                    f"section {s:02d} has no training embeddings in the bank "
-                    f"(bank sections: {', '.join(f'{x:02d}' for x in known)})"
-                )
-            q = items[qmask]
-            qex = excl_items[qmask] if excl_items is not None else None
-            if not self.domain_aware:
-                item_scores[qmask] = self._bank_distance(q, smask, qex)
-                continue
-            row = int(torch.nonzero(self.scale_sections == s).reshape(-1)[0])
-            best: Tensor | None = None
-            for d in (0, 1):
-                dmask = smask & (self.bank_domains == d)
-                if not bool(dmask.any()):
+    def loo_scores(self, x: Tensor, sections: np.ndarray) -> np.ndarray:
+        """Leave-one-out scores of the clips given to :meth:`fit` (same ``x`` and order): each clip
+        scored with its own bank row left out (the k-NN of a training clip to itself is 0)."""
+        sections = np.asarray(sections)
+        z = (x.float() - self.std_mean[sections]) / self.std_scale[sections]
+        out = np.full(len(x), np.inf)
+        for s in np.unique(sections):
+            rows = np.flatnonzero(sections == s)
+            d = self._raw_distances(z[torch.from_numpy(rows)], int(s))
+            best = torch.full((len(rows),), float("inf"))
+            for b in range(self.n_banks):
+                bank_rows = self._fit_rows.get((int(s), b))
+                if bank_rows is None:
                     continue
-                dist = self._bank_distance(q, dmask, qex) / self.scales[row, d]
-                best = dist if best is None else torch.minimum(best, dist)
-            assert best is not None
-            item_scores[qmask] = best
-        if excl_items is not None and bool(torch.isinf(item_scores).any()):
-            bad = int(item_clip[torch.nonzero(torch.isinf(item_scores.cpu()))[0, 0]])
-            raise ValueError(
-                f"clip {bad} has no bank entry left in its section once its own clip is left out "
-                "(a section with a single training clip)"
-            )
-        if not self.window_level:
-            return item_scores
-        return aggregate(item_scores, item_clip.to(dev), n_clips, self.aggregation, self.topk_k)
-
-    def loo_scores(
-        self,
-        embeddings: Tensor | Sequence[Tensor],
-        sections: Any,
-        groups: Tensor | Sequence[int] | None = None,
-    ) -> Tensor:
-        """Leave-one-out scores of the training clips (SPEC §6, for the decision threshold).
-
-        Pass the same inputs as to :meth:`fit`; clip i is scored without its own bank entries.
-        """
-        self._check_fitted()
-        _, _, n_clips = self._items(embeddings, groups)
-        if n_clips != self.n_fit_clips:
-            raise ValueError(
-                f"loo_scores needs the {self.n_fit_clips} clips given to fit(), got {n_clips}"
-            )
-        return self.score(embeddings, sections, groups, exclude=torch.arange(n_clips))
-
-    def forward(self, embeddings: Tensor, sections: Any) -> Tensor:
-        """Same as :meth:`score`."""
-        return self.score(embeddings, sections)
+                best = torch.minimum(best, self._loo_reduce(d[b], rows, bank_rows) / self.scales[s, b])
+            out[rows] = best.double().numpy()
+        if not np.isfinite(out).all():
+            raise ValueError("a section has a single training clip: it cannot be scored with itself left out")
+        return out

@@ -1,7 +1,7 @@
-"""Generic pseudo-anomalies made from normal training clips (issue 14; not in the DG-Mix paper).
+"""Generic pseudo-anomalies made from normal training clips (not in the DG-Mix paper).
 
 A detector for a new machine type has to be configured (pooling over time, back end, domain
-handling) without anomalous clips and without the test labels. :mod:`dgmix.scoring.selection`
+handling) without anomalous clips and without the test labels. :mod:`dgmix.methods.selection`
 does it by cross-validation on the training clips, with pseudo-anomalies made here as the
 positives. They are deliberately *generic*: no knowledge of any test set goes into them. Each is
 a gain change of ``±g`` dB (``g`` drawn from ``gain_db``; half of them add energy, half remove it)
@@ -43,7 +43,7 @@ class PseudoAnomaly:
 
 @dataclass(frozen=True)
 class PseudoAnomalies:
-    """Settings of the generator (``scoring.select_*`` in the run config)."""
+    """Settings of the generator (fixed: the label-free choice uses the defaults)."""
 
     gain_db: tuple[float, float] = (3.0, 9.0)
     band_fraction: tuple[float, float] = (1 / 16, 1 / 2)

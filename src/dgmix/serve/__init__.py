@@ -1,33 +1,21 @@
 """``dgmix serve``: a saved detector behind an HTTP API (extra ``[serve]``: FastAPI + uvicorn).
 
 :mod:`dgmix.serve.service` is the request logic without the framework, :mod:`dgmix.serve.app` the
-FastAPI application, :func:`load_detector` and :func:`run_server` what the CLI verb calls.
+FastAPI application, :func:`run_server` what the CLI verb calls.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-__all__ = ["load_detector", "run_server"]
-
-
-def load_detector(path: Path) -> Any:
-    """A ``detector.pt`` bundle, or an exported ``.onnx`` file (scored on onnxruntime)."""
-    path = Path(path)
-    if path.suffix.lower() == ".onnx":
-        from dgmix.export.runtime import OnnxDetector
-
-        return OnnxDetector.load(path)
-    from dgmix.scoring.bundle import DetectorBundle
-
-    return DetectorBundle.load(path)
+__all__ = ["run_server"]
 
 
 def run_server(detector: Path, host: str = "127.0.0.1", port: int = 8000, max_bytes: int | None = None,
                log_level: str = "info") -> None:
     """Load ``detector`` and serve it with uvicorn until interrupted."""
     from dgmix.extras import require
+    from dgmix.scoring.clips import load_detector
     from dgmix.serve.app import create_app
     from dgmix.serve.service import DEFAULT_MAX_BYTES, ScoringService
 

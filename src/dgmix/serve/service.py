@@ -7,8 +7,8 @@ and ``dgmix score`` give the same score for the same clip. The bytes go to a tem
 because the loader (:func:`dgmix.data.load_audio`) reads files; the file is deleted afterwards.
 
 Scoring runs under a lock: one clip at a time per process. The torch and onnxruntime kernels already
-use every core for one clip, and the detector's lazily built parts (folded encoder, log-mel module)
-are then never built twice at once.
+use every core for one clip, and the detector's lazily built log-mel module is
+then never built twice at once.
 
 Status codes (:class:`ServeError`): 413 body over the size limit (raised by the app, which reads
 the body), 415 not a WAV file (libsndfile cannot read the header, or it is another format), 422 a
@@ -61,21 +61,21 @@ class ScoringService:
             raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
         self.detector, self.source, self.max_bytes = detector, str(source), int(max_bytes)
         self._lock = threading.Lock()
-        encoder = getattr(detector, "inference_encoder", None)
-        if callable(encoder) and getattr(detector, "encoder", None) is not None:
-            encoder()  # build the folded copy now, not inside the first request
 
     def info(self) -> dict[str, Any]:
         """``GET /info``: method, machine, feature parameters, sections, thresholds, scoring settings."""
         d = self.detector
-        scorer = getattr(d, "scorer", None)
+        info = d.info
         params = d.params
         min_samples = min_samples_for(params.frames, params.n_fft, params.hop_length, center=True)
         return {
-            "method": d.method, "machine": d.machine, "kind": d.kind, "detector": Path(self.source).name,
+            "method": d.method, "machine": d.machine, "kind": info.kind, "detector": Path(self.source).name,
             "features": params.to_dict(), "sections": list(d.section_names),
             "thresholds": {s: _finite(t) for s, t in zip(d.section_names, [float(x) for x in d.thresholds])},
-            "scoring": scorer.config() if scorer is not None else None,
+            "scoring": None if info.kind == "classifier" else
+            {"pooling": info.pooling, "gwrp_r": info.gwrp_r, "backend": info.backend, "per_domain": info.per_domain},
+            "selection": None if info.selection is None else info.selection["chosen"],
+            "health": info.health,
             "min_clip_seconds": min_samples / params.sample_rate, "max_upload_bytes": self.max_bytes,
         }
 

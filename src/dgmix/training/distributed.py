@@ -187,3 +187,16 @@ def _convert_global(module: nn.Module) -> nn.Module:
     for name, child in module.named_children():
         out.add_module(name, _convert_global(child))
     return out
+
+
+def resolve_device(name: str) -> str:
+    """A ``--device`` value as a torch device string: "auto" is CUDA when available, else CPU."""
+    from dgmix.errors import InputError
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name not in ("cpu", "cuda"):
+        raise InputError("--device", f"must be auto, cpu or cuda, got {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device", "is cuda but no CUDA device is available")
+    return name
