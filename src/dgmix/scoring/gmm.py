@@ -21,7 +21,8 @@ residuals (diagonal, or Ledoit-Wolf), equal weights. The 10 target clips then se
 The fitted model is kept as buffers padded to the largest component count ``K``: ``means``
 (S, K, D), ``prec`` (S, K, D) (1/σ, diagonal) or (S, K, D, D) (the Cholesky factor of the
 precision, as sklearn's ``precisions_cholesky_``: ``(x − μ) @ P`` is whitened), ``log_weights``
-(S, K), a padding component weighted by ``-BIG``. Scores are computed in float64.
+(S, K), a padding component weighted by ``-BIG``, and ``log_det`` (S, K), the log-determinant of
+each ``prec``. Scores are computed in float64.
 
 Training scores for the decision threshold (:meth:`GaussianDensity.loo_scores`) are cross-fitted:
 each section's clips are split into ``FOLDS`` folds (clip i in fold i mod FOLDS) and each fold
@@ -62,13 +63,14 @@ class GaussianDensity(nn.Module):
     means: Tensor
     prec: Tensor
     log_weights: Tensor
+    log_det: Tensor
 
     def __init__(self, kind: str = "gmm-diag", per_domain: bool = False, seed: int = 0) -> None:
         super().__init__()
         if kind not in DENSITIES:
             raise ValueError(f"density must be one of {', '.join(DENSITIES)}, got {kind!r}")
         self.kind, self.per_domain, self.seed = kind, bool(per_domain), int(seed)
-        for name in ("means", "prec", "log_weights"):
+        for name in ("means", "prec", "log_weights", "log_det"):
             self.register_buffer(name, torch.empty(0, dtype=torch.float64))
         self._k: dict[int, int] = {}
 
@@ -123,26 +125,28 @@ class GaussianDensity(nn.Module):
             self.means[s, :k] = torch.from_numpy(mu)
             self.prec[s, :k] = torch.from_numpy(np.asarray(pc).reshape(k, *eye.shape))
             self.log_weights[s, :k] = torch.from_numpy(np.log(w))
+        self.log_det = self._log_det(self.prec, diag)
         return self
+
+    @staticmethod
+    def _log_det(prec: Tensor, diag: bool) -> Tensor:
+        """log det of each precision factor: (..., D) diagonal or (..., D, D) triangular."""
+        return torch.log(prec if diag else torch.diagonal(prec, dim1=-2, dim2=-1)).sum(dim=-1)
 
     # -- scoring -----------------------------------------------------------------------------
     @staticmethod
-    def _nll(x: Tensor, means: Tensor, prec: Tensor, log_weights: Tensor) -> Tensor:
+    def _nll(x: Tensor, means: Tensor, prec: Tensor, log_weights: Tensor, log_det: Tensor) -> Tensor:
         """``-log p(x)`` of the rows of ``x`` (M, D) under one mixture, float64."""
         diff = x.double()[:, None, :] - means[None]
-        if prec.dim() == 2:
-            y = diff * prec[None]
-            log_det = torch.log(prec).sum(dim=1)
-        else:
-            y = torch.einsum("mkd,kde->mke", diff, prec)
-            log_det = torch.log(torch.diagonal(prec, dim1=1, dim2=2)).sum(dim=1)
+        y = diff * prec[None] if prec.dim() == 2 else torch.einsum("mkd,kde->mke", diff, prec)
         log_prob = -0.5 * (x.shape[1] * math.log(2 * math.pi) + (y * y).sum(dim=2)) + log_det[None]
         return -torch.logsumexp(log_prob + log_weights[None], dim=1)
 
     def forward(self, x: Tensor, section: Tensor) -> Tensor:
         """NLL ``(M,)`` of the clip vectors ``x`` (M, D) of the 0-d int64 ``section``."""
         sec = section.reshape(())
-        return self._nll(x, _select(self.means, sec), _select(self.prec, sec), _select(self.log_weights, sec))
+        return self._nll(x, _select(self.means, sec), _select(self.prec, sec), _select(self.log_weights, sec),
+                         _select(self.log_det, sec))
 
     @torch.no_grad()
     def loo_scores(self, x: Tensor, sections: np.ndarray, domains: np.ndarray) -> np.ndarray:
@@ -159,6 +163,7 @@ class GaussianDensity(nn.Module):
                     tr = idx  # too few clips (or a domain's only clips) to hold out
                 mu, pc, w = self._fit_one(xs[tr], domains[tr], min(self._k[int(s)], tr.size))
                 pc_t = torch.from_numpy(np.asarray(pc))
+                log_det = self._log_det(pc_t, self.kind == "gmm-diag")
                 out[te] = self._nll(torch.from_numpy(xs[te]), torch.from_numpy(mu), pc_t,
-                                    torch.from_numpy(np.log(w))).numpy()
+                                    torch.from_numpy(np.log(w)), log_det).numpy()
         return out

@@ -36,7 +36,7 @@ BIG = 1e30
 
 def _select(t: Tensor, section: Tensor) -> Tensor:
     """``t[section]`` for a 0-d int64 section (an ONNX Gather)."""
-    return torch.index_select(t, 0, section.reshape(1)).squeeze(0)
+    return torch.index_select(t, 0, section.reshape(1))[0]
 
 
 class KNNBank(nn.Module):
