@@ -217,12 +217,12 @@ def test_writers_leave_the_old_file_or_nothing(name, tmp_path, monkeypatch):
 
 
 def test_detector_and_score_csv_are_atomic(logmel_run, small_set, tmp_path, crash_on_rename):
-    """[2] detector bundles and `dgmix score --csv` go through the same temp-file + rename."""
-    from dgmix.scoring.bundle import DetectorBundle
+    """[2] detectors and `dgmix score --csv` go through the same temp-file + rename."""
+    from dgmix.scoring.detector import Detector
 
-    bundle = DetectorBundle.load(logmel_run / "logmel" / "fan" / "detector.pt")
+    detector = Detector.load(logmel_run / "logmel" / "fan" / "detector.pt")
     with pytest.raises(_Crash):
-        bundle.save(tmp_path / "detector.pt")
+        detector.save(tmp_path / "detector.pt")
     assert not (tmp_path / "detector.pt").exists()
     with pytest.raises(_Crash):  # the CLI does not turn an OSError of ours into a line
         CliRunner().invoke(app, ["score", str(logmel_run / "logmel" / "fan" / "detector.pt"),

@@ -1,162 +1,174 @@
-"""Issue 14 back ends: the GMM scorer against scikit-learn, k-NN on standardised vectors against
-sklearn's StandardScaler + NearestNeighbors, and bundle / ``dgmix score`` parity for both."""
+"""Density back ends (:mod:`dgmix.scoring.gmm`): NLL of ``gauss-lw`` against scikit-learn's
+LedoitWolf + scipy's multivariate normal, ``gmm-diag`` against sklearn's GaussianMixture, the
+per-domain mixture against scipy, cross-fitted training scores against a direct fold loop, and
+readable scores where a section has fewer clips than dimensions."""
 
 from __future__ import annotations
-
-import csv
 
 import numpy as np
 import pytest
 import torch
+from scipy.special import logsumexp
+from scipy.stats import multivariate_normal
+from sklearn.covariance import LedoitWolf
 from sklearn.mixture import GaussianMixture
-from sklearn.neighbors import NearestNeighbors
-from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
-from dgmix.config import load_config
-from dgmix.errors import InputError
-from dgmix.pipeline import run_pipeline
-from dgmix.scoring import KNNScorer, pool
-from dgmix.scoring.bundle import DetectorBundle
-from dgmix.scoring.gmm import GMMScorer
+from dgmix.scoring.backends import fit_backend, loo_scores, score_rows
+from dgmix.scoring.gmm import GaussianDensity
 
 
-def _clusters(rng, n, d=6, centres=((0.0,),)):
-    parts = [rng.normal(size=(n, d)) * (1 + rng.random(d)) + np.array(c) * 8 for c in centres]
-    return np.concatenate(parts)
+@pytest.fixture(autouse=True, scope="module")
+def _single_threaded():
+    """One BLAS / torch thread: on a few shared cores, spinning BLAS threads make the small
+    eigh / Cholesky calls here up to 100 times slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(previous)
+
+# ----------------------------------------------------------------------------- references
 
 
-def _sk_bic_fit(x, cov, max_k, seed=0):
-    fits = [GaussianMixture(k, covariance_type=cov, reg_covar=1e-6, random_state=seed).fit(x)
-            for k in range(1, max_k + 1)]
+def sk_gmm(x: np.ndarray, seed: int, k: int | None = None) -> GaussianMixture:
+    """sklearn's diagonal mixture with the lowest BIC among 1..min(4, n) components (or ``k``)."""
+    ks = [k] if k else range(1, min(4, len(x)) + 1)
+    fits = [GaussianMixture(j, covariance_type="diag", reg_covar=1e-6, random_state=seed).fit(x) for j in ks]
     return min(fits, key=lambda g: g.bic(x))
 
 
-@pytest.mark.parametrize("cov", ["diag", "full"])
-def test_gmm_scores_match_sklearn_per_section(cov):
-    rng = np.random.default_rng(0)
-    x0 = _clusters(rng, 40, centres=((0.0,), (1.0,)))  # two clusters: BIC should pick 2
-    x1 = _clusters(rng, 30)
-    x = torch.from_numpy(np.concatenate([x0, x1])).float()
-    sec = [0] * len(x0) + [1] * len(x1)
-    scorer = GMMScorer(pooling="mean", covariance=cov, max_components=3).fit(x, sec, [0] * len(sec))
-    q = torch.from_numpy(rng.normal(size=(10, 6)) * 3).float()
-    for s in (0, 1):
-        ref = _sk_bic_fit(x.double().numpy()[np.array(sec) == s], cov, 3)
-        assert int((scorer.comp_sections == s).sum()) == ref.n_components
-        got = scorer.score(q, [s] * 10).numpy()
-        np.testing.assert_allclose(got, -ref.score_samples(q.double().numpy()), rtol=1e-6)
-    assert int((scorer.comp_sections == 0).sum()) == 2 and int((scorer.comp_sections == 1).sum()) == 1
+def ref_lw_nll(x: np.ndarray, q: np.ndarray) -> np.ndarray:
+    lw = LedoitWolf().fit(x)
+    return -multivariate_normal.logpdf(q, lw.location_, lw.covariance_ + 1e-6 * np.eye(x.shape[1]))
 
 
-@pytest.mark.parametrize("cov", ["diag", "full"])
-def test_tied_domain_mixture_matches_sklearn(cov):
-    rng = np.random.default_rng(1)
-    src = rng.normal(size=(30, 5))
-    tgt = rng.normal(size=(4, 5)) + 3.0
-    x = np.concatenate([src, tgt])
-    dom = np.array([0] * 30 + [1] * 4)
-    scorer = GMMScorer(pooling="mean", covariance=cov, domain="tied").fit(torch.from_numpy(x), [0] * 34, dom)
-    means = np.stack([src.mean(0), tgt.mean(0)])
-    resid = x - means[dom]
-    ref = GaussianMixture(2, covariance_type=cov)
-    if cov == "diag":
-        var = (resid**2).mean(0) + 1e-6
-        ref.covariances_ = np.tile(var, (2, 1))
-        ref.precisions_cholesky_ = 1 / np.sqrt(ref.covariances_)
+def ref_domain_nll(x: np.ndarray, dom: np.ndarray, q: np.ndarray, kind: str) -> np.ndarray:
+    """Equal-weight mixture of one Gaussian per domain present, covariance shared, estimated on the
+    within-domain residuals (diagonal variance or Ledoit-Wolf, + 1e-6)."""
+    groups = [x[dom == d] for d in sorted(set(dom.tolist()))]
+    resid = np.concatenate([g - g.mean(0) for g in groups])
+    if kind == "gmm-diag":
+        cov = np.diag(resid.var(0) + 1e-6)  # residuals have zero mean: var == mean of squares
     else:
-        c = resid.T @ resid / len(x) + 1e-6 * np.eye(5)
-        ref.covariances_ = np.stack([c, c])
-        p = np.linalg.inv(np.linalg.cholesky(c)).T
-        ref.precisions_cholesky_ = np.stack([p, p])
-    ref.means_, ref.weights_ = means, np.array([0.5, 0.5])
-    q = rng.normal(size=(8, 5)) * 2
-    np.testing.assert_allclose(scorer.score(torch.from_numpy(q), [0] * 8).numpy(), -ref.score_samples(q),
-                               rtol=1e-8)
+        cov = LedoitWolf(assume_centered=True).fit(resid).covariance_ + 1e-6 * np.eye(x.shape[1])
+    logp = np.stack([multivariate_normal.logpdf(q, g.mean(0), cov) for g in groups])
+    return -(logsumexp(logp, axis=0) - np.log(len(groups)))
 
 
-def test_gmm_cross_fitted_training_scores():
-    rng = np.random.default_rng(2)
-    x = rng.normal(size=(12, 4))
-    scorer = GMMScorer(pooling="mean", folds=3, max_components=1).fit(torch.from_numpy(x), [0] * 12)
-    got = scorer.loo_scores(torch.from_numpy(x), [0] * 12).numpy()
-    fold = np.arange(12) % 3
-    for f in range(3):
-        ref = GaussianMixture(1, covariance_type="diag", reg_covar=1e-6, random_state=0).fit(x[fold != f])
-        np.testing.assert_allclose(got[fold == f], -ref.score_samples(x[fold == f]), rtol=1e-6)
+def _data(seed=0, d=6):
+    """Section 0: two well separated clusters (40 clips, a target domain of 6); section 1: 25
+    source clips; section 2: 6 clips (fewer than the 10 folds), 2 of them target."""
+    rng = np.random.default_rng(seed)
+    scale = 1 + rng.random(d)
+    s0 = np.concatenate([rng.normal(size=(17, d)) * scale, rng.normal(size=(17, d)) * scale + 8,
+                         rng.normal(size=(6, d)) * 0.5 + 3])
+    s1 = rng.normal(size=(25, d)) * scale - 2
+    s2 = rng.normal(size=(6, d)) + 1
+    x = np.concatenate([s0, s1, s2])
+    sec = np.repeat([0, 1, 2], [40, 25, 6])
+    dom = np.concatenate([np.zeros(34, int), np.ones(6, int), np.zeros(25, int), [0, 1, 0, 0, 1, 0]])
+    order = np.r_[np.random.default_rng(1).permutation(40), 40 + np.arange(31)]  # target clips spread over folds
+    q = rng.normal(size=(30, d)) * 3 + 2
+    return x[order], sec, dom[order], q, np.tile([0, 1, 2], 10)
 
 
-def test_gmm_pools_windows_and_rejects_bad_input():
-    rng = np.random.default_rng(3)
-    clips = [torch.from_numpy(rng.normal(size=(int(rng.integers(5, 9)), 4))) for _ in range(10)]
-    a = GMMScorer(pooling="gwrp", gwrp_r=0.0, max_components=1).fit(clips, [0] * 10)
-    b = GMMScorer(pooling="max", max_components=1).fit(torch.stack([c.amax(0) for c in clips]), [0] * 10)
-    np.testing.assert_allclose(a.score(clips[:3], [0] * 3).numpy(), b.score(torch.stack([c.amax(0) for c in clips[:3]]),
-                                                                              [0] * 3).numpy(), rtol=1e-10)
-    np.testing.assert_allclose(pool(clips[0], "gwrp", 0.0).numpy(), clips[0].amax(0).numpy())
-    with pytest.raises(ValueError, match="at least 2"):
-        GMMScorer(max_components=1).fit(torch.randn(3, 2), [0, 0, 1])
-    with pytest.raises(ValueError, match="no mixture"):
-        a.score(clips[:1], [5])
-    with pytest.raises(ValueError, match="covariance"):
-        GMMScorer(covariance="spherical")
+# ----------------------------------------------------------------------------- scores
 
 
-def test_standardized_knn_matches_sklearn():
+def test_gauss_lw_nll_vs_scipy():
+    x, sec, dom, q, qsec = _data()
+    model = fit_backend("gauss-lw", False, torch.from_numpy(x), sec, dom, 3)
+    got = score_rows(model, torch.from_numpy(q), qsec)
+    for s in range(3):
+        np.testing.assert_allclose(got[qsec == s], ref_lw_nll(x[sec == s], q[qsec == s]), rtol=1e-9)
+
+
+def test_gmm_diag_nll_vs_sklearn():
+    x, sec, dom, q, qsec = _data()
+    model = fit_backend("gmm-diag", False, torch.from_numpy(x), sec, dom, 3, seed=3)
+    out = model(torch.from_numpy(q), torch.tensor(0))
+    assert out.dtype == torch.float64
+    got = score_rows(model, torch.from_numpy(q), qsec)
+    refs = [sk_gmm(x[sec == s], seed=3) for s in range(3)]
+    assert refs[0].n_components >= 2  # the two clusters make it a mixture, not one Gaussian
+    for s in range(3):
+        np.testing.assert_allclose(got[qsec == s], -refs[s].score_samples(q[qsec == s]), rtol=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["gmm-diag", "gauss-lw"])
+def test_per_domain_nll_vs_scipy(kind):
+    x, sec, dom, q, qsec = _data()
+    model = fit_backend(kind, True, torch.from_numpy(x), sec, dom, 3)
+    got = score_rows(model, torch.from_numpy(q), qsec)
+    for s in range(3):  # section 1 has no target clip: a single Gaussian
+        m = sec == s
+        np.testing.assert_allclose(got[qsec == s], ref_domain_nll(x[m], dom[m], q[qsec == s], kind), rtol=1e-9)
+
+
+def ref_cross_fitted(x, sec, dom, kind, per_domain, seed):
+    """Clip i of a section is in fold i % 10; each fold scored by a model fitted on the others
+    (on all the section's clips when fewer than 2 remain or a domain of the fold would be missing)."""
+    out = np.empty(len(x))
+    for s in np.unique(sec):
+        idx = np.flatnonzero(sec == s)
+        k_all = sk_gmm(x[idx], seed).n_components
+        for f in range(10):
+            te = idx[np.arange(len(idx)) % 10 == f]
+            if te.size == 0:
+                continue
+            tr = np.setdiff1d(idx, te)
+            if tr.size < 2 or (per_domain and not set(dom[te]) <= set(dom[tr])):
+                tr = idx
+            if per_domain:
+                out[te] = ref_domain_nll(x[tr], dom[tr], x[te], kind)
+            elif kind == "gauss-lw":
+                out[te] = ref_lw_nll(x[tr], x[te])
+            else:
+                out[te] = -sk_gmm(x[tr], seed, min(k_all, tr.size)).score_samples(x[te])
+    return out
+
+
+@pytest.mark.parametrize("per_domain", [False, True])
+@pytest.mark.parametrize("kind", ["gmm-diag", "gauss-lw"])
+def test_cross_fitted_scores_vs_fold_loop(kind, per_domain):
+    x, sec, dom, _, _ = _data()
+    # section 3: one target clip among 14: its fold falls back to a fit on all clips (per_domain)
     rng = np.random.default_rng(4)
-    bank = rng.normal(size=(20, 5)) * np.array([1, 10, 100, 0.1, 1])
-    sec = np.array([0] * 12 + [1] * 8)
-    q = rng.normal(size=(6, 5)) * np.array([1, 10, 100, 0.1, 1])
-    scorer = KNNScorer(k=3, standardize=True).fit(torch.from_numpy(bank), sec)
-    for s in (0, 1):
-        sc = StandardScaler().fit(bank[sec == s])
-        nn = NearestNeighbors(n_neighbors=3).fit(sc.transform(bank[sec == s]))
-        ref = nn.kneighbors(sc.transform(q))[0].mean(1)
-        np.testing.assert_allclose(scorer.score(torch.from_numpy(q), [s] * 6).numpy(), ref, rtol=1e-6)
-    loaded = KNNScorer.from_state_dict(scorer.state_dict())
-    np.testing.assert_allclose(loaded.score(torch.from_numpy(q), [1] * 6), scorer.score(torch.from_numpy(q), [1] * 6))
-    old = {k: v for k, v in KNNScorer().fit(torch.from_numpy(bank), sec).state_dict().items()
-           if not k.startswith("std_")}  # a bank saved before issue 14
-    assert KNNScorer.from_state_dict(old).is_fitted
+    x = np.concatenate([x, rng.normal(size=(14, x.shape[1]))])
+    sec, dom = np.r_[sec, np.full(14, 3)], np.r_[dom, np.eye(14, dtype=int)[5]]
+    model = fit_backend(kind, per_domain, torch.from_numpy(x), sec, dom, 4, seed=2)
+    got = loo_scores(model, torch.from_numpy(x), sec, dom)
+    np.testing.assert_allclose(got, ref_cross_fitted(x, sec, dom, kind, per_domain, seed=2), rtol=1e-9)
+    # held-out clips score worse than the same clips under the model that saw them
+    seen = score_rows(model, torch.from_numpy(x), sec)
+    assert np.median(got - seen) > 0
 
 
-def test_config_options_validated():
-    cfg = load_config("tiny", overrides={"scoring": {"gwrp_r": 0.0, "backend": "gmm"}})
-    assert cfg.scoring.gwrp_r == 0.0
-    with pytest.raises(InputError, match="window_level"):
-        load_config("tiny", overrides={"scoring": {"backend": "gmm", "window_level": True}})
-    with pytest.raises(InputError, match="gmm_reg_covar"):
-        load_config("tiny", overrides={"scoring": {"gmm_reg_covar": 0.0}})
+# ----------------------------------------------------------------------------- few clips, many dimensions
 
 
-def _rows(path):
-    with open(path) as fh:
-        return list(csv.reader(fh))
+@pytest.mark.parametrize("per_domain", [False, True])
+@pytest.mark.parametrize("kind", ["gmm-diag", "gauss-lw"])
+def test_readable_scores_with_fewer_clips_than_dimensions(kind, per_domain):
+    rng = np.random.default_rng(0)
+    spread = 1 + rng.random(128)
+    x = rng.normal(size=(12, 128)) * spread - 30  # log-mel-like levels
+    q = rng.normal(size=(12, 128)) * spread - 30
+    sec, dom = np.zeros(12, int), np.r_[np.zeros(10, int), np.ones(2, int)]
+    # the premise: the sample covariance is singular, an unshrunk full Gaussian no density
+    assert np.linalg.matrix_rank(np.cov(x, rowvar=False)) < 128
+    model = GaussianDensity(kind, per_domain, seed=0).fit(torch.from_numpy(x), sec, dom, 1)
+    got = score_rows(model, torch.from_numpy(q), np.zeros(12, int))
+    train = model.loo_scores(torch.from_numpy(x), sec, dom)
+    for scores in (got, train):
+        assert np.isfinite(scores).all() and np.abs(scores).max() < 1e4
+    if kind == "gauss-lw" and not per_domain:
+        np.testing.assert_allclose(got, ref_lw_nll(x, q), rtol=1e-9)
 
 
-@pytest.mark.parametrize("scoring", [
-    {"backend": "gmm", "pooling": "gwrp", "gwrp_r": 0.5, "gmm_domain": "tied"},
-    {"backend": "gmm", "pooling": "max", "gmm_covariance": "full"},
-    {"backend": "knn", "pooling": "max", "k": 3, "standardize": True, "domain_aware": True},
-])
-def test_bundle_and_score_cli_parity(scoring, tiny_synth, feature_cache, tmp_path):
-    from typer.testing import CliRunner
-
-    from dgmix.cli import app
-
-    cfg = load_config("tiny", overrides={"scoring": {"per_method": {"logmel": scoring}}})
-    run_pipeline(tiny_synth, tmp_path, cfg, methods=["logmel"], cache_dir=feature_cache, progress=False,
-                 echo=lambda s: None)
-    path = tmp_path / "logmel" / "fan" / "detector.pt"
-    bundle = DetectorBundle.load(path)
-    assert type(bundle.scorer) is (GMMScorer if scoring["backend"] == "gmm" else KNNScorer)
-    rows = _rows(tmp_path / "logmel" / "scores" / "anomaly_score_fan_section_00_test.csv")
-    feats = [bundle.features_of(tiny_synth / "fan" / "test" / r[0]) for r in rows]
-    got = bundle.score_features(feats, ["00"] * len(rows))
-    np.testing.assert_allclose(got, [float(r[1]) for r in rows], rtol=1e-5, atol=1e-6)
-    dec = _rows(tmp_path / "logmel" / "scores" / "decision_result_fan_section_00_test.csv")
-    assert bundle.decide(got, ["00"] * len(rows)).tolist() == [int(r[1]) for r in dec]
-    assert np.isfinite(bundle.thresholds.numpy()).all()
-    clip = tiny_synth / "fan" / "test" / rows[0][0]
-    res = CliRunner().invoke(app, ["score", str(path), str(clip), "--csv", str(tmp_path / "s.csv")])
-    assert res.exit_code == 0, res.output
-    assert float(_rows(tmp_path / "s.csv")[0][1]) == pytest.approx(float(rows[0][1]), rel=1e-5)
+def test_single_clip_section_rejected():
+    x = np.random.default_rng(0).normal(size=(5, 3))
+    for kind in ("gmm-diag", "gauss-lw"):
+        with pytest.raises(ValueError, match="a density needs 2"):
+            GaussianDensity(kind).fit(torch.from_numpy(x), np.array([0, 0, 0, 0, 1]), np.zeros(5, int), 2)

@@ -1,10 +1,9 @@
 """The ``logmel`` method against an independent computation (librosa log-mel, max over time,
-sklearn 1-NN per section), and the method x scoring table on it."""
+sklearn 1-NN per section)."""
 
 from __future__ import annotations
 
 import csv
-import json
 import sys
 
 import librosa
@@ -14,7 +13,7 @@ import soundfile as sf
 from sklearn.neighbors import NearestNeighbors
 
 from dgmix.config import load_config
-from dgmix.pipeline import run_pipeline, scoring_variants
+from dgmix.pipeline import run_pipeline
 
 
 def _librosa_max(path):
@@ -31,7 +30,7 @@ def logmel_run(tiny_synth, feature_cache, tmp_path_factory):
     cfg = load_config("tiny", overrides={"scoring": {"per_method": {"logmel": {"select": "none"}}}})
     assert cfg.scoring.pooling == "mean"
     run_pipeline(tiny_synth, out, cfg, methods=["logmel"], cache_dir=feature_cache, progress=False,
-                 echo=lambda s: None, extra_scorings=scoring_variants(cfg.scoring))
+                 echo=lambda s: None)
     return out
 
 
@@ -46,16 +45,3 @@ def test_logmel_max_matches_librosa_sklearn(logmel_run, tiny_synth):
         queries = np.stack([_librosa_max(tiny_synth / "fan" / "test" / r[0]) for r in rows])
         expected = nn.kneighbors(queries)[0][:, 0]
         np.testing.assert_allclose([float(r[1]) for r in rows], expected, rtol=1e-4, atol=1e-3)
-
-
-def test_scoring_table_written(logmel_run):
-    data = json.loads((logmel_run / "scoring_table.json").read_text())
-    assert set(data["logmel"]) == set(scoring_variants(load_config("tiny").scoring)) | {"as-run"}
-    # the run used max pooling for logmel, so its own score equals the "max" column, and the
-    # table's columns reset the per-method override ("mean" is mean pooling, a different score)
-    assert data["logmel"]["as-run"] == pytest.approx(data["logmel"]["max"])
-    assert data["logmel"]["mean"] != pytest.approx(data["logmel"]["max"])
-    md = (logmel_run / "scoring_table.md").read_text()
-    assert "| logmel |" in md and "window-knn-max" in md
-    for name in scoring_variants(load_config("tiny").scoring):
-        assert (logmel_run / "scoring" / name / "results.json").is_file()

@@ -1,5 +1,5 @@
-"""The method interface (issue 9): registry, a sixth method added without touching the pipeline,
-the embedding cache key, and the one rule for clips without a domain."""
+"""The method interface: registry, a sixth method added without touching the pipeline, the health
+check of a collapsed encoder, and the one rule for clips without a domain."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 from dgmix.config import RunConfig, load_config
 from dgmix.data import ClipRecord, scan
 from dgmix.errors import InputError
-from dgmix.methods import Method, TrainJob, get_method, knn_detector, load_machine, method_names, register
+from dgmix.methods import Method, TrainJob, fit_detector, get_method, load_machine, method_names, register
 from dgmix.methods.registry import _REGISTRY
 from dgmix.models import build_encoder
 from dgmix.pipeline import run_pipeline
@@ -61,15 +61,15 @@ def test_a_sixth_method_runs_through_the_pipeline(sixth_method, tiny_synth, feat
     for name in ("untrained", "random"):
         assert (tmp_path / name / "fan" / "detector.pt").is_file()
         assert (tmp_path / name / "scores" / "anomaly_score_fan_section_00_test.csv").is_file()
-    from dgmix.scoring.bundle import DetectorBundle
+    from dgmix.scoring.detector import Detector
 
-    assert DetectorBundle.load(tmp_path / "untrained" / "fan" / "detector.pt").scorer.pooling == "max"
-    # the random control differs from the untrained encoder only by its re-estimated BN statistics
-    a = DetectorBundle.load(tmp_path / "untrained" / "fan" / "detector.pt").encoder.state_dict()
-    b = DetectorBundle.load(tmp_path / "random" / "fan" / "detector.pt").encoder.state_dict()
-    stats = [k for k in a if k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
-    assert all(torch.equal(a[k], b[k]) for k in a if k not in stats)
-    assert not torch.equal(a["stages.conv3x3.1.running_var"], b["stages.conv3x3.1.running_var"])
+    untrained = Detector.load(tmp_path / "untrained" / "fan" / "detector.pt")
+    control = Detector.load(tmp_path / "random" / "fan" / "detector.pt")
+    assert untrained.info.pooling == "max" and control.info.pooling == "mean"
+    assert untrained.info.kind == control.info.kind == "encoder"
+    # the random control re-estimates its BN statistics; the untrained encoder keeps the defaults
+    clip = [np.random.default_rng(0).normal(-40, 10, (untrained.params.n_mels, 80)).astype(np.float32)]
+    assert not torch.allclose(untrained.clip_vectors(clip), control.clip_vectors(clip))
     assert dataclasses.asdict(cfg) == before  # the pipeline does not modify the config
 
 
@@ -80,21 +80,43 @@ def test_per_method_names_must_be_registered(tiny_synth, feature_cache, tmp_path
         run_pipeline(tiny_synth, tmp_path, cfg, methods=["logmel"], cache_dir=feature_cache, progress=False)
 
 
-def test_embedding_cache_is_keyed_by_the_model(tiny_synth, feature_cache):
-    """A cache dict reused across models must not serve one encoder's embeddings for another."""
+class Collapsed(torch.nn.Module):
+    """An encoder that maps every window to the same point (up to 1e-7 of it)."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 1.0 + 1e-7 * self.inner(x)
+
+
+def test_a_collapsed_encoder_is_named_degenerate(tiny_synth, feature_cache, tmp_path):
     cfg = load_config("tiny")
     md = load_machine(scan(tiny_synth), "fan", cfg.features, feature_cache, progress=False)
-    torch.manual_seed(1)
-    enc_a = build_encoder(cfg.model, cfg.features).eval()
-    torch.manual_seed(2)
-    enc_b = build_encoder(cfg.model, cfg.features).eval()
-    shared: dict = {}
-    _, a = knn_detector("x", enc_a, md, cfg, cfg.scoring, cache=shared)
-    _, b = knn_detector("x", enc_b, md, cfg, cfg.scoring, cache=shared)
-    _, b_fresh = knn_detector("x", enc_b, md, cfg, cfg.scoring, cache={})
-    _, logmel = knn_detector("x", None, md, cfg, cfg.scoring, cache=shared)
-    np.testing.assert_array_equal(b, b_fresh)
-    assert not np.allclose(a, b) and len(shared) == 3 and not np.allclose(logmel, b)
+    torch.manual_seed(0)
+    encoder = build_encoder(cfg.model, cfg.features).eval()
+    healthy = fit_detector("x", md, cfg, cfg.scoring, encoder=encoder)
+    collapsed = fit_detector("x", md, cfg, cfg.scoring, encoder=Collapsed(encoder))
+    assert healthy.info.health["ok"] and healthy.info.health["embedding_spread"] > 1e-2
+    assert not collapsed.info.health["ok"] and collapsed.info.health["embedding_spread"] < 1e-5
+    assert "differ by" in collapsed.info.health["reason"]
+
+
+def test_the_run_names_a_degenerate_detector(tiny_synth, feature_cache, tmp_path, monkeypatch):
+    import json
+
+    from dgmix.methods.random_encoder import RandomEncoderMethod
+
+    plain = RandomEncoderMethod.encoder
+    monkeypatch.setattr(RandomEncoderMethod, "encoder", lambda self, d, cfg: Collapsed(plain(self, d, cfg)))
+    lines: list[str] = []
+    run_pipeline(tiny_synth, tmp_path, load_config("tiny"), methods=["random"], cache_dir=feature_cache,
+                 progress=False, echo=lines.append)
+    assert any("warning: random/fan: degenerate detector" in line for line in lines)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert "fan" in results["random"]["degenerate_detectors"]
+    assert "Degenerate detector" in (tmp_path / "results.md").read_text()
 
 
 def test_batchnorm_reestimation_matches_the_window_statistics():

@@ -1,5 +1,5 @@
-"""End to end on a tiny synthetic set: four methods (+ logmel), official CSVs, metrics recomputed
-independently with sklearn, detector bundles with score parity, and ``dgmix evaluate``."""
+"""End to end on a tiny synthetic set: all six methods, official CSVs, metrics recomputed
+independently with sklearn, ``dgmix score`` reproducing every run CSV exactly, and ``dgmix evaluate``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from sklearn.metrics import roc_auc_score
 from dgmix.config import load_config
 from dgmix.pipeline import run_pipeline
 
+METHODS = ["baseline", "scratch", "vicreg", "dgmix", "logmel", "random"]
 NAME = re.compile(r"^section_(\d\d)_(source|target)_test_(normal|anomaly)_\d{4}_.*\.wav$")
 
 
@@ -23,8 +24,8 @@ def tiny_run(tiny_synth, feature_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     cfg = load_config("tiny")
     lines: list[str] = []
-    summary = run_pipeline(tiny_synth, out, cfg, methods=["baseline", "scratch", "vicreg", "dgmix", "logmel"],
-                           cache_dir=feature_cache, progress=False, echo=lines.append)
+    summary = run_pipeline(tiny_synth, out, cfg, methods=METHODS, cache_dir=feature_cache, progress=False,
+                           echo=lines.append)
     return out, summary, lines
 
 
@@ -37,7 +38,7 @@ def test_outputs_exist(tiny_run):
     out, summary, lines = tiny_run
     for f in ("results.md", "results.csv", "results.json", "config.yaml"):
         assert (out / f).is_file()
-    for method in ("baseline", "scratch", "vicreg", "dgmix", "logmel"):
+    for method in METHODS:
         assert (out / method / "fan" / "detector.pt").is_file()
         for sec in ("00", "01"):
             assert (out / method / "scores" / f"anomaly_score_fan_section_{sec}_test.csv").is_file()
@@ -48,7 +49,7 @@ def test_outputs_exist(tiny_run):
 def test_csv_official_format(tiny_run, tiny_synth):
     out, _, _ = tiny_run
     test_names = {p.name for p in (tiny_synth / "fan" / "test").glob("*.wav")}
-    for method in ("baseline", "scratch", "vicreg", "dgmix", "logmel"):
+    for method in METHODS:
         seen = set()
         for sec in ("00", "01"):
             scores = _read(out / method / "scores" / f"anomaly_score_fan_section_{sec}_test.csv")
@@ -80,7 +81,7 @@ def _independent_metrics(out, method):
     return res
 
 
-@pytest.mark.parametrize("method", ["baseline", "scratch", "vicreg", "dgmix", "logmel"])
+@pytest.mark.parametrize("method", METHODS)
 def test_metrics_recomputed_independently(tiny_run, method):
     out, _, _ = tiny_run
     data = json.loads((out / "results.json").read_text())
@@ -94,18 +95,24 @@ def test_metrics_recomputed_independently(tiny_run, method):
     assert data[method]["official_score"] == pytest.approx(hmean(flat), abs=1e-9)
 
 
-def test_detector_bundle_score_parity(tiny_run, tiny_synth):
-    from dgmix.scoring.bundle import DetectorBundle
+@pytest.mark.parametrize("method", METHODS)
+def test_score_cli_reproduces_the_run_csv_exactly(tiny_run, tiny_synth, tmp_path, method):
+    """``dgmix score`` loads the module the run scored with: every score and decision is equal."""
+    from typer.testing import CliRunner
+
+    from dgmix.cli import app
 
     out, _, _ = tiny_run
-    for method in ("baseline", "dgmix", "logmel"):
-        bundle = DetectorBundle.load(out / method / "fan" / "detector.pt")
-        rows = _read(out / method / "scores" / "anomaly_score_fan_section_01_test.csv")[:3]
-        feats = [bundle.features_of(tiny_synth / "fan" / "test" / r[0]) for r in rows]
-        got = bundle.score_features(feats, ["01"] * len(rows))
-        np.testing.assert_allclose(got, [float(r[1]) for r in rows], rtol=1e-5, atol=1e-6)
-        dec = _read(out / method / "scores" / "decision_result_fan_section_01_test.csv")[:3]
-        assert bundle.decide(got, ["01"] * len(rows)).tolist() == [int(r[1]) for r in dec]
+    res = CliRunner().invoke(app, ["score", str(out / method / "fan" / "detector.pt"), str(tiny_synth / "fan" / "test"),
+                                   "--csv", str(tmp_path / "s.csv")])
+    assert res.exit_code == 0, res.output
+    got = {r[0].rsplit("/", 1)[-1]: (float(r[1]), int(r[2])) for r in _read(tmp_path / "s.csv")}
+    run = {}
+    for sec in ("00", "01"):
+        dec = dict(_read(out / method / "scores" / f"decision_result_fan_section_{sec}_test.csv"))
+        for name, score in _read(out / method / "scores" / f"anomaly_score_fan_section_{sec}_test.csv"):
+            run[name] = (float(score), int(dec[name]))
+    assert got == run
 
 
 def test_score_cli(tiny_run, tiny_synth, tmp_path):

@@ -1,6 +1,6 @@
-"""Issue 14, the label-free choice of a detector's scoring (``scoring.select: pseudo``): the generic
+"""The label-free choice of a detector's scoring (``scoring.select: pseudo``): the generic
 pseudo-anomalies, the stratified folds, the choice against an independent reference (scikit-learn
-1-NN + roc_auc_score + scipy's harmonic mean), that no test clip takes part, and the run / bundle /
+1-NN + roc_auc_score + scipy's harmonic mean), that no test clip takes part, and the run / detector /
 ``dgmix score`` path of the chosen detector."""
 
 from __future__ import annotations
@@ -17,14 +17,18 @@ from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import NearestNeighbors
 
 from dgmix.candidates import SCORING_CANDIDATES, candidate_fields
-from dgmix.config import ScoringConfig, load_config
+from dgmix.config import load_config
 from dgmix.errors import InputError
-from dgmix.methods import make_scorer
+from dgmix.methods import selection
 from dgmix.methods.selection import fold_ids, select_scoring
 from dgmix.pipeline import run_pipeline
-from dgmix.scoring.bundle import DetectorBundle
-from dgmix.scoring.embed import logmel_frames
+from dgmix.scoring.detector import Detector
 from dgmix.scoring.pseudo import SCOPES, PseudoAnomalies, make_pseudo_anomalies, perturb
+
+
+def frames(f):
+    """The logmel detector's window outputs: a clip's frames, (T, n_mels)."""
+    return torch.from_numpy(np.ascontiguousarray(f)).T
 
 # -- pseudo-anomalies ------------------------------------------------------------------------------
 
@@ -70,10 +74,9 @@ def test_pseudo_settings_and_input_are_checked():
 
 def test_candidate_grid():
     assert len(SCORING_CANDIDATES) == 70 and SCORING_CANDIDATES[0] == "max/1nn/none"
-    assert candidate_fields("gwrp0.5/gmm-full/domain") == {
-        "pooling": "gwrp", "gwrp_r": 0.5, "backend": "gmm", "gmm_covariance": "full",
-        "domain_aware": False, "gmm_domain": "tied"}
-    assert candidate_fields("max/3nn-std/domain")["domain_aware"] is True
+    assert candidate_fields("gwrp0.5/gauss-lw/domain") == {
+        "pooling": "gwrp", "gwrp_r": 0.5, "backend": "gauss-lw", "per_domain": True}
+    assert candidate_fields("max/3nn-std/none")["per_domain"] is False
     with pytest.raises(ValueError, match="pooling/backend/domain"):
         candidate_fields("max/5nn/none")
 
@@ -87,12 +90,8 @@ def test_select_config_is_validated():
         load_config("tiny", overrides={"scoring": {"per_method": {"logmel": {"select_candidates": ["x"]}}}})
     with pytest.raises(InputError, match="select_repeats"):
         load_config("tiny", overrides={"scoring": {"select_repeats": 0}})
-    with pytest.raises(InputError, match="select_folds"):
-        load_config("tiny", overrides={"scoring": {"select_folds": 1}})
-    with pytest.raises(InputError, match="select_gain_db"):
-        load_config("tiny", overrides={"scoring": {"select_gain_db": [6.0, 2.0]}})
-    with pytest.raises(InputError, match="window_level"):
-        load_config("tiny", overrides={"scoring": {"select": "pseudo", "window_level": True}})
+    with pytest.raises(InputError, match="backend: unknown back end 'gmm-full'"):
+        load_config("tiny", overrides={"scoring": {"backend": "gmm-full"}})
 
 
 def test_folds_are_stratified_and_seeded():
@@ -123,7 +122,7 @@ def _clicky_clips(n, seed, n_mels=16, frames=120):
     return clips
 
 
-def _reference_score(clips, sec, dom, pooling, folds, seed, settings, repeats):
+def _reference_score(clips, sec, dom, pooling, folds, seed, repeats):
     """The rule for a 1-NN candidate, rebuilt from numpy, scikit-learn and scipy."""
     poolf = {"max": lambda c: c.max(axis=1), "mean": lambda c: c.mean(axis=1)}[pooling]
     aucs = {s: [] for s in SCOPES}
@@ -131,7 +130,7 @@ def _reference_score(clips, sec, dom, pooling, folds, seed, settings, repeats):
         rep_seed = seed if rep == 0 else [seed, rep]
         fold = fold_ids(sec, dom, folds, rep_seed)
         rng = np.random.default_rng(rep_seed)
-        pseudo = [make_pseudo_anomalies(c, rng, settings) for c in clips]
+        pseudo = [make_pseudo_anomalies(c, rng) for c in clips]
         for f in range(folds):
             for s_id in np.unique(sec[fold == f]):
                 bank_idx = np.flatnonzero((fold != f) & (sec == s_id))
@@ -147,19 +146,17 @@ def _reference_score(clips, sec, dom, pooling, folds, seed, settings, repeats):
 
 
 @pytest.mark.parametrize("repeats", [1, 2])
-def test_choice_matches_an_independent_reference(repeats):
+def test_choice_matches_an_independent_reference(repeats, monkeypatch):
+    monkeypatch.setattr(selection, "FOLDS", 3)
     clips = _clicky_clips(14, seed=0)
     sec = np.repeat([0, 1], 7)
     dom = np.array([0] * 6 + [1] + [0] * 6 + [1])
-    settings = PseudoAnomalies(gain_db=(1.0, 4.0))
-    base = ScoringConfig()
-    sel = select_scoring(base, clips, sec, dom, logmel_frames, lambda s: make_scorer(s),
-                         candidates=["mean/1nn/none", "max/1nn/none"], folds=3, seed=5, settings=settings,
+    sel = select_scoring(clips, sec, dom, frames, candidates=["mean/1nn/none", "max/1nn/none"], seed=5,
                          repeats=repeats)
     got = {r.name: r.score for r in sel.results}
     for pooling in ("max", "mean"):
-        ref = _reference_score(clips, sec, dom, pooling, 3, 5, settings, repeats)
-        assert got[f"{pooling}/1nn/none"] == pytest.approx(ref, abs=1e-9)
+        ref = _reference_score(clips, sec, dom, pooling, 3, 5, repeats)
+        assert got[f"{pooling}/1nn/none"] == pytest.approx(ref, abs=1e-6)
     assert sel.chosen == max(got, key=got.get)
     assert sel.fields == candidate_fields(sel.chosen)
     assert sel.n_clips == 14 and sel.n_pseudo == 14 * 6 * repeats and (sel.folds, sel.repeats) == (3, repeats)
@@ -168,26 +165,26 @@ def test_choice_matches_an_independent_reference(repeats):
 def test_clicks_favour_max_pooling_for_event_changes():
     """Changes of the clicks' level are diluted by the mean over 120 frames and kept by the max."""
     clips = _clicky_clips(20, seed=1)
-    sel = select_scoring(ScoringConfig(), clips, np.zeros(20, int), np.zeros(20, int), logmel_frames,
-                         lambda s: make_scorer(s), candidates=["mean/1nn/none", "max/1nn/none"], seed=0,
-                         settings=PseudoAnomalies(gain_db=(1.0, 3.0)))
+    sel = select_scoring(clips, np.zeros(20, int), np.zeros(20, int), frames,
+                         candidates=["mean/1nn/none", "max/1nn/none"], seed=0)
     auc = {r.name: r.auc for r in sel.results}
     assert auc["max/1nn/none"]["events"] > auc["mean/1nn/none"]["events"] + 0.1
 
 
-def test_choice_needs_two_clips_per_section_and_reports_failed_candidates():
+def test_choice_needs_two_clips_per_section_and_reports_failed_candidates(monkeypatch):
     clips = _clicky_clips(5, seed=2)
     with pytest.raises(ValueError, match="at least 2 training clips"):
-        select_scoring(ScoringConfig(), clips, np.array([0, 0, 0, 0, 1]), np.zeros(5, int), logmel_frames,
-                       lambda s: make_scorer(s), candidates=["max/1nn/none"])
+        select_scoring(clips, np.array([0, 0, 0, 0, 1]), np.zeros(5, int), frames, candidates=["max/1nn/none"])
+    plain = selection.fit_backend
 
-    def failing(s):
-        if s.backend == "gmm":
+    def failing(name, *args):
+        if name == "gmm-diag":
             raise ValueError("cannot fit this one\nsecond line")
-        return make_scorer(s)
+        return plain(name, *args)
 
-    sel = select_scoring(ScoringConfig(), clips, np.zeros(5, int), np.zeros(5, int), logmel_frames, failing,
-                         candidates=["max/gmm-diag/none", "max/1nn/none"], folds=2)
+    monkeypatch.setattr(selection, "fit_backend", failing)
+    sel = select_scoring(clips, np.zeros(5, int), np.zeros(5, int), frames,
+                         candidates=["max/gmm-diag/none", "max/1nn/none"])
     assert sel.chosen == "max/1nn/none"
     assert sel.results[0].score is None and sel.results[0].error == "cannot fit this one"
     assert "failed: cannot fit this one" in sel.table()
@@ -195,7 +192,7 @@ def test_choice_needs_two_clips_per_section_and_reports_failed_candidates():
 
 # -- the run path ----------------------------------------------------------------------------------
 
-_CANDIDATES = ["max/1nn/none", "gwrp0.5/gmm-diag/none", "mean/1nn-std/domain"]
+_CANDIDATES = ["max/1nn/none", "gwrp0.5/gmm-diag/none", "mean/1nn-std/domain", "max/gauss-lw/domain"]
 
 
 def _rows(path):
@@ -208,43 +205,43 @@ def test_run_chooses_on_training_clips_and_scores_with_the_choice(tiny_synth, fe
 
     from dgmix.cli import app
 
-    scoring = {"select": "pseudo", "select_candidates": _CANDIDATES, "select_folds": 3}
+    scoring = {"select": "pseudo", "select_candidates": _CANDIDATES}
     cfg = load_config("tiny", overrides={"scoring": {"per_method": {"logmel": scoring}}})
     lines: list[str] = []
     run_pipeline(tiny_synth, tmp_path, cfg, methods=["logmel"], cache_dir=feature_cache, progress=False,
                  echo=lines.append)
     sel = json.loads((tmp_path / "logmel" / "fan" / "selection.json").read_text())
     assert [c["name"] for c in sel["candidates"]] == _CANDIDATES
-    assert sel["chosen"] in _CANDIDATES and sel["folds"] == 3
+    assert sel["chosen"] in _CANDIDATES and sel["folds"] == 5
     assert any("fan (1/1) logmel" in ln and f"scoring chosen on training clips: {sel['chosen']}" in ln
                for ln in lines)
-    bundle = DetectorBundle.load(tmp_path / "logmel" / "fan" / "detector.pt")
-    assert bundle.selection == sel
+    det = Detector.load(tmp_path / "logmel" / "fan" / "detector.pt")
+    assert det.info.selection == sel
     want = candidate_fields(sel["chosen"])
-    conf = bundle.scorer.config()
-    assert conf["pooling"] == want["pooling"]
+    assert (det.info.pooling, det.info.backend, det.info.per_domain) == (
+        want["pooling"], want["backend"], want["per_domain"])
     rows = _rows(tmp_path / "logmel" / "scores" / "anomaly_score_fan_section_00_test.csv")
     clip = tiny_synth / "fan" / "test" / rows[0][0]
     res = CliRunner().invoke(app, ["score", str(tmp_path / "logmel" / "fan" / "detector.pt"), str(clip),
                                    "--csv", str(tmp_path / "s.csv")])
     assert res.exit_code == 0, res.output
-    assert float(_rows(tmp_path / "s.csv")[0][1]) == pytest.approx(float(rows[0][1]), rel=1e-5)
+    assert float(_rows(tmp_path / "s.csv")[0][1]) == float(rows[0][1])
 
 
 def test_choice_reads_no_test_clip(tiny_synth, feature_cache):
     from dgmix.data import scan
-    from dgmix.methods import knn_detector, load_machine
+    from dgmix.methods import fit_detector, load_machine
 
     cfg = load_config("tiny")
     md = load_machine(scan(tiny_synth), "fan", cfg.features, feature_cache, progress=False)
-    scoring = dataclasses.replace(cfg.scoring, select="pseudo", select_candidates=_CANDIDATES, select_folds=3)
-    first, _ = knn_detector("logmel", None, md, cfg, scoring)
+    scoring = dataclasses.replace(cfg.scoring, select="pseudo", select_candidates=_CANDIDATES)
+    first = fit_detector("logmel", md, cfg, scoring)
     rng = np.random.default_rng(0)
     md.test_feats = [rng.normal(size=f.shape).astype(np.float32) for f in md.test_feats]
     md.test = [dataclasses.replace(r, label="anomaly") for r in md.test]
-    second, _ = knn_detector("logmel", None, md, cfg, scoring)
+    second = fit_detector("logmel", md, cfg, scoring)
     drop = {"seconds"}
-    assert {k: v for k, v in first.selection.items() if k not in drop} == \
-        {k: v for k, v in second.selection.items() if k not in drop}
-    for a, b in zip(first.scorer.state_dict().values(), second.scorer.state_dict().values()):
-        assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
+    assert {k: v for k, v in first.info.selection.items() if k not in drop} == \
+        {k: v for k, v in second.info.selection.items() if k not in drop}
+    for a, b in zip(first.state_dict().values(), second.state_dict().values()):
+        assert torch.equal(a, b)

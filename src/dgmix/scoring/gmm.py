@@ -107,6 +107,7 @@ class GaussianDensity(nn.Module):
         xs = x.double().numpy()
         sections, domains = np.asarray(sections), np.asarray(domains)
         fits = {}
+        self._k = {}
         for s in np.unique(sections):
             m = sections == s
             if m.sum() < 2:
@@ -150,7 +151,10 @@ class GaussianDensity(nn.Module):
 
     @torch.no_grad()
     def loo_scores(self, x: Tensor, sections: np.ndarray, domains: np.ndarray) -> np.ndarray:
-        """Cross-fitted training scores (module docstring) of the clips given to :meth:`fit`."""
+        """Cross-fitted training scores (module docstring) of the clips given to :meth:`fit` (in
+        this process: a loaded density has no record of its fit)."""
+        if not self._k:
+            raise RuntimeError("loo_scores needs the fit() of this object, not a loaded state")
         xs = x.double().numpy()
         sections, domains = np.asarray(sections), np.asarray(domains)
         out = np.empty(len(xs))

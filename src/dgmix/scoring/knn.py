@@ -16,10 +16,12 @@ computes that, and two extensions the ``logmel`` detector's label-free choice ca
 
 The banks are buffers of the module (they travel in ``detector.pt``), stored padded:
 ``(S, B, N, D)`` for ``S`` sections, ``B`` banks per section (1, or 2 per domain) and ``N`` the
-largest bank, centred on each bank's mean (distances unchanged, less cancellation error).
-Distances are ``|q|² + |b|² − 2 q·b`` by matmul (which exports to ONNX, unlike ``torch.cdist``);
-a padding row gets a distance of :data:`BIG` and a weight of 0, a missing bank ``BIG`` added to
-its score so that the minimum over banks skips it.
+largest bank. Distances are computed from the differences ``q − b`` (elementwise, then summed:
+exports to ONNX, unlike ``torch.cdist``, and has no cancellation error). Each query's distances
+are then independent of the other queries in the batch, so two equal embeddings always tie, which
+the label-free choice relies on (a pseudo-anomaly that pooling does not see scores exactly as its
+clean clip). A padding row gets a distance of :data:`BIG` and a weight of 0, a missing bank
+``BIG`` added to its score so that the minimum over banks skips it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ __all__ = ["BIG", "KNNBank"]
 
 #: Distance of padding rows and missing banks: far above any real distance, finite in float32.
 BIG = 1e30
+#: queries x bank rows x dimensions per block of the distance computation (64 MB in float32)
+BLOCK = 1 << 24
 
 
 def _select(t: Tensor, section: Tensor) -> Tensor:
@@ -47,8 +51,6 @@ class KNNBank(nn.Module):
     decision threshold)."""
 
     bank: Tensor
-    center: Tensor
-    norms: Tensor
     pad: Tensor
     weights: Tensor
     scales: Tensor
@@ -61,7 +63,7 @@ class KNNBank(nn.Module):
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         self.k, self.standardize, self.per_domain = int(k), bool(standardize), bool(per_domain)
-        for name in ("bank", "center", "norms", "pad", "weights", "scales", "absent", "std_mean", "std_scale"):
+        for name in ("bank", "pad", "weights", "scales", "absent", "std_mean", "std_scale"):
             self.register_buffer(name, torch.empty(0))
         self._fit_rows: dict[tuple[int, int], np.ndarray] = {}  # (section, bank) -> training clip rows
 
@@ -96,19 +98,13 @@ class KNNBank(nn.Module):
         n_max = max((len(r) for r in self._fit_rows.values()), default=1)
         k_max = min(self.k, n_max)
         self.bank = torch.zeros(n_sections, nb, n_max, dim)
-        self.center = torch.zeros(n_sections, nb, dim)
-        self.norms = torch.zeros(n_sections, nb, n_max)
         self.pad = torch.full((n_sections, nb, n_max), BIG)
         self.weights = torch.zeros(n_sections, nb, k_max)
         self.scales = torch.ones(n_sections, nb)
         self.absent = torch.full((n_sections, nb), BIG)
         for (s, b), rows in self._fit_rows.items():
-            entries = z[torch.from_numpy(rows)]
             n = len(rows)
-            self.center[s, b] = entries.mean(dim=0)
-            centred = entries - self.center[s, b]
-            self.bank[s, b, :n] = centred
-            self.norms[s, b, :n] = (centred * centred).sum(dim=1)
+            self.bank[s, b, :n] = z[torch.from_numpy(rows)]
             self.pad[s, b, :n] = 0.0
             self.weights[s, b, : min(self.k, n)] = 1.0 / min(self.k, n)
             self.absent[s, b] = 0.0
@@ -134,10 +130,11 @@ class KNNBank(nn.Module):
         """Distances ``(B, M, N)`` of standardised queries ``z`` (M, D) to every row of the section's
         banks (padding rows at ``BIG``)."""
         sec = section if isinstance(section, Tensor) else torch.tensor(int(section))
-        bank, center = _select(self.bank, sec), _select(self.center, sec)
-        q = z[None] - center[:, None]
-        d2 = (q * q).sum(dim=2, keepdim=True) + _select(self.norms, sec)[:, None] - 2 * q @ bank.transpose(1, 2)
-        return d2.clamp_min(0).sqrt() + _select(self.pad, sec)[:, None]
+        bank = _select(self.bank, sec)
+        step = max(1, BLOCK // max(1, bank.shape[0] * bank.shape[1] * bank.shape[2]))
+        blocks = [((z[None, i:i + step, None, :] - bank[:, None]) ** 2).sum(dim=3) for i in range(0, z.shape[0], step)]
+        d2 = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)
+        return d2.sqrt() + _select(self.pad, sec)[:, None]
 
     def forward(self, x: Tensor, section: Tensor) -> Tensor:
         """Anomaly scores ``(M,)`` of clip embeddings ``x`` (M, D) of the 0-d int64 ``section``."""
@@ -164,7 +161,10 @@ class KNNBank(nn.Module):
     @torch.no_grad()
     def loo_scores(self, x: Tensor, sections: np.ndarray) -> np.ndarray:
         """Leave-one-out scores of the clips given to :meth:`fit` (same ``x`` and order): each clip
-        scored with its own bank row left out (the k-NN of a training clip to itself is 0)."""
+        scored with its own bank row left out (the k-NN of a training clip to itself is 0). Needs
+        the :meth:`fit` of this object (a loaded bank has no record of which clip is which row)."""
+        if not self._fit_rows:
+            raise RuntimeError("loo_scores needs the fit() of this object, not a loaded state")
         sections = np.asarray(sections)
         z = (x.float() - self.std_mean[sections]) / self.std_scale[sections]
         out = np.full(len(x), np.inf)

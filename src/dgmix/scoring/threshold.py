@@ -1,10 +1,11 @@
-"""Decision threshold from training scores (SPEC §6, official DCASE 2022 baselines).
+"""Decision threshold from training scores (as the official DCASE 2022 baselines).
 
 The official MobileNetV2 baseline fits a gamma distribution to the anomaly scores of the training
 clips with ``scipy.stats.gamma.fit(scores)`` (shape, loc and scale all free: no ``floc``) and takes
 ``scipy.stats.gamma.ppf(0.9, shape, loc, scale)`` as the threshold; a clip is anomalous when its
 score is strictly greater. With the k-NN score a training clip's distance to itself is 0, so the
-scores to fit are leave-one-out scores (:meth:`dgmix.scoring.KNNScorer.loo_scores`).
+scores to fit are leave-one-out scores (:meth:`dgmix.scoring.knn.KNNBank.loo_scores`; for the
+densities, cross-fitted ones).
 
 Robustness (our additions, not in the baseline): one score or all-equal scores return that value
 (a gamma fit is undefined there); if the fit fails or gives a non-finite threshold, the
