@@ -1,4 +1,4 @@
-"""Every file dgmix writes is complete or absent (issue 13).
+"""Every file dgmix writes is complete or absent.
 
 Whole files are written to a temporary file in the destination folder and renamed into place with
 ``os.replace`` (atomic on POSIX and Windows within one file system), so a process killed mid-write
@@ -10,13 +10,24 @@ many small files that can be recomputed (feature cache entries, synthetic clips)
 Append-only logs (``log.jsonl``) get whole lines: :func:`append_line` writes each line with one
 ``os.write`` on an ``O_APPEND`` descriptor, and :func:`read_lines` ignores a trailing line without
 its newline (the one a kill can cut).
+
+Permissions: a file written here gets the mode a plain ``open(path, "w")`` of a new file would
+give, ``0o666`` less the process umask (0644 under umask 022, 0664 under 002, 0600 under 077),
+so results, configs and detectors can be shared as the user's umask says. ``tempfile.mkstemp``
+would create them 0600 whatever the umask. The umask is never read or changed: the temporary file
+is created with ``os.open(..., O_CREAT | O_EXCL, 0o666)`` and the kernel applies the umask (and
+any default ACL of the folder) at that moment, exactly as for ``open``. Reading the umask would
+need ``os.umask`` to set it and put it back, which briefly changes it for every thread of the
+process (a file another thread creates in that window gets the wrong mode), or a value cached at
+import that would miss a later ``os.umask`` call. The renamed file keeps the temporary file's
+mode; like any new file, it does not take over the mode of the file it replaces.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -33,8 +44,7 @@ def atomic_path(path: str | Path, fsync: bool = True) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = _create_temp(path)
     try:
         yield Path(tmp)
         if fsync:
@@ -75,7 +85,7 @@ def append_line(path: str | Path, line: str) -> None:
     only this last line, which :func:`read_lines` then ignores.
     """
     data = (line.rstrip("\n") + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # less the umask, as open()
     try:
         written = os.write(fd, data)
         while written < len(data):  # a regular file takes it in one go; be safe anyway
@@ -91,6 +101,25 @@ def read_lines(path: str | Path) -> list[str]:
     if end < 0:
         return []
     return data[: end + 1].decode("utf-8").splitlines()
+
+
+#: Flags of the temporary file: created here and nowhere else, not inherited by child processes.
+_TEMP_FLAGS = (os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+               | getattr(os, "O_BINARY", 0))
+
+
+def _create_temp(path: Path, attempts: int = 100) -> str:
+    """Create a new, empty ``.<name>.<random>.tmp`` next to ``path`` with mode 0o666 less the
+    umask (applied by the kernel at creation, see the module docstring); returns its path."""
+    for _ in range(attempts):
+        tmp = os.path.join(path.parent, f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, _TEMP_FLAGS, 0o666)
+        except FileExistsError:  # a name drawn twice (or left by a killed writer): draw again
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"no free temporary file name next to {path} after {attempts} attempts")
 
 
 def _fsync_file(path: str | Path) -> None:

@@ -1,4 +1,5 @@
-"""What a verb may do with an output folder that already holds something (issue 13).
+"""What a verb may do with an output folder that already holds something, and what a finished
+run may drop from it.
 
 A second run into a used folder would mix its results with the old ones (another run's machine
 types, CSVs and detectors, an appended training log). So an existing, non-empty output folder is
@@ -9,12 +10,20 @@ refused unless the user says which of two things they mean:
 * ``--overwrite``: start clean; everything in the folder is removed first, except entries listed
   in ``keep`` (``dgmix run`` keeps its ``cache/``, whose entries are keyed by the clips' content and
   the feature settings and so cannot be stale).
+
+Once ``dgmix run`` has finished, the training stages' resume checkpoints are no longer needed and
+:func:`remove_resume_checkpoints` deletes them (``--keep-checkpoints`` keeps them): a finished
+(method, machine type) pair is read back from its ``done.json`` and score CSVs by ``--resume``, and
+``dgmix score`` / ``serve`` / ``export`` read ``detector.pt``, so only ``last.pt`` is resume-only.
+The final ``encoder.pt`` / ``model.pt`` of each stage stay: ``--resume`` takes a stage with its
+final file as finished, and re-scoring (``--scoring-table``) loads ``encoder.pt``.
 """
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dgmix.errors import InputError
@@ -55,3 +64,40 @@ def prepare_out_dir(out: Path, resume: bool, overwrite: bool, keep: Sequence[str
             shutil.rmtree(path)
         else:
             path.unlink()
+
+
+@dataclass
+class Removed:
+    """What :func:`remove_resume_checkpoints` deleted."""
+
+    paths: list[Path] = field(default_factory=list)
+    nbytes: int = 0
+
+
+def remove_resume_checkpoints(out: Path) -> Removed:
+    """Delete the resume-only checkpoints of the finished pairs in the run folder ``out``.
+
+    A checkpoint is a stage's ``last.pt`` (written after every epoch by the training loop, so that
+    an interrupted stage continues exactly) or a temporary copy of one left by a killed write
+    (``.last.pt.*.tmp``), at ``out/<method>/<machine>/<stage>/``. Only pairs whose ``done.json``
+    exists are touched: a pair that did not finish (say, of an earlier interrupted run with other
+    ``--methods``) keeps its checkpoints, so ``--resume`` can still continue it. Nothing else is
+    removed (never ``encoder.pt``, ``model.pt``, ``detector.pt``, logs or summaries); the feature
+    cache and the synthetic data are not walked.
+    """
+    from dgmix.pipeline import DONE_FILE
+    from dgmix.training.loop import LAST
+
+    out = Path(out)
+    removed = Removed()
+    for done in sorted(out.glob(f"*/*/{DONE_FILE}")):
+        pair = done.parent
+        for stage in sorted(p for p in pair.iterdir() if p.is_dir() and not p.is_symlink()):
+            for path in [stage / LAST, *sorted(stage.glob(f".{LAST}.*.tmp"))]:
+                if not path.is_file() or path.is_symlink():
+                    continue
+                size = path.stat().st_size
+                path.unlink()
+                removed.paths.append(path)
+                removed.nbytes += size
+    return removed

@@ -49,6 +49,9 @@ def register(app: typer.Typer) -> None:
                                     "machine types and methods are kept, the rest continues from its checkpoints."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Start clean in a used OUT (its feature "
                                        "cache is kept)."),
+        keep_checkpoints: bool = typer.Option(
+            False, "--keep-checkpoints", help="Keep the training stages' resume checkpoints (last.pt) once the "
+            "run has finished; by default they are removed then (a failed or interrupted run keeps them)."),
         pad: bool = typer.Option(False, "--pad", help="Zero-pad clips shorter than one window (features.pad)."),
         allow_silence: bool = typer.Option(False, "--allow-silence",
                                            help="Accept all-zero clips (features.allow_silence)."),
@@ -78,7 +81,7 @@ def register(app: typer.Typer) -> None:
             from dgmix.pipeline import run_pipeline
             from dgmix.report import build_report
             from dgmix.report.console import summary_markdown, where_lines
-            from dgmix.rundir import prepare_out_dir
+            from dgmix.rundir import prepare_out_dir, remove_resume_checkpoints
             from dgmix.synth import SynthConfig, generate
 
             t0 = time.perf_counter()
@@ -119,6 +122,11 @@ def register(app: typer.Typer) -> None:
                 typer.echo("")
                 typer.echo("writing the report (figures, t-SNE) ...")
                 report = build_report(out, cfg.report, seed=cfg.seed)
+            if not keep_checkpoints:  # finished: --resume reads the pairs back from their done.json
+                removed = remove_resume_checkpoints(out)
+                if removed.paths:
+                    typer.echo(f"removed {len(removed.paths)} resume checkpoint(s) (last.pt, "
+                               f"{removed.nbytes / 1e6:.1f} MB); --keep-checkpoints keeps them")
             typer.echo("")
             for line in where_lines(out, summary.table, root, report):
                 typer.echo(line)
