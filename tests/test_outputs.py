@@ -109,12 +109,12 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-def test_remove_resume_checkpoints_only_touches_finished_pairs(tmp_path):
-    from dgmix.rundir import remove_resume_checkpoints
+def test_remove_training_files_only_touches_finished_pairs(tmp_path):
+    from dgmix.rundir import remove_training_files
 
     out = tmp_path / "run"
     files = {
-        # a finished pair: its last.pt files (and a killed write's temporary copy) go
+        # a finished pair: its last.pt and stage weights (and a killed write's temporary copy) go
         "dgmix/fan/done.json": "{}", "dgmix/fan/detector.pt": "d",
         "dgmix/fan/pretrain/last.pt": "12345", "dgmix/fan/pretrain/encoder.pt": "e",
         "dgmix/fan/pretrain/.last.pt.ab12.tmp": "123", "dgmix/fan/pretrain/log.jsonl": "",
@@ -128,20 +128,21 @@ def test_remove_resume_checkpoints_only_touches_finished_pairs(tmp_path):
     for rel, text in files.items():
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         (out / rel).write_text(text)
-    gone = {"dgmix/fan/pretrain/last.pt", "dgmix/fan/pretrain/.last.pt.ab12.tmp", "dgmix/fan/finetune/last.pt"}
-    removed = remove_resume_checkpoints(out)
+    gone = {"dgmix/fan/pretrain/last.pt", "dgmix/fan/pretrain/.last.pt.ab12.tmp", "dgmix/fan/finetune/last.pt",
+            "dgmix/fan/pretrain/encoder.pt", "dgmix/fan/finetune/model.pt", "dgmix/fan/finetune/encoder.pt"}
+    removed = remove_training_files(out)
     assert sorted(str(p.relative_to(out)) for p in removed.paths) == sorted(gone)
-    assert removed.nbytes == 5 + 3 + 3
+    assert removed.nbytes == 5 + 3 + 3 + 3
     left = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
     assert left == set(files) - gone
-    assert remove_resume_checkpoints(out).paths == []  # a second call finds nothing
+    assert remove_training_files(out).paths == []  # a second call finds nothing
 
 
 # ---- end to end: `dgmix run --preset tiny --methods dgmix` (pre-training and fine-tuning stages)
 
-CHECKPOINTS = ("dgmix/fan/pretrain/last.pt", "dgmix/fan/finetune/last.pt")
-FINAL = ("dgmix/fan/pretrain/encoder.pt", "dgmix/fan/finetune/encoder.pt", "dgmix/fan/finetune/model.pt",
-         "dgmix/fan/detector.pt", "dgmix/fan/done.json")
+CHECKPOINTS = ("dgmix/fan/pretrain/last.pt", "dgmix/fan/finetune/last.pt", "dgmix/fan/pretrain/encoder.pt",
+               "dgmix/fan/finetune/encoder.pt", "dgmix/fan/finetune/model.pt")
+FINAL = ("dgmix/fan/detector.pt", "dgmix/fan/done.json")
 
 
 def _run(data: Path, out: Path, cache: Path, *extra: str):
@@ -167,7 +168,7 @@ def test_run_outputs_are_shareable_checkpoints_removed_and_resume_works(tiny_syn
     others = {str(p.relative_to(out)): oct(_mode(p)) for p in out.rglob("*") if p.is_file() and _mode(p) != 0o644}
     assert others == {}  # every file of the run folder, report included
 
-    assert "removed 2 resume checkpoint(s)" in res.output
+    assert "removed 5 training file(s)" in res.output
     assert [c for c in CHECKPOINTS if (out / c).exists()] == []
     assert [f for f in FINAL if not (out / f).is_file()] == []
     assert not list(out.rglob("*.tmp"))
@@ -183,7 +184,7 @@ def test_keep_checkpoints_keeps_them(tiny_synth, feature_cache, tmp_path):
     out = tmp_path / "run"
     res = _run(tiny_synth, out, feature_cache, "--keep-checkpoints")
     assert res.exit_code == 0, res.output
-    assert "resume checkpoint" not in res.output
+    assert "training file" not in res.output
     assert [c for c in CHECKPOINTS if not (out / c).is_file()] == []
     assert [f for f in FINAL if not (out / f).is_file()] == []
 

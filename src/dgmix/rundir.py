@@ -68,32 +68,35 @@ def prepare_out_dir(out: Path, resume: bool, overwrite: bool, keep: Sequence[str
 
 @dataclass
 class Removed:
-    """What :func:`remove_resume_checkpoints` deleted."""
+    """What :func:`remove_training_files` deleted."""
 
     paths: list[Path] = field(default_factory=list)
     nbytes: int = 0
 
 
-def remove_resume_checkpoints(out: Path) -> Removed:
-    """Delete the resume-only checkpoints of the finished pairs in the run folder ``out``.
+def remove_training_files(out: Path) -> Removed:
+    """Delete the training stages' weight files of the finished pairs in the run folder ``out``.
 
-    A checkpoint is a stage's ``last.pt`` (written after every epoch by the training loop, so that
-    an interrupted stage continues exactly) or a temporary copy of one left by a killed write
-    (``.last.pt.*.tmp``), at ``out/<method>/<machine>/<stage>/``. Only pairs whose ``done.json``
-    exists are touched: a pair that did not finish (say, of an earlier interrupted run with other
-    ``--methods``) keeps its checkpoints, so ``--resume`` can still continue it. Nothing else is
-    removed (never ``encoder.pt``, ``model.pt``, ``detector.pt``, logs or summaries); the feature
-    cache and the synthetic data are not walked.
+    They are a stage's resume checkpoint ``last.pt`` (written after every epoch by the training
+    loop, so that an interrupted stage continues exactly), a temporary copy of one left by a killed
+    write (``.last.pt.*.tmp``), and the stage's final weights (``encoder.pt``, ``model.pt``), at
+    ``out/<method>/<machine>/<stage>/``: once the pair's ``detector.pt`` is written it holds the
+    encoder scoring needs, and ``--resume`` reads a finished pair back from its ``done.json``. Only
+    pairs whose ``done.json`` exists are touched: a pair that did not finish (say, of an earlier
+    interrupted run with other ``--methods``) keeps its files, so ``--resume`` can still continue
+    it. Never ``detector.pt``, logs or summaries; the feature cache is not walked.
     """
     from dgmix.pipeline import DONE_FILE
+    from dgmix.training.finetune import MODEL_FILE
     from dgmix.training.loop import LAST
+    from dgmix.training.pretrain import ENCODER_FILE
 
     out = Path(out)
     removed = Removed()
     for done in sorted(out.glob(f"*/*/{DONE_FILE}")):
         pair = done.parent
         for stage in sorted(p for p in pair.iterdir() if p.is_dir() and not p.is_symlink()):
-            for path in [stage / LAST, *sorted(stage.glob(f".{LAST}.*.tmp"))]:
+            for path in [stage / LAST, stage / ENCODER_FILE, stage / MODEL_FILE, *sorted(stage.glob(".*.pt.*.tmp"))]:
                 if not path.is_file() or path.is_symlink():
                     continue
                 size = path.stat().st_size

@@ -14,6 +14,8 @@ from dgmix.errors import InputError
 from dgmix.io_atomic import atomic_write_text
 
 DEFAULT_OUT = Path("runs/default")
+#: where the default synthetic set (and its feature cache) goes, beside the run folder
+SYNTH_DIR = "synthetic"
 PRESET_HELP = (f"paper | cpu | tiny (default {DEFAULT_PRESET}, the same for every verb: a short schedule "
                "for a 2-core machine; paper = the paper's schedule, 100 + 20 epochs).")
 
@@ -41,7 +43,8 @@ def register(app: typer.Typer) -> None:
         preset: str = typer.Option(DEFAULT_PRESET, "--preset", help=PRESET_HELP),
         config: Path | None = typer.Option(None, "--config", help="YAML/TOML overrides of any field."),
         out: Path = typer.Option(DEFAULT_OUT, "--out", help="Run directory."),
-        cache: Path | None = typer.Option(None, "--cache", help="Feature cache (default OUT/cache)."),
+        cache: Path | None = typer.Option(None, "--cache", help="Feature cache (default OUT/cache; without "
+                                          "--data, the default set's own cache beside OUT)."),
         paper: bool | None = typer.Option(None, "--paper-reference/--no-paper-reference",
                                              help="Put the paper's numbers beside ours (default: on for --data)."),
         seed: int | None = typer.Option(None, "--seed"),
@@ -50,8 +53,9 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="Start clean in a used OUT (its feature "
                                        "cache is kept)."),
         keep_checkpoints: bool = typer.Option(
-            False, "--keep-checkpoints", help="Keep the training stages' resume checkpoints (last.pt) once the "
-            "run has finished; by default they are removed then (a failed or interrupted run keeps them)."),
+            False, "--keep-checkpoints", help="Keep the training stages' files (resume checkpoints last.pt and the "
+            "stage weights encoder.pt / model.pt) once the run has finished; by default they are removed then "
+            "(each detector.pt holds what scoring needs; a failed or interrupted run keeps them)."),
         pad: bool = typer.Option(False, "--pad", help="Zero-pad clips shorter than one window (features.pad)."),
         allow_silence: bool = typer.Option(False, "--allow-silence",
                                            help="Accept all-zero clips (features.allow_silence)."),
@@ -81,7 +85,7 @@ def register(app: typer.Typer) -> None:
             from dgmix.pipeline import run_pipeline
             from dgmix.report import build_report
             from dgmix.report.console import summary_markdown, where_lines
-            from dgmix.rundir import prepare_out_dir, remove_resume_checkpoints
+            from dgmix.rundir import prepare_out_dir, remove_training_files
             from dgmix.synth import SynthConfig, generate
 
             t0 = time.perf_counter()
@@ -93,19 +97,24 @@ def register(app: typer.Typer) -> None:
             prepare_out_dir(out, resume, overwrite, keep=("cache",))
             if resume:  # continue with the settings the run started with
                 cfg = read_run_config(out)
-            root = data
+            root, cache_dir = data, cache
             if root is None:
                 write_config(cfg, out)  # first, so that a run killed while generating can resume
-                synth_out = out / "data"
+                # the default set is an input, not an output: it lives beside the run folder and is
+                # generated once for every run there (seeded, so always the same clips)
+                synth_out = out.resolve().parent / SYNTH_DIR
                 done = synth_out / "synth-complete"  # written once the whole set is there
                 if not done.is_file():
                     typer.echo(f"no --data: generating the default synthetic set in {synth_out}")
-                    generate(synth_out, SynthConfig(), workers=2, progress=bars, overwrite=resume)
+                    generate(synth_out, SynthConfig(), workers=2, progress=bars, overwrite=True)
                     atomic_write_text(done, "")
+                else:
+                    typer.echo(f"no --data: the default synthetic set in {synth_out}")
                 root = synth_out / "dev_data"
+                cache_dir = cache if cache is not None else synth_out / "cache"
             summary = run_pipeline(
                 root, out, cfg, methods=method_names() if methods == "all" else _split(methods),
-                machines=None if machines == "all" else _split(machines), cache_dir=cache,
+                machines=None if machines == "all" else _split(machines), cache_dir=cache_dir,
                 progress=bars, echo=typer.echo,
                 paper_reference=paper if paper is not None else data is not None,
                 device=device, resume=resume,
@@ -123,10 +132,11 @@ def register(app: typer.Typer) -> None:
                 typer.echo("writing the report (figures, t-SNE) ...")
                 report = build_report(out, cfg.report, seed=cfg.seed)
             if not keep_checkpoints:  # finished: --resume reads the pairs back from their done.json
-                removed = remove_resume_checkpoints(out)
+                removed = remove_training_files(out)
                 if removed.paths:
-                    typer.echo(f"removed {len(removed.paths)} resume checkpoint(s) (last.pt, "
-                               f"{removed.nbytes / 1e6:.1f} MB); --keep-checkpoints keeps them")
+                    typer.echo(f"removed {len(removed.paths)} training file(s) (checkpoints and stage weights, "
+                               f"{removed.nbytes / 1e6:.1f} MB; the detectors hold what scoring needs); "
+                               "--keep-checkpoints keeps them")
             typer.echo("")
             for line in where_lines(out, summary.table, root, report):
                 typer.echo(line)
