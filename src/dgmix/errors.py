@@ -20,7 +20,7 @@ def shown_path(path: str | Path) -> str:
 def undecodable_name(path: str | Path) -> str | None:
     """The problem with a file name that is not valid UTF-8 (naming its bytes), or ``None``.
 
-    dgmix skips such files in every verb (issue 13): their names cannot be written into the
+    dgmix skips such files in every verb: their names cannot be written into the
     official UTF-8 score CSVs, and an escaped name would no longer match the file."""
     name = Path(path).name
     try:

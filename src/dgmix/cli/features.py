@@ -55,7 +55,7 @@ def features(
     config: Annotated[
         Path | None,
         typer.Option("--config", help="YAML/TOML run config whose `features` section to use "
-                     "(default: SPEC §2 settings), so the cache matches that run's."),
+                     "(default: the paper's settings), so the cache matches that run's."),
     ] = None,
 ) -> None:
     """Compute log-mel features of every clip under ROOT into the cache (paper Sec. 3.1)."""

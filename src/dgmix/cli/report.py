@@ -1,4 +1,4 @@
-"""``dgmix report RUN_DIR``: the self-contained HTML report of a run (issue 12)."""
+"""``dgmix report RUN_DIR``: the self-contained HTML report of a run."""
 
 from __future__ import annotations
 

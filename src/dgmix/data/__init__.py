@@ -1,4 +1,4 @@
-"""Data layer: clip records, dataset discovery, ground truth and audio loading (SPEC Sec. 1).
+"""Data layer: clip records, dataset discovery, ground truth and audio loading.
 
 Public names (docs/architecture.md): :class:`ClipRecord`, :func:`parse_filename`, :func:`scan`,
 :class:`Dataset`, :func:`load_audio`, plus helpers :func:`min_samples_for`,

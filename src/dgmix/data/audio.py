@@ -1,4 +1,4 @@
-"""Reading clips: soundfile in, float32 mono at 16 kHz out (SPEC Sec. 1-2).
+"""Reading clips: soundfile in, float32 mono at 16 kHz out.
 
 DCASE clips are mono 16 kHz; MIMII 2019 clips have 8 channels; users' own recordings may have any
 rate. :func:`load_audio` downmixes (mean of the channels, or one chosen channel), resamples with

@@ -1,4 +1,4 @@
-"""Find the clips under a dataset root and describe each one (SPEC Sec. 1).
+"""Find the clips under a dataset root and describe each one.
 
 A root may be a DCASE download (``ROOT/dev_data/<machine>/{train,test}/``,
 ``ROOT/eval_data/<machine>/{train,test}/``), the machine folders directly

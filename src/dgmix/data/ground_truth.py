@@ -1,4 +1,4 @@
-"""Ground truth in the official DCASE evaluator's layout (SPEC Sec. 8), and ``attributes_XX.csv``.
+"""Ground truth in the official DCASE evaluator's layout, and ``attributes_XX.csv``.
 
 Ground truth (Kota-Dohi/dcase2022_evaluator)::
 

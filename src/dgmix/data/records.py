@@ -1,4 +1,4 @@
-"""One record per clip, and the parser that turns a clip's path into one (SPEC Sec. 1).
+"""One record per clip, and the parser that turns a clip's path into one.
 
 Recognised file names (the first that matches wins):
 

@@ -1,6 +1,6 @@
 """Features stage: log-mel spectrograms, context windows and the on-disk feature cache.
 
-Paper Sec. 3.1 / SPEC Sec. 2: STFT 1024/512 at 16 kHz, 128 Slaney mel bins, ``10*log10(mel + eps)``,
+Paper Sec. 3.1 and the official baseline: STFT 1024/512 at 16 kHz, 128 Slaney mel bins, ``10*log10(mel + eps)``,
 context windows of P = 64 frames shifted by L = 8 frames (32 windows per 10-s clip).
 
 Public names (docs/architecture.md): :class:`FeatureParams`, :class:`LogMel`, :func:`log_mel`,

@@ -1,8 +1,8 @@
-"""Context windows over log-mel spectrograms (paper Sec. 3.1; SPEC Sec. 2).
+"""Context windows over log-mel spectrograms (paper Sec. 3.1).
 
 Each clip's ``(n_mels, T)`` log-mel spectrogram is cut into windows of ``P = frames = 64`` frames
 shifted by ``L = hop = 8`` frames. A 10-s clip has T = 313 frames and ``(313 - 64) // 8 + 1 = 32``
-windows. (The paper prints ``B = ceil((P - L) / L)``, which does not give 32; SPEC Sec. 2 takes the
+windows. (The paper prints ``B = ceil((P - L) / L)``, which does not give 32; we take the
 count the paper's numbers imply. This is our reading of the paper.)
 
 The model input is one channel, ``(1, n_mels, frames)``. The paper's Table 1 shows three input

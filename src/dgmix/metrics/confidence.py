@@ -1,4 +1,4 @@
-"""Jackknife 95 % confidence intervals for the official score (issue 14).
+"""Jackknife 95 % confidence intervals for the official score.
 
 The DCASE 2023/2024 Task 2 evaluator (nttcslab/dcase2023_task2_evaluator,
 ``dcase2023_task2_evaluator.py: jackknife_estimate``) follows Mesaros et al., "Sound Event
@@ -117,7 +117,7 @@ def _auc(y: np.ndarray, s: np.ndarray, max_fpr: float | None = None) -> float:
 
 def _values(y: np.ndarray, s: np.ndarray, t: np.ndarray) -> tuple[float | None, float | None, float | None]:
     """AUC-S, AUC-T and pAUC of one section (the rules of :func:`section_metrics`); a value whose
-    test group is empty is ``None`` (n/a, issue 15), as there."""
+    test group is empty is ``None`` (n/a), as there."""
     anomalies = bool((y == 1).any())
     src_normal, tgt_normal = bool(((y == 0) & (t == 0)).any()), bool(((y == 0) & (t == 1)).any())
     src, tgt = (t == 0) | (y == 1), (t == 1) | (y == 1)

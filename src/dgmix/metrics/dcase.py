@@ -1,4 +1,4 @@
-"""DCASE 2022 Task 2 metrics, as computed by the official evaluator (SPEC §8).
+"""DCASE 2022 Task 2 metrics, as computed by the official evaluator (docs/method.md, "Metrics and the official score").
 
 The reference is the challenge's evaluator script (Kota-Dohi/dcase2022_evaluator). Per section:
 
@@ -14,14 +14,14 @@ The reference is the challenge's evaluator script (Kota-Dohi/dcase2022_evaluator
   floored at ``sys.float_info.epsilon`` like both scripts, so a group without anomalies gives 0,
   not NaN; a domain with no clip at all (an incomplete test set, below) gives ``None``.
 
-Incomplete test sets (issue 15; not covered by the evaluator, which needs every group): a section
+Incomplete test sets (not covered by the evaluator, which needs every group): a section
 whose test set lacks a group still gets every metric that can be computed, the others are ``None``
 (printed "n/a"). AUC-S needs source-domain normal and anomalous clips, AUC-T target-domain normal
 and anomalous clips, pAUC and AUC(all) normal and anomalous clips. :attr:`SectionResult.empty_groups`
 names the missing groups. Every harmonic mean (a section's, a machine row's, the official score)
 is then taken over the values that exist; :func:`official_values` lists which ones those are.
 
-Aggregation (SPEC §8, paper §4 Tables 2-3): ``hmean`` floors every value at float epsilon, then takes
+Aggregation (paper §4, Tables 2-3): ``hmean`` floors every value at float epsilon, then takes
 the harmonic mean (``scipy.stats.hmean``). A machine row holds the per-column harmonic means over
 that machine's sections (AUC Source, AUC Target, pAUC) and the harmonic mean of all those values
 together; the official score is the harmonic mean of every AUC-S, AUC-T and pAUC value over all
@@ -165,7 +165,7 @@ class Summary:
 
 
 def hmean(values: Iterable[float]) -> float:
-    """Harmonic mean with each value floored at ``sys.float_info.epsilon`` (SPEC §8).
+    """Harmonic mean with each value floored at ``sys.float_info.epsilon`` (docs/method.md, "Metrics and the official score").
 
     Matches ``scipy.stats.hmean(numpy.maximum(values, eps))`` as in the official evaluator.
     Raises ``ValueError`` on an empty input, NaN or a negative value.
@@ -222,7 +222,7 @@ def section_metrics(
     max_fpr: float = MAX_FPR,
     decision_rule: DecisionRule = "evaluator",
 ) -> SectionResult:
-    """Metrics of one section (SPEC §8): AUC-S, AUC-T, pAUC, AUC(all) [+ precision/recall/F1].
+    """Metrics of one section (docs/method.md, "Metrics and the official score"): AUC-S, AUC-T, pAUC, AUC(all) [+ precision/recall/F1].
 
     Args:
         y_true: 1 = anomalous clip, 0 = normal (bools allowed).
@@ -345,7 +345,7 @@ def overall_summary(results: Mapping[str, Mapping[str, SectionResult]]) -> Summa
 
 
 def official_score(results: Mapping[str, Mapping[str, SectionResult]]) -> float | None:
-    """Official DCASE 2022 score: hmean of all AUC-S, all AUC-T and all pAUC values (SPEC §8).
+    """Official DCASE 2022 score: hmean of all AUC-S, all AUC-T and all pAUC values (docs/method.md, "Metrics and the official score").
 
     Values that could not be computed (incomplete test sets) are left out; ``None`` when no value
     exists. :func:`official_values` says which values it averages over."""

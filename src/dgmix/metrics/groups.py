@@ -1,4 +1,4 @@
-"""Which test groups of a data set's sections are empty, before anything is scored (issue 15).
+"""Which test groups of a data set's sections are empty, before anything is scored.
 
 ``dgmix data`` and ``dgmix run`` print one warning line per section whose labelled test clips lack
 a group (no anomalous, no source-domain normal or no target-domain normal clip): the metrics that

@@ -13,8 +13,8 @@
   metrics are added when present), plus ``"official_score_ci95"`` (jackknife interval,
   :mod:`dgmix.metrics.confidence`) when known.
 
-A value that could not be computed because its section's test set lacks a group (issue 15,
-:mod:`dgmix.metrics.dcase`) prints as ``n/a`` in results.md and results.csv and is ``null`` in
+A value that could not be computed because its section's test set lacks a group
+(:mod:`dgmix.metrics.dcase`) prints as ``n/a`` in results.md and results.csv and is ``null`` in
 results.json, where the section also lists its ``empty_groups``; every harmonic mean is over the
 values that exist. results.md says under each method's table, and results.json under
 ``official_score_values`` (``n_values`` of ``n_expected``, ``left_out``), which values the official
@@ -68,7 +68,7 @@ def _rows(values: dict[str, tuple[float, float, float, float]]) -> dict[str, dic
 #: DCASE spelling (``MACHINE_ORDER``) plus ``"overall"``. Methods: ``baseline`` (official
 #: MobileNetV2 baseline), ``scratch`` (proposed method without pre-training), ``vicreg`` (VICReg with
 #: SpecAugment, then fine-tuning) and ``dgmix``. Transcribed as printed; note that the paper's
-#: ``scratch`` "Overall" row (72.71 / 70.93 / 62.27 / 68.32, also SPEC §9) is not the harmonic
+#: ``scratch`` "Overall" row (72.71 / 70.93 / 62.27 / 68.32) is not the harmonic
 #: mean of its machine rows (that would be 70.22 / 67.87 / 58.71 / 65.21), while the other three
 #: methods' overall rows are consistent with their machine rows to 0.01.
 PAPER_RESULTS: dict[str, dict[str, dict[str, float]]] = {
@@ -300,7 +300,8 @@ class ResultsTable:
                 d["official_score_ci95"] = self.ci[method].as_dict()
             d["official_score_values"] = official_values(
                 {m: self.sections(method, m) for m in self.machines(method)})
-            d["degenerate_detectors"] = dict(sorted(self.degenerate.get(method, {}).items()))
+            if self.degenerate.get(method):
+                d["degenerate_detectors"] = dict(sorted(self.degenerate[method].items()))
             out[method] = d
         return out
 

@@ -1,4 +1,4 @@
-"""The run report (issue 12): ``dgmix report RUN_DIR`` / the end of ``dgmix run`` write one
+"""The run report: ``dgmix report RUN_DIR`` / the end of ``dgmix run`` write one
 self-contained ``report.html`` (:func:`dgmix.report.build.build_report`). ``dgmix.report.inputs``
 holds what the pipeline saves for it; matplotlib is imported only when a report is built."""
 

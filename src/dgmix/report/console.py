@@ -1,4 +1,4 @@
-"""What ``dgmix run`` prints after its progress lines (issue 12): one summary table, then where
+"""What ``dgmix run`` prints after its progress lines: one summary table, then where
 the outputs are and the commands that use the best detector."""
 
 from __future__ import annotations

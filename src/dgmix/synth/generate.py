@@ -1,4 +1,4 @@
-"""Write a synthetic DCASE 2022 Task 2 style development set (layout of SPEC Sec. 1).
+"""Write a synthetic DCASE 2022 Task 2 style development set (the DCASE 2022 layout).
 
 Layout under ``OUT/dev_data``::
 
@@ -135,7 +135,7 @@ class SynthConfig:
 
 
 #: Named data sets (``dgmix synth OUT --set NAME``). ``default``: what ``dgmix run`` generates (4 test
-#: clips per group, a smoke test). ``bench``: the synthetic benchmark of issue 10, DCASE's shape at a
+#: clips per group, a smoke test). ``bench``: the synthetic benchmark, DCASE's shape at a
 #: size where one method x option cell trains and scores in minutes on 2 CPU cores: two machine types
 #: of opposite character (fan: stationary, anomalies in the tonal/noise balance; valve: trains of
 #: clicks, anomalies in their timing and level), 3 sections, 10x as many source as target training

@@ -13,7 +13,7 @@ Each model (a :class:`MachineModel` subclass) knows
 Normal clips within one domain still vary: random start phases, a small speed offset and drift,
 harmonic amplitude jitter, level and SNR jitter, and a fresh noise realisation. The target domain
 has the same kinds of jitter (scaled by :data:`TARGET_SPREAD`, 1 by default) but only a few
-training clips, as in DCASE 2022 Task 2 (SPEC Sec. 1): with 3 clips the nuisance variation of the
+training clips, as in DCASE 2022 Task 2: with 3 clips the nuisance variation of the
 shifted condition is not covered, which is what makes the target domain hard for a
 nearest-neighbour detector.
 

@@ -13,7 +13,7 @@ clips per second on two CPU cores. The main tricks:
 * **One final FFT pass** (:func:`record`) applies the microphone's frequency response to the
   machine sound and adds the factory background at the requested SNR in the frequency domain.
 
-None of this follows the DG-Mix paper; the paper uses the real DCASE 2022 data (SPEC Sec. 1).
+None of this follows the DG-Mix paper; the paper uses the real DCASE 2022 data.
 
 Layout: this module re-exports the blocks of :mod:`dgmix.synth.wavetables` (phase accumulators,
 wavetables), :mod:`dgmix.synth.spectral` (shaped noise), :mod:`dgmix.synth.events` (impact
