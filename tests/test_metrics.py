@@ -101,11 +101,6 @@ def test_hand_counted_decisions_evaluator_rule():
     assert r.precision_target == pytest.approx(0.5)
     assert r.recall_target == pytest.approx(1.0)
     assert r.f1_target == pytest.approx(2 * 0.5 / 1.5)
-    # the baseline's own rule: source group = source clips + ALL anomalies
-    # -> tp 3 (.8, .7, .45), fp 0, fn 1 (.3)
-    b = section_metrics(y, s, dom, pred, decision_rule="baseline")
-    assert b.precision_source == pytest.approx(1.0)
-    assert b.recall_source == pytest.approx(3 / 4)
 
 
 def test_no_positive_decision_gives_zero_not_nan():

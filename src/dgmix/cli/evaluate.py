@@ -1,4 +1,4 @@
-"""``dgmix evaluate SCORES_DIR``: DCASE 2022 Task 2 metrics of a folder of score files (docs/method.md, "Metrics and the official score").
+"""``dgmix evaluate SCORES_DIR``: DCASE 2022 Task 2 metrics of a folder of score files.
 
 Reads every ``anomaly_score_<machine>_section_<XX>_test.csv`` (and ``decision_result_...`` when
 present), takes labels from development-set file names or from ``--ground-truth DIR`` (the official

@@ -1,4 +1,4 @@
-"""Evaluation metrics of DCASE 2022 Task 2 (docs/method.md, "Metrics and the official score") and paper-style results tables.
+"""Evaluation metrics of DCASE 2022 Task 2 and paper-style results tables.
 
 Public names:
 

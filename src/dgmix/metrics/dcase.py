@@ -1,4 +1,4 @@
-"""DCASE 2022 Task 2 metrics, as computed by the official evaluator (docs/method.md, "Metrics and the official score").
+"""DCASE 2022 Task 2 metrics, as computed by the official evaluator.
 
 The reference is the challenge's evaluator script (Kota-Dohi/dcase2022_evaluator). Per section:
 
@@ -8,9 +8,9 @@ The reference is the challenge's evaluator script (Kota-Dohi/dcase2022_evaluator
   (sklearn returns the McClish-standardised partial AUC, as the evaluator reports).
 * ``auc_all``: plain AUC over all clips (the evaluator's "AUC (all)" column).
 * With binary decisions: precision, recall and F1 per domain. The evaluator computes them over the
-  clips *of that domain only* (normals and anomalies whose domain flag matches); the official
-  MobileNetV2 baseline's own test script instead uses the AUC groups (domain normals + all
-  anomalies). ``decision_rule="evaluator"`` (default) or ``"baseline"`` picks one. Divisions are
+  clips *of that domain only* (normals and anomalies whose domain flag matches), and so do we
+  (the official MobileNetV2 baseline's own test script instead uses the AUC groups, domain
+  normals + all anomalies; no score of ours is computed that way). Divisions are
   floored at ``sys.float_info.epsilon`` like both scripts, so a group without anomalies gives 0,
   not NaN; a domain with no clip at all (an incomplete test set, below) gives ``None``.
 
@@ -36,7 +36,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Literal
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
@@ -44,7 +43,6 @@ from sklearn.metrics import roc_auc_score
 EPS = sys.float_info.epsilon
 MAX_FPR = 0.1
 
-DecisionRule = Literal["evaluator", "baseline"]
 
 __all__ = [
     "EPS",
@@ -165,7 +163,7 @@ class Summary:
 
 
 def hmean(values: Iterable[float]) -> float:
-    """Harmonic mean with each value floored at ``sys.float_info.epsilon`` (docs/method.md, "Metrics and the official score").
+    """Harmonic mean with each value floored at ``sys.float_info.epsilon``.
 
     Matches ``scipy.stats.hmean(numpy.maximum(values, eps))`` as in the official evaluator.
     Raises ``ValueError`` on an empty input, NaN or a negative value.
@@ -220,9 +218,8 @@ def section_metrics(
     is_target: object,
     y_pred: object | None = None,
     max_fpr: float = MAX_FPR,
-    decision_rule: DecisionRule = "evaluator",
 ) -> SectionResult:
-    """Metrics of one section (docs/method.md, "Metrics and the official score"): AUC-S, AUC-T, pAUC, AUC(all) [+ precision/recall/F1].
+    """Metrics of one section: AUC-S, AUC-T, pAUC, AUC(all) [+ precision/recall/F1].
 
     Args:
         y_true: 1 = anomalous clip, 0 = normal (bools allowed).
@@ -230,7 +227,6 @@ def section_metrics(
         is_target: 1 = target-domain clip, 0 = source-domain clip.
         y_pred: optional 0/1 decisions (1 = anomaly).
         max_fpr: pAUC range (0.1 in DCASE 2020-2024).
-        decision_rule: which clips enter a domain's precision/recall (module docstring).
 
     A value whose groups are empty (no anomalous, no source-domain normal or no target-domain
     normal clip) is ``None`` and the empty groups are listed in ``empty_groups`` (module docstring).
@@ -272,12 +268,7 @@ def section_metrics(
     yp = _binary(y_pred, "y_pred")
     if yp.size != n:
         raise ValueError(f"length mismatch: {n} labels, {yp.size} decisions")
-    if decision_rule == "evaluator":
-        grp_s, grp_t = dom == 0, dom == 1
-    elif decision_rule == "baseline":
-        grp_s, grp_t = sel_s, sel_t
-    else:
-        raise ValueError(f"decision_rule must be 'evaluator' or 'baseline', got {decision_rule!r}")
+    grp_s, grp_t = dom == 0, dom == 1
     p_s, r_s, f_s = _prf(yt[grp_s], yp[grp_s]) if grp_s.any() else (None, None, None)
     p_t, r_t, f_t = _prf(yt[grp_t], yp[grp_t]) if grp_t.any() else (None, None, None)
     return SectionResult(auc_s, auc_t, pauc, auc_all, p_s, p_t, r_s, r_t, f_s, f_t, empty)
@@ -345,7 +336,7 @@ def overall_summary(results: Mapping[str, Mapping[str, SectionResult]]) -> Summa
 
 
 def official_score(results: Mapping[str, Mapping[str, SectionResult]]) -> float | None:
-    """Official DCASE 2022 score: hmean of all AUC-S, all AUC-T and all pAUC values (docs/method.md, "Metrics and the official score").
+    """Official DCASE 2022 score: hmean of all AUC-S, all AUC-T and all pAUC values.
 
     Values that could not be computed (incomplete test sets) are left out; ``None`` when no value
     exists. :func:`official_values` says which values it averages over."""

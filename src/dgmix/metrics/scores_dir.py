@@ -1,4 +1,4 @@
-"""``dgmix evaluate``: the DCASE metrics of a folder of official-format score CSVs (docs/method.md, "Metrics and the official score").
+"""``dgmix evaluate``: the DCASE metrics of a folder of official-format score CSVs.
 
 Reads each ``anomaly_score_<machine>_section_<XX>_test.csv`` (and its ``decision_result_...``),
 takes the labels from the development-set file names or the evaluator's ground truth, and fills a

@@ -1,4 +1,4 @@
-"""Score, decision and ground-truth CSV files in the official DCASE 2022 formats (docs/method.md, "Metrics and the official score").
+"""Score, decision and ground-truth CSV files in the official DCASE 2022 formats.
 
 * ``anomaly_score_<machine>_section_<XX>_test.csv``: rows ``filename,score``, no header, ``\\n``
   line ends, ``filename`` = the test clip's file name without its folder (the evaluator pairs rows
