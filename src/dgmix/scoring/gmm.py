@@ -38,6 +38,7 @@ import torch
 from scipy.linalg import solve_triangular
 from sklearn.covariance import LedoitWolf
 from sklearn.mixture import GaussianMixture
+from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 
 from dgmix.candidates import DENSITIES
@@ -48,6 +49,12 @@ __all__ = ["DENSITIES", "GaussianDensity"]
 MAX_COMPONENTS = 4
 REG_COVAR = 1e-6
 FOLDS = 10
+
+
+def one_blas_thread() -> threadpool_limits:
+    """Fits of D x D matrices run on one BLAS thread: more threads cost more than they give there
+    (measured on 2 busy cores: a Ledoit-Wolf fit 10 ms on one thread, about 1 s on two)."""
+    return threadpool_limits(limits=1)
 
 
 def _lw_prec_chol(resid: np.ndarray) -> np.ndarray:
@@ -112,7 +119,8 @@ class GaussianDensity(nn.Module):
             m = sections == s
             if m.sum() < 2:
                 raise ValueError(f"section {int(s):02d} has {int(m.sum())} training clip; a density needs 2")
-            fits[int(s)] = self._fit_one(xs[m], domains[m], None)
+            with one_blas_thread():
+                fits[int(s)] = self._fit_one(xs[m], domains[m], None)
             self._k[int(s)] = len(fits[int(s)][2])
         dim = xs.shape[1]
         k_max = max(self._k.values())
@@ -165,7 +173,8 @@ class GaussianDensity(nn.Module):
                 tr, te = idx[fold != f], idx[fold == f]
                 if tr.size < 2 or (self.per_domain and set(domains[te]) - set(domains[tr])):
                     tr = idx  # too few clips (or a domain's only clips) to hold out
-                mu, pc, w = self._fit_one(xs[tr], domains[tr], min(self._k[int(s)], tr.size))
+                with one_blas_thread():
+                    mu, pc, w = self._fit_one(xs[tr], domains[tr], min(self._k[int(s)], tr.size))
                 pc_t = torch.from_numpy(np.asarray(pc))
                 log_det = self._log_det(pc_t, self.kind == "gmm-diag")
                 out[te] = self._nll(torch.from_numpy(xs[te]), torch.from_numpy(mu), pc_t,
