@@ -1,11 +1,13 @@
-"""Issue 10 ablation: each learned-path option alone, then the best combination, per method and seed.
+"""The learned-path option ablation: each option alone, then the best combination, per method and seed.
 
 A *cell* is (variant, method, seed): one ``dgmix run`` of one method on one data set with the
-variant's config overrides on top of a preset (default ``cpu``), scored with mean and with max
-pooling over windows. Each cell writes ``OUT/cells/<variant>/<method>/seed<k>/cell.json`` with the
-official scores, AUC-S / AUC-T / pAUC (as run, i.e. mean pooling) and the training-only signals
-(each stage's last loss terms, embedding std and relative weight change of the encoder). Cells
-that already have a ``cell.json`` are skipped, so an interrupted run resumes.
+variant's config overrides on top of a preset (default ``cpu``). After the run, each trained
+encoder is scored again with mean and with max pooling over windows (a fresh detector per pooling,
+:func:`dgmix.methods.fit_detector`: 1-NN, one bank per section, thresholds as the run fits them).
+Each cell writes ``OUT/cells/<variant>/<method>/seed<k>/cell.json`` with the two official scores,
+the run's own (``official_as_run``), AUC-S / AUC-T / pAUC (as run, i.e. mean pooling) and the
+training-only signals (each stage's last loss terms, embedding std and relative weight change of
+the encoder). Cells that already have a ``cell.json`` are skipped, so an interrupted run resumes.
 
 The ``best`` variant is never hand-picked: ``select`` applies a rule fixed in advance to the cells
 of a *selection* set (the synthetic benchmark, never the valve test labels): an option joins the
@@ -20,12 +22,13 @@ Usage::
     python benchmarks/ablation.py select OUT [--min-gain 1.0]
     python benchmarks/ablation.py table OUT [OUT...] [--md FILE]
 
-See docs/results.md §4 for the commands that produced the published table.
+See docs/results.md §5 for the commands that produced the published table.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing as mp
 import os
@@ -39,12 +42,13 @@ from typing import Any
 
 #: Applied first to every cell: the ablation's starting point is the ``cpu`` preset *before* it
 #: adopted the winner (LARS, one forward pass per view), so the published table (docs/results.md
-#: §4) is reproduced by the same command after the preset changed. Only with ``--preset cpu``.
+#: §5) is reproduced by the same command after the preset changed. Only with ``--preset cpu``.
 BASE_CPU: dict[str, Any] = {"pretrain": {"optimizer": "lars", "joined_views": False},
                             "finetune": {"joined_views": False}}
-#: Option name -> config overrides on top of the preset (and BASE_CPU). ``before`` undoes the fidelity fix of
-#: issue 10 item 1 (partners uniform over the machine type, weight decay on every parameter);
-#: ``fix`` is the preset as it stands. Every other variant is one option alone on top of ``fix``.
+#: Option name -> config overrides on top of the preset (and BASE_CPU). ``before`` is the other reading
+#: of the paper's fine-tuning (docs/results.md §5, "machine-pairs": partners uniform over the machine
+#: type, weight decay on every parameter); ``fix`` is the preset as it stands. Every other variant is
+#: one option alone on top of ``fix``.
 VARIANTS: dict[str, dict[str, Any]] = {
     "before": {"finetune": {"pair_scope": "machine", "pair_shares": None, "decay_norm_and_bias": True}},
     "fix": {},
@@ -57,6 +61,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "relu": {"model": {"activation": "relu"}},
 }
 OPTIONS = [v for v in VARIANTS if v not in ("before", "fix")]
+#: Poolings over windows that every cell is scored with (``official_<pooling>`` in cell.json).
+POOLINGS = ("mean", "max")
 #: Options that only change pre-training (no effect on ``scratch``) or the encoder (``random``).
 PRETRAIN_ONLY = {"no_expander_bn_relu", "adamw"}
 ENCODER_ONLY = {"input_norm", "relu"}
@@ -87,31 +93,54 @@ def merge(*parts: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- one cell
 
 
+def rescore(data: Path, work: Path, cfg: Any, method_name: str, cache: Path) -> dict[str, float | None]:
+    """Official score of the run's trained encoders, re-scored with each of POOLINGS: per machine
+    type, a detector fitted on the training clips (1-NN, one bank per section) scores the test clips."""
+    from dgmix.data import scan
+    from dgmix.methods import fit_detector, get_method, load_machine
+    from dgmix.metrics.tables import ResultsTable
+    from dgmix.pipeline import DONE_FILE, evaluate_machine, read_done
+
+    method = get_method(method_name)
+    ds = scan(data, split=cfg.split)
+    tables = {p: ResultsTable() for p in POOLINGS}
+    for machine in ds.machines():
+        md = load_machine(ds, machine, cfg.features, cache, progress=False)
+        model_dir, *_ = read_done(work / method_name / machine / DONE_FILE, work / method_name, md)
+        encoder = method.encoder(model_dir, cfg)
+        sections = [r.section for r in md.test]
+        for pooling, table in tables.items():
+            scoring = dataclasses.replace(cfg.scoring, pooling=pooling, backend="1nn", per_domain=False,
+                                          select="none", per_method={})
+            det = fit_detector(method_name, md, cfg, scoring, encoder=encoder)
+            res = evaluate_machine(md, det.score_features(md.test_feats, sections))
+            if res:
+                table.add_machine(method_name, machine, res)
+    return {p: t.official_score(method_name) if t.methods() else None for p, t in tables.items()}
+
+
 def run_cell(job: dict[str, Any]) -> dict[str, Any]:
     """Train and score one (variant, method, seed); returns and writes its cell.json."""
     import torch
 
     torch.set_num_threads(job["threads"])
     from dgmix.config import load_config
-    from dgmix.pipeline import run_pipeline, scoring_variants
+    from dgmix.pipeline import run_pipeline
 
     cell_dir = Path(job["cell_dir"])
     work = cell_dir / "run"
     if work.exists():
         shutil.rmtree(work)
     base = BASE_CPU if job["preset"] == "cpu" else {}
-    overrides = merge(base, job["overrides"], {"scoring": {"device": job["device"]}})
+    overrides = merge(base, job["overrides"])
     overrides["seed"] = job["seed"]
     cfg = load_config(job["preset"], overrides=overrides)
-    variants = scoring_variants(cfg.scoring)
     t0 = time.perf_counter()
     summary = run_pipeline(Path(job["data"]), work, cfg, methods=[job["method"]], cache_dir=Path(job["cache"]),
-                           progress=False, echo=lambda _msg: None,
-                           extra_scorings={"mean": variants["mean"], "max": variants["max"]},
-                           device=job["device"])
-    seconds = time.perf_counter() - t0
+                           progress=False, echo=lambda _msg: None, device=job["device"])
     method = job["method"]
-    scoring = json.loads((work / "scoring_table.json").read_text())[method]
+    official = rescore(Path(job["data"]), work, cfg, method, Path(job["cache"]))
+    seconds = time.perf_counter() - t0
     table = summary.table
     machines = {}
     for machine in table.machines(method):
@@ -123,9 +152,10 @@ def run_cell(job: dict[str, Any]) -> dict[str, Any]:
                 stages[stage] = json.loads(p.read_text())
         machines[machine] = {"auc_source": hm.auc_source, "auc_target": hm.auc_target, "pauc": hm.pauc,
                              "hmean": hm.hmean, "stages": stages}
+    as_run = table.official_score(method) if method in table.methods() else None
     result = {"variant": job["variant"], "method": method, "seed": job["seed"], "preset": job["preset"],
-              "overrides": job["overrides"], "official_mean": scoring["mean"], "official_max": scoring["max"],
-              "official_as_run": scoring.get("as-run"), "machines": machines, "seconds": round(seconds, 2)}
+              "overrides": job["overrides"], **{f"official_{p}": v for p, v in official.items()},
+              "official_as_run": as_run, "machines": machines, "seconds": round(seconds, 2)}
     (cell_dir / "cell.json").write_text(json.dumps(result, indent=1))
     if not job["keep"]:
         shutil.rmtree(work, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""Issue 12: a bounded load test of ``dgmix serve`` on loopback (a real uvicorn in a subprocess).
+"""A bounded load test of ``dgmix serve`` on loopback (a real uvicorn in a subprocess).
 
 Sends ``--requests`` (1,000) requests, ``--concurrency`` (8) at a time, good and bad mixed in a
 seeded order: 10-s WAV clips as multipart uploads and as raw bodies (expected 200) and bad ones
@@ -44,7 +44,7 @@ import soundfile as sf
 from bench_common import machine_info
 
 import dgmix
-from dgmix.serve import load_detector
+from dgmix.scoring.clips import load_detector
 from dgmix.serve.service import DEFAULT_MAX_BYTES
 
 START, END = "<!-- bench_serve:start -->", "<!-- bench_serve:end -->"
@@ -60,7 +60,7 @@ class Req:
 
 
 def make_detector(work: Path) -> tuple[Path, list[Path]]:
-    """A ``random`` detector on a synthetic fan set of 10-s clips; returns (bundle, test clips)."""
+    """A ``random`` detector on a synthetic fan set of 10-s clips; returns (detector.pt, test clips)."""
     from dgmix.config import load_config
     from dgmix.pipeline import run_pipeline
     from dgmix.synth import SynthConfig, generate
@@ -211,7 +211,7 @@ def markdown(res: dict) -> str:
     rows = "\n".join(f"| {k} | {v['n']} | {v['status']} | {v['p50_ms']:.1f} | {v['p95_ms']:.1f} |"
                      for k, v in res["by_kind"].items())
     return f"""{START}
-## 7. `dgmix serve` under load (issue 12)
+## 7. `dgmix serve` under load
 
 Command: `{res['command']}` ({m['date']}; {m['cpu_model']}, {m['cpu_count']} vCPUs, torch {m['torch']},
 Python {m['python']}; load average {res['loadavg_start']} at the start, {res['loadavg_end']} at the end,

@@ -1,19 +1,22 @@
-"""Issue 14: the ``logmel`` detector, pooling x back end x domain handling, with jackknife CIs.
+"""The ``logmel`` detector, pooling x back end x domain handling, with jackknife CIs (docs/results.md §6).
 
 One *cell* = a pooling over time of the raw log-mel frames (max, GWRP with r, mean), a back end
-(1-NN, 1-NN or 3-NN on standardised vectors, GMM with diagonal or full covariance) and a domain
-handling (none; k-NN: separate scale-normalised source/target banks, ``domain_aware``; GMM: one
-component per domain with a tied covariance, ``gmm_domain: tied``). Every cell goes through the
-package's own detector path (``dgmix.methods.knn_detector``: the bundle's scorer, thresholds from
-leave-one-out / cross-fitted training scores) and is evaluated with the official rules; the 95 %
-interval is the jackknife of the official score over the test clips
-(:mod:`dgmix.metrics.confidence`).
+(1-NN; 1-NN or 3-NN on standardised vectors; a BIC-sized diagonal GMM; one Gaussian with a
+Ledoit-Wolf covariance) and a domain handling (none, or one bank / density per section and domain),
+named ``pooling/backend/domain`` (:mod:`dgmix.candidates`). Every cell goes through the package's
+own detector path: :func:`dgmix.methods.fit_detector` with the ScoringConfig fields of
+:func:`dgmix.candidates.candidate_fields` (thresholds from leave-one-out / held-out training
+scores), the test clips scored by the fitted :class:`~dgmix.scoring.detector.Detector` (and, as a
+check, by the same detector saved and loaded again), evaluated with the official rules; the 95 %
+interval is the jackknife of the official score over the test clips (:mod:`dgmix.metrics.confidence`).
 
 Usage::
 
     python benchmarks/fewshot_table.py run --data DIR --out CELLS.json [--cache DIR] [--cells a,b]
     python benchmarks/fewshot_table.py select CELLS.json          # the selection rule (below)
     python benchmarks/fewshot_table.py table SEL.json [OTHER.json ...]   # markdown, cells as rows
+
+``run`` skips the cells that CELLS.json already holds, so an interrupted run resumes.
 
 Two selection rules, each fixed before it was applied:
 
@@ -32,6 +35,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -40,12 +44,13 @@ import numpy as np
 import torch
 
 from dgmix.candidates import SCORING_CANDIDATES, candidate_fields
-from dgmix.config import load_config
+from dgmix.config import ScoringConfig, load_config
 from dgmix.data import scan
-from dgmix.methods import knn_detector, load_machine
+from dgmix.methods import fit_detector, load_machine
 from dgmix.metrics.confidence import SectionScores, official_score_ci
 from dgmix.metrics.tables import ResultsTable
 from dgmix.pipeline import evaluate_machine
+from dgmix.scoring.detector import Detector
 
 #: the label-free choice (``scoring.select: pseudo``, dgmix.methods.selection) as one more cell
 SELECTED = "selected"
@@ -59,6 +64,13 @@ def all_cells() -> list[str]:
     return [*SCORING_CANDIDATES, SELECTED]
 
 
+def cell_scoring(base: ScoringConfig, name: str) -> ScoringConfig:
+    """The scoring of one cell: ``base`` with the cell's fields (no per-method entries; a fixed
+    cell is used as given, ``selected`` chooses among the whole grid)."""
+    fields = {"per_method": {}, "select": "none", "select_candidates": [], **cell_fields(name)}
+    return dataclasses.replace(base, **fields)
+
+
 def run(data: Path, out: Path, cache: Path, cells: list[str]) -> dict[str, Any]:
     cfg = load_config("cpu")
     ds = scan(data)
@@ -66,11 +78,11 @@ def run(data: Path, out: Path, cache: Path, cells: list[str]) -> dict[str, Any]:
     results: dict[str, Any] = json.loads(out.read_text()) if out.is_file() else {}
     if "_meta" not in results:  # log-mel extraction cost per clip (every cell pays it once per clip)
         md = mds[0]
-        bundle, _ = knn_detector("logmel", None, md, cfg, dataclasses.replace(cfg.scoring, method_defaults=False))
+        det = fit_detector("logmel", md, cfg, cell_scoring(cfg.scoring, SCORING_CANDIDATES[0]))
         paths = [r.path for r in md.test[:20]]
         t0 = time.perf_counter()
         for p in paths:
-            bundle.features_of(p)
+            det.features_of(p)
         results["_meta"] = {"logmel_ms_per_clip": 1000 * (time.perf_counter() - t0) / len(paths),
                             "clip_seconds": float(md.test_feats[0].shape[1] * cfg.features.hop_length
                                                   / cfg.features.sample_rate)}
@@ -78,21 +90,24 @@ def run(data: Path, out: Path, cache: Path, cells: list[str]) -> dict[str, Any]:
         if name in results:
             continue
         fields = cell_fields(name)
-        scoring = dataclasses.replace(cfg.scoring, method_defaults=False, per_method={}, **fields)
+        scoring = cell_scoring(cfg.scoring, name)
         table, groups = ResultsTable(), []
         fit_s = score_s = 0.0
         n_train = n_test = 0
         chosen = {}
         for md in mds:
+            sections = [r.section for r in md.test]
             t0 = time.perf_counter()
-            bundle, scores = knn_detector("logmel", None, md, cfg, scoring)
+            det = fit_detector("logmel", md, cfg, scoring)
             fit_s += time.perf_counter() - t0
-            if bundle.selection is not None:
-                chosen[md.machine] = bundle.selection["chosen"]
+            if det.info.selection is not None:
+                chosen[md.machine] = det.info.selection["chosen"]
             t0 = time.perf_counter()
-            again = bundle.score_features(md.test_feats, [r.section for r in md.test])
+            scores = det.score_features(md.test_feats, sections)
             score_s += time.perf_counter() - t0
-            np.testing.assert_allclose(again, scores, rtol=1e-6, atol=1e-9)  # bundle parity
+            with tempfile.TemporaryDirectory() as tmp:  # the saved detector scores the same
+                again = Detector.load(det.save(Path(tmp) / "detector.pt")).score_features(md.test_feats, sections)
+            np.testing.assert_array_equal(again, scores)
             n_train += len(md.train)
             n_test += len(md.test)
             res = evaluate_machine(md, scores)

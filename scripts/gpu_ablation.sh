@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Issue 10 on one GPU machine, in one call: the option ablation (benchmarks/ablation.py, `cpu`
-# preset schedule, 3 seeds) on the synthetic benchmark set, the `best` combination chosen there by
-# the pre-registered rule, the same cells on the real valve few-shot set, and `--preset paper` rows
-# on the valve set. Everything trains and embeds on CUDA (--device cuda), several cells at a time.
+# The learned-path option ablation of docs/results.md §5 on one GPU machine, in one call: the
+# ablation (benchmarks/ablation.py, `cpu` preset schedule, 3 seeds) on the synthetic benchmark set,
+# the `best` combination chosen there by the pre-registered rule, the same cells on the real valve
+# few-shot set, and `--preset paper` rows on the valve set. Everything trains on CUDA (--device
+# cuda), several cells at a time; the detectors embed and score on the CPU.
 #
 #   bash scripts/gpu_ablation.sh OUT_DIR [VALVE_DIR]
 #
@@ -75,7 +76,7 @@ if [ -n "$VALVE_IN" ]; then
   # attribute (finetune.classes: auto), as configs/valve-fewshot.yaml does; all else is the paper
   printf 'finetune:\n  classes: auto\n' > "$W/paper_valve.yaml"
   timeout -k 10 $(lim 100) $DG run --data "$W/valve" --preset paper --config "$W/paper_valve.yaml" --methods dgmix,scratch --device "$DEVICE" --seed 0 \
-    --out "$W/paper_valve" --scoring-table --no-paper-reference --no-progress > "$OUT/paper_valve.txt" 2>&1
+    --out "$W/paper_valve" --no-paper-reference --no-progress > "$OUT/paper_valve.txt" 2>&1
 fi
 $ABL table "$W/abl_bench" $([ -n "$VALVE_IN" ] && echo "$W/abl_valve") --md "$OUT/ablation.md" > /dev/null
 stamp "done"

@@ -11,12 +11,10 @@ refused unless the user says which of two things they mean:
   in ``keep`` (``dgmix run`` keeps its ``cache/``, whose entries are keyed by the clips' content and
   the feature settings and so cannot be stale).
 
-Once ``dgmix run`` has finished, the training stages' resume checkpoints are no longer needed and
-:func:`remove_resume_checkpoints` deletes them (``--keep-checkpoints`` keeps them): a finished
+Once ``dgmix run`` has finished, the training stages' weight files are no longer needed and
+:func:`remove_training_files` deletes them (``--keep-checkpoints`` keeps them): a finished
 (method, machine type) pair is read back from its ``done.json`` and score CSVs by ``--resume``, and
-``dgmix score`` / ``serve`` / ``export`` read ``detector.pt``, so only ``last.pt`` is resume-only.
-The final ``encoder.pt`` / ``model.pt`` of each stage stay: ``--resume`` takes a stage with its
-final file as finished, and re-scoring (``--scoring-table``) loads ``encoder.pt``.
+``dgmix score`` / ``serve`` / ``export`` read ``detector.pt``, which holds the encoder.
 """
 
 from __future__ import annotations
