@@ -1,7 +1,7 @@
-"""Non-default feature settings end to end (issue 9, bugs 1 and 3).
+"""Non-default feature settings end to end.
 
 One FeatureParams drives the feature cache, the encoder's input shape and the detector bundle's
-front end, so a run with another ``n_mels``, ``hop_length``, ``frames``, ``fmin`` and ``fmax``
+front end, so a run with another ``n_mels``, ``hop_length``, ``frames`` and ``window_hop``
 trains, writes bundles, and ``dgmix score`` reproduces the run's scores from the WAV files.
 """
 
@@ -20,7 +20,7 @@ from dgmix.models import build_encoder
 from dgmix.pipeline import run_pipeline
 from dgmix.scoring.bundle import DetectorBundle
 
-FEATURES = {"n_mels": 64, "hop_length": 256, "frames": 32, "window_hop": 4, "fmin": 50.0, "fmax": 7000.0}
+FEATURES = {"n_mels": 64, "hop_length": 256, "frames": 32, "window_hop": 4}
 METHODS = ["scratch", "logmel"]  # a learned encoder and the log-mel front end alone
 
 

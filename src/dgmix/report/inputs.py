@@ -1,11 +1,11 @@
-"""What ``dgmix run`` keeps for the report (issue 12), under ``RUN/report_inputs/<machine>/``.
+"""What ``dgmix run`` keeps for the report, under ``RUN/report_inputs/<machine>/``.
 
 * ``test_clips.csv``: ``name,section,domain,label`` of every scored test clip, so that ROC curves and
   histograms also work for evaluation data whose names carry no label (the labels then came from
   the ground truth the pipeline read);
 * ``<method>.json``: the detector's per-section decision thresholds (also in ``detector.pt``, read
   here without torch);
-* ``<method>_train.npz``: clip embeddings of (at most ``report.tsne_max_points``) training clips with
+* ``<method>_train.npz``: clip embeddings of (at most :data:`dgmix.report.TSNE_MAX_POINTS`) training clips with
   their section, domain and attribute string, for the t-SNE plots (paper Figure 2).
 
 Everything is small: the default synthetic set keeps about 40 KB per method and machine type.
