@@ -1,10 +1,10 @@
-"""Issue 13: real and broken input fed to every verb (data, features, run, score, evaluate, pretrain).
+"""Real and broken input fed to every verb (data, features, run, score, evaluate, pretrain).
 
 Each case asserts the documented outcome: a one-line ``error:`` naming the file and exit status 1
 or 2, or correct handling (the clip skipped with a message, the rest processed); never a
-traceback; and output written before is left unchanged. Cases 1-6 of the issue are marked
-``[n]``; cases that already held before the issue are marked ``[holds]``. The kill-and-resume
-test of case 7 is in tests/test_crash_resume.py.
+traceback; and output written before is left unchanged. The cases are numbered ``[1]``-``[6]``
+by kind of input; ``[holds]`` marks cases of long-standing behaviour. The kill-and-resume test
+(case 7) is in tests/test_crash_resume.py.
 """
 
 from __future__ import annotations
