@@ -1,4 +1,4 @@
-"""Issue 11: the paper preset's pre-training step on a GPU, host path against device-resident path.
+"""The paper preset's pre-training step on a GPU, host path against device-resident path.
 
 Times the *whole* step of :class:`dgmix.training.pretrain.PretrainTask` as the training loop runs
 it: drawing the pairs and lambda, gathering X and X' (on the host and copied, or on the device),
@@ -18,8 +18,9 @@ Per setting it prints the median step time (each step synchronised), training wi
 of the card's peak that the achieved model FLOP/s represent (FLOPs per window: 3 x 2 x the
 encoder's and expander's multiply-adds, forward + backward; peak: ``--peak-tflops``, H100 SXM
 dense bf16 989 by default). Every setting runs in the same process, one after the other, and
-its row is printed as soon as it is measured. ``device-bf16-cl-compile`` (torch.compile) is not in
-the default list: its warm-up took over 100 s on an H100 (torch 2.11) and used up a whole time box.
+its row is printed as soon as it is measured. Every setting is channels-last (as training always
+is); a stage training on CUDA always keeps its data on the device, so the ``host`` settings force
+the host path by patching :func:`dgmix.training.device_data.use_device_data`.
 
     python benchmarks/bench_gpu.py --json out.json            # on a GPU machine, < 2 minutes
     python benchmarks/bench_gpu.py --device cpu --clips 6 --batch 32 --steps 2 --rounds 1   # dry run
@@ -41,6 +42,7 @@ from dgmix.config import load_config
 from dgmix.features import WindowDataset
 from dgmix.models import multiply_adds
 from dgmix.optim import param_groups
+from dgmix.training import device_data
 from dgmix.training.common import wrap_model
 from dgmix.training.data import ClipSet
 from dgmix.training.distributed import DistContext
@@ -54,21 +56,17 @@ class Setting:
     name: str
     on_device: bool
     amp: bool = False
-    channels_last: bool = False
-    compile: bool = False
     stage: str = "pretrain"  # "finetune": FinetuneTask + AdamW at the fine-tuning batch (--ft-batch)
     graphs: bool = False  # finetune.cuda_graphs (dgmix.training.graphs)
 
 
 SETTINGS = {
     "host-fp32": Setting("host-fp32", False),
-    "host-bf16-cl": Setting("host-bf16-cl", False, amp=True, channels_last=True),
+    "host-bf16": Setting("host-bf16", False, amp=True),
     "device-fp32": Setting("device-fp32", True),
-    "device-bf16-cl": Setting("device-bf16-cl", True, amp=True, channels_last=True),
-    "device-bf16-cl-compile": Setting("device-bf16-cl-compile", True, amp=True, channels_last=True, compile=True),
+    "device-bf16": Setting("device-bf16", True, amp=True),
     "ft-host-fp32": Setting("ft-host-fp32", False, stage="finetune"),
     "ft-device-fp32": Setting("ft-device-fp32", True, stage="finetune"),
-    "ft-device-cl": Setting("ft-device-cl", True, channels_last=True, stage="finetune"),
     "ft-device-graphs": Setting("ft-device-graphs", True, stage="finetune", graphs=True),
 }
 
@@ -84,16 +82,22 @@ def make_clips(n_clips: int, seed: int = 0) -> ClipSet:
 
 
 def build(s: Setting, clips: ClipSet, batch: int, device: str):
-    if s.stage == "finetune":
-        return build_finetune(s, clips, batch, device)
-    cfg = load_config("paper", overrides={"pretrain": {
-        "batch_size": batch, "amp": s.amp, "channels_last": s.channels_last, "compile": s.compile,
-        "data_on_device": "on" if s.on_device else "off",
-    }})
+    real = device_data.use_device_data
+    device_data.use_device_data = lambda _device: s.on_device  # host or device path, on any device
+    try:
+        if s.stage == "finetune":
+            return build_finetune(s, clips, batch, device)
+        return build_pretrain(s, clips, batch, device)
+    finally:
+        device_data.use_device_data = real
+
+
+def build_pretrain(s: Setting, clips: ClipSet, batch: int, device: str):
+    cfg = load_config("paper", overrides={"pretrain": {"batch_size": batch, "amp": s.amp}})
     ctx = DistContext(device=torch.device(device))
     torch.manual_seed(0)
     task = PretrainTask(clips, cfg, ctx)
-    task.module, model = wrap_model(task.module, ctx, s.compile)
+    task.module, model = wrap_model(task.module, ctx)
     opt, sched = build_optimizer(task.module, cfg, steps_per_epoch=max(1, clips.n_windows // batch))
     order = torch.randperm(clips.n_windows, generator=torch.Generator().manual_seed(0)).to(task.index_device)
     return task, model, opt, order
@@ -101,9 +105,7 @@ def build(s: Setting, clips: ClipSet, batch: int, device: str):
 
 def build_finetune(s: Setting, clips: ClipSet, batch: int, device: str):
     """The fine-tuning step (paper §3.4) as ``dgmix.training.finetune.finetune`` builds it (AdamW groups)."""
-    cfg = load_config("paper", overrides={"finetune": {
-        "batch_size": batch, "channels_last": s.channels_last, "data_on_device": "on" if s.on_device else "off",
-        "cuda_graphs": s.graphs}})
+    cfg = load_config("paper", overrides={"finetune": {"batch_size": batch, "cuda_graphs": s.graphs}})
     ctx = DistContext(device=torch.device(device))
     torch.manual_seed(0)
     task = FinetuneTask(clips, cfg, ctx)
@@ -140,8 +142,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="timed blocks of --steps steps")
     ap.add_argument("--ft-batch", type=int, default=64, help="batch of the ft-* (fine-tuning) settings")
     ap.add_argument("--settings",
-                    default="host-fp32,host-bf16-cl,device-fp32,device-bf16-cl,ft-host-fp32,ft-device-fp32,ft-device-cl,"
-                            "ft-device-graphs")
+                    default="host-fp32,host-bf16,device-fp32,device-bf16,ft-host-fp32,ft-device-fp32,ft-device-graphs")
     ap.add_argument("--peak-tflops", type=float, default=989.0, help="the card's dense bf16 peak")
     ap.add_argument("--epoch-windows", type=int, default=96_000)
     ap.add_argument("--json", default=None)
@@ -158,7 +159,7 @@ def main() -> None:
         try:
             b = args.ft_batch if SETTINGS[n].stage == "finetune" else args.batch
             built[n] = (*build(SETTINGS[n], clips, b, args.device), b)
-        except Exception as exc:  # e.g. torch.compile unavailable: record it, keep the others
+        except Exception as exc:  # e.g. out of memory: record it, keep the others
             failed[n] = f"{type(exc).__name__}: {exc}".splitlines()[0]
             print(f"{n} failed to build: {failed[n]}", flush=True)
             continue
@@ -174,7 +175,7 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|", flush=True)
     rows = []
     # one setting after the other, each row printed as soon as it is measured, so a time limit
-    # (or a slow torch.compile warm-up) costs only the settings not reached yet
+    # costs only the settings not reached yet
     for n in names:
         *parts, batch = built[n]
         step = step_fn(*parts, batch, torch.Generator().manual_seed(1))

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     idx2 = rng.integers(0, len(ds), args.batch)
     x, x2 = ds.batch(idx), ds.batch(idx2)
     g = torch.Generator().manual_seed(args.seed)
-    lam = sample_lambda(args.batch, alpha=0.5, per_sample=True, generator=g)
+    lam = sample_lambda(args.batch, alpha=0.5, generator=g)
     lam_b = lam.view(-1, 1, 1, 1)
 
     def reference() -> torch.Tensor:

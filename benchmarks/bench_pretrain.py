@@ -14,16 +14,16 @@ X_lambda (``batch`` windows each) through forward and backward.
 Variants are named by ``+``-joined tokens on top of the naive reference
 (fp32, NCHW/contiguous, torch's default thread count, eager, three separate forwards):
 
-* ``cl``       channels_last model and inputs (``PretrainConfig.channels_last``)
-* ``t1``/``t2`` ``torch.set_num_threads(1|2)`` for that variant (``PretrainConfig.threads``)
+* ``cl``       channels_last model and inputs (what every training stage uses)
+* ``t1``/``t2`` ``torch.set_num_threads(1|2)`` for that variant
 * ``ftz``      ``torch.set_flush_denormal(True)`` for that variant (denormals flushed to zero;
   not a config field)
 * ``oop``      out-of-place activations: every ``ReLU6``/``ReLU`` of the model gets
   ``inplace=False`` (same maths; in eager autograd an in-place ``hardtanh_`` costs an extra
   clone + copy). A model-code change, not a config field.
 * ``cudnnb``   ``torch.backends.cudnn.benchmark = True`` for that variant (CUDA only)
-* ``compile``  ``torch.compile`` (default mode) of the branch module, as ``wrap_model`` does
-  (``PretrainConfig.compile``); the first step's time is reported as the compile time
+* ``compile``  ``torch.compile`` (default mode) of the branch module (not offered by training,
+  BENCHMARKS.md §1); the first step's time is reported as the compile time
 * ``concat``   ONE forward of ``cat([X, X', X_lambda])`` (3N windows) instead of three forwards
   of N. This CHANGES SEMANTICS: batch norm then normalises over 3N windows instead of over N
   per branch, so the loss and gradients differ. Reported, never a recommendation by itself.

@@ -32,7 +32,7 @@ def test_lambda_distribution_is_beta_half_half() -> None:
     assert stats.kstest(lam, stats.beta(0.5, 0.5).cdf).pvalue > 1e-3
 
 
-def test_lambda_reproducible_and_shared() -> None:
+def test_lambda_reproducible() -> None:
     a = sample_lambda(7, generator=torch.Generator().manual_seed(3))
     b = sample_lambda(7, generator=torch.Generator().manual_seed(3))
     c = sample_lambda(7, generator=torch.Generator().manual_seed(4))
@@ -45,8 +45,7 @@ def test_lambda_reproducible_and_shared() -> None:
     g1 = sample_lambda(5)
     torch.manual_seed(11)
     torch.testing.assert_close(g1, sample_lambda(5))
-    shared = sample_lambda(6, per_sample=False, generator=torch.Generator().manual_seed(0))
-    assert shared.shape == (6,) and torch.all(shared == shared[0])
+    assert sample_lambda(6, generator=torch.Generator().manual_seed(0)).unique().numel() == 6  # one per pair
     with pytest.raises(ValueError, match="n must be"):
         sample_lambda(0)
     with pytest.raises(TypeError, match="generator"):
@@ -101,19 +100,21 @@ SECTIONS = np.repeat([0, 1], 36)
 DOMAINS = np.tile(np.array([0] * 30 + [1] * 6), 2)
 
 
-def test_section_scope_keeps_pairs_in_the_anchor_section() -> None:
-    sampler = PairSampler(72, sections=SECTIONS, scope="section")
+def test_sections_keep_pairs_in_the_anchor_section() -> None:
+    sampler = PairSampler(72, sections=SECTIONS)
     idx = torch.arange(72).repeat(20)
     a, b = sampler(idx, torch.Generator().manual_seed(0))
     assert torch.equal(a, idx) and (a != b).all() and (SECTIONS[a.numpy()] == SECTIONS[b.numpy()]).all()
-    with pytest.raises(ValueError, match="section of every window"):
-        PairSampler(72, scope="section")
+    with pytest.raises(ValueError, match="one entry per window"):
+        PairSampler(72, sections=SECTIONS[:10])
+    with pytest.raises(ValueError, match="single training window"):
+        PairSampler(3, sections=[0, 0, 1])(torch.arange(3), torch.Generator().manual_seed(0))
 
 
 @pytest.mark.parametrize("scope", ["section", "machine"])
 def test_pair_type_shares_are_drawn_as_configured(scope) -> None:
     shares = (0.2, 0.5, 0.3)
-    sampler = PairSampler(72, sections=SECTIONS, domains=DOMAINS, scope=scope, shares=shares)
+    sampler = PairSampler(72, sections=SECTIONS if scope == "section" else None, domains=DOMAINS, shares=shares)
     idx = torch.arange(72).repeat(200)
     a, b = sampler(idx, torch.Generator().manual_seed(3))
     da, db = DOMAINS[a.numpy()], DOMAINS[b.numpy()]
@@ -194,3 +195,11 @@ def test_specaugment_warp_and_p() -> None:
     assert torch.equal(SpecAugment(p=0.0)(x, generator=torch.Generator().manual_seed(0)), x)
     with pytest.raises(ValueError, match=r"\(N, C, F, T\)"):
         SpecAugment()(torch.randn(16, 64))
+
+
+def test_specaugment_defaults_are_the_module_constants() -> None:
+    from dgmix.augment import specaugment as sa
+
+    aug = SpecAugment()
+    assert (sa.TIME_WARP, sa.FREQ_MASK, sa.TIME_MASK, sa.N_FREQ_MASKS, sa.N_TIME_MASKS) == (5, 16, 8, 2, 2)
+    assert (aug.time_warp, aug.freq_mask, aug.time_mask, aug.n_freq_masks, aug.n_time_masks) == (5, 16, 8, 2, 2)

@@ -1,10 +1,10 @@
-"""Issue 13: real and broken input fed to every verb (data, features, run, score, evaluate, pretrain).
+"""Real and broken input fed to every verb (data, features, run, score, evaluate, pretrain).
 
 Each case asserts the documented outcome: a one-line ``error:`` naming the file and exit status 1
 or 2, or correct handling (the clip skipped with a message, the rest processed); never a
-traceback; and output written before is left unchanged. Cases 1-6 of the issue are marked
-``[n]``; cases that already held before the issue are marked ``[holds]``. The kill-and-resume
-test of case 7 is in tests/test_crash_resume.py.
+traceback; and output written before is left unchanged. The cases are numbered ``[1]``-``[6]``
+by kind of input; ``[holds]`` marks cases of long-standing behaviour. The kill-and-resume test
+(case 7) is in tests/test_crash_resume.py.
 """
 
 from __future__ import annotations
@@ -317,7 +317,7 @@ def test_score_with_no_usable_clip_names_the_input_and_writes_no_csv(logmel_run,
 
 
 # --------------------------------------------------------- [5] one line, not a traceback
-@pytest.mark.parametrize("setting", ["sample_rate: 0", "hop_length: -1", "n_mels: 0", "fmax: 99999"])
+@pytest.mark.parametrize("setting", ["sample_rate: 0", "hop_length: -1", "n_mels: 0", "window_hop: 0"])
 def test_feature_settings_out_of_range(setting, small_set, tmp_path):
     """[5]/[holds] out-of-range feature settings in a config file: one line naming the file."""
     cfg = tmp_path / "bad.yaml"

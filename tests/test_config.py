@@ -19,11 +19,36 @@ def _pooling(method: str, cfg) -> str:
     return resolve_scoring(cfg.scoring, get_method(method)).pooling
 
 
-def test_paper_preset_is_spec_section_4():
+#: The fields of the training-side sections, in order, in every preset.
+SECTION_FIELDS = {
+    "features": ["sample_rate", "n_fft", "hop_length", "n_mels", "frames", "window_hop", "channel", "pad",
+                 "allow_silence"],
+    "model": ["width_mult", "embed_dim", "expander_hidden", "expander_layers", "classifier_hidden"],
+    "pretrain": ["method", "epochs", "batch_size", "lr", "weight_decay", "optimizer", "warmup_epochs", "final_lr",
+                 "gamma", "mu", "nu", "mixup_alpha", "windows_per_epoch", "joined_views", "amp"],
+    "finetune": ["epochs", "batch_size", "lr", "weight_decay", "gamma", "mixup_alpha", "pair_shares",
+                 "windows_per_epoch", "joined_views", "cuda_graphs", "classes"],
+    "baseline": ["epochs", "batch_size", "lr", "windows_per_epoch"],
+    "split": ["test_normals", "seed"],
+    "report": ["enabled", "tsne"],
+}
+
+
+@pytest.mark.parametrize("preset", ["paper", "cpu", "tiny"])
+def test_resolved_config_has_exactly_the_training_fields(preset, tmp_path):
+    data = yaml.safe_load(write_config(load_config(preset), tmp_path).read_text())
+    assert list(data)[:2] == ["preset", "seed"]
+    for section, names in SECTION_FIELDS.items():
+        assert list(data[section]) == names, section
+
+
+def test_paper_preset_is_the_papers_schedule():
+    from dgmix.training.pretrain import peak_lr
+
     cfg = load_config("paper")
     p = cfg.pretrain
     assert (p.batch_size, p.epochs, p.weight_decay, p.warmup_epochs, p.final_lr) == (1024, 100, 1e-4, 10, 0.002)
-    assert p.base_lr_per_256 * p.batch_size / 256 == pytest.approx(0.8)
+    assert p.lr is None and p.optimizer == "lars" and peak_lr(p) == pytest.approx(0.8)
     assert (p.gamma, p.mu, p.nu) == (25.0, 25.0, 1.0)
     f = cfg.finetune
     assert (f.lr, f.weight_decay, f.batch_size, f.epochs) == (1e-4, 1e-4, 64, 20)
@@ -91,14 +116,14 @@ def test_every_verb_defaults_to_the_same_preset():
 
 def test_feature_settings_are_one_validated_type(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("features:\n  n_mels: 64\n  hop_length: 256\n  fmin: 50\n  fmax: 7000\n")
+    path.write_text("features:\n  n_mels: 64\n  hop_length: 256\n  window_hop: 4\n")
     cfg = load_config("tiny", path)
     assert isinstance(cfg.features, FeatureParams)
     f = cfg.features
-    assert (f.n_mels, f.hop_length, f.fmin, f.fmax) == (64, 256, 50.0, 7000.0)
+    assert (f.n_mels, f.hop_length, f.window_hop) == (64, 256, 4)
     assert config_from_dict(cfg.to_dict()) == cfg
-    path.write_text("features:\n  fmax: 9000\n")  # above Nyquist: FeatureParams' own check
-    with pytest.raises(InputError, match="features: .*fmax") as exc:
+    path.write_text("features:\n  n_mels: 0\n")  # FeatureParams' own check
+    with pytest.raises(InputError, match="features: .*n_mels") as exc:
         load_config("tiny", path)
     assert "\n" not in str(exc.value)
 
@@ -142,7 +167,7 @@ def test_file_overrides(tmp_path, suffix, text):
     ("pretrain:\n  batch_size: 1\n", "batch_size must be >= 2"),
     ("finetune:\n  pair_shares: [1, 1]\n", "pair_shares must be three"),
     ("finetune:\n  pair_shares: [1, x, 1]\n", r"finetune.pair_shares\[1\] must be a number"),
-    ("finetune:\n  pair_scope: clip\n", "pair_scope must be one of"),
+    ("finetune:\n  pair_scope: section\n", "unknown config field 'finetune.pair_scope'"),
     ("- a\n- b\n", "mapping"),
 ])
 def test_invalid_files(tmp_path, text, needle):
@@ -206,13 +231,19 @@ sys.exit(1 if bad else 0)
     assert res.returncode == 0, res.stdout + res.stderr
 
 
-def test_configs_written_before_issue_9_still_load():
-    old = load_config("cpu").to_dict()
-    old["scoring"].pop("per_method")
-    old["scoring"].pop("method_defaults")
-    old["scoring"]["logmel_pooling"] = "gwrp"
-    old["features"].pop("fmin")
-    old["features"].pop("fmax")
-    cfg = config_from_dict(old)
-    assert cfg.scoring.per_method == {"logmel": {"pooling": "gwrp"}} and cfg.features == FeatureParams()
-    assert _pooling("logmel", cfg) == "gwrp"
+@pytest.mark.parametrize("text,key", [
+    ("model:\n  activation: relu\n", "model.activation"),
+    ("model:\n  input_norm: per_bin\n", "model.input_norm"),
+    ("pretrain:\n  reestimate_bn: true\n", "pretrain.reestimate_bn"),
+    ("pretrain:\n  adamw_lr: 0.001\n", "pretrain.adamw_lr"),
+    ("finetune:\n  consistency_scale: batch_std\n", "finetune.consistency_scale"),
+    ("features:\n  fmax: 7000\n", "features.fmax"),
+    ("split:\n  max_test_fraction: 0.4\n", "split.max_test_fraction"),
+    ("report:\n  paper_reference: on\n", "report.paper_reference"),
+])
+def test_removed_settings_are_refused_in_one_line_naming_the_key(tmp_path, text, key):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(InputError, match=f"unknown config field '{key}'") as exc:
+        load_config("cpu", path)
+    assert str(path) in str(exc.value) and "\n" not in str(exc.value)

@@ -1,4 +1,4 @@
-"""Pre-training and fine-tuning: checkpoints, exact resume, non-finite loss, config handling."""
+"""Pre-training and fine-tuning: checkpoints, exact resume, non-finite loss, config handling, precise BN."""
 
 from __future__ import annotations
 
@@ -152,21 +152,16 @@ def test_finetune_on_attribute_classes(tiny_synth, feature_cache, tmp_path):
     assert state["model"]["classifier.net.2.weight"].shape[0] == len(names)
 
 
-def test_finetune_options_reach_the_optimizer_and_pairs(tiny_synth, feature_cache, tmp_path):
-    """finetune.decay_norm_and_bias: false -> AdamW groups without decay for biases and BN;
-    finetune.pair_scope / pair_shares -> the task's pairs stay in a section, all source x target;
-    finetune.reestimate_bn -> the saved encoder's first BN holds the statistics of its input over
-    the training windows (64 windows here: one batch, so exactly their mean)."""
+def test_finetune_optimizer_groups_and_pairs(tiny_synth, feature_cache, tmp_path):
+    """AdamW groups without decay for biases and BN; finetune.pair_shares -> the task's pairs stay in
+    the anchor's section, here all source x target."""
     from dgmix.training.common import training_clips
     from dgmix.training.distributed import DistContext
     from dgmix.training.finetune import FinetuneTask
 
     cfg = _tiny()
     cfg.finetune.epochs = 1
-    cfg.finetune.decay_norm_and_bias = False
-    cfg.finetune.pair_scope = "section"
     cfg.finetune.pair_shares = [0.0, 1.0, 0.0]
-    cfg.finetune.reestimate_bn = True
     finetune(tiny_synth, "fan", cfg, tmp_path / "ft", feature_cache, init=None, progress=False)
     groups = load_checkpoint(tmp_path / "ft" / "last.pt")["optimizer"]["param_groups"]
     assert [g["weight_decay"] for g in groups] == [cfg.finetune.weight_decay, 0.0]
@@ -178,11 +173,37 @@ def test_finetune_options_reach_the_optimizer_and_pairs(tiny_synth, feature_cach
     dom, sec = torch.as_tensor(clips.clip_domain[clip]), torch.as_tensor(clips.clip_section[clip])
     assert (dom[a] == 0).all() and (dom[b] == 1).all() and (sec[a] == sec[b]).all() and (sec[a] == sec[idx]).all()
 
-    from dgmix.models import build_encoder
 
-    enc = build_encoder(cfg.model, cfg.features)
-    enc.load_state_dict(load_checkpoint(tmp_path / "ft" / "encoder.pt")["encoder"])
+@pytest.mark.parametrize("stage", ["pretrain", "finetune", "baseline"])
+def test_every_learned_stage_ends_with_precise_bn(tiny_synth, feature_cache, tmp_path, stage):
+    """The saved encoder's BN statistics are those of the real training windows (here 64 windows:
+    one batch, so the first BN's running mean is exactly its input's mean), not the training
+    run's (last.pt, written before the re-estimation)."""
+    from dgmix.models import build_encoder
+    from dgmix.training.common import training_clips
+    from dgmix.training.distributed import DistContext
+
+    cfg = _tiny(epochs=1)
+    cfg.finetune.epochs = cfg.baseline.epochs = 1
+    out = tmp_path / stage
+    if stage == "pretrain":
+        pretrain(tiny_synth, "fan", cfg, out, feature_cache, progress=False)
+    elif stage == "finetune":
+        finetune(tiny_synth, "fan", cfg, out, feature_cache, init=None, progress=False)
+    else:
+        train_baseline(tiny_synth, "fan", cfg, out, feature_cache, progress=False)
+    clips = training_clips(tiny_synth, "fan", cfg, feature_cache, DistContext(), progress=False)
     assert clips.n_windows <= 256
+    saved = load_checkpoint(out / "encoder.pt")["encoder"]
+    enc = build_encoder(cfg.model, cfg.features)
+    enc.load_state_dict(saved)
     with torch.no_grad():
         y = enc.stages.conv3x3[0](clips.windows.batch(np.arange(clips.n_windows)))
     torch.testing.assert_close(enc.stages.conv3x3[1].running_mean, y.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(enc.stages.conv3x3[1].running_var, y.var(dim=(0, 2, 3)), rtol=1e-3, atol=1e-3)
+    trained = load_checkpoint(out / "last.pt")["model"]
+    key = "encoder.stages.conv3x3.1.running_mean"
+    assert not torch.equal(trained[key], saved["stages.conv3x3.1.running_mean"])
+    if stage != "pretrain":  # the classifier's model.pt carries the same encoder
+        model = load_checkpoint(out / "model.pt")["model"]
+        assert torch.equal(model[key], saved["stages.conv3x3.1.running_mean"])

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from dgmix.scoring.embed import encoder_windows
 from torch import nn
 
 from dgmix.config import load_config
-from dgmix.scoring.embed import encoder_windows
 from dgmix.training.common import training_clips
 from dgmix.training.distributed import DistContext
 from dgmix.training.finetune import FinetuneTask

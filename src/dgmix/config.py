@@ -33,140 +33,94 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, installed as ``toml
 PresetName = Literal["paper", "cpu", "tiny"]
 PRESETS: tuple[str, ...] = ("paper", "cpu", "tiny")
 #: The preset every verb (run, pretrain, finetune) starts from when ``--preset`` is not given: a
-#: schedule sized for a 2-core laptop. ``--preset paper`` is SPEC §4 exactly.
+#: schedule sized for a 2-core laptop. ``--preset paper`` is the paper's schedule (§3.3-3.4).
 DEFAULT_PRESET: PresetName = "cpu"
 
 
 @dataclass
 class ModelConfig:
-    """Encoder (Table 1) and expander (paper §3.3)."""
+    """Encoder (Table 1: MobileNetV2 rows, ReLU6) and expander (paper §3.3: every layer followed by
+    BN and ReLU); the section classifier of fine-tuning (paper §3.4)."""
 
     width_mult: float = 0.5
     embed_dim: int = 320
     expander_hidden: int = 1280
     expander_layers: int = 3
-    # Paper §3.3: each expander layer is followed by BN and ReLU. VICReg's own expander
-    # has a plain last layer; set False for that.
-    expander_last_bn_relu: bool = True
     classifier_hidden: int = 128
-    # Encoder activation: "relu6" (Table 1, MobileNetV2) or "relu" (not in the paper: ReLU6 caps a
-    # short loud event after the first BN; see dgmix.models.mobilenet.Encoder).
-    activation: Literal["relu6", "relu"] = "relu6"
-    # Encoder input: raw dB windows ("none", the paper §3.1) or per-mel-bin standardisation with
-    # the training clips' statistics, stored in the encoder ("per_bin"; dgmix.models.input_norm).
-    input_norm: Literal["none", "per_bin"] = "none"
 
 
 @dataclass
 class PretrainConfig:
-    """Self-supervised pre-training (paper §3.3, SPEC §4)."""
+    """Self-supervised pre-training (paper §3.3).
+
+    ``lr: null`` is the optimizer's own rule: LARS 0.2 x batch / 256 (the paper's 0.8 at batch
+    1024), AdamW 1e-3 (:func:`dgmix.training.pretrain.peak_lr`). ``final_lr`` is where the cosine
+    ends for LARS; AdamW ends at the same fraction of its peak. ``optimizer: adamw`` is not in the
+    paper: it is there for short CPU runs, where LARS with eta 0.001 hardly moves the convolution
+    weights (docs/results.md §5.2), and decays conv/linear weights only. ``joined_views``: one
+    forward pass over X, X', X_lambda (BN statistics over all three, so eq. 1 can reach 0 for a
+    network that is affine in training mode) instead of one per view; not in the paper
+    (:func:`dgmix.training.pretrain.forward_views`). ``windows_per_epoch``: a cap on the windows
+    visited per epoch (null: every window of the machine type, as the paper). ``amp``: bf16
+    autocast on CUDA.
+    """
 
     method: Literal["dgmix", "vicreg"] = "dgmix"
     epochs: int = 100
     batch_size: int = 1024
-    # lr = base_lr_per_256 * batch / 256 unless ``lr`` is set (paper: 0.8 at batch 1024).
     lr: float | None = None
-    base_lr_per_256: float = 0.2
     weight_decay: float = 1e-4
-    momentum: float = 0.9
-    lars_eta: float = 0.001
-    # "lars" (SPEC §4: LARS + warm-up/cosine, lr as above) or "adamw" (not in the paper: for short
-    # CPU runs, where LARS with eta 0.001 moves the weights by ~0.4 %; lr ``adamw_lr`` with the same
-    # warm-up/cosine shape, weight decay ``weight_decay`` on conv/linear weights only).
     optimizer: Literal["lars", "adamw"] = "lars"
-    adamw_lr: float = 1e-3
     warmup_epochs: float = 10
     final_lr: float = 0.002
     gamma: float = 25.0  # consistency / invariance coefficient
     mu: float = 25.0  # variance coefficient
     nu: float = 1.0  # covariance coefficient
-    # Eq. (1) as a mean over batch and dimensions ("mean", default, SPEC §4) or the literal
-    # sum over dimensions ("sum").
-    consistency_reduction: Literal["mean", "sum"] = "mean"
-    mixup_alpha: float = 0.5  # lambda ~ Beta(alpha, alpha)
-    per_sample_lambda: bool = True
-    # SpecAugment for the VICReg ablation.
-    time_warp: int = 5
-    freq_mask: int = 16
-    time_mask: int = 8
-    n_freq_masks: int = 2
-    n_time_masks: int = 2
-    # Cap on windows visited per epoch (None = every window of the machine type, as the paper).
+    mixup_alpha: float = 0.5  # lambda ~ Beta(alpha, alpha), one lambda per pair
     windows_per_epoch: int | None = None
-    std_warn_threshold: float = 0.05
-    # Re-estimate the encoder's BN statistics on real training windows before saving it (not in
-    # the paper; dgmix.training.common.refresh_batchnorm).
-    reestimate_bn: bool = False
-    # One forward pass over the joined views X, X', X_lambda (BN statistics over all three, so eq. 1
-    # can reach 0 for a network that is affine in training mode) instead of one per view (BN per
-    # view). Not in the paper; dgmix.training.pretrain.forward_views.
     joined_views: bool = False
-    amp: bool = False  # bf16 autocast on CUDA
-    channels_last: bool = False
-    compile: bool = False
-    # Training frames on the device once, windows, pairs and lambda drawn there (issue 11,
-    # dgmix.training.device_data): "auto" = on when training on CUDA, "on", "off" (host path).
-    data_on_device: Literal["auto", "on", "off"] = "auto"
-    threads: int | None = None
-    log_every: int = 1
+    amp: bool = False
 
 
 @dataclass
 class FinetuneConfig:
-    """Section-ID fine-tuning with mixup, KL and the consistency constraint (paper §3.4, SPEC §5)."""
+    """Section-ID fine-tuning with mixup, KL and the consistency constraint (paper §3.4).
+
+    Pairs are drawn within the anchor's section (paper §3.4: "for each section");
+    ``pair_shares``: probabilities of [source x source, source x target, target x target] pairs
+    (default equal shares: our reading of the paper, which names intra- and inter-domain pairs
+    and no proportion), or null (partner uniform within the section: with 990 source and 10
+    target clips per section, ~2 % of pairs then involve a target window); see
+    :mod:`dgmix.augment.pairs`. AdamW decays conv/linear weights only (biases and BN parameters
+    are not decayed; the paper does not say). ``joined_views`` as in pre-training. ``cuda_graphs``:
+    CUDA graphs of the model's forward and backward on one GPU (the batch-64 step is bound by
+    kernel launches; :mod:`dgmix.training.graphs`); no effect on a CPU. ``classes``: classifier
+    targets, "section" (paper §3.4), "section+attributes", or "auto" (attributes only when the
+    data has a single section; :func:`dgmix.training.data.class_keys`).
+    """
 
     epochs: int = 20
     batch_size: int = 64
     lr: float = 1e-4
     weight_decay: float = 1e-4
     gamma: float = 25.0
-    consistency_reduction: Literal["mean", "sum"] = "mean"
-    # Eq. (1) in fine-tuning on the raw encoder outputs Y ("none", paper §3.4) or on Y divided by
-    # its detached batch std ("batch_std": not in the paper; the term can then no longer be lowered
-    # by shrinking Y, see dgmix.losses.finetune). ``gamma`` stays its weight.
-    consistency_scale: Literal["none", "batch_std"] = "none"
     mixup_alpha: float = 0.5
-    per_sample_lambda: bool = True
-    # Mixup pairs (paper §3.4: "a mixup strategy on the source and target data for each section",
-    # intra- and inter-domain; proportions not given). pair_scope: partners from the anchor's
-    # section ("section", default) or the whole machine type ("machine", the behaviour before issue
-    # 10). pair_shares: probabilities of [source x source, source x target, target x target] pairs
-    # (default equal shares: our reading of the paper, which names intra- and inter-domain pairs
-    # and no proportion), or null (partner uniform in scope: with 990 source and 10 target clips per
-    # section, ~2 % of pairs then involve a target window). See dgmix.augment.pairs.
-    pair_scope: Literal["machine", "section"] = "section"
     pair_shares: list[float] | None = field(default_factory=lambda: [1.0, 1.0, 1.0])
-    # AdamW weight decay on conv/linear weights only (False, default: biases and BN parameters
-    # undecayed, dgmix.optim.param_groups, as VICReg and most BN networks do) or on every parameter
-    # (True, the behaviour before issue 10). The paper does not say.
-    decay_norm_and_bias: bool = False
-    # As pretrain.reestimate_bn / pretrain.joined_views, for fine-tuning (not in the paper).
-    reestimate_bn: bool = False
-    joined_views: bool = False
     windows_per_epoch: int | None = None
-    channels_last: bool = False
-    data_on_device: Literal["auto", "on", "off"] = "auto"  # as pretrain.data_on_device
-    # CUDA graphs of the model's forward and backward on one GPU (issue 11,
-    # dgmix.training.graphs): the batch-64 step is bound by kernel launches. No effect on a CPU.
+    joined_views: bool = False
     cuda_graphs: bool = False
-    threads: int | None = None
-    log_every: int = 1
-    # Classifier targets: "section" (paper §3.4), "section+attributes", or "auto" (attributes only
-    # when the data has a single section). See dgmix.training.data.class_keys.
     classes: Literal["section", "section+attributes", "auto"] = "section"
 
 
 @dataclass
 class BaselineConfig:
-    """Official MobileNetV2 baseline (SPEC §7): section classifier, Adam lr 1e-5, 20 epochs, batch 32."""
+    """Official MobileNetV2 baseline of DCASE 2022 Task 2: section classifier, Adam lr 1e-5, 20
+    epochs, batch 32."""
 
     epochs: int = 20
     batch_size: int = 32
     lr: float = 1e-5
     windows_per_epoch: int | None = None
-    channels_last: bool = False
-    threads: int | None = None
-    log_every: int = 1
 
 
 @dataclass
@@ -203,22 +157,17 @@ class ScoringConfig:
 
 @dataclass
 class ReportConfig:
-    """The HTML report that ``dgmix run`` writes at its end and ``dgmix report RUN_DIR`` rebuilds (issue 12).
+    """The HTML report that ``dgmix run`` writes at its end and ``dgmix report RUN_DIR`` rebuilds.
 
     ``tsne``: t-SNE of training clip embeddings per method (the paper's Figure 2, §4.2, shows DG-Mix
     beside VICReg on ToyCar; the report draws every method, coloured by section, domain and
-    attribute). The paper gives no t-SNE settings, so ``tsne_perplexity`` (capped below a third of
-    the points) and ``tsne_max_points`` (training clips kept per method and machine type, evenly
-    over section x domain) are our choice. ``paper_reference``: the paper's Tables 2-3 beside ours:
-    ``auto`` follows the run (``dgmix run --paper-reference``, default on for ``--data``).
+    attribute). Its settings and the histograms' bins are constants of :mod:`dgmix.report`.
+    Whether the paper's Tables 2-3 appear beside ours is the run's ``--paper-reference`` flag,
+    recorded in ``run_info.json``.
     """
 
     enabled: bool = True
     tsne: bool = True
-    tsne_max_points: int = 500
-    tsne_perplexity: float = 30.0
-    histogram_bins: int = 20
-    paper_reference: Literal["auto", "on", "off"] = "auto"
 
 
 @dataclass
@@ -248,23 +197,20 @@ def _preset_overrides(name: str) -> dict[str, Any]:
         return {}
     if name == "cpu":
         # Sized so that `dgmix run` (7 machine types x 6 methods on the default synthetic set)
-        # finishes in about 10 minutes on 2 CPU cores: each stage trains for seconds, so these
-        # numbers are a smoke test of the method, not a reproduction. Channels-last is faster on
-        # CPU (BENCHMARKS.md). The baseline's lr is raised from 1e-5 so that 16 steps move it.
-        # Issue 10: AdamW pre-training and one joined forward pass over the views, the combination
-        # that benchmarks/ablation.py's fixed rule chose on the synthetic benchmark set
-        # (docs/results.md §4); README.md lists every difference from the paper preset.
+        # finishes in minutes on 2 CPU cores: each stage trains for seconds, so these numbers are
+        # a smoke test of the method, not a reproduction. The baseline's lr is raised from 1e-5 so
+        # that 16 steps move it. AdamW pre-training and one joined forward pass over the views:
+        # the combination that benchmarks/ablation.py's fixed rule chose on the synthetic
+        # benchmark set (docs/results.md §5); README.md lists every difference from the paper preset.
         return {
             "pretrain": {
                 "epochs": 2, "batch_size": 32, "warmup_epochs": 1, "windows_per_epoch": 256,
-                "final_lr": 0.002 * 32 / 1024, "channels_last": True,
-                "optimizer": "adamw", "joined_views": True,
+                "final_lr": 0.002 * 32 / 1024, "optimizer": "adamw", "joined_views": True,
             },
             # Fine-tuning falls back to section x attribute classes on one-section data.
-            "finetune": {"epochs": 2, "batch_size": 32, "windows_per_epoch": 256, "channels_last": True,
+            "finetune": {"epochs": 2, "batch_size": 32, "windows_per_epoch": 256,
                          "classes": "auto", "joined_views": True},
-            "baseline": {"epochs": 2, "batch_size": 32, "lr": 1e-4, "windows_per_epoch": 512,
-                         "channels_last": True},
+            "baseline": {"epochs": 2, "batch_size": 32, "lr": 1e-4, "windows_per_epoch": 512},
         }
     if name == "tiny":
         return {
@@ -312,8 +258,6 @@ def validate_split(split: SplitConfig, source: str = "config") -> None:
         check_test_normals(split.test_normals, "split.test_normals")
     except InputError as exc:
         raise InputError(source, f"split.test_normals: {exc.problem}") from None
-    if not 0.0 < split.max_test_fraction < 1.0:
-        raise InputError(source, "split.max_test_fraction must be in (0, 1)")
 
 
 def validate(cfg: RunConfig, source: str = "config") -> None:
@@ -333,9 +277,6 @@ def validate(cfg: RunConfig, source: str = "config") -> None:
         (0.0 < cfg.scoring.threshold_percentile < 1.0,
          "scoring.threshold_percentile must be in (0, 1)"),
         (cfg.features.channel is None or cfg.features.channel >= 0, "features.channel must be >= 0"),
-        (cfg.report.tsne_max_points >= 5, "report.tsne_max_points must be >= 5"),
-        (cfg.report.tsne_perplexity > 0, "report.tsne_perplexity must be > 0"),
-        (cfg.report.histogram_bins >= 2, "report.histogram_bins must be >= 2"),
     ]
     for ok, msg in checks:
         if not ok:
@@ -391,20 +332,9 @@ def load_config(
     return cfg
 
 
-def _migrate(data: dict[str, Any]) -> None:
-    """Read configs written before issue 9: ``scoring.logmel_pooling`` ("same" or a pooling for the
-    ``logmel`` method only) became ``scoring.per_method.logmel.pooling``."""
-    scoring = data.get("scoring")
-    if isinstance(scoring, dict) and "logmel_pooling" in scoring:
-        old = scoring.pop("logmel_pooling")
-        if old != "same":
-            scoring.setdefault("per_method", {}).setdefault("logmel", {}).setdefault("pooling", old)
-
-
 def config_from_dict(data: dict[str, Any], source: str = "checkpoint") -> RunConfig:
     """Rebuild a RunConfig from its ``to_dict`` form (as stored in checkpoints and run dirs)."""
     data = json.loads(json.dumps(data))  # deep copy
-    _migrate(data)
     cfg = RunConfig(preset=data.pop("preset", "paper"))
     apply_overrides(cfg, data, source)
     validate(cfg, source)

@@ -1,4 +1,4 @@
-"""Mixup for DG-Mix (paper §3.3-3.4; SPEC §4-5): lambda sampling, input and label mixing. The
+"""Mixup for DG-Mix (paper §3.3-3.4): lambda sampling, input and label mixing. The
 pairs (X, X') are chosen by :class:`dgmix.augment.pairs.PairSampler`.
 
 Randomness: lambdas are drawn with a NumPy ``Generator`` (NumPy has a Beta sampler that takes a
@@ -35,16 +35,14 @@ def _numpy_rng(generator: np.random.Generator | torch.Generator | None) -> np.ra
 def sample_lambda(
     n: int,
     alpha: float = 0.5,
-    per_sample: bool = True,
     generator: np.random.Generator | torch.Generator | None = None,
     beta: float | None = None,
     device: torch.device | str | None = None,
 ) -> Tensor:
     """Draw mixing coefficients lambda ~ Beta(alpha, beta) (paper §3.3: alpha = beta = 0.5).
 
-    Returns a float32 tensor of shape (n,): one lambda per pair (``per_sample=True``) or one
-    lambda shared by the whole batch, repeated n times (``per_sample=False``; the paper does not
-    say which -- per pair is our default). ``beta`` defaults to ``alpha``. See the module
+    Returns a float32 tensor of shape (n,): one lambda per pair (the paper does not say whether
+    a batch shares one; per pair is our reading). ``beta`` defaults to ``alpha``. See the module
     docstring for ``generator``.
     """
     if n < 1:
@@ -53,9 +51,7 @@ def sample_lambda(
     if alpha <= 0 or beta <= 0:
         raise ValueError(f"sample_lambda: Beta parameters must be > 0, got {alpha}, {beta}")
     rng = _numpy_rng(generator)
-    draws = rng.beta(alpha, beta, size=n if per_sample else 1)
-    if not per_sample:
-        draws = np.repeat(draws, n)
+    draws = rng.beta(alpha, beta, size=n)
     return torch.as_tensor(draws, dtype=torch.float32, device=device)
 
 

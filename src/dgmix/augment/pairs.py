@@ -1,4 +1,4 @@
-"""Choosing the pairs (X, X') that mixup mixes (paper §3.3-3.4; SPEC §4-5).
+"""Choosing the pairs (X, X') that mixup mixes (paper §3.3-3.4).
 
 The training loop shards and shuffles the windows of one machine type and hands each step a batch
 of anchor indices; :class:`PairSampler` turns them into pairs with the loop's ``torch.Generator``,
@@ -7,19 +7,24 @@ so a resumed run draws the same pairs.
 * Pre-training (paper §3.3): X is the anchor and X' is uniform over every other window of the
   machine type (all sections, both domains): ``PairSampler(n)``.
 * Fine-tuning (paper §3.4): "a mixup strategy on the source and target data for each section is
-  used to generate augmented data of intra-domain and inter-domain samples". The paper gives no
-  proportions, so these are config options (``finetune.pair_scope``, ``finetune.pair_shares``):
+  used to generate augmented data of intra-domain and inter-domain samples". Both windows of a
+  pair come from the anchor's section (``PairSampler(n, sections, domains, shares)``). The paper
+  gives no proportions of intra- and inter-domain pairs, so they are a config setting
+  (``finetune.pair_shares``):
 
-  - ``scope="section"`` (the config default since issue 10): X' comes from the anchor's own
-    section ("for each section");
-  - ``scope="machine"`` (the behaviour before issue 10, and pre-training's): X' is uniform over
-    the machine type, so pairs cross sections, and with 990 source and 10 target clips per
-    section about 2 % of pairs involve a target window;
-  - ``shares=(ss, st, tt)``: each pair is source×source, source×target or target×target with
-    these probabilities. The anchor's section is kept; the anchor itself is kept when its domain
-    fits the drawn type, else X is drawn uniformly from the fitting domain of that section (or
-    machine type, with ``scope="machine"``). A type whose domain pool is too small falls back to a
-    uniform partner in scope.
+  - ``shares=(ss, st, tt)`` (default equal shares): each pair is source×source, source×target or
+    target×target with these probabilities. The anchor's section is kept; the anchor itself is
+    kept when its domain fits the drawn type, else X is drawn uniformly from the fitting domain of
+    that section. A type whose domain pool is too small falls back to a uniform partner in the
+    section;
+  - ``shares=None``: X' uniform over the other windows of the anchor's section (with 990 source
+    and 10 target clips per section about 2 % of pairs then involve a target window).
+
+  So a fine-tuning pair always shares its section: under the defaults
+  (``finetune.classes: section``) the "mixed section ID" target of paper §3.4,
+  lambda onehot(a) + (1 - lambda) onehot(b), is the one-hot label of that section. It is a true
+  mixture only when the classes are finer than sections (``finetune.classes:
+  section+attributes``, or ``auto`` on one-section data) and the two windows' attributes differ.
 """
 
 from __future__ import annotations
@@ -62,33 +67,31 @@ class PairSampler:
 
     Args:
         n_windows: windows of the machine type (at least 2).
-        sections: section index of each window (needed for ``scope="section"``).
+        sections: section index of each window: partners then come from the anchor's section
+            (fine-tuning); None: from the whole machine type (pre-training).
         domains: 0 = source, 1 = target for each window (needed for ``shares``).
-        scope: ``"machine"`` or ``"section"``: where partners come from.
         shares: probabilities of source×source, source×target and target×target pairs, or None
-            (partner uniform in scope).
+            (partner uniform in the section, or the machine type).
     """
 
     def __init__(
         self, n_windows: int, sections: Sequence[int] | np.ndarray | None = None,
-        domains: Sequence[int] | np.ndarray | None = None, scope: str = "machine",
-        shares: Sequence[float] | None = None,
+        domains: Sequence[int] | np.ndarray | None = None, shares: Sequence[float] | None = None,
     ) -> None:
         if int(n_windows) < 2:
             raise ValueError(f"mixup needs at least two windows to form pairs, got {n_windows}")
-        if scope not in ("machine", "section"):
-            raise ValueError(f"scope must be 'machine' or 'section', got {scope!r}")
-        self.n_windows, self.scope = int(n_windows), scope
+        self.n_windows = int(n_windows)
+        self.uniform = sections is None and shares is None
         self.shares: Tensor | None = None
         if shares is not None:
             self.shares = torch.tensor(pair_shares(shares), dtype=torch.float64)
             if domains is None:
                 raise ValueError("pair shares need the domain of every window")
-        groups = self._labels(sections if scope == "section" else None, "sections")
+        groups = self._labels(sections, "sections")
         doms = self._labels(domains, "domains") if domains is not None else torch.zeros(self.n_windows,
                                                                                          dtype=torch.long)
         self.group, self.domain = groups, doms
-        # per scope group: all windows, source windows, target windows (sorted index tensors)
+        # per group (a section, or the machine type): all, source and target windows (sorted index tensors)
         self.pools = {
             int(g): (torch.nonzero(groups == g).flatten(),
                      torch.nonzero((groups == g) & (doms == SOURCE)).flatten(),
@@ -98,8 +101,6 @@ class PairSampler:
 
     def _labels(self, values: Sequence[int] | np.ndarray | None, what: str) -> Tensor:
         if values is None:
-            if what == "sections" and self.scope == "section":
-                raise ValueError("scope='section' needs the section of every window")
             return torch.zeros(self.n_windows, dtype=torch.long)
         t = torch.as_tensor(np.asarray(values), dtype=torch.long)
         if t.shape != (self.n_windows,):
@@ -108,7 +109,8 @@ class PairSampler:
 
     def to(self, device: torch.device | str) -> PairSampler:
         """Move the index tables to ``device`` (in place; returns self). Anchors and the generator
-        passed to :meth:`__call__` must then live there too (issue 11's device-resident path)."""
+        passed to :meth:`__call__` must then live there too (the device-resident path,
+        :mod:`dgmix.training.device_data`)."""
         self.group, self.domain = self.group.to(device), self.domain.to(device)
         self.pools = {g: tuple(t.to(device) for t in pools) for g, pools in self.pools.items()}
         if self.shares is not None:
@@ -117,7 +119,7 @@ class PairSampler:
 
     def __call__(self, idx: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """``(a, b)``: the windows X and X' of each pair, int64 tensors shaped like ``idx``."""
-        if self.scope == "machine" and self.shares is None:
+        if self.uniform:
             offset = torch.randint(1, self.n_windows, idx.shape, generator=generator, device=idx.device)
             return idx, (idx + offset) % self.n_windows  # uniform over the other n - 1 windows
         a, b = idx.clone(), torch.empty_like(idx)
@@ -128,8 +130,8 @@ class PairSampler:
             if not len(sel):
                 continue
             if len(every) < 2:
-                raise ValueError("a section with a single window cannot form a pair; use pair_scope: machine")
-            b[sel] = _draw_other(every, idx[sel], generator)  # uniform in scope (also the fallback)
+                raise ValueError("a section with a single training window cannot form a mixup pair")
+            b[sel] = _draw_other(every, idx[sel], generator)  # uniform in the group (also the fallback)
             if kinds is None:
                 continue
             for kind, (pool_a, pool_b) in enumerate(((src, src), (src, tgt), (tgt, tgt))):

@@ -1,4 +1,4 @@
-"""SpecAugment (Park et al., 2019) for the VICReg ablation (paper §4, Table 3; SPEC §4): time
+"""SpecAugment (Park et al., 2019) for the VICReg ablation (paper §4, Table 3): time
 warping, frequency masking and time masking of (N, 1, F, T) log-mel batches, in plain torch
 (no torchaudio). Every sample gets its own random warp and masks.
 
@@ -8,6 +8,9 @@ Interpretations (the DG-Mix paper gives no SpecAugment settings):
   integer in [-W, W]); frames before and after c are stretched / squeezed linearly (a
   piecewise-linear warp of the time axis that keeps the first and last frames in place),
   resampled with linear interpolation;
+* settings: the constants below (warp W = 5 frames, two frequency masks of at most 16 mel bins,
+  two time masks of at most 8 frames), the defaults of :class:`SpecAugment`, which pre-training
+  uses as they are (they are not config settings);
 * masks: each of the ``n_freq_masks`` (``n_time_masks``) masks has a width uniform in
   [0, max width] and a uniform start, as in the SpecAugment paper; masks may overlap;
 * mask value: the per-sample mean of the (warped) log-mel window. Log-mel values are in dB
@@ -20,7 +23,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["SpecAugment", "time_warp"]
+__all__ = ["FREQ_MASK", "N_FREQ_MASKS", "N_TIME_MASKS", "TIME_MASK", "TIME_WARP", "SpecAugment", "time_warp"]
+
+#: Maximum time warp W, in frames.
+TIME_WARP = 5
+#: Maximum width of each frequency mask, in mel bins.
+FREQ_MASK = 16
+#: Maximum width of each time mask, in frames.
+TIME_MASK = 8
+#: Number of frequency masks and of time masks.
+N_FREQ_MASKS = 2
+N_TIME_MASKS = 2
 
 
 def time_warp(x: Tensor, centre: Tensor, shift: Tensor) -> Tensor:
@@ -73,7 +86,7 @@ def _band_mask(length: int, max_width: int, count: int, n: int, gen: torch.Gener
 class SpecAugment(nn.Module):
     """Per-sample SpecAugment on (N, C, F, T) batches (C = 1 for dgmix windows).
 
-    Args:
+    Args (defaults: the module's constants, what pre-training uses):
         time_warp: maximum warp W in frames (0 disables warping).
         freq_mask: maximum width F of each frequency mask, in mel bins.
         time_mask: maximum width T of each time mask, in frames.
@@ -87,11 +100,11 @@ class SpecAugment(nn.Module):
 
     def __init__(
         self,
-        time_warp: int = 5,
-        freq_mask: int = 16,
-        time_mask: int = 8,
-        n_freq_masks: int = 2,
-        n_time_masks: int = 2,
+        time_warp: int = TIME_WARP,
+        freq_mask: int = FREQ_MASK,
+        time_mask: int = TIME_MASK,
+        n_freq_masks: int = N_FREQ_MASKS,
+        n_time_masks: int = N_TIME_MASKS,
         p: float = 1.0,
         mask_value: str | float = "mean",
     ) -> None:

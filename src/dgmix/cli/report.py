@@ -35,11 +35,9 @@ def register(app: typer.Typer) -> None:
             if (run_dir / "config.yaml").is_file():
                 run_cfg = config_from_dict(read_config_file(run_dir / "config.yaml"), str(run_dir / "config.yaml"))
                 cfg, seed = run_cfg.report, run_cfg.seed
-            if paper is not None:
-                cfg = dataclasses.replace(cfg, paper_reference="on" if paper else "off")
             if tsne is not None:
                 cfg = dataclasses.replace(cfg, tsne=tsne)
-            path = build_report(run_dir, cfg, out, seed)
+            path = build_report(run_dir, cfg, out, seed, paper)
             typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
 
         run_guarded(go)

@@ -9,7 +9,7 @@ MIMII the same way, with the machine ID as the section, which is what this packa
 
 Interpretation (documented here, config ``split.*``): when a group has fewer than twice as many
 normal clips as anomalous ones, the protocol would leave (almost) nothing to train on, so the
-default takes at most ``max_test_fraction`` (0.5) of the normal clips into the test set. The real
+default takes at most :data:`MAX_TEST_FRACTION` (0.5, a constant) of the normal clips into the test set. The real
 MIMII release (e.g. fan id_00: 1011 normal, 407 abnormal clips) is never capped; a 10 + 10 sample
 is (5 normal clips test, 5 train).
 
@@ -42,6 +42,8 @@ __all__ = ["GroupSplit", "SplitConfig", "assign_split", "parse_test_normals", "s
 
 #: Columns of ``split.csv`` in a run directory.
 SPLIT_CSV_COLUMNS = ("path", "machine", "section", "domain", "split", "label", "split_from", "score_name")
+#: Cap of ``test_normals: match``: at most this fraction of a group's normal clips go to the test set.
+MAX_TEST_FRACTION = 0.5
 
 @dataclass
 class SplitConfig:
@@ -49,28 +51,23 @@ class SplitConfig:
 
     Attributes:
         test_normals: Normal clips per machine type and ID that go to the test set: ``"match"``
-            (default: as many as the group has anomalous clips, the MIMII protocol, capped by
-            ``max_test_fraction``), an integer count, or a fraction in (0, 1) of the group's
+            (default: as many as the group has anomalous clips, the MIMII protocol, capped at
+            :data:`MAX_TEST_FRACTION` of them), an integer count, or a fraction in (0, 1) of the group's
             normal clips. A count or fraction is used as given (no cap), but at least one normal
             clip always stays for training.
         seed: Seed of the draw of the test normals (independent of the run's ``seed``).
-        max_test_fraction: Cap of ``"match"``: at most this fraction of a group's normal clips
-            go to the test set.
     """
 
     test_normals: int | float | Literal["match"] = "match"
     seed: int = 0
-    max_test_fraction: float = 0.5
 
     def __post_init__(self) -> None:
         check_test_normals(self.test_normals, "split.test_normals")
-        if not 0.0 < self.max_test_fraction < 1.0:
-            raise InputError("split.max_test_fraction", f"must be in (0, 1), got {self.max_test_fraction!r}")
 
     def describe(self) -> str:
         """One phrase for printouts: ``test_normals=match (at most 50 % of the normals), seed 0``."""
         if self.test_normals == "match":
-            rule = f"test_normals=match (at most {100 * self.max_test_fraction:g} % of the normals)"
+            rule = f"test_normals=match (at most {100 * MAX_TEST_FRACTION:g} % of the normals)"
         else:
             rule = f"test_normals={self.test_normals}"
         return f"{rule}, seed {self.seed}"
@@ -137,7 +134,7 @@ def _n_test_normals(cfg: SplitConfig, machine: str, section: str, n_normal: int,
     """(normal clips to test, whether the ``match`` cap applied)."""
     tn = cfg.test_normals
     if tn == "match":
-        cap = int(np.floor(n_normal * cfg.max_test_fraction))
+        cap = int(np.floor(n_normal * MAX_TEST_FRACTION))
         return min(n_anomaly, cap), n_anomaly > cap
     if isinstance(tn, float):
         return min(int(round(tn * n_normal)), max(n_normal - 1, 0)), False
@@ -187,7 +184,7 @@ def split_lines(splits: Sequence[GroupSplit], cfg: SplitConfig) -> list[str]:
              f"seeded split ({cfg.describe()}):"]
     for g in splits:
         note = (f" (capped: {g.anomaly} anomalous clips but at most "
-                f"{100 * cfg.max_test_fraction:g} % of {g.normal} normal clips go to the test set)"
+                f"{100 * MAX_TEST_FRACTION:g} % of {g.normal} normal clips go to the test set)"
                 if g.capped else "")
         lines.append(f"  {g.machine} id {g.section}: test = {g.anomaly} anomalous + {g.test_normal} of "
                      f"{g.normal} normal clips; train = {g.train_normal} normal clips{note}")

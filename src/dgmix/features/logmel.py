@@ -1,4 +1,4 @@
-"""Log-mel spectrogram front end (paper Sec. 3.1; SPEC Sec. 2).
+"""Log-mel spectrogram front end (paper §3.1).
 
 The paper fixes an STFT frame of 64 ms, a hop of 32 ms and F = 128 mel bins at 16 kHz, i.e.
 ``n_fft = 1024``, ``hop_length = 512``, ``n_mels = 128``. It does not spell out the rest; like the
@@ -7,10 +7,11 @@ DCASE baseline it follows, we take librosa's current defaults as the definition:
 * ``center=True`` with zero ("constant") padding of ``n_fft // 2`` samples on both sides, so a clip of
   ``S`` samples gives ``T = 1 + S // hop_length`` frames (10 s at 16 kHz -> 313 frames);
 * a periodic Hann window of length ``n_fft``;
-* power spectrogram ``|X|**power`` with ``power = 2.0``;
-* a mel filterbank on the Slaney mel scale with Slaney ("area") normalisation;
-* the baseline's log: ``20 / power * log10(mel + eps)`` with ``eps = sys.float_info.epsilon``
-  (10 * log10 of the power mel for ``power = 2``).
+* the power spectrogram ``|X|**2`` (:data:`POWER` = 2.0, the baseline's value; fixed, not a setting);
+* a mel filterbank on the Slaney mel scale with Slaney ("area") normalisation, spanning
+  :data:`FMIN` = 0 Hz to :data:`FMAX` = ``None``, i.e. the Nyquist frequency ``sample_rate / 2``
+  (the baseline's band; fixed, not settings);
+* the baseline's log: ``10 * log10(mel + eps)`` (``20 / POWER``) with ``eps = sys.float_info.epsilon``.
 
 Everything runs on torch (``torch.stft``), batched, on whatever device the module lives on. The
 filterbank is computed here in numpy (no librosa at run time) and held as a registered buffer.
@@ -38,26 +39,33 @@ from torch import nn
 
 #: Added to the mel power before the log, as in the DCASE baseline.
 EPS: float = sys.float_info.epsilon
+#: Exponent of the magnitude spectrogram: 2.0, the power spectrogram (paper §3.1, DCASE baseline).
+POWER: float = 2.0
+#: Lowest mel filter edge in Hz (the baseline's 0).
+FMIN: float = 0.0
+#: Highest mel filter edge in Hz; ``None`` is the Nyquist frequency ``sample_rate / 2`` (the baseline's).
+FMAX: float | None = None
+#: The fixed spectrogram constants, keyed by name. They are hashed into the feature-cache keys
+#: beside the fields, so a key names the whole spectrogram definition (and keeps the value it had
+#: when these were fields with these defaults).
+_CONSTANTS: dict[str, float | None] = {"power": POWER, "fmin": FMIN, "fmax": FMAX}
 
-# Fields of FeatureParams that change the per-clip log-mel spectrogram (the rest only change how it is
-# cut into windows).
+# What changes the per-clip log-mel spectrogram: these fields of FeatureParams and the constants
+# above (the other fields only change how it is cut into windows, or which samples are loaded).
 _SPECTROGRAM_FIELDS = ("sample_rate", "n_fft", "hop_length", "n_mels", "power", "fmin", "fmax")
 
 
 @dataclass(frozen=True)
 class FeatureParams:
-    """Feature settings (paper Sec. 3.1; SPEC Sec. 2).
+    """Feature settings (paper §3.1).
 
     Attributes:
         sample_rate: Hz the waveform must already have (resampling is the loader's job).
         n_fft: STFT frame length in samples (64 ms at 16 kHz).
         hop_length: STFT hop in samples (32 ms at 16 kHz).
         n_mels: number of mel bins F.
-        power: exponent of the magnitude spectrogram (2.0 = power).
         frames: context window length P in frames.
         window_hop: shift L between consecutive context windows, in frames.
-        fmin: lowest mel filter edge in Hz.
-        fmax: highest mel filter edge in Hz (``None`` = Nyquist).
         channel: which channel of multi-channel audio to use (``None`` = mean downmix).
         pad: zero-pad clips shorter than one window instead of refusing them.
         allow_silence: accept all-zero (digitally silent) clips instead of refusing them
@@ -74,11 +82,8 @@ class FeatureParams:
     n_fft: int = 1024
     hop_length: int = 512
     n_mels: int = 128
-    power: float = 2.0
     frames: int = 64
     window_hop: int = 8
-    fmin: float = 0.0
-    fmax: float | None = None
     channel: int | None = None
     pad: bool = False
     allow_silence: bool = False
@@ -88,8 +93,6 @@ class FeatureParams:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
                 raise ValueError(f"FeatureParams.{name} must be a positive integer, got {value!r}")
-        if not self.power > 0:
-            raise ValueError(f"FeatureParams.power must be > 0, got {self.power!r}")
         if self.channel is not None and (
             isinstance(self.channel, bool) or not isinstance(self.channel, (int, np.integer)) or self.channel < 0
         ):
@@ -97,12 +100,6 @@ class FeatureParams:
         for name in ("pad", "allow_silence"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"FeatureParams.{name} must be true or false, got {getattr(self, name)!r}")
-        top = self.sample_rate / 2 if self.fmax is None else self.fmax
-        if not 0 <= self.fmin < top <= self.sample_rate / 2:
-            raise ValueError(
-                f"FeatureParams needs 0 <= fmin < fmax <= sample_rate/2, "
-                f"got fmin={self.fmin!r}, fmax={self.fmax!r}, sample_rate={self.sample_rate!r}"
-            )
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -134,9 +131,9 @@ class FeatureParams:
     def _canonical(self, names: tuple[str, ...]) -> str:
         values = {}
         for name in names:
-            value = getattr(self, name)
+            value = _CONSTANTS[name] if name in _CONSTANTS else getattr(self, name)
             # Normalise numbers so that 2 and 2.0 (or numpy scalars) hash alike.
-            if isinstance(value, (float, np.floating)) or name in ("power", "fmin", "fmax"):
+            if isinstance(value, (float, np.floating)) or name in _CONSTANTS:
                 value = None if value is None else float(value)
             elif isinstance(value, (int, np.integer)):
                 value = int(value)
@@ -144,8 +141,8 @@ class FeatureParams:
         return json.dumps(values, sort_keys=True)
 
     def key(self) -> str:
-        """Stable short hash (16 hex digits) of all fields."""
-        names = tuple(f.name for f in fields(self))
+        """Stable short hash (16 hex digits) of all fields and the spectrogram constants."""
+        names = tuple(f.name for f in fields(self)) + tuple(_CONSTANTS)
         return hashlib.blake2b(self._canonical(names).encode(), digest_size=8).hexdigest()
 
     def spectrogram_key(self) -> str:
@@ -184,19 +181,20 @@ def _mel_to_hz_slaney(mel: np.ndarray) -> np.ndarray:
     return np.where(mel >= min_log_mel, logpart, linear)
 
 
-def mel_filterbank(params: FeatureParams) -> np.ndarray:
+def mel_filterbank(params: FeatureParams, fmin: float = FMIN, fmax: float | None = FMAX) -> np.ndarray:
     """Slaney-scale, Slaney-normalised triangular mel filterbank, shape ``(n_mels, n_fft//2 + 1)``.
 
     Filter ``m`` rises linearly from mel edge ``m`` to ``m + 1`` and falls to ``m + 2``, where the
-    ``n_mels + 2`` edges are equally spaced on the Slaney mel scale between ``fmin`` and ``fmax``;
+    ``n_mels + 2`` edges are equally spaced on the Slaney mel scale between ``fmin`` and ``fmax``
+    (:data:`FMIN` and :data:`FMAX`, i.e. Nyquist, for the front end; other edges only for tests);
     each filter is scaled by ``2 / (f_{m+2} - f_m)`` so that it has unit area in Hz. This is the
     same definition as ``librosa.filters.mel(htk=False, norm="slaney")``, computed in float64.
     """
     sr = params.sample_rate
-    fmax = sr / 2.0 if params.fmax is None else float(params.fmax)
+    fmax = sr / 2.0 if fmax is None else float(fmax)
     fft_freqs = np.linspace(0.0, sr / 2.0, params.n_freqs)
     mel_edges = np.linspace(
-        _hz_to_mel_slaney(np.float64(params.fmin)),
+        _hz_to_mel_slaney(np.float64(fmin)),
         _hz_to_mel_slaney(np.float64(fmax)),
         params.n_mels + 2,
     )
@@ -212,7 +210,7 @@ def mel_filterbank(params: FeatureParams) -> np.ndarray:
 
 
 class LogMel(nn.Module):
-    """Batched log-mel spectrogram (paper Sec. 3.1), ``(B, S) -> (B, n_mels, T)``.
+    """Batched log-mel spectrogram (paper §3.1), ``(B, S) -> (B, n_mels, T)``.
 
     Args:
         params: feature settings; only the spectrogram fields are used here.
@@ -246,7 +244,7 @@ class LogMel(nn.Module):
         p = self.params
         return (
             f"sample_rate={p.sample_rate}, n_fft={p.n_fft}, hop_length={p.hop_length}, "
-            f"n_mels={p.n_mels}, power={p.power}, dtype={self.compute_dtype}"
+            f"n_mels={p.n_mels}, dtype={self.compute_dtype}"
         )
 
     def power_mel(self, wave: torch.Tensor) -> torch.Tensor:
@@ -269,18 +267,13 @@ class LogMel(nn.Module):
             onesided=True,
             return_complex=True,
         )  # (B, n_freqs, T)
-        if p.power == 2.0:
-            mag = spec.real.square() + spec.imag.square()
-        elif p.power == 1.0:
-            mag = spec.abs()
-        else:
-            mag = spec.abs().pow(p.power)
+        mag = spec.real.square() + spec.imag.square()  # |X| ** POWER, POWER = 2
         return torch.matmul(self.mel_basis, mag)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        """Log-mel of a batch of waveforms: ``20/power * log10(mel + eps)``, float32 output."""
+        """Log-mel of a batch of waveforms: ``20/POWER * log10(mel + eps)``, float32 output."""
         mel = self.power_mel(wave)
-        out = (20.0 / self.params.power) * torch.log10(mel + EPS)
+        out = (20.0 / POWER) * torch.log10(mel + EPS)
         return out.to(torch.float32)
 
 
@@ -301,12 +294,12 @@ def log_mel(
     params: FeatureParams | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> np.ndarray | torch.Tensor:
-    """Log-mel spectrogram of one mono waveform (paper Sec. 3.1), shape ``(n_mels, T)``.
+    """Log-mel spectrogram of one mono waveform (paper §3.1), shape ``(n_mels, T)``.
 
     Args:
         waveform: 1-D numpy array or tensor of samples at ``params.sample_rate``.
         sample_rate: the waveform's rate; must equal ``params.sample_rate`` (no resampling here).
-        params: feature settings (defaults: SPEC Sec. 2).
+        params: feature settings (defaults: paper §3.1).
         dtype: internal precision, see :class:`LogMel`.
 
     Returns:

@@ -1,16 +1,10 @@
-"""The DG-Mix pre-training loss, paper eq. 5 (§3.3; SPEC §4)."""
+"""The DG-Mix pre-training loss, paper eq. 5 (§3.3)."""
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
-from dgmix.losses.terms import (
-    VARIANCE_EPS,
-    Reduction,
-    consistency_term,
-    covariance_term,
-    variance_term,
-)
+from dgmix.losses.terms import VARIANCE_EPS, consistency_term, covariance_term, variance_term
 
 __all__ = ["DGMixLoss", "dgmix_loss"]
 
@@ -23,7 +17,6 @@ def dgmix_loss(
     gamma: float = 25.0,
     mu: float = 25.0,
     nu: float = 1.0,
-    consistency_reduction: Reduction = "mean",
     eps: float = VARIANCE_EPS,
 ) -> dict[str, Tensor]:
     """Eq. 5: gamma * s(Z_lam, Z, Z', lam) + mu * (v(Z) + v(Z')) + nu * (c(Z) + c(Z')).
@@ -33,15 +26,13 @@ def dgmix_loss(
         z_mix: expander output Z_lam of the mixed window X_lam = lam X + (1 - lam) X'.
         lam: mixing coefficients, a scalar or shape (N,).
         gamma, mu, nu: coefficients (paper: 25, 25, 1).
-        consistency_reduction: "mean" (default, eq. 1 / D) or "sum" (eq. 1 literally); see
-            :func:`dgmix.losses.consistency_term`.
         eps: epsilon of the variance term.
 
     Returns:
         dict with ``loss`` and the unweighted terms ``consistency``, ``variance`` (v(Z) + v(Z'),
         not halved: eq. 5) and ``covariance`` (c(Z) + c(Z')).
     """
-    s = consistency_term(z, z_prime, z_mix, lam, consistency_reduction)
+    s = consistency_term(z, z_prime, z_mix, lam)  # eq. 1 / D, see there
     v = variance_term(z, eps) + variance_term(z_prime, eps)
     c = covariance_term(z) + covariance_term(z_prime)
     loss = gamma * s + mu * v + nu * c
@@ -53,7 +44,7 @@ class DGMixLoss(nn.Module):
 
     Under DDP the caller passes the *global* batch (every rank's embeddings gathered with
     gradients by :func:`dgmix.training.distributed.gather_with_grad`), so that the variance and
-    covariance terms see it as SPEC §4 requires.
+    covariance terms see the global batch (as with one device).
     """
 
     def __init__(
@@ -61,25 +52,18 @@ class DGMixLoss(nn.Module):
         gamma: float = 25.0,
         mu: float = 25.0,
         nu: float = 1.0,
-        consistency_reduction: Reduction = "mean",
         eps: float = VARIANCE_EPS,
     ) -> None:
         super().__init__()
-        if consistency_reduction not in ("mean", "sum"):
-            raise ValueError("consistency_reduction must be 'mean' or 'sum', got "
-                             f"{consistency_reduction!r}")
         self.gamma, self.mu, self.nu = float(gamma), float(mu), float(nu)
-        self.consistency_reduction: Reduction = consistency_reduction
         self.eps = float(eps)
 
     def forward(
         self, z: Tensor, z_prime: Tensor, z_mix: Tensor, lam: Tensor | float
     ) -> dict[str, Tensor]:
-        return dgmix_loss(z, z_prime, z_mix, lam, self.gamma, self.mu, self.nu,
-                          self.consistency_reduction, self.eps)
+        return dgmix_loss(z, z_prime, z_mix, lam, self.gamma, self.mu, self.nu, self.eps)
 
     def extra_repr(self) -> str:
-        return (f"gamma={self.gamma}, mu={self.mu}, nu={self.nu}, "
-                f"consistency_reduction={self.consistency_reduction!r}")
+        return f"gamma={self.gamma}, mu={self.mu}, nu={self.nu}"
 
 

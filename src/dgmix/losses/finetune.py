@@ -1,31 +1,16 @@
-"""Fine-tuning loss (paper §3.4; SPEC §5): KL(mixed one-hot section label || softmax(logits))
-plus gamma times the DG-Mix consistency term (eq. 1) on the encoder outputs Y, Y', Y_lam."""
+"""Fine-tuning loss (paper §3.4): KL(mixed one-hot section label || softmax(logits)) plus gamma
+times the DG-Mix consistency term (eq. 1, mean over batch and dimensions) on the encoder outputs
+Y, Y', Y_lam."""
 
 from __future__ import annotations
-
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dgmix.losses.terms import Reduction, consistency_term
+from dgmix.losses.terms import consistency_term
 
-__all__ = ["ConsistencyScale", "MixupKLLoss", "kl_to_target", "mixup_kl_loss", "scale_normalise"]
-
-ConsistencyScale = Literal["none", "batch_std"]
-
-
-def scale_normalise(y: Tensor, y_prime: Tensor, y_mix: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Y, Y', Y_lam divided by one detached scalar: the mean over dimensions of the batch std of
-    [Y; Y'] (``finetune.consistency_scale: batch_std``; not in the paper).
-
-    Eq. (1) is invariant to this rescaling only when Y is exactly linear in lambda, so it still
-    asks for the same linearity, but it can no longer be lowered by shrinking the embedding: on
-    raw Y, gamma = 25 drove the embedding std from 0.84 to 0.14 in 48 steps while s / std^2 stayed
-    flat (issue 10). One scalar keeps the geometry between dimensions."""
-    scale = torch.cat([y, y_prime]).detach().float().std(dim=0).mean().clamp_min(1e-6)
-    return y / scale, y_prime / scale, y_mix / scale
+__all__ = ["MixupKLLoss", "kl_to_target", "mixup_kl_loss"]
 
 
 def kl_to_target(logits: Tensor, target: Tensor) -> Tensor:
@@ -46,8 +31,6 @@ def mixup_kl_loss(
     y_mix: Tensor | None,
     lam: Tensor | float,
     gamma: float = 25.0,
-    consistency_reduction: Reduction = "mean",
-    consistency_scale: ConsistencyScale = "none",
 ) -> dict[str, Tensor]:
     """KL(target_mix || softmax(logits_mix)) + gamma * s(Y_lam, Y, Y', lam).
 
@@ -60,18 +43,11 @@ def mixup_kl_loss(
         lam: the mixing coefficients used for both the inputs and the labels.
         gamma: weight of the consistency term. The paper gives no value for fine-tuning; 25
             (the pre-training value) is our default -- an interpretation.
-        consistency_reduction: as in :func:`dgmix.losses.consistency_term`.
-        consistency_scale: "none" (the paper) or "batch_std": eq. (1) on the outputs divided by
-            their detached batch std (:func:`scale_normalise`).
     """
     kl = kl_to_target(logits_mix, target_mix)
     given = [t is not None for t in (y, y_prime, y_mix)]
     if all(given):
-        if consistency_scale == "batch_std":
-            y, y_prime, y_mix = scale_normalise(y, y_prime, y_mix)
-        elif consistency_scale != "none":
-            raise ValueError(f"consistency_scale must be 'none' or 'batch_std', got {consistency_scale!r}")
-        s = consistency_term(y, y_prime, y_mix, lam, consistency_reduction)
+        s = consistency_term(y, y_prime, y_mix, lam)
     elif not any(given):
         s = torch.zeros((), dtype=kl.dtype, device=kl.device)
     else:
@@ -82,19 +58,9 @@ def mixup_kl_loss(
 class MixupKLLoss(nn.Module):
     """Module form of :func:`mixup_kl_loss` (paper §3.4)."""
 
-    def __init__(
-        self, gamma: float = 25.0, consistency_reduction: Reduction = "mean",
-        consistency_scale: ConsistencyScale = "none",
-    ) -> None:
+    def __init__(self, gamma: float = 25.0) -> None:
         super().__init__()
-        if consistency_reduction not in ("mean", "sum"):
-            raise ValueError("consistency_reduction must be 'mean' or 'sum', got "
-                             f"{consistency_reduction!r}")
         self.gamma = float(gamma)
-        self.consistency_reduction: Reduction = consistency_reduction
-        if consistency_scale not in ("none", "batch_std"):
-            raise ValueError(f"consistency_scale must be 'none' or 'batch_std', got {consistency_scale!r}")
-        self.consistency_scale: ConsistencyScale = consistency_scale
 
     def forward(
         self,
@@ -105,9 +71,7 @@ class MixupKLLoss(nn.Module):
         y_mix: Tensor | None,
         lam: Tensor | float,
     ) -> dict[str, Tensor]:
-        return mixup_kl_loss(logits_mix, target_mix, y, y_prime, y_mix, lam, self.gamma,
-                             self.consistency_reduction, self.consistency_scale)
+        return mixup_kl_loss(logits_mix, target_mix, y, y_prime, y_mix, lam, self.gamma)
 
     def extra_repr(self) -> str:
-        return (f"gamma={self.gamma}, consistency_reduction={self.consistency_reduction!r}, "
-                f"consistency_scale={self.consistency_scale!r}")
+        return f"gamma={self.gamma}"

@@ -1,4 +1,4 @@
-"""The loss terms of DG-Mix and VICReg (paper §3.3, eqs. 1-4; SPEC §4).
+"""The loss terms of DG-Mix and VICReg (paper §3.3, eqs. 1-4).
 
 Every term has a functional form (``variance_term`` ...) and an ``nn.Module`` form
 (``VarianceLoss`` ...) that returns the same scalar tensor. Embeddings are (N, D) batches; the
@@ -7,8 +7,6 @@ because variances and covariances lose too much precision otherwise.
 """
 
 from __future__ import annotations
-
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -28,8 +26,6 @@ __all__ = [
 
 #: epsilon inside the square root of the variance term (VICReg's code uses 1e-4).
 VARIANCE_EPS = 1e-4
-
-Reduction = Literal["mean", "sum"]
 
 
 def _as_batch(z: Tensor, name: str = "z") -> Tensor:
@@ -93,26 +89,21 @@ def _lam_column(lam: Tensor | float, n: int, like: Tensor) -> Tensor:
     raise ValueError(f"lam must be a scalar or have shape ({n},), got {tuple(lam_t.shape)}")
 
 
-def consistency_term(
-    z: Tensor, z_prime: Tensor, z_mix: Tensor, lam: Tensor | float, reduction: Reduction = "mean"
-) -> Tensor:
-    """DG-Mix consistency (geometric constraint) s, paper eq. 1.
+def consistency_term(z: Tensor, z_prime: Tensor, z_mix: Tensor, lam: Tensor | float) -> Tensor:
+    """DG-Mix consistency (geometric constraint) s, paper eq. 1, as a mean over batch and dimensions:
 
-    s = 1/N sum_i || z_mix,i - (lam_i z_i + (1 - lam_i) z'_i) ||^2 (``reduction="sum"``: summed
-    over dimensions, mean over the batch -- eq. 1 as printed).
+    s = 1/(N D) sum_i || z_mix,i - (lam_i z_i + (1 - lam_i) z'_i) ||^2,
 
-    Default ``reduction="mean"``: the mean over batch AND dimensions, i.e. eq. 1 divided by D.
-    This is an interpretation (SPEC §4): DG-Mix takes gamma, mu, nu = 25, 25, 1 from VICReg, whose
-    paper writes its invariance as a squared norm summed over dimensions but whose reference code
-    averages over every element (``F.mse_loss``) -- the coefficients were tuned with the averaged
-    form. With D = 1280 the literal sum would weight this term 1280 times more.
+    i.e. eq. 1 as printed (summed over dimensions, mean over the batch) divided by D. This is an
+    interpretation: DG-Mix takes gamma, mu, nu = 25, 25, 1 from VICReg, whose paper writes its
+    invariance as a squared norm summed over dimensions but whose reference code averages over
+    every element (``F.mse_loss``) -- the coefficients were tuned with the averaged form. With
+    D = 1280 the literal sum would weight this term 1280 times more.
 
     Argument order follows ``DGMixLoss`` (z, z', z_mix, lam), not eq. 1's s(Z_lam, Z, Z', lam).
     ``lam`` is a scalar or one coefficient per sample, shape (N,). Unlike the variance and
     covariance terms, any batch size N >= 1 is accepted.
     """
-    if reduction not in ("mean", "sum"):
-        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
     if z.ndim != 2:
         raise ValueError(f"z must be a 2-D (batch, dim) tensor, got shape {tuple(z.shape)}")
     _same_shape("z", z, "z_prime", z_prime)
@@ -122,8 +113,7 @@ def consistency_term(
     lam_col = _lam_column(lam, z.shape[0], z)
     target = lam_col * z + (1.0 - lam_col) * z_prime
     per_sample = (z_mix - target).pow(2).sum(dim=1)
-    s = per_sample.mean()
-    return s / z.shape[1] if reduction == "mean" else s
+    return per_sample.mean() / z.shape[1]
 
 
 class VarianceLoss(nn.Module):
@@ -152,16 +142,7 @@ class InvarianceLoss(nn.Module):
 
 
 class ConsistencyLoss(nn.Module):
-    """Module form of :func:`consistency_term` (paper eq. 1); see there for ``reduction``."""
-
-    def __init__(self, reduction: Reduction = "mean") -> None:
-        super().__init__()
-        if reduction not in ("mean", "sum"):
-            raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
-        self.reduction: Reduction = reduction
+    """Module form of :func:`consistency_term` (paper eq. 1, mean over batch and dimensions)."""
 
     def forward(self, z: Tensor, z_prime: Tensor, z_mix: Tensor, lam: Tensor | float) -> Tensor:
-        return consistency_term(z, z_prime, z_mix, lam, self.reduction)
-
-    def extra_repr(self) -> str:
-        return f"reduction={self.reduction!r}"
+        return consistency_term(z, z_prime, z_mix, lam)

@@ -14,7 +14,7 @@ from dgmix.checkpoint import save_checkpoint
 from dgmix.config import RunConfig
 from dgmix.methods.base import Method, TrainJob
 from dgmix.methods.finetuned import load_encoder
-from dgmix.models import build_encoder, fit_input_norm
+from dgmix.models import build_encoder
 from dgmix.training.bn import reestimate_batchnorm
 from dgmix.training.pretrain import ENCODER_FILE
 
@@ -28,7 +28,6 @@ class RandomEncoderMethod(Method):
         cfg = job.cfg
         torch.manual_seed(cfg.seed)
         enc = build_encoder(cfg.model, cfg.features)
-        fit_input_norm(enc, job.machine.train_feats)
         used = reestimate_batchnorm(enc, job.machine.train_feats, cfg.features.frames, cfg.features.window_hop,
                                     seed=cfg.seed)
         out = job.out_dir / "random"

@@ -2,7 +2,6 @@
 
 from dgmix.models.factory import build_classifier, build_encoder, build_expander
 from dgmix.models.heads import Expander, SectionClassifier
-from dgmix.models.input_norm import InputNorm, fit_input_norm
 from dgmix.models.mobilenet import (
     BOTTLENECK_SETTINGS,
     ROW_NAMES,
@@ -20,14 +19,12 @@ __all__ = [
     "ConvBNReLU6",
     "Encoder",
     "Expander",
-    "InputNorm",
     "InvertedResidual",
     "SectionClassifier",
     "build_classifier",
     "build_encoder",
     "build_expander",
     "count_parameters",
-    "fit_input_norm",
     "make_divisible",
     "multiply_adds",
 ]

@@ -16,14 +16,12 @@ from dgmix.models.mobilenet import Encoder
 
 def build_encoder(model: ModelConfig, features: FeatureParams) -> Encoder:
     """The Table 1 encoder for windows of ``features.input_size``."""
-    return Encoder(width_mult=model.width_mult, embed_dim=model.embed_dim, input_size=features.input_size,
-                   activation=model.activation, input_norm=model.input_norm == "per_bin")
+    return Encoder(width_mult=model.width_mult, embed_dim=model.embed_dim, input_size=features.input_size)
 
 
 def build_expander(model: ModelConfig) -> Expander:
     """The pre-training expander h (paper §3.3)."""
-    return Expander(in_dim=model.embed_dim, hidden=model.expander_hidden, n_layers=model.expander_layers,
-                    last_bn_relu=model.expander_last_bn_relu)
+    return Expander(in_dim=model.embed_dim, hidden=model.expander_hidden, n_layers=model.expander_layers)
 
 
 def build_classifier(model: ModelConfig, n_classes: int) -> SectionClassifier:

@@ -1,4 +1,4 @@
-"""Inference copies of a trained encoder: BatchNorm folded into the convolutions (issue 11).
+"""Inference copies of a trained encoder: BatchNorm folded into the convolutions.
 
 In eval mode a BatchNorm after a convolution is an affine map per output channel,
 ``y = (conv(x) - mu) / sqrt(var + eps) * gamma + beta``, so it can be folded into the

@@ -12,20 +12,17 @@ class Expander(nn.Module):
     """Expander h_phi (paper §3.3): ``n_layers`` fully-connected layers of size ``hidden``.
 
     The paper: "three fully-connected layers of size 1280. Each of the layers is followed by a
-    batch normalization layer and a ReLU activation function" -- that is the default
-    (``last_bn_relu=True``). VICReg's own expander ends with a plain Linear (no BN/ReLU on the
-    last layer); ``last_bn_relu=False`` gives that variant (SPEC §4). Linear layers keep
-    PyTorch's default initialisation, as in VICReg's code.
+    batch normalization layer and a ReLU activation function" -- the last layer included (VICReg's
+    own expander ends with a plain Linear; this one does not). Linear layers keep PyTorch's
+    default initialisation, as in VICReg's code.
 
     Args:
         in_dim: input size (the encoder's 320-d embedding Y).
         hidden: width of every layer, also the output dimension D (1280).
-        n_layers: number of Linear layers (3).
-        last_bn_relu: follow the last Linear with BatchNorm1d + ReLU (paper) or not (VICReg).
+        n_layers: number of Linear layers (3), each followed by BatchNorm1d + ReLU.
     """
 
-    def __init__(self, in_dim: int = 320, hidden: int = 1280, n_layers: int = 3,
-                 last_bn_relu: bool = True) -> None:
+    def __init__(self, in_dim: int = 320, hidden: int = 1280, n_layers: int = 3) -> None:
         super().__init__()
         if n_layers < 1 or in_dim < 1 or hidden < 1:
             raise ValueError(
@@ -34,10 +31,8 @@ class Expander(nn.Module):
         self.in_dim, self.out_dim = int(in_dim), int(hidden)
         layers: list[nn.Module] = []
         dim = in_dim
-        for i in range(n_layers):
-            layers.append(nn.Linear(dim, hidden))
-            if i < n_layers - 1 or last_bn_relu:
-                layers += [nn.BatchNorm1d(hidden), nn.ReLU(inplace=True)]
+        for _ in range(n_layers):
+            layers += [nn.Linear(dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True)]
             dim = hidden
         self.net = nn.Sequential(*layers)
 

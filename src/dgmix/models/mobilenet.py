@@ -1,4 +1,4 @@
-"""Modified MobileNetV2 encoder f_theta of DG-Mix (paper §3.2, Table 1; SPEC §3).
+"""Modified MobileNetV2 encoder f_theta of DG-Mix (paper §3.2, Table 1).
 
 Table 1 (width multiplier 0.5), with the spatial shape (mel x frames x channels) after each row
 for a 128 x 64 input:
@@ -26,12 +26,9 @@ scaled by 0.5 and rounded to a multiple of 8, which is what Table 1 prints.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
-
-from dgmix.models.input_norm import InputNorm
 
 __all__ = [
     "BOTTLENECK_SETTINGS",
@@ -88,20 +85,8 @@ def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
-Activation = Literal["relu6", "relu"]
-
-
-def make_activation(name: Activation) -> nn.Module:
-    """ReLU6 (MobileNetV2, Table 1) or plain ReLU (``model.activation: relu``, an option)."""
-    if name == "relu6":
-        return nn.ReLU6(inplace=True)
-    if name == "relu":
-        return nn.ReLU(inplace=True)
-    raise ValueError(f"activation must be 'relu6' or 'relu', got {name!r}")
-
-
 class ConvBNReLU6(nn.Sequential):
-    """Conv2d (no bias) -> BatchNorm2d -> ReLU6 (or ``activation``), "same" padding for odd kernels."""
+    """Conv2d (no bias) -> BatchNorm2d -> ReLU6 (Table 1, MobileNetV2), "same" padding for odd kernels."""
 
     def __init__(
         self,
@@ -111,7 +96,6 @@ class ConvBNReLU6(nn.Sequential):
         stride: int = 1,
         groups: int = 1,
         padding: int | tuple[int, int] | None = None,
-        activation: Activation = "relu6",
     ) -> None:
         if padding is None:
             ks = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
@@ -120,7 +104,7 @@ class ConvBNReLU6(nn.Sequential):
             nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, groups=groups,
                       bias=False),
             nn.BatchNorm2d(out_channels),
-            make_activation(activation),
+            nn.ReLU6(inplace=True),
         )
 
 
@@ -132,10 +116,7 @@ class InvertedResidual(nn.Module):
     the input and output channel counts are equal.
     """
 
-    def __init__(
-        self, in_channels: int, out_channels: int, stride: int, expand_ratio: int,
-        activation: Activation = "relu6",
-    ) -> None:
+    def __init__(self, in_channels: int, out_channels: int, stride: int, expand_ratio: int) -> None:
         super().__init__()
         if stride not in (1, 2):
             raise ValueError(f"stride must be 1 or 2, got {stride}")
@@ -143,9 +124,9 @@ class InvertedResidual(nn.Module):
         self.use_residual = stride == 1 and in_channels == out_channels
         layers: list[nn.Module] = []
         if expand_ratio != 1:
-            layers.append(ConvBNReLU6(in_channels, hidden, kernel_size=1, activation=activation))
+            layers.append(ConvBNReLU6(in_channels, hidden, kernel_size=1))
         layers += [
-            ConvBNReLU6(hidden, hidden, kernel_size=3, stride=stride, groups=hidden, activation=activation),
+            ConvBNReLU6(hidden, hidden, kernel_size=3, stride=stride, groups=hidden),
             nn.Conv2d(hidden, out_channels, 1, bias=False),
             nn.BatchNorm2d(out_channels),
         ]
@@ -177,7 +158,7 @@ class Encoder(nn.Module):
     Input channels: Table 1 lists a 128 x 64 x 3 input because the Keras baseline copies the
     one-channel log-mel map three times. One input channel is equivalent (a 3-channel conv on
     three identical copies equals a 1-channel conv whose kernel is the sum of the three) and
-    cheaper, so ``in_channels`` defaults to 1 (SPEC §2).
+    cheaper, so ``in_channels`` defaults to 1.
 
     Parameter count: with ``width_mult=0.5`` this module has exactly 1,454,432 parameters, the
     paper's "1.45M". The paper does not say how the 4x2 and the last 1x1 convolutions are
@@ -192,8 +173,8 @@ class Encoder(nn.Module):
     convolutions, zero biases, BatchNorm weight 1 / bias 0.
 
     channels_last: the model works unchanged with ``model.to(memory_format=torch.channels_last)``
-    and channels_last inputs (``x.contiguous(memory_format=torch.channels_last)``), which is
-    usually faster on GPUs with mixed precision.
+    and channels_last inputs (``x.contiguous(memory_format=torch.channels_last)``); every training
+    stage uses that layout (faster on CPU, BENCHMARKS.md §1, and on GPUs with mixed precision).
 
     Args:
         width_mult: MobileNetV2 width multiplier (Table 1: 0.5).
@@ -203,12 +184,6 @@ class Encoder(nn.Module):
             (the spatial size left after the five stride-2 layers: ceil(128/32) x ceil(64/32)).
         head_channels: channels of the conv1x1 after the bottlenecks and of the 4x2 conv;
             defaults to ``embed_dim`` (Table 1: 320).
-        activation: "relu6" (Table 1, MobileNetV2) or "relu" everywhere (``model.activation``;
-            not in the paper: ReLU6 clips a short loud event at 6 after the first BN, a plain
-            ReLU keeps its level, see docs/results.md).
-        input_norm: put an :class:`~dgmix.models.input_norm.InputNorm` (per-mel-bin
-            standardisation with training statistics, ``model.input_norm: per_bin``; not in the
-            paper) in front of the rows. It is the identity until fitted.
     """
 
     def __init__(
@@ -218,8 +193,6 @@ class Encoder(nn.Module):
         embed_dim: int = 320,
         input_size: tuple[int, int] = (128, 64),
         head_channels: int | None = None,
-        activation: Activation = "relu6",
-        input_norm: bool = False,
     ) -> None:
         super().__init__()
         if width_mult <= 0:
@@ -231,26 +204,22 @@ class Encoder(nn.Module):
         self.embed_dim = int(embed_dim)
         self.input_size = (int(input_size[0]), int(input_size[1]))
         head = self.embed_dim if head_channels is None else int(head_channels)
-        self.activation = activation
-        self.input_norm = InputNorm(self.input_size[0]) if input_norm else None
-        act = activation
 
         rows: list[tuple[str, nn.Module]] = []
         channels = make_divisible(32 * width_mult)
-        rows.append((ROW_NAMES[0], ConvBNReLU6(in_channels, channels, kernel_size=3, stride=2, activation=act)))
+        rows.append((ROW_NAMES[0], ConvBNReLU6(in_channels, channels, kernel_size=3, stride=2)))
         n_stride2 = 1
         for row, (t, c, n, s) in enumerate(BOTTLENECK_SETTINGS, start=1):
             out = make_divisible(c * width_mult)
             blocks = []
             for i in range(n):
-                blocks.append(InvertedResidual(channels, out, s if i == 0 else 1, t, activation=act))
+                blocks.append(InvertedResidual(channels, out, s if i == 0 else 1, t))
                 channels = out
             n_stride2 += int(s == 2)
             rows.append((ROW_NAMES[row], nn.Sequential(*blocks)))
-        rows.append((ROW_NAMES[8], ConvBNReLU6(channels, head, kernel_size=1, activation=act)))
+        rows.append((ROW_NAMES[8], ConvBNReLU6(channels, head, kernel_size=1)))
         self.final_map_size = _final_map_size(self.input_size, n_stride2)
-        rows.append((ROW_NAMES[9], ConvBNReLU6(head, head, kernel_size=self.final_map_size,
-                                                padding=0, activation=act)))
+        rows.append((ROW_NAMES[9], ConvBNReLU6(head, head, kernel_size=self.final_map_size, padding=0)))
         rows.append((ROW_NAMES[10], nn.Conv2d(head, self.embed_dim, kernel_size=1, bias=True)))
         self.stages = nn.Sequential(OrderedDict(rows))
         self.reset_parameters()
@@ -283,8 +252,6 @@ class Encoder(nn.Module):
         ``(row name, output)`` for every row of Table 1.
         """
         self._check_input(x)
-        if self.input_norm is not None:
-            x = self.input_norm(x)
         if not return_rows:
             return self.stages(x)
         outputs: list[tuple[str, Tensor]] = []
@@ -299,11 +266,11 @@ class Encoder(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"width_mult={self.width_mult}, in_channels={self.in_channels}, "
-                f"embed_dim={self.embed_dim}, input_size={self.input_size}, activation={self.activation}")
+                f"embed_dim={self.embed_dim}, input_size={self.input_size}")
 
 
 def multiply_adds(encoder: Encoder) -> int:
-    """Multiply-adds of one forward pass for one window (convs only; BN folded, SPEC §3)."""
+    """Multiply-adds of one forward pass for one window (convs only; BN folded into them)."""
     total = 0
     hooks = []
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from dgmix.config import ReportConfig
 from dgmix.errors import InputError
 from dgmix.metrics.tables import PAPER_RESULTS
+from dgmix.report import HISTOGRAM_BINS, TSNE_PERPLEXITY
 from dgmix.report.collect import STAGES, RunContents, collect
 from dgmix.report.tables import method_table, paper_applies, section_table, summary_table
 
@@ -74,7 +75,7 @@ def _figure_sections(rc: RunContents, cfg: ReportConfig, seed: int) -> list[str]
     for machine in rc.machines:
         by_method = {m: rc.scores[m][machine] for m in rc.methods if machine in rc.scores.get(m, {})}
         if by_method:
-            fig = histogram_figure(machine, by_method, cfg.histogram_bins)
+            fig = histogram_figure(machine, by_method, HISTOGRAM_BINS)
             out.append(f"<h3>{escape(machine)}</h3>" + _img(to_data_uri(fig), f"histograms {machine}"))
     out += ["<h2 id='tsne'>t-SNE of training embeddings</h2>",
             "<p>Clip embeddings of the training clips (each method's own pooling), standardised per "
@@ -87,7 +88,7 @@ def _figure_sections(rc: RunContents, cfg: ReportConfig, seed: int) -> list[str]
         points, labels = {}, {}
         for m, e in embs.items():
             try:
-                points[m] = tsne_points(e.embeddings, cfg.tsne_perplexity, seed)
+                points[m] = tsne_points(e.embeddings, TSNE_PERPLEXITY, seed)
                 labels[m] = e
             except ValueError as exc:
                 rc.notes.append(f"t-SNE {m}/{machine}: {exc}")
@@ -106,15 +107,20 @@ def _figure_sections(rc: RunContents, cfg: ReportConfig, seed: int) -> list[str]
     return out
 
 
-def build_report(run_dir: Path, cfg: ReportConfig | None = None, out: Path | None = None, seed: int = 0) -> Path:
+def build_report(run_dir: Path, cfg: ReportConfig | None = None, out: Path | None = None, seed: int = 0,
+                 paper: bool | None = None) -> Path:
     """Write ``out`` (default ``RUN_DIR/report.html``) for the run in ``run_dir``; return its path.
+
+    ``paper``: show the paper's Tables 2-3 beside ours; ``None`` follows the run, i.e. the
+    ``paper_reference`` flag ``dgmix run --paper-reference/--no-paper-reference`` recorded in
+    ``run_info.json``.
 
     Raises:
         InputError: not a run directory, unreadable inputs, or the file cannot be written.
     """
     cfg = cfg or ReportConfig()
     rc = collect(Path(run_dir))
-    paper = rc.table is not None and paper_applies(rc.table, rc.info, cfg.paper_reference)
+    paper = rc.table is not None and paper_applies(rc.table, rc.info, paper)
     info = rc.info
     meta = [f"run directory: <code>{escape(str(Path(run_dir).resolve()))}</code>"]
     if info.get("data_root"):

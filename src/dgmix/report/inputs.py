@@ -5,7 +5,7 @@
   the ground truth the pipeline read);
 * ``<method>.json``: the detector's per-section decision thresholds (also in ``detector.pt``, read
   here without torch);
-* ``<method>_train.npz``: clip embeddings of (at most :data:`TSNE_MAX_POINTS`) training clips with
+* ``<method>_train.npz``: clip embeddings of (at most :data:`dgmix.report.TSNE_MAX_POINTS`) training clips with
   their section, domain and attribute string, for the t-SNE plots (paper Figure 2).
 
 Everything is small: the default synthetic set keeps about 40 KB per method and machine type.
@@ -25,8 +25,6 @@ from dgmix.data import ClipRecord
 from dgmix.errors import InputError
 
 INPUTS_DIR = "report_inputs"
-#: training clips kept per method and machine type for the t-SNE plots, evenly over section x domain
-TSNE_MAX_POINTS = 500
 
 
 def inputs_dir(run_dir: Path, machine: str) -> Path:
@@ -127,6 +125,8 @@ def keep_for_report(run_dir: Path, method: str, md, detector, seed: int = 0) -> 
     """Save one method's report inputs for one machine type (``md``: a ``MachineData``): the
     thresholds, and the clip embeddings of a sample of training clips as the detector computes them."""
     save_thresholds(run_dir, md.machine, method, detector.section_names, detector.thresholds.tolist())
+    from dgmix.report import TSNE_MAX_POINTS
+
     idx = sample_indices(len(md.train), TSNE_MAX_POINTS, [f"{r.section}/{r.domain}" for r in md.train], seed)
     vectors = detector.clip_vectors([md.train_feats[i] for i in idx])
     save_train_embeddings(run_dir, md.machine, method, [md.train[i] for i in idx], vectors.double().numpy())

@@ -69,8 +69,9 @@ def section_table(table: ResultsTable, method: str) -> str:
     return html_table(head, rows, "num")
 
 
-def paper_applies(table: ResultsTable, info: Mapping, setting: str) -> bool:
-    """Whether to show the paper's numbers: ``setting`` on/off, or ``auto``: as the run recorded."""
-    if setting != "auto":
-        return setting == "on"
+def paper_applies(table: ResultsTable, info: Mapping, paper: bool | None = None) -> bool:
+    """Whether to show the paper's numbers: ``paper`` when given, else as the run recorded
+    (``paper_reference`` in ``run_info.json``, from ``dgmix run --paper-reference``)."""
+    if paper is not None:
+        return bool(paper)
     return bool(info.get("paper_reference", False))

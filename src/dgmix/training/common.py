@@ -14,7 +14,7 @@ from dgmix.config import RunConfig
 from dgmix.data import scan
 from dgmix.errors import InputError
 from dgmix.io_atomic import atomic_write_text
-from dgmix.models import fit_input_norm
+from dgmix.training.bn import reestimate_batchnorm
 from dgmix.training.data import ClassMode, ClipSet, load_clipset, make_cache
 from dgmix.training.distributed import DistContext, convert_batchnorm, init_from_env
 from dgmix.training.loop import LoopResult, LoopSettings, run_loop
@@ -44,28 +44,24 @@ def training_clips(
     return load_clipset(records, cache, cfg.features, classes=classes)
 
 
-def wrap_model(task_module: nn.Module, ctx: DistContext, compile_model: bool = False) -> tuple[nn.Module, nn.Module]:
-    """(module to save, module to call): global batch norm + DDP under torchrun, optional compile."""
+def wrap_model(task_module: nn.Module, ctx: DistContext) -> tuple[nn.Module, nn.Module]:
+    """(module to save, module to call): global batch norm + DDP under torchrun."""
     model: nn.Module = task_module
     if ctx.is_distributed:
         task_module = convert_batchnorm(task_module, ctx.device)
         model = DistributedDataParallel(
             task_module, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None
         )
-    if compile_model:
-        model = torch.compile(model)
     return task_module, model
 
 
 def start_stage(
-    data_root: Path, machine: str, cfg: RunConfig, stage_cfg, cache_dir: Path,
+    data_root: Path, machine: str, cfg: RunConfig, cache_dir: Path,
     ctx: DistContext | None, progress: bool, classes: ClassMode = "section",
 ) -> tuple[DistContext, ClipSet]:
-    """Process group, threads and seed for a stage, then its training clips (with ``classes`` as
-    the classifier targets, see :func:`dgmix.training.data.class_keys`)."""
+    """Process group and seed for a stage, then its training clips (with ``classes`` as the
+    classifier targets, see :func:`dgmix.training.data.class_keys`)."""
     ctx = ctx or init_from_env()
-    if stage_cfg.threads:
-        torch.set_num_threads(stage_cfg.threads)
     torch.manual_seed(cfg.seed)
     return ctx, training_clips(data_root, machine, cfg, cache_dir, ctx, progress, classes)
 
@@ -77,26 +73,10 @@ def loop_settings(
     """The loop settings every stage config (pretrain, finetune, baseline) has in common."""
     return LoopSettings(
         epochs=stage_cfg.epochs, batch_size=stage_cfg.batch_size,
-        windows_per_epoch=stage_cfg.windows_per_epoch, seed=cfg.seed, log_every=stage_cfg.log_every,
+        windows_per_epoch=stage_cfg.windows_per_epoch, seed=cfg.seed,
         std_warn_threshold=std_warn_threshold, progress=progress, stop_after_epoch=stop_after_epoch,
         desc=desc,
     )
-
-
-def refresh_batchnorm(encoder: nn.Module, clips: ClipSet, cfg: RunConfig, stage_cfg) -> None:
-    """With ``stage_cfg.reestimate_bn``, replace the encoder's BN running statistics by those of the
-    real (unmixed) training windows before it is saved (:mod:`dgmix.training.bn`).
-
-    Why an option: during mixup training the running statistics average real and mixed batches,
-    and scoring sees only real windows; the paper does not re-estimate them. Under DDP every rank
-    calls this with the same windows, so the synchronised BN layers agree."""
-    if not getattr(stage_cfg, "reestimate_bn", False):
-        return
-    from dgmix.training.bn import reestimate_batchnorm
-
-    was_training = encoder.training
-    reestimate_batchnorm(encoder, clips.features, cfg.features.frames, cfg.features.window_hop, seed=cfg.seed)
-    encoder.train(was_training)
 
 
 def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -120,7 +100,7 @@ def weight_change(start: dict[str, torch.Tensor], module: nn.Module, which: str 
 def write_summary(out_dir: Path, result: LoopResult, start: dict[str, torch.Tensor], encoder: nn.Module) -> Path:
     """``out_dir/summary.json``: the stage's training-only signals (last loss terms, embedding std,
     the encoder's relative weight change, steps, seconds). These, never test labels, are what a
-    setting may be chosen on (issue 10)."""
+    setting may be chosen on."""
     path = Path(out_dir) / SUMMARY_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {"steps": result.steps, "epochs": result.epochs_done, "seconds": round(result.seconds, 3),
@@ -132,21 +112,20 @@ def write_summary(out_dir: Path, result: LoopResult, start: dict[str, torch.Tens
     return path
 
 
-def fit_encoder_input(encoder: nn.Module, clips: ClipSet) -> None:
-    """Fit the encoder's input standardisation (``model.input_norm``) on the training clips; a no-op
-    for an encoder without one (the features are then not touched)."""
-    if getattr(encoder, "input_norm", None) is not None:
-        fit_input_norm(encoder, clips.features)
-
-
 def run_stage(task, model: nn.Module, opt: torch.optim.Optimizer, lr_at, settings: LoopSettings, out_dir: Path,
-              ctx: DistContext, extra: dict, resume: bool, cfg: RunConfig, stage_cfg) -> LoopResult:
+              ctx: DistContext, extra: dict, resume: bool, cfg: RunConfig) -> LoopResult:
     """What every training stage does around :func:`run_loop`: remember the encoder's start, train,
-    re-estimate BN if asked (:func:`refresh_batchnorm`) and write ``summary.json``. The caller saves
-    its own checkpoints afterwards."""
+    re-estimate the encoder's BN statistics on the real training windows (precise BN,
+    :func:`dgmix.training.bn.reestimate_batchnorm`; always, in every preset) and write
+    ``summary.json``. The caller saves its own files afterwards, so the saved encoder carries the
+    re-estimated statistics. Under DDP every rank re-estimates on the same windows, so the
+    synchronised BN layers agree."""
     start = snapshot(task.module.encoder)
     result = run_loop(task, model, opt, lr_at, settings, out_dir, ctx, extra, resume=resume)
-    refresh_batchnorm(task.module.encoder, task.clips, cfg, stage_cfg)
+    encoder = task.module.encoder
+    was_training = encoder.training
+    reestimate_batchnorm(encoder, task.clips.features, cfg.features.frames, cfg.features.window_hop, seed=cfg.seed)
+    encoder.train(was_training)
     if ctx.is_main:
         write_summary(out_dir, result, start, task.module.encoder)
     return result

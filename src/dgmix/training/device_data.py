@@ -1,4 +1,6 @@
-"""Device-resident training data (issue 11): the frames on the device once, windows cut by index there.
+"""Device-resident training data: the frames on the device once, windows cut by index there.
+
+Used whenever a stage trains on CUDA (:func:`use_device_data`); on a CPU the host path is used.
 
 The host path (:meth:`dgmix.features.WindowDataset.batch`) gathers every window of a batch on the
 CPU with a Python loop and copies the batch to the device at each step; on a GPU that bounds the
@@ -26,13 +28,9 @@ from dgmix.features import WindowDataset
 __all__ = ["DeviceDraws", "DeviceWindows", "StepData", "beta_on_device", "use_device_data"]
 
 
-def use_device_data(setting: str, device: torch.device) -> bool:
-    """``data_on_device``: "on", "off", or "auto" (on when the stage trains on CUDA)."""
-    if setting == "auto":
-        return device.type == "cuda"
-    if setting not in ("on", "off"):
-        raise ValueError(f"data_on_device must be auto, on or off, got {setting!r}")
-    return setting == "on"
+def use_device_data(device: torch.device) -> bool:
+    """Whether a stage training on ``device`` keeps its data there: on CUDA, yes."""
+    return torch.device(device).type == "cuda"
 
 
 class DeviceWindows:
@@ -74,15 +72,13 @@ class DeviceWindows:
         return self.window_labels[idx]
 
 
-def beta_on_device(n: int, alpha: float, per_sample: bool, generator: torch.Generator) -> Tensor:
-    """lambda ~ Beta(alpha, alpha) drawn on the generator's device: G1 / (G1 + G2) with
-    G ~ Gamma(alpha, 1) (the same distribution as :func:`dgmix.augment.sample_lambda`, another
-    random stream)."""
-    m = n if per_sample else 1
-    conc = torch.full((2, m), float(alpha), device=generator.device)
+def beta_on_device(n: int, alpha: float, generator: torch.Generator) -> Tensor:
+    """One lambda ~ Beta(alpha, alpha) per pair, drawn on the generator's device: G1 / (G1 + G2)
+    with G ~ Gamma(alpha, 1) (the same distribution as :func:`dgmix.augment.sample_lambda`,
+    another random stream)."""
+    conc = torch.full((2, n), float(alpha), device=generator.device)
     g = torch._standard_gamma(conc, generator=generator)
-    lam = g[0] / (g[0] + g[1]).clamp_min(torch.finfo(g.dtype).tiny)
-    return lam if per_sample else lam.expand(n).contiguous()
+    return g[0] / (g[0] + g[1]).clamp_min(torch.finfo(g.dtype).tiny)
 
 
 class DeviceDraws:
@@ -102,15 +98,15 @@ class DeviceDraws:
     def generator(self, loop_generator: torch.Generator) -> torch.Generator:
         return self.cuda_gen if self.cuda_gen is not None else loop_generator
 
-    def lam(self, n: int, alpha: float, per_sample: bool, loop_generator: torch.Generator) -> Tensor:
+    def lam(self, n: int, alpha: float, loop_generator: torch.Generator) -> Tensor:
         if self.cuda_gen is None:
-            return sample_lambda(n, alpha=alpha, per_sample=per_sample, generator=loop_generator)
-        return beta_on_device(n, alpha, per_sample, self.cuda_gen)
+            return sample_lambda(n, alpha=alpha, generator=loop_generator)
+        return beta_on_device(n, alpha, self.cuda_gen)
 
 
 class StepData:
-    """Where a training stage's windows, labels, pairs and lambda come from: the host path, or with
-    ``data_on_device`` the device-resident one. The pre-training and fine-tuning tasks both draw
+    """Where a training stage's windows, labels, pairs and lambda come from: the host path, or on
+    CUDA (:func:`use_device_data`) the device-resident one. The pre-training and fine-tuning tasks both draw
     through it, so the two paths live in one place.
 
     ``clips`` is the stage's :class:`~dgmix.training.data.ClipSet`. The host path is
@@ -120,19 +116,19 @@ class StepData:
     puts on :attr:`index_device` once per epoch.
     """
 
-    def __init__(self, clips, pairs: PairSampler | None, setting: str,  # noqa: ANN001 - a ClipSet
+    def __init__(self, clips, pairs: PairSampler | None,  # noqa: ANN001 - a ClipSet
                  device: torch.device, seed: int) -> None:
         self.clips = clips  # its windows are read per step on the host path (never copied)
-        self.resident = DeviceWindows(clips.windows, device) if use_device_data(setting, device) else None
+        self.resident = DeviceWindows(clips.windows, device) if use_device_data(device) else None
         self.index_device = device if self.resident is not None else torch.device("cpu")
         self.draws = DeviceDraws(self.index_device, seed)
         self.pairs = pairs.to(self.index_device) if pairs is not None else None
 
-    def pairs_and_lambda(self, idx: Tensor, generator: torch.Generator, alpha: float,
-                         per_sample: bool) -> tuple[Tensor, Tensor, Tensor]:
-        """(X indices, X' indices, lambda) of a mixup step, drawn in this order."""
+    def pairs_and_lambda(self, idx: Tensor, generator: torch.Generator,
+                         alpha: float) -> tuple[Tensor, Tensor, Tensor]:
+        """(X indices, X' indices, one lambda per pair) of a mixup step, drawn in this order."""
         a, b = self.pairs(idx, self.draws.generator(generator))
-        return a, b, self.draws.lam(len(idx), alpha, per_sample, generator)
+        return a, b, self.draws.lam(len(idx), alpha, generator)
 
     def windows(self, idx: Tensor) -> Tensor:
         """Windows ``idx`` as ``(N, 1, n_mels, frames)``, on the device or on the host."""

@@ -1,22 +1,25 @@
-"""Fine-tuning on section-ID classification (paper §3.4, SPEC §5) and the official baseline (SPEC §7).
+"""Fine-tuning on section-ID classification (paper §3.4) and the official baseline's classifier.
 
 Fine-tuning: encoder + classifier Linear(320,128)-ReLU-Linear(128, n_classes), where the classes
 are the sections (paper) or, with ``finetune.classes``, sections x attribute values (see
-:func:`dgmix.training.data.class_keys`). The partner of each window is drawn over every training
-window of the machine type, so pairs fall within and across domains (source x source, source x
-target, target x target) and across sections; uniformly by default, or within each section
-(``finetune.pair_scope``) and with set shares of the three pair types (``finetune.pair_shares``,
-:mod:`dgmix.augment.pairs`). The
-mixed input X_lambda is classified against the mixed one-hot section label with a KL divergence,
-and gamma times the consistency term (eq. 1) is applied to the encoder outputs Y, Y', Y_lambda.
-AdamW, lr 1e-4, weight decay 1e-4, batch 64; the paper does not say which parameters decay:
-every parameter does by default, ``finetune.decay_norm_and_bias: false`` keeps biases and BN
-parameters out of weight decay (:func:`dgmix.optim.param_groups`). The paper gives no epoch
-count; 20 is the default.
+:func:`dgmix.training.data.class_keys`). Pairs (X, X') are drawn within the anchor's section
+(paper §3.4: "a mixup strategy on the source and target data for each section"), with
+domain-balanced shares: each pair is source x source, source x target or target x target with the
+probabilities ``finetune.pair_shares`` (default equal shares; the paper names intra- and
+inter-domain pairs and no proportion; :mod:`dgmix.augment.pairs`). The mixed input X_lambda is
+classified against the mixed one-hot label with a KL divergence (one-hot itself when the classes
+are the sections, since both windows share one), and gamma times the consistency term (eq. 1,
+mean over batch and dimensions) is applied to the encoder outputs Y, Y', Y_lambda. AdamW, lr
+1e-4, weight decay 1e-4, batch 64; the paper does not say which parameters decay: here only the
+conv/linear weights do, biases and BN parameters are not decayed
+(:func:`dgmix.optim.param_groups`). The paper gives no epoch count; 20 is the default.
 
 Baseline: the same encoder body trained as a plain section classifier with cross-entropy
-(official settings: Adam, lr 1e-5, batch 32, 20 epochs). Its anomaly score is computed by
-:func:`dgmix.scoring.embed.classifier_scores`.
+(the official DCASE 2022 baseline's settings: Adam, lr 1e-5, batch 32, 20 epochs). Its anomaly
+score is computed by :func:`dgmix.scoring.embed.classifier_scores`.
+
+Both stages train channels-last and end by re-estimating the encoder's BN statistics on the real
+training windows before saving (:func:`dgmix.training.bn.reestimate_batchnorm`).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from dgmix.errors import InputError
 from dgmix.losses import MixupKLLoss
 from dgmix.models import build_classifier, build_encoder
 from dgmix.optim import param_groups
-from dgmix.training.common import fit_encoder_input, loop_settings, run_stage, start_stage, wrap_model
+from dgmix.training.common import loop_settings, run_stage, start_stage, wrap_model
 from dgmix.training.data import ClipSet
 from dgmix.training.device_data import DeviceWindows, StepData
 from dgmix.training.distributed import DistContext, gather_no_grad, gather_with_grad
@@ -91,14 +94,11 @@ class FinetuneTask:
         self.n_classes = len(clips.class_names)
         f = cfg.finetune
         self.module = build_model(cfg, self.n_classes, joined=f.joined_views).to(ctx.device)
-        self.move = ViewMover(ctx.device, f.channels_last)
-        if f.channels_last:
-            self.module = self.module.to(memory_format=torch.channels_last)
-        self.loss = MixupKLLoss(gamma=f.gamma, consistency_reduction=f.consistency_reduction,
-                                consistency_scale=f.consistency_scale)
-        fit_encoder_input(self.module.encoder, clips)
-        # host or device-resident windows, pairs and lambda, as in pre-training (issue 11)
-        self.data = StepData(clips, pair_sampler(clips, f.pair_scope, f.pair_shares), f.data_on_device,
+        self.module = self.module.to(memory_format=torch.channels_last)
+        self.move = ViewMover(ctx.device)
+        self.loss = MixupKLLoss(gamma=f.gamma)
+        # pairs within the anchor's section; host or (on CUDA) device-resident data, as in pre-training
+        self.data = StepData(clips, pair_sampler(clips, by_section=True, shares=f.pair_shares),
                              ctx.device, cfg.seed * 1000 + ctx.rank + 1)
 
     @property
@@ -116,7 +116,7 @@ class FinetuneTask:
     def draw(self, idx: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
         """(X, X', lambda, mixed targets) of a step, on the device or on the host."""
         f, d = self.cfg.finetune, self.data
-        a, b, lam = d.pairs_and_lambda(idx, generator, f.mixup_alpha, f.per_sample_lambda)
+        a, b, lam = d.pairs_and_lambda(idx, generator, f.mixup_alpha)
         target = mix_labels(d.labels(a), d.labels(b), lam.to(d.index_device), self.n_classes)
         return d.windows(a), d.windows(b), lam, target
 
@@ -135,16 +135,14 @@ class FinetuneTask:
 
 
 class BaselineTask:
-    """The official baseline's section classifier: cross-entropy on single windows (SPEC §7)."""
+    """The official baseline's section classifier: cross-entropy on single windows."""
 
     def __init__(self, clips: ClipSet, cfg: RunConfig, ctx: DistContext) -> None:
         self.clips, self.cfg, self.ctx = clips, cfg, ctx
         self.n_windows = clips.n_windows
         self.module = build_model(cfg, len(clips.section_names)).to(ctx.device)
-        fit_encoder_input(self.module.encoder, clips)
-        self.move = ViewMover(ctx.device, cfg.baseline.channels_last)
-        if cfg.baseline.channels_last:
-            self.module = self.module.to(memory_format=torch.channels_last)
+        self.module = self.module.to(memory_format=torch.channels_last)
+        self.move = ViewMover(ctx.device)
 
     def step(self, model: nn.Module, idx: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         y, logits = model(self.move(self.clips.windows.batch(idx.numpy())))
@@ -159,14 +157,14 @@ def _train(
     out_dir: Path, ctx: DistContext, resume: bool, progress: bool, stop_after_epoch: int | None,
     extra: dict | None = None,
 ) -> LoopResult:
-    """Run the loop for a classifier stage, then save ``encoder.pt`` and ``model.pt``."""
+    """Run the loop for a classifier stage (which ends with precise BN, :func:`run_stage`), then save
+    ``encoder.pt`` and ``model.pt``."""
     if ctx.is_main:
         write_config(cfg, out_dir)
     settings = loop_settings(stage_cfg, cfg, progress, stop_after_epoch, f"{stage} {machine}")
     meta = {"config": cfg.to_dict(), "machine": machine, "stage": stage,
             "section_names": task.clips.section_names, "class_names": task.clips.class_names}
-    result = run_stage(task, model, opt, None, settings, out_dir, ctx, {**meta, **(extra or {})}, resume, cfg,
-                       stage_cfg)
+    result = run_stage(task, model, opt, None, settings, out_dir, ctx, {**meta, **(extra or {})}, resume, cfg)
     if ctx.is_main:
         save_checkpoint(out_dir / ENCODER_FILE, {"encoder": task.module.encoder.state_dict(), **meta})
         save_checkpoint(out_dir / MODEL_FILE, {"model": task.module.state_dict(), **meta})
@@ -187,7 +185,7 @@ def finetune(
 ) -> LoopResult:
     """Fine-tune from ``init`` (a pre-training run dir or encoder file) or from scratch (None)."""
     f = cfg.finetune
-    ctx, clips = start_stage(data_root, machine, cfg, f, cache_dir, ctx, progress, classes=f.classes)
+    ctx, clips = start_stage(data_root, machine, cfg, cache_dir, ctx, progress, classes=f.classes)
     task = FinetuneTask(clips, cfg, ctx)
     if init is not None:
         init_meta = load_pretrained_encoder(init, task.module.encoder)
@@ -195,9 +193,8 @@ def finetune(
             raise InputError(init, f"encoder was pre-trained on {init_meta['machine']!r}, not {machine!r}")
     task.module, model = wrap_model(task.module, ctx)
     model = maybe_graph(model, f.cuda_graphs, ctx)
-    params = (task.module.parameters() if f.decay_norm_and_bias
-              else param_groups(task.module, f.weight_decay))
-    opt = torch.optim.AdamW(params, lr=f.lr, weight_decay=f.weight_decay)
+    # weight decay on conv/linear weights only (biases and BN parameters: none)
+    opt = torch.optim.AdamW(param_groups(task.module, f.weight_decay), lr=f.lr, weight_decay=f.weight_decay)
     return _train(task, opt, model, cfg, f, "finetune", machine, Path(out_dir), ctx, resume, progress,
                   stop_after_epoch, {"init": str(init) if init else "scratch"})
 
@@ -213,9 +210,9 @@ def train_baseline(
     ctx: DistContext | None = None,
     stop_after_epoch: int | None = None,
 ) -> LoopResult:
-    """Train the official MobileNetV2 baseline's section classifier (SPEC §7)."""
+    """Train the official MobileNetV2 baseline's section classifier."""
     b = cfg.baseline
-    ctx, clips = start_stage(data_root, machine, cfg, b, cache_dir, ctx, progress)
+    ctx, clips = start_stage(data_root, machine, cfg, cache_dir, ctx, progress)
     task = BaselineTask(clips, cfg, ctx)
     task.module, model = wrap_model(task.module, ctx)
     opt = torch.optim.Adam(task.module.parameters(), lr=b.lr)

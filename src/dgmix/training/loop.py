@@ -51,7 +51,6 @@ class LoopSettings:
     batch_size: int  # global batch
     windows_per_epoch: int | None
     seed: int
-    log_every: int = 1
     std_warn_threshold: float | None = None
     progress: bool = True
     desc: str = "train"
@@ -174,11 +173,10 @@ def run_loop(
                            "the representation may be collapsing")
                     log.warning(msg)
                     tqdm.write(f"warning: {msg}")
-                if step % max(1, settings.log_every) == 0:
-                    logger.log({
-                        "epoch": epoch, "step": step, "lr": optimizer.param_groups[0]["lr"],
-                        **last_terms, "windows_per_s": idx.numel() * ctx.world_size / max(dt, 1e-9),
-                    })
+                logger.log({
+                    "epoch": epoch, "step": step, "lr": optimizer.param_groups[0]["lr"],
+                    **last_terms, "windows_per_s": idx.numel() * ctx.world_size / max(dt, 1e-9),
+                })
                 bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{last_terms['loss']:.3f}")
             payload = {

@@ -1,13 +1,21 @@
 """Self-supervised pre-training: DG-Mix (paper §3.3, eq. 5) or the VICReg + SpecAugment ablation.
 
 One model per machine type, trained on every training window of that machine type: all
-sections, both domains, development and additional-training data (SPEC §4).
+sections, both domains, development and additional-training data.
 
 DG-Mix step: X and X' are two different windows, lambda ~ Beta(0.5, 0.5), X_lambda = lambda X +
 (1 - lambda) X'. The three branches share the encoder f and expander h; the loss is eq. (5) on
 Z, Z', Z_lambda. VICReg step: two SpecAugment views of the same window; invariance replaces the
 consistency term. In both, embeddings are gathered across ranks with gradients first, so the
 variance and covariance terms see the global batch.
+
+Optimisation: LARS (momentum 0.9, eta 0.001, the paper's and VICReg's values) at 0.2 x batch / 256
+unless ``pretrain.lr`` is set, with a linear warm-up and a cosine decay to ``pretrain.final_lr``
+(paper §3.3); or AdamW (``pretrain.optimizer: adamw``, not in the paper) at 1e-3 under the same
+schedule shape. Models and batches are channels-last; on CUDA the training windows live on the
+device (:mod:`dgmix.training.device_data`). At the end the encoder's BN statistics are
+re-estimated on the real training windows before it is saved
+(:func:`dgmix.training.bn.reestimate_batchnorm`).
 """
 
 from __future__ import annotations
@@ -22,12 +30,12 @@ from torch import nn
 
 from dgmix.augment import PairSampler, SpecAugment, mix
 from dgmix.checkpoint import save_checkpoint
-from dgmix.config import RunConfig, write_config
+from dgmix.config import PretrainConfig, RunConfig, write_config
 from dgmix.errors import InputError
 from dgmix.losses import DGMixLoss, VICRegLoss
 from dgmix.models import build_encoder, build_expander
 from dgmix.optim import LARS, WarmupCosine, param_groups, scaled_lr
-from dgmix.training.common import fit_encoder_input, loop_settings, run_stage, start_stage, wrap_model
+from dgmix.training.common import loop_settings, run_stage, start_stage, wrap_model
 from dgmix.training.data import ClipSet
 from dgmix.training.device_data import DeviceWindows, StepData
 from dgmix.training.distributed import DistContext, gather_no_grad, gather_with_grad
@@ -36,6 +44,16 @@ from dgmix.training.loop import LoopResult, plan_steps
 log = logging.getLogger("dgmix.training")
 
 ENCODER_FILE = "encoder.pt"
+#: LARS's rule when ``pretrain.lr`` is null: lr = 0.2 x batch / 256 (paper §3.3: 0.8 at batch 1024).
+LARS_LR_PER_256 = 0.2
+#: AdamW's lr when ``pretrain.lr`` is null.
+ADAMW_LR = 1e-3
+#: LARS momentum and trust coefficient (paper §3.3 via VICReg).
+LARS_MOMENTUM = 0.9
+LARS_ETA = 0.001
+#: A warning is logged when the embedding std (mean over dimensions of the batch std) falls below
+#: this: the representation may be collapsing.
+STD_WARN_THRESHOLD = 0.05
 
 
 def forward_views(
@@ -44,7 +62,7 @@ def forward_views(
     """``fn`` applied to each view: one pass per view (BN statistics per view, the paper's Fig. 1
     reading), or with ``joined`` one pass over the concatenated views, split back (BN statistics
     over all views together, so an affine-in-training network maps X_lambda to exactly
-    lambda f(X) + (1 - lambda) f(X'); not in the paper, an option)."""
+    lambda f(X) + (1 - lambda) f(X'); not in the paper, the ``joined_views`` setting)."""
     if not joined or len(views) < 2:
         return tuple(fn(v) for v in views)
     return tuple(fn(torch.cat(views, dim=0)).split(views[0].shape[0], dim=0))
@@ -64,28 +82,27 @@ class Branches(nn.Module):
         return forward_views(lambda x: self.expander(self.encoder(x)), views, self.joined)
 
 
-def pair_sampler(clips: ClipSet, scope: str = "machine", shares: list[float] | None = None) -> PairSampler:
+def pair_sampler(clips: ClipSet, by_section: bool = False, shares: list[float] | None = None) -> PairSampler:
     """The (X, X') sampler over every window of ``clips``: partners uniform over the machine type
-    (pre-training), or within sections and with pair-type shares (fine-tuning options, see
-    :mod:`dgmix.augment.pairs`)."""
+    (pre-training), or with ``by_section`` within the anchor's section and with pair-type
+    ``shares`` (fine-tuning, see :mod:`dgmix.augment.pairs`)."""
     if clips.n_windows < 2:
         raise InputError(clips.records[0].path.parent, "mixup needs at least two training windows")
-    if scope == "machine" and shares is None:
+    if not by_section:
         return PairSampler(clips.n_windows)
     clip = clips.windows.clip_of(np.arange(clips.n_windows))
     return PairSampler(clips.n_windows, sections=clips.clip_section[clip], domains=clips.clip_domain[clip],
-                       scope=scope, shares=shares)
+                       shares=shares)
 
 
 class ViewMover:
-    """Moves a CPU batch to the device, in channels-last layout when asked."""
+    """Moves a CPU batch to the device, in channels-last layout (as the models of every stage)."""
 
-    def __init__(self, device: torch.device, channels_last: bool) -> None:
+    def __init__(self, device: torch.device) -> None:
         self.device = device
-        self.fmt = torch.channels_last if channels_last else torch.contiguous_format
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return x.to(self.device, non_blocking=True).contiguous(memory_format=self.fmt)
+        return x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
 
 
 class PretrainTask:
@@ -99,24 +116,18 @@ class PretrainTask:
         self.method = p.method
         self.ctx = ctx
         encoder = build_encoder(cfg.model, cfg.features)
-        fit_encoder_input(encoder, clips)
         self.module = Branches(encoder, build_expander(cfg.model), joined=p.joined_views).to(ctx.device)
-        if p.channels_last:
-            self.module = self.module.to(memory_format=torch.channels_last)
-        self.move = ViewMover(ctx.device, p.channels_last)
+        self.module = self.module.to(memory_format=torch.channels_last)
+        self.move = ViewMover(ctx.device)
         if p.method == "dgmix":
-            self.loss = DGMixLoss(gamma=p.gamma, mu=p.mu, nu=p.nu,
-                                  consistency_reduction=p.consistency_reduction)
+            self.loss = DGMixLoss(gamma=p.gamma, mu=p.mu, nu=p.nu)
         else:
             self.loss = VICRegLoss(sim=p.gamma, std=p.mu, cov=p.nu)
-            self.specaug = SpecAugment(
-                time_warp=p.time_warp, freq_mask=p.freq_mask, time_mask=p.time_mask,
-                n_freq_masks=p.n_freq_masks, n_time_masks=p.n_time_masks,
-            )
+            self.specaug = SpecAugment()  # the constants of dgmix.augment.specaugment
         self.autocast = p.amp and ctx.device.type == "cuda"
-        # host or device-resident windows, pairs and lambda (issue 11, dgmix.training.device_data)
+        # host or (on CUDA) device-resident windows, pairs and lambda (dgmix.training.device_data)
         self.data = StepData(clips, pair_sampler(clips) if p.method == "dgmix" else None,
-                             p.data_on_device, ctx.device, cfg.seed * 1000 + ctx.rank + 1)
+                             ctx.device, cfg.seed * 1000 + ctx.rank + 1)
 
     @property
     def resident(self) -> DeviceWindows | None:
@@ -155,7 +166,7 @@ class PretrainTask:
     def step(self, model: nn.Module, idx: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         p = self.cfg.pretrain
         if self.method == "dgmix":
-            a, b, lam = self.data.pairs_and_lambda(idx, generator, p.mixup_alpha, p.per_sample_lambda)
+            a, b, lam = self.data.pairs_and_lambda(idx, generator, p.mixup_alpha)
             return self.dgmix_terms(model, self.data.windows(a), self.data.windows(b), lam)
         x = self.data.windows(idx)
         xa = self.specaug(x, generator=generator)
@@ -163,22 +174,33 @@ class PretrainTask:
         return self.vicreg_terms(model, xa, xb)
 
 
+def peak_lr(p: PretrainConfig) -> float:
+    """The peak learning rate: ``pretrain.lr``, or when it is null the optimizer's rule (LARS
+    0.2 x batch / 256, AdamW 1e-3)."""
+    if p.lr is not None:
+        return p.lr
+    return scaled_lr(p.batch_size, LARS_LR_PER_256) if p.optimizer == "lars" else ADAMW_LR
+
+
 def build_optimizer(
     module: nn.Module, cfg: RunConfig, steps_per_epoch: int
 ) -> tuple[torch.optim.Optimizer, WarmupCosine]:
-    """LARS with the paper's settings and the warm-up + cosine schedule (SPEC §4), or with
-    ``pretrain.optimizer: adamw`` AdamW at ``adamw_lr`` under the same schedule shape (the final lr
-    is the same fraction of the peak as in the LARS schedule) and weight decay on conv/linear
-    weights only. AdamW is not in the paper: it is there for short CPU runs (issue 10)."""
+    """LARS with the paper's settings and the warm-up + cosine schedule (paper §3.3), or with
+    ``pretrain.optimizer: adamw`` AdamW at :func:`peak_lr` under the same schedule shape and
+    weight decay on conv/linear weights only. ``final_lr`` is the end of the LARS schedule; AdamW's
+    ends at the same fraction of its peak, ``final_lr`` over the LARS peak (``lr``, or 0.2 x batch
+    / 256). AdamW is not in the paper: it is there for short CPU runs."""
     p = cfg.pretrain
-    lr = p.lr if p.lr is not None else scaled_lr(p.batch_size, p.base_lr_per_256)
+    lr = peak_lr(p)
     if p.optimizer == "adamw":
-        opt: torch.optim.Optimizer = torch.optim.AdamW(param_groups(module, p.weight_decay), lr=p.adamw_lr)
+        lars_lr = p.lr if p.lr is not None else scaled_lr(p.batch_size, LARS_LR_PER_256)
+        opt: torch.optim.Optimizer = torch.optim.AdamW(param_groups(module, p.weight_decay), lr=lr)
         return opt, WarmupCosine(
-            base_lr=p.adamw_lr, warmup_epochs=p.warmup_epochs, total_epochs=p.epochs,
-            final_lr=p.final_lr / lr if lr > 0 else 0.0, steps_per_epoch=steps_per_epoch, relative_final=True,
+            base_lr=lr, warmup_epochs=p.warmup_epochs, total_epochs=p.epochs,
+            final_lr=p.final_lr / lars_lr if lars_lr > 0 else 0.0, steps_per_epoch=steps_per_epoch,
+            relative_final=True,
         )
-    opt = LARS(module.parameters(), lr=lr, weight_decay=p.weight_decay, momentum=p.momentum, eta=p.lars_eta)
+    opt = LARS(module.parameters(), lr=lr, weight_decay=p.weight_decay, momentum=LARS_MOMENTUM, eta=LARS_ETA)
     sched = WarmupCosine(
         base_lr=lr, warmup_epochs=p.warmup_epochs, total_epochs=p.epochs,
         final_lr=p.final_lr, steps_per_epoch=steps_per_epoch,
@@ -197,14 +219,15 @@ def pretrain(
     ctx: DistContext | None = None,
     stop_after_epoch: int | None = None,
 ) -> LoopResult:
-    """Pre-train one machine type's encoder; writes ``out_dir/{config.yaml,log.jsonl,last.pt,encoder.pt}``."""
+    """Pre-train one machine type's encoder; writes ``out_dir/{config.yaml,log.jsonl,last.pt,encoder.pt}``
+    (the encoder with its BN statistics re-estimated on the real training windows)."""
     p = cfg.pretrain
     out_dir = Path(out_dir)
-    ctx, clips = start_stage(data_root, machine, cfg, p, cache_dir, ctx, progress)
+    ctx, clips = start_stage(data_root, machine, cfg, cache_dir, ctx, progress)
     task = PretrainTask(clips, cfg, ctx)
-    task.module, model = wrap_model(task.module, ctx, p.compile)
+    task.module, model = wrap_model(task.module, ctx)
     settings = loop_settings(p, cfg, progress, stop_after_epoch, f"pretrain {p.method} {machine}",
-                             p.std_warn_threshold)
+                             STD_WARN_THRESHOLD)
     steps_per_epoch, _ = plan_steps(task.n_windows, settings, ctx)
     opt, sched = build_optimizer(task.module, cfg, steps_per_epoch)
     if ctx.is_main:
@@ -213,7 +236,7 @@ def pretrain(
         "config": cfg.to_dict(), "machine": machine, "stage": "pretrain", "method": p.method,
         "section_names": clips.section_names,
     }
-    result = run_stage(task, model, opt, sched.lr_at, settings, out_dir, ctx, extra, resume, cfg, p)
+    result = run_stage(task, model, opt, sched.lr_at, settings, out_dir, ctx, extra, resume, cfg)
     if ctx.is_main:
         save_checkpoint(out_dir / ENCODER_FILE, {
             "encoder": task.module.encoder.state_dict(), "config": cfg.to_dict(), "machine": machine,
