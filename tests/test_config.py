@@ -8,7 +8,6 @@ import sys
 import pytest
 import yaml
 
-from dgmix.cli.run import scoring_overrides
 from dgmix.config import DEFAULT_PRESET, config_from_dict, load_config, write_config
 from dgmix.errors import InputError
 from dgmix.features import FeatureParams
@@ -54,7 +53,7 @@ def test_paper_preset_is_the_papers_schedule():
     assert (f.lr, f.weight_decay, f.batch_size, f.epochs) == (1e-4, 1e-4, 64, 20)
     b = cfg.baseline
     assert (b.lr, b.batch_size, b.epochs) == (1e-5, 32, 20)
-    assert cfg.scoring.pooling == "mean" and cfg.scoring.k == 1 and not cfg.scoring.domain_aware
+    assert cfg.scoring.pooling == "mean" and cfg.scoring.backend == "1nn" and not cfg.scoring.per_domain
     # the paper-faithful path: every paper method mean-pooled, section-ID fine-tuning
     assert cfg.finetune.classes == "section" and cfg.features == FeatureParams()
     for m in method_names(paper_only=True):
@@ -68,32 +67,29 @@ def test_methods_recommend_their_scoring():
     assert resolve_scoring(cfg.scoring, get_method("logmel")).select == "pseudo"
     assert resolve_scoring(cfg.scoring, get_method("dgmix")).select == "none"
     # fields named for a method are used as written: the choice is off unless select is named too
-    gmm = load_config("cpu", overrides={"scoring": {"per_method": {"logmel": {"backend": "gmm"}}}})
+    gmm = load_config("cpu", overrides={"scoring": {"per_method": {"logmel": {"backend": "gmm-diag"}}}})
     got = resolve_scoring(gmm.scoring, get_method("logmel"))
-    assert (got.select, got.backend, got.pooling) == ("none", "gmm", "max")
-    both = load_config("cpu", overrides={"scoring": {"per_method": {"logmel": {"backend": "gmm", "select": "pseudo"}}}})
+    assert (got.select, got.backend, got.pooling) == ("none", "gmm-diag", "max")
+    both = load_config("cpu", overrides={"scoring": {"per_method": {"logmel": {"backend": "gauss-lw",
+                                                                               "select": "pseudo"}}}})
     assert resolve_scoring(both.scoring, get_method("logmel")).select == "pseudo"
-    assert cfg.scoring.pooling == "mean" and not cfg.scoring.window_level and not cfg.scoring.domain_aware
+    assert cfg.scoring.pooling == "mean" and not cfg.scoring.per_domain
     assert cfg.finetune.classes == "auto"
     for m in ("baseline", "scratch", "vicreg", "dgmix"):
         assert _pooling(m, cfg) == "mean"
-    # --pooling sets every method's pooling, logmel included
-    over = scoring_overrides("gwrp", None, True)
-    cfg2 = load_config("cpu", overrides={"scoring": over})
-    assert cfg2.scoring.domain_aware and _pooling("logmel", cfg2) == "gwrp" and _pooling("dgmix", cfg2) == "gwrp"
-    # --pooling (method_defaults off) scores every method exactly as given: no choice
-    assert resolve_scoring(cfg2.scoring, get_method("logmel")).select == "none"
-    assert scoring_overrides(None, None, None) == {}
+    # the same field for every method: logmel's own recommendation still applies on top of it
+    cfg2 = load_config("cpu", overrides={"scoring": {"pooling": "gwrp", "per_domain": True}})
+    assert cfg2.scoring.per_domain and _pooling("logmel", cfg2) == "max" and _pooling("dgmix", cfg2) == "gwrp"
 
 
 def test_per_method_scoring_map(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("scoring:\n  per_method:\n    dgmix: {pooling: gwrp, domain_aware: true}\n"
-                    "    logmel: {pooling: mean+std}\n")
+    path.write_text("scoring:\n  per_method:\n    dgmix: {pooling: gwrp, per_domain: true}\n"
+                    "    logmel: {pooling: mean}\n")
     cfg = load_config("cpu", path)
     dg = resolve_scoring(cfg.scoring, get_method("dgmix"))
-    assert dg.pooling == "gwrp" and dg.domain_aware and dg.per_method == {}
-    assert _pooling("logmel", cfg) == "mean+std" and _pooling("vicreg", cfg) == "mean"
+    assert dg.pooling == "gwrp" and dg.per_domain and dg.per_method == {}
+    assert _pooling("logmel", cfg) == "mean" and _pooling("vicreg", cfg) == "mean"
     # the map is checked when the config is read: field names and values
     path.write_text("scoring:\n  per_method:\n    dgmix: {pooling: median}\n")
     with pytest.raises(InputError, match="scoring.per_method.dgmix.pooling must be one of"):
@@ -207,7 +203,7 @@ def test_sources_fit_the_declared_minimum_python():
         pytest.skip(f"no Python {declared} interpreter on this machine")
     code = r"""
 import ast, importlib.util, pathlib, sys
-third = {"torch", "numpy", "scipy", "soundfile", "sklearn", "typer", "tqdm", "yaml", "dgmix", "tomli", "matplotlib",
+third = {"torch", "numpy", "scipy", "soundfile", "sklearn", "threadpoolctl", "typer", "tqdm", "yaml", "dgmix", "tomli", "matplotlib",
          # the [serve] and [export] extras
          "fastapi", "starlette", "uvicorn", "multipart", "python_multipart", "onnx", "onnxruntime"}
 bad = []
