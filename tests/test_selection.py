@@ -57,11 +57,7 @@ def test_pseudo_anomalies_change_one_region_by_the_gain():
     assert [p for p, _ in again] == [p for p, _ in out]
 
 
-def test_pseudo_settings_and_input_are_checked():
-    with pytest.raises(ValueError, match="gain_db"):
-        PseudoAnomalies(gain_db=(5.0, 1.0))
-    with pytest.raises(ValueError, match="fraction"):
-        PseudoAnomalies(span_fraction=(0.1, 1.5))
+def test_pseudo_input_is_checked():
     with pytest.raises(ValueError, match="n_mels, T"):
         make_pseudo_anomalies(np.zeros(10), np.random.default_rng(0))
     p = PseudoAnomalies().draw(np.zeros((4, 3)), "events", 1, np.random.default_rng(0))
@@ -187,7 +183,6 @@ def test_choice_needs_two_clips_per_section_and_reports_failed_candidates(monkey
                          candidates=["max/gmm-diag/none", "max/1nn/none"])
     assert sel.chosen == "max/1nn/none"
     assert sel.results[0].score is None and sel.results[0].error == "cannot fit this one"
-    assert "failed: cannot fit this one" in sel.table()
 
 
 # -- the run path ----------------------------------------------------------------------------------

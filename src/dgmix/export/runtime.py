@@ -20,14 +20,13 @@ import numpy as np
 from dgmix.errors import InputError
 from dgmix.export.writer import FORMAT
 from dgmix.extras import require
-from dgmix.features import LogMel
-from dgmix.features.extract import clip_logmel_overriding
+from dgmix.scoring.clips import ClipScoring
 from dgmix.scoring.detector import DetectorInfo
 
 __all__ = ["OnnxDetector"]
 
 
-class OnnxDetector:
+class OnnxDetector(ClipScoring):
     """An ONNX detector file loaded into an onnxruntime session."""
 
     def __init__(self, session: Any, meta: dict[str, Any], path: Path) -> None:
@@ -39,12 +38,6 @@ class OnnxDetector:
             raise InputError(path, f"ONNX detector has bad dgmix metadata: {exc}") from None
         if len(self.thresholds) != len(self.info.section_names):
             raise InputError(path, "ONNX detector metadata: one threshold per section expected")
-        self._logmel: LogMel | None = None
-
-    machine = property(lambda self: self.info.machine)
-    method = property(lambda self: self.info.method)
-    section_names = property(lambda self: self.info.section_names)
-    params = property(lambda self: self.info.params)
 
     @classmethod
     def load(cls, path: Path) -> OnnxDetector:
@@ -67,21 +60,7 @@ class OnnxDetector:
             raise InputError(path, "not a dgmix ONNX detector of this version (write it again with dgmix export)")
         return cls(session, meta, path)
 
-    # -- the scoring interface of Detector -------------------------------------------------------
-    def section_index(self, sections: Sequence[str], source: str = "input") -> np.ndarray:
-        index = {s: i for i, s in enumerate(self.section_names)}
-        missing = sorted(set(sections) - set(index))
-        if missing:
-            raise InputError(source, f"section(s) {missing} unknown to this detector ({self.section_names})")
-        return np.array([index[s] for s in sections], dtype=np.int64)
-
-    def features_of(self, path: Path, channel: int | None = None, pad: bool | None = None,
-                    allow_silence: bool | None = None) -> np.ndarray:
-        """Log-mel of one clip file with the stored feature settings (as the detector's ``features_of``)."""
-        if self._logmel is None:
-            self._logmel = LogMel(self.params)
-        return clip_logmel_overriding(path, self.params, self._logmel, channel, pad, allow_silence)
-
+    # -- the score of Detector, on the graph ----------------------------------------------------
     def score_features(self, features: Sequence[np.ndarray], sections: Sequence[str]) -> np.ndarray:
         """Anomaly scores of clips given as log-mel arrays and their section ids (one graph run per clip)."""
         idx = self.section_index(sections)

@@ -75,17 +75,6 @@ class Selection:
             "candidates": [asdict(r) for r in self.results],
         }
 
-    def table(self, top: int | None = None) -> str:
-        """Markdown table of the candidates, best first."""
-        rows = sorted(self.results, key=lambda r: -1.0 if r.score is None else -r.score)[:top]
-        lines = ["| candidate | score | " + " | ".join(f"AUC {s}" for s in SCOPES) + " |",
-                 "|---|---:|" + "---:|" * len(SCOPES)]
-        for r in rows:
-            cells = [f"{100 * r.auc[s]:.2f}" if s in r.auc else "" for s in SCOPES]
-            score = "failed: " + (r.error or "") if r.score is None else f"{100 * r.score:.2f}"
-            lines.append(f"| {r.name} | {score} | " + " | ".join(cells) + " |")
-        return "\n".join(lines) + "\n"
-
 
 def fold_ids(sections: Sequence[int], domains: Sequence[int], folds: int,
              seed: int | Sequence[int] = 0) -> np.ndarray:

@@ -10,14 +10,55 @@ The detector module itself and the ONNX runtime session of its export
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from dgmix.errors import InputError
 from dgmix.scoring.threshold import decide
 
-__all__ = ["ClipScore", "clip_section", "load_detector", "score_clip"]
+__all__ = ["ClipScore", "ClipScoring", "clip_section", "load_detector", "score_clip"]
+
+
+class ClipScoring:
+    """What the detector module and its ONNX session share around the score itself: the names
+    (from ``self.info``, a :class:`~dgmix.scoring.detector.DetectorInfo`), sections, the log-mel
+    of a clip file, and the decisions (from ``self.thresholds``, one per section)."""
+
+    info: Any
+    thresholds: Any
+    _logmel: Any = None
+
+    machine = property(lambda self: self.info.machine)
+    method = property(lambda self: self.info.method)
+    section_names = property(lambda self: self.info.section_names)
+    params = property(lambda self: self.info.params)
+
+    def section_index(self, sections: Sequence[str], source: str = "input") -> np.ndarray:
+        index = {s: i for i, s in enumerate(self.section_names)}
+        missing = sorted(set(sections) - set(index))
+        if missing:
+            raise InputError(source, f"section(s) {missing} unknown to this detector ({self.section_names})")
+        return np.array([index[s] for s in sections], dtype=np.int64)
+
+    def decide(self, scores: np.ndarray, sections: Sequence[str]) -> np.ndarray:
+        """1 (anomaly) where a score is above its section's threshold, as the official baseline."""
+        thr = np.asarray(self.thresholds, dtype=np.float64)[self.section_index(sections)]
+        return (np.asarray(scores) > thr).astype(np.int64)
+
+    def features_of(self, path: Path, channel: int | None = None, pad: bool | None = None,
+                    allow_silence: bool | None = None) -> np.ndarray:
+        """Log-mel of one clip file with the detector's feature settings (the function the run's
+        feature cache used); ``channel`` / ``pad`` / ``allow_silence`` override the stored ones."""
+        from dgmix.features import LogMel
+        from dgmix.features.extract import clip_logmel_overriding
+
+        if self._logmel is None:  # not a submodule of the detector: never saved with it
+            object.__setattr__(self, "_logmel", LogMel(self.params))
+        return clip_logmel_overriding(path, self.params, self._logmel, channel, pad, allow_silence)
 
 
 def load_detector(path: Path) -> Any:

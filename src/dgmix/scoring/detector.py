@@ -36,10 +36,10 @@ from torch import Tensor, nn
 from dgmix.checkpoint import load_checkpoint, save_checkpoint
 from dgmix.config import ModelConfig
 from dgmix.errors import InputError
-from dgmix.features import FeatureParams, LogMel
-from dgmix.features.extract import clip_logmel_overriding
+from dgmix.features import FeatureParams
 from dgmix.models import build_classifier, build_encoder
 from dgmix.models.fold import fold_batchnorm
+from dgmix.scoring.clips import ClipScoring
 from dgmix.scoring.gmm import GaussianDensity
 from dgmix.scoring.knn import KNNBank
 from dgmix.scoring.pooling import pool
@@ -97,7 +97,7 @@ def inference_encoder(encoder: nn.Module) -> nn.Module:
     return fold_batchnorm(encoder).to(memory_format=torch.channels_last).eval()
 
 
-class Detector(nn.Module):
+class Detector(ClipScoring, nn.Module):
     """Log-mel frames + section -> anomaly score, for one machine type (module docstring)."""
 
     thresholds: Tensor
@@ -114,13 +114,6 @@ class Detector(nn.Module):
         self.info = info
         self.encoder, self.classifier, self.backend = encoder, classifier, backend
         self.register_buffer("thresholds", torch.full((len(info.section_names),), math.nan, dtype=torch.float64))
-        self._logmel: LogMel | None = None
-
-    # shortcuts used by the CLI, the server and the report
-    machine = property(lambda self: self.info.machine)
-    method = property(lambda self: self.info.method)
-    section_names = property(lambda self: self.info.section_names)
-    params = property(lambda self: self.info.params)
 
     # -- the scoring path --------------------------------------------------------------------
     def windows(self, frames: Tensor) -> Tensor:
@@ -153,13 +146,6 @@ class Detector(nn.Module):
         return self.backend(self.clip_vector(frames)[None], section)[0].double()
 
     # -- batches of clips (Python side) ------------------------------------------------------
-    def section_index(self, sections: Sequence[str], source: str = "input") -> np.ndarray:
-        index = {s: i for i, s in enumerate(self.section_names)}
-        missing = sorted(set(sections) - set(index))
-        if missing:
-            raise InputError(source, f"section(s) {missing} unknown to this detector ({self.section_names})")
-        return np.array([index[s] for s in sections], dtype=np.int64)
-
     @torch.inference_mode()
     def score_features(self, features: Sequence[np.ndarray], sections: Sequence[str]) -> np.ndarray:
         """Scores of clips given as log-mel arrays ``(n_mels, T)`` and their section names: one
@@ -173,19 +159,6 @@ class Detector(nn.Module):
         """Clip embeddings ``(C, D)`` of log-mel arrays, as :meth:`forward` computes them."""
         return torch.stack([self.clip_vector(torch.from_numpy(np.ascontiguousarray(f, dtype=np.float32)))
                             for f in features])
-
-    def decide(self, scores: np.ndarray, sections: Sequence[str]) -> np.ndarray:
-        """1 (anomaly) where a score is above its section's threshold, as the official baseline."""
-        thr = self.thresholds.numpy()[self.section_index(sections)]
-        return (np.asarray(scores) > thr).astype(np.int64)
-
-    def features_of(self, path: Path, channel: int | None = None, pad: bool | None = None,
-                    allow_silence: bool | None = None) -> np.ndarray:
-        """Log-mel of one clip file with this detector's feature settings (the function the run's
-        feature cache used); ``channel`` / ``pad`` / ``allow_silence`` override the stored ones."""
-        if self._logmel is None:
-            self._logmel = LogMel(self.params)
-        return clip_logmel_overriding(path, self.params, self._logmel, channel, pad, allow_silence)
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, path: Path) -> Path:

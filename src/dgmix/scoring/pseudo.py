@@ -41,22 +41,14 @@ class PseudoAnomaly:
     frames: tuple[int, ...] | None
 
 
-@dataclass(frozen=True)
+#: Gain range (dB) and fractions of mel bins / frames the generator draws from (module docstring).
+GAIN_DB, BAND_FRACTION, EVENT_FRACTION, SPAN_FRACTION = (3.0, 9.0), (1 / 16, 1 / 2), (0.02, 0.2), (0.02, 0.2)
+
+
 class PseudoAnomalies:
-    """Settings of the generator (fixed: the label-free choice uses the defaults)."""
+    """The generator (its ranges are the module's constants: the label-free choice uses no other)."""
 
-    gain_db: tuple[float, float] = (3.0, 9.0)
-    band_fraction: tuple[float, float] = (1 / 16, 1 / 2)
-    event_fraction: tuple[float, float] = (0.02, 0.2)
-    span_fraction: tuple[float, float] = (0.02, 0.2)
-
-    def __post_init__(self) -> None:
-        for name in ("gain_db", "band_fraction", "event_fraction", "span_fraction"):
-            lo, hi = getattr(self, name)
-            if not 0 < lo <= hi:
-                raise ValueError(f"{name} must be a range 0 < low <= high, got ({lo}, {hi})")
-            if name != "gain_db" and hi > 1:
-                raise ValueError(f"{name} is a fraction: its high end must be <= 1, got {hi}")
+    gain_db, band_fraction, event_fraction, span_fraction = GAIN_DB, BAND_FRACTION, EVENT_FRACTION, SPAN_FRACTION
 
     def draw(self, logmel: np.ndarray, scope: str, sign: int, rng: np.random.Generator) -> PseudoAnomaly:
         """A random pseudo-anomaly of ``scope`` for one clip ``(n_mels, T)``; ``sign`` +1 adds
@@ -94,12 +86,10 @@ def perturb(logmel: np.ndarray, p: PseudoAnomaly) -> np.ndarray:
     return out
 
 
-def make_pseudo_anomalies(
-    logmel: np.ndarray, rng: np.random.Generator, settings: PseudoAnomalies | None = None,
-) -> list[tuple[PseudoAnomaly, np.ndarray]]:
+def make_pseudo_anomalies(logmel: np.ndarray, rng: np.random.Generator) -> list[tuple[PseudoAnomaly, np.ndarray]]:
     """Six pseudo-anomalies of one normal clip: each scope once with added and once with removed
     energy, each with its own random band, gain and frames."""
-    settings = settings or PseudoAnomalies()
+    settings = PseudoAnomalies()
     if logmel.ndim != 2 or min(logmel.shape) < 1:
         raise ValueError(f"a clip's log-mel must be (n_mels, T) with both > 0, got {logmel.shape}")
     out = []
