@@ -11,7 +11,6 @@ import csv
 
 import numpy as np
 import pytest
-from dgmix.scoring.bundle import DetectorBundle
 from typer.testing import CliRunner
 
 from dgmix.cli import app
@@ -19,6 +18,7 @@ from dgmix.config import ModelConfig, load_config
 from dgmix.features import FeatureParams
 from dgmix.models import build_encoder
 from dgmix.pipeline import run_pipeline
+from dgmix.scoring.detector import Detector
 
 FEATURES = {"n_mels": 64, "hop_length": 256, "frames": 32, "window_hop": 4}
 METHODS = ["scratch", "logmel"]  # a learned encoder and the log-mel front end alone
@@ -48,7 +48,7 @@ def _rows(path):
 @pytest.mark.parametrize("method", METHODS)
 def test_score_cli_reproduces_the_run(custom_run, tiny_synth, tmp_path, method):
     path = custom_run / method / "fan" / "detector.pt"
-    assert DetectorBundle.load(path).params == FeatureParams(**FEATURES)
+    assert Detector.load(path).params == FeatureParams(**FEATURES)
     expected = {}
     for sec in ("00", "01"):
         expected |= _rows(custom_run / method / "scores" / f"anomaly_score_fan_section_{sec}_test.csv")

@@ -47,27 +47,26 @@ def test_fold_handles_a_conv_with_bias():
         torch.testing.assert_close(fold_batchnorm(seq)(x), seq(x), rtol=1e-5, atol=1e-5)
 
 
-def test_bundle_scores_with_the_folded_encoder_and_saves_the_plain_one(tmp_path):
+def test_the_detector_scores_with_the_folded_encoder_and_loads_it_back(tmp_path):
     import numpy as np
-    from dgmix.scoring.bundle import DetectorBundle
-    from dgmix.scoring.embed import encoder_windows
 
-    from dgmix.scoring.knn import KNNScorer
+    from dgmix.scoring.backends import fit_backend
+    from dgmix.scoring.detector import Detector, DetectorInfo, inference_encoder
 
     torch.manual_seed(0)
     enc = _trained_like(build_encoder(ModelConfig(), FeatureParams()))
     rng = np.random.default_rng(0)
     feats = [(rng.standard_normal((128, 100)) * 5 - 30).astype(np.float32) for _ in range(3)]
-    plain = encoder_windows(enc, feats)
-    scorer = KNNScorer()
-    scorer.fit(plain, np.zeros(3, dtype=np.int64), ["source"] * 3)
-    bundle = DetectorBundle("knn", "fan", "dgmix", FeatureParams(), ["00"], scorer=scorer, encoder=enc)
-    got = bundle.embed(feats)
-    for g, p in zip(got, plain):
-        torch.testing.assert_close(g, p, rtol=1e-4, atol=1e-4 * float(p.abs().max()))
-    assert not any(k.startswith("_inference") for k in bundle.state_dict())
-    path = bundle.save(tmp_path / "d.pt")
-    loaded = DetectorBundle.load(path)
-    assert any(isinstance(m, nn.BatchNorm2d) for m in loaded.encoder.modules())  # saved plain
-    np.testing.assert_allclose(loaded.score_features(feats, ["00"] * 3), bundle.score_features(feats, ["00"] * 3),
-                               rtol=1e-6)
+    det = Detector(DetectorInfo("encoder", "fan", "dgmix", ["00"], FeatureParams()), inference_encoder(enc))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in det.encoder.modules())  # folded
+    plain = enc.eval()
+    with torch.no_grad():
+        for f in feats:  # the folded copy computes the plain encoder's function (float rounding)
+            windows = det.windows(torch.from_numpy(f))
+            ref = plain(windows)
+            torch.testing.assert_close(det.window_outputs(torch.from_numpy(f)), ref, rtol=1e-4,
+                                       atol=1e-4 * float(ref.abs().max()))
+    det.backend = fit_backend("1nn", False, det.clip_vectors(feats), np.zeros(3, dtype=np.int64),
+                              np.zeros(3, dtype=np.int64), 1)
+    loaded = Detector.load(det.save(tmp_path / "d.pt"))
+    assert loaded.score_features(feats, ["00"] * 3).tolist() == det.score_features(feats, ["00"] * 3).tolist()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from dgmix.scoring.embed import encoder_windows
 from torch import nn
 
 from dgmix.config import load_config
@@ -42,28 +41,26 @@ def test_lambda_direction_in_the_dgmix_task(clips):
     assert float(flipped["consistency"].detach()) > 1e-2 * scale
 
 
-def test_encoder_is_in_eval_mode_when_embedding(clips):
-    """Embedding uses the BN running statistics (eval mode), whatever mode the encoder was in,
-    and gives the encoder back in its mode."""
+def test_the_detector_embeds_with_the_running_statistics(clips):
+    """A detector scores with the BN running statistics (an eval-mode, BN-folded copy of the
+    encoder), whatever mode the trained encoder was in, and leaves that encoder as it was."""
+    from dgmix.scoring.detector import inference_encoder
+
     cfg = load_config("tiny")
     task = FinetuneTask(clips, cfg, DistContext())
     enc = task.module.encoder
     with torch.no_grad():  # give the BN layers non-trivial running statistics
         enc.train()
         enc(clips.windows.batch(np.arange(32)))
-    modes = []
-    hook = enc.register_forward_hook(lambda m, i, o: modes.append(m.training))
-    enc.train()
-    got = encoder_windows(enc, clips.features[:2], cfg.features.frames, cfg.features.window_hop)
-    hook.remove()
-    assert modes and not any(modes) and enc.training
-    enc.eval()
+    window = torch.from_numpy(clips.features[0][None, None, :, : cfg.features.frames].copy())
     with torch.no_grad():
-        first = enc(torch.from_numpy(clips.features[0][None, None, :, : cfg.features.frames].copy()))
-    torch.testing.assert_close(got[0][:1], first, rtol=1e-4, atol=1e-5)
-    enc.train()
-    with torch.no_grad():
+        got = inference_encoder(enc)(window)
+        assert enc.training
+        enc.eval()
+        first = enc(window)
+        enc.train()
         train_mode = enc(clips.windows.batch(np.arange(4)))
+    torch.testing.assert_close(got, first, rtol=1e-4, atol=1e-5)
     assert not torch.allclose(train_mode[:1], first, atol=1e-3)
 
 
