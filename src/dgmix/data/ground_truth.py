@@ -33,8 +33,7 @@ from dgmix.errors import InputError
 
 from .records import canonical_machine
 
-_GT_FILE = re.compile(r"^ground_truth_(?P<machine>.+)_section_(?P<section>\d+)_test\.csv$",
-                      re.IGNORECASE)
+_GT_FILE = re.compile(r"^ground_truth_(?P<machine>.+)_section_(?P<section>\d+)_test\.csv$", re.IGNORECASE)
 _ATTR_FILE = re.compile(r"^attributes_(?P<section>\d+)\.csv$", re.IGNORECASE)
 _PARAM_COL = re.compile(r"^d(?P<i>\d+)p$", re.IGNORECASE)
 
@@ -128,10 +127,8 @@ def read_ground_truth(gt_dir: str | Path) -> GroundTruth:
     if gt_dir.name.lower() in (DATA_DIR, DOMAIN_DIR):
         gt_dir = gt_dir.parent
     gt = GroundTruth()
-    for sub, target, values in (
-        (DATA_DIR, gt.labels, ("normal", "anomaly")),
-        (DOMAIN_DIR, gt.domains, ("source", "target")),
-    ):
+    for sub, target, values in ((DATA_DIR, gt.labels, ("normal", "anomaly")),
+                                (DOMAIN_DIR, gt.domains, ("source", "target"))):
         folder = gt_dir / sub
         if not folder.is_dir():
             continue
@@ -139,17 +136,13 @@ def read_ground_truth(gt_dir: str | Path) -> GroundTruth:
             m = _GT_FILE.match(csv_path.name)
             if m is None or not csv_path.is_file():
                 continue
-            machine = canonical_machine(m["machine"])
-            section = f"{int(m['section']):02d}"
+            key = (canonical_machine(m["machine"]), f"{int(m['section']):02d}")
             for name, flag in zip(*read_flags(csv_path, "ground-truth", header=True)):
-                target[(machine, section, Path(name).name)] = values[flag]
+                target[(*key, Path(name).name)] = values[flag]
             gt.sources.append(csv_path)
     if not gt.sources:
-        raise InputError(
-            gt_dir,
-            f"no ground truth found (expected "
-            f"{DATA_DIR}/ground_truth_<machine>_section_<XX>_test.csv)",
-        )
+        raise InputError(gt_dir,
+                         f"no ground truth found (expected {DATA_DIR}/ground_truth_<machine>_section_<XX>_test.csv)")
     return gt
 
 

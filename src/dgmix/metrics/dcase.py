@@ -267,11 +267,9 @@ def _summary(results: list[SectionResult]) -> Summary:
     s = [r.auc_source for r in results]
     t = [r.auc_target for r in results]
     p = [r.pauc for r in results]
-    prec = rec = f1 = None
-    if all(r.has_decisions for r in results):
-        prec = _hmean_or_none([r.precision_source for r in results] + [r.precision_target for r in results])
-        rec = _hmean_or_none([r.recall_source for r in results] + [r.recall_target for r in results])
-        f1 = _hmean_or_none([r.f1_source for r in results] + [r.f1_target for r in results])
+    prec, rec, f1 = ([_hmean_or_none([getattr(r, f"{k}_{d}") for r in results for d in ("source", "target")])
+                      for k in ("precision", "recall", "f1")]
+                     if all(r.has_decisions for r in results) else (None, None, None))
     n_values = sum(len(r.values) for r in results)
     return Summary(_hmean_or_none(s), _hmean_or_none(t), _hmean_or_none(p), _hmean_or_none(s + t + p),
                    len(results), prec, rec, f1, n_values)

@@ -52,10 +52,7 @@ _HEAD = ("AUC Source", "AUC Target", "pAUC", "Harmonic Mean")
 
 
 def _rows(values: dict[str, tuple[float, float, float, float]]) -> dict[str, dict[str, float]]:
-    return {
-        m: {c: round(v / 100.0, 6) for c, v in zip(_COLS, vals, strict=True)}
-        for m, vals in values.items()
-    }
+    return {m: {c: round(v / 100.0, 6) for c, v in zip(_COLS, vals, strict=True)} for m, vals in values.items()}
 
 
 #: The paper's Tables 2-3 (DCASE 2022 development set), as fractions:
