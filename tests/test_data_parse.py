@@ -115,7 +115,8 @@ def test_mimii_2019_folders() -> None:
         "fan", "00", "unknown", "test", "anomaly", "00000000")
     rec = parse_filename(Path("/d/-6_dB_valve/valve/id_06/normal/00000101.wav"))
     assert (rec.machine, rec.section, rec.label) == ("valve", "06", "normal")
-    assert parse_filename(Path("/d/fan/id_02/normal/1.wav"), mimii_split="train").split == "train"
+    rec = parse_filename(Path("/d/fan/id_02/normal/1.wav"), split="train")
+    assert (rec.split, rec.split_given) == ("train", True)
 
 
 def test_plain_layout() -> None:

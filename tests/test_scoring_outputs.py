@@ -1,4 +1,4 @@
-"""Scoring outputs (SPEC §6, §8): the gamma decision threshold and the official CSV formats."""
+"""Scoring outputs: the gamma decision threshold and the official CSV formats."""
 
 from __future__ import annotations
 

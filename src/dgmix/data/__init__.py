@@ -20,24 +20,7 @@ from .records import (
 )
 from .split import GroupSplit, SplitConfig, assign_split, parse_test_normals, write_split_csv
 
-__all__ = [
-    "MACHINE_TYPES",
-    "ClipRecord",
-    "Dataset",
-    "GroundTruth",
-    "GroupSplit",
-    "SplitConfig",
-    "assign_split",
-    "audio_problem",
-    "canonical_machine",
-    "load_audio",
-    "min_samples_for",
-    "parse_attributes",
-    "parse_filename",
-    "parse_test_normals",
-    "read_attributes_csv",
-    "read_ground_truth",
-    "scan",
-    "strip_machine_prefix",
-    "write_split_csv",
-]
+__all__ = ["MACHINE_TYPES", "ClipRecord", "Dataset", "GroundTruth", "GroupSplit", "SplitConfig", "assign_split",
+           "audio_problem", "canonical_machine", "load_audio", "min_samples_for", "parse_attributes", "parse_filename",
+           "parse_test_normals", "read_attributes_csv", "read_ground_truth", "scan", "strip_machine_prefix",
+           "write_split_csv"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from math import gcd
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +25,7 @@ logger = logging.getLogger("dgmix.data")
 _RESAMPLE_LOGGED: set[tuple[int, int]] = set()
 
 
-def min_samples_for(
-    frames: int = 64, n_fft: int = 1024, hop: int = 512, center: bool = True
-) -> int:
+def min_samples_for(frames: int = 64, n_fft: int = 1024, hop: int = 512, center: bool = True) -> int:
     """Fewest samples whose STFT has at least ``frames`` frames (paper Sec. 3.1: P = 64 frames).
 
     With librosa's ``center=True`` framing (the feature front end's), a clip of ``S`` samples gives
@@ -37,9 +35,7 @@ def min_samples_for(
     """
     if frames < 1 or hop < 1 or n_fft < 1:
         raise ValueError("frames, n_fft and hop must be positive")
-    if center:
-        return (frames - 1) * hop
-    return n_fft + (frames - 1) * hop
+    return (frames - 1) * hop + (0 if center else n_fft)
 
 
 def audio_problem(path: str | Path) -> str | None:
@@ -62,17 +58,9 @@ def _short(e: Exception) -> str:
     return text or type(e).__name__
 
 
-def load_audio(
-    path: str | Path,
-    sample_rate: int = 16000,
-    channel: int | None = None,
-    pad_to: int | None = None,
-    min_samples: int | None = None,
-    *,
-    pad: bool = False,
-    allow_silence: bool = False,
-    hop_length: int = 512,
-) -> np.ndarray:
+def load_audio(path: str | Path, sample_rate: int = 16000, channel: int | None = None, pad_to: int | None = None,
+               min_samples: int | None = None, *, pad: bool = False, allow_silence: bool = False,
+               hop_length: int = 512) -> np.ndarray:
     """Read one clip as a float32 1-D array at ``sample_rate``.
 
     Args:
@@ -123,26 +111,18 @@ def load_audio(
         raise InputError(path, "all samples are zero (digital silence); pass --allow-silence "
                          "(features.allow_silence) to accept it")
     if rate != sample_rate:
-        g = gcd(int(rate), int(sample_rate))
-        up, down = int(sample_rate) // g, int(rate) // g
-        key = (int(rate), int(sample_rate))
-        if key not in _RESAMPLE_LOGGED:
-            _RESAMPLE_LOGGED.add(key)
+        ratio = Fraction(int(sample_rate), int(rate))
+        up, down = ratio.numerator, ratio.denominator
+        if (rate, sample_rate) not in _RESAMPLE_LOGGED:
+            _RESAMPLE_LOGGED.add((rate, sample_rate))
             logger.info("resampling clips from %d Hz to %d Hz (resample_poly up=%d down=%d), "
                         "first seen in %s", rate, sample_rate, up, down, path)
         x = resample_poly(np.asarray(x, dtype=np.float64), up, down)
     x = np.ascontiguousarray(x, dtype=np.float32)
-
-    target = 0 if pad_to is None else int(pad_to)
-    if min_samples is not None and x.shape[0] < min_samples:
-        if not (pad or pad_to is not None):
-            frames = 1 + int(min_samples) // hop_length
-            raise InputError(
-                path,
-                f"clip is {x.shape[0] / sample_rate:.2f} s, shorter than one window ({frames} "
-                f"frames = {min_samples / sample_rate:.2f} s); pass --pad to zero-pad",
-            )
-        target = max(target, int(min_samples))
-    if x.shape[0] < target:
-        x = np.concatenate([x, np.zeros(target - x.shape[0], dtype=np.float32)])
-    return x
+    padding = pad or pad_to is not None
+    if min_samples is not None and x.shape[0] < min_samples and not padding:
+        raise InputError(path, f"clip is {x.shape[0] / sample_rate:.2f} s, shorter than one window "
+                         f"({1 + int(min_samples) // hop_length} frames = {min_samples / sample_rate:.2f} s); "
+                         "pass --pad to zero-pad")
+    target = max(pad_to or 0, (min_samples or 0) if padding else 0)
+    return np.pad(x, (0, max(target - x.shape[0], 0)))

@@ -27,28 +27,13 @@ from pathlib import Path
 from dgmix.errors import InputError, undecodable_name
 
 from .audio import audio_problem
-from .ground_truth import DATA_DIR as GT_DATA_DIR
-from .ground_truth import DOMAIN_DIR as GT_DOMAIN_DIR
-from .ground_truth import (
-    GroundTruth,
-    attribute_files,
-    read_attributes_csv,
-    read_ground_truth,
-)
-from .records import (
-    ClipRecord,
-    canonical_machine,
-    machine_from_folders,
-    parse_filename,
-    strip_machine_prefix,
-)
+from .ground_truth import DATA_DIR, DOMAIN_DIR, GroundTruth, attribute_files, read_attributes_csv, read_ground_truth
+from .records import ClipRecord, canonical_machine, machine_from_folders, parse_filename, strip_machine_prefix
 from .split import GroupSplit, SplitConfig, assign_split
 
 #: Extensions of audio files that are reported (not silently skipped) because they are not WAV.
-AUDIO_LIKE_EXTENSIONS = frozenset(
-    {".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".aifc", ".wma",
-     ".au", ".snd", ".caf", ".w64", ".rf64", ".wv", ".ape", ".mp4", ".webm"}
-)
+AUDIO_LIKE_EXTENSIONS = frozenset({".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".aifc",
+                                   ".wma", ".au", ".snd", ".caf", ".w64", ".rf64", ".wv", ".ape", ".mp4", ".webm"})
 WAV_EXTENSIONS = frozenset({".wav", ".wave"})
 
 
@@ -78,31 +63,16 @@ class Dataset:
         """The machine types present, sorted."""
         return sorted({r.machine for r in self.records})
 
-    def sections(self, machine: str | None = None) -> list[str]:
-        """The sections present (of one machine type if given), sorted."""
-        return sorted({r.section for r in self.select(machine=machine)})
-
-    def select(
-        self,
-        machine: str | None = None,
-        split: str | None = None,
-        section: str | None = None,
-        domain: str | None = None,
-        label: str | None = None,
-    ) -> list[ClipRecord]:
+    def select(self, machine: str | None = None, split: str | None = None, section: str | None = None,
+               domain: str | None = None, label: str | None = None) -> list[ClipRecord]:
         """The records matching every criterion given (``None`` = any), in dataset order."""
         if machine is not None:
             machine = canonical_machine(machine)
         if section is not None and section.isdigit():
             section = f"{int(section):02d}"
-        return [
-            r for r in self.records
-            if (machine is None or r.machine == machine)
-            and (split is None or r.split == split)
-            and (section is None or r.section == section)
-            and (domain is None or r.domain == domain)
-            and (label is None or r.label == label)
-        ]
+        want = {"machine": machine, "split": split, "section": section, "domain": domain, "label": label}
+        want = {k: v for k, v in want.items() if v is not None}
+        return [r for r in self.records if all(getattr(r, k) == v for k, v in want.items())]
 
     def counts(self) -> list[dict]:
         """Clip counts: ``{"machine", "section", "domain", "split", "label", "n"}`` per group."""
@@ -124,14 +94,8 @@ def _walk(root: Path) -> Iterator[tuple[Path, list[str]]]:
         yield Path(dirpath), sorted(f for f in filenames if not f.startswith("."))
 
 
-def scan(
-    root: str | Path,
-    ground_truth: str | Path | None = None,
-    *,
-    check_audio: bool = False,
-    on_error: str = "skip",
-    split: SplitConfig | None = None,
-) -> Dataset:
+def scan(root: str | Path, ground_truth: str | Path | None = None, *, check_audio: bool = False, on_error: str = "skip",
+         split: SplitConfig | None = None) -> Dataset:
     """Find every clip under ``root`` and build its :class:`ClipRecord`.
 
     Args:
@@ -174,7 +138,7 @@ def scan(
     gt_dirs: set[Path] = set()
     for folder, names in _walk(root):
         rel = list(reversed(folder.relative_to(root).parts))
-        if folder.name.lower() in (GT_DATA_DIR, GT_DOMAIN_DIR):
+        if folder.name.lower() in (DATA_DIR, DOMAIN_DIR):
             gt_dirs.add(folder.parent)
         for csv_path in attribute_files(folder / n for n in names):
             try:
@@ -189,23 +153,19 @@ def scan(
                 continue
             if ext not in WAV_EXTENSIONS:
                 continue
-            bad_name = undecodable_name(path)
-            if bad_name is not None:
+            if (bad_name := undecodable_name(path)) is not None:
                 problem(path, bad_name)
                 continue
-            machine = None
-            if strip_machine_prefix(n) == n:
-                machine = machine_from_folders(rel) or machine_from_folders(root_chain)
+            prefixed = strip_machine_prefix(n) != n  # the machine type is in the name
+            machine = None if prefixed else machine_from_folders(rel) or machine_from_folders(root_chain)
             try:
                 rec = parse_filename(path, machine=machine, folders=rel + root_chain)
             except InputError as e:
                 problem(path, e.problem)
                 continue
-            if check_audio:
-                bad = audio_problem(path)
-                if bad is not None:
-                    problem(path, bad)
-                    continue
+            if check_audio and (bad := audio_problem(path)) is not None:
+                problem(path, bad)
+                continue
             records.append(rec)
 
     gt = GroundTruth()
@@ -219,7 +179,7 @@ def scan(
 
     final: list[ClipRecord] = []
     for rec in records:
-        rec = _merge_attributes(rec, root, attribute_tables)
+        rec = _merge_attributes(rec, root, attribute_tables) if attribute_tables else rec
         if len(gt):
             rec, conflict = _apply_ground_truth(rec, gt)
             if conflict is not None:
@@ -232,36 +192,26 @@ def scan(
     return ds
 
 
-def _merge_attributes(
-    rec: ClipRecord, root: Path, tables: dict[Path, dict[str, dict[str, str]]]
-) -> ClipRecord:
+def _merge_attributes(rec: ClipRecord, root: Path, tables: dict[Path, dict[str, dict[str, str]]]) -> ClipRecord:
     """Merge the attributes from the nearest ``attributes_XX.csv`` that names this clip."""
-    if not tables:
-        return rec
-    folder = rec.path.parent
-    while True:
-        table = tables.get(folder)
-        if table is not None:
-            attrs = table.get(rec.name) or table.get(rec.dcase_name)
-            if attrs is not None:
-                return dataclasses.replace(rec, attributes={**rec.attributes, **attrs})
-        if folder == root or folder == folder.parent:
-            return rec
-        folder = folder.parent
+    for folder in (rec.path.parent, *rec.path.parent.parents):
+        table = tables.get(folder, {})
+        attrs = table.get(rec.name) or table.get(rec.dcase_name)
+        if attrs is not None:
+            return dataclasses.replace(rec, attributes={**rec.attributes, **attrs})
+        if folder == root:
+            break
+    return rec
 
 
 def _apply_ground_truth(rec: ClipRecord, gt: GroundTruth) -> tuple[ClipRecord, str | None]:
     """Fill an unknown label/domain from the ground truth; report a contradiction."""
     changes: dict[str, str] = {}
     for attr, table in (("label", gt.labels), ("domain", gt.domains)):
-        value = table.get((rec.machine, rec.section, rec.dcase_name))
-        if value is None:
-            value = table.get((rec.machine, rec.section, rec.name))
-        if value is None:
-            continue
+        value = table.get((rec.machine, rec.section, rec.dcase_name)) or table.get((rec.machine, rec.section, rec.name))
         current = getattr(rec, attr)
-        if current == "unknown":
+        if value is not None and current == "unknown":
             changes[attr] = value
-        elif current != value:
+        elif value is not None and current != value:
             return rec, f"the file name says {attr} {current!r} but the ground truth says {value!r}"
-    return (dataclasses.replace(rec, **changes) if changes else rec), None
+    return dataclasses.replace(rec, **changes), None

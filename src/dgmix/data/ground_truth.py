@@ -7,7 +7,8 @@ Ground truth (Kota-Dohi/dcase2022_evaluator)::
 
 with rows ``filename,0|1``.
 
-No header; a first row whose second field is not ``0``/``1`` is taken as a header and skipped.
+No header; a first row whose second field is not ``0``/``1`` is taken as a header and skipped. The
+score and decision files of :mod:`dgmix.scoring.csvio` are read with the same :func:`read_name_values`.
 
 Attributes (DCASE 2022 format, one file per machine type and section, beside ``train/``/``test/``)::
 
@@ -26,12 +27,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from dgmix.errors import InputError
 
 from .records import canonical_machine
 
-_GT_FILE = re.compile(r"^ground_truth_(?P<machine>.+)_section_(?P<section>\d+)_test\.csv$",
-                      re.IGNORECASE)
+_GT_FILE = re.compile(r"^ground_truth_(?P<machine>.+)_section_(?P<section>\d+)_test\.csv$", re.IGNORECASE)
 _ATTR_FILE = re.compile(r"^attributes_(?P<section>\d+)\.csv$", re.IGNORECASE)
 _PARAM_COL = re.compile(r"^d(?P<i>\d+)p$", re.IGNORECASE)
 
@@ -63,24 +65,51 @@ class GroundTruth:
         return len(set(self.labels) | set(self.domains))
 
 
-def _read_binary_csv(path: Path) -> dict[str, int]:
-    """Read ``filename,0|1`` rows. Raises :class:`InputError` on a malformed row."""
-    out: dict[str, int] = {}
+def read_name_values(path: str | Path, what: str, header: bool = False) -> tuple[list[str], list[tuple[int, str]]]:
+    """Read a two-column ``filename,value`` CSV: (names in file order, (line number, value text)).
+
+    Blank rows are skipped; with ``header``, a first row whose value is not ``0``/``1`` is taken as
+    a header. Raises :class:`InputError` naming the file (and the line) when the file is missing,
+    unreadable or empty, or a row has not 2 columns, an empty or a repeated file name.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(p, "file not found" if not p.exists() else "not a file")
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f))
+        text = p.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
-        raise InputError(path, f"cannot read ground truth: {e}") from e
-    for i, row in enumerate(rows, start=1):
+        raise InputError(p, f"cannot read the {what} file ({e})") from e
+    names: list[str] = []
+    vals: list[tuple[int, str]] = []
+    seen: set[str] = set()
+    for lineno, row in enumerate(csv.reader(text.splitlines()), start=1):
         row = [c.strip() for c in row]
-        if not row or not any(row):
+        if not any(row) or (header and lineno == 1 and row[1:2] not in (["0"], ["1"])):
             continue
-        if len(row) < 2 or row[1] not in ("0", "1"):
-            if i == 1:  # header
-                continue
-            raise InputError(path, f"line {i}: expected 'filename,0|1', got {','.join(row)!r}")
-        out[Path(row[0]).name] = int(row[1])
-    return out
+        if len(row) != 2:
+            raise InputError(p, f"line {lineno}: expected 2 columns 'filename,value', got {len(row)}")
+        if not row[0]:
+            raise InputError(p, f"line {lineno}: empty file name")
+        if row[0] in seen:
+            raise InputError(p, f"line {lineno}: file name {row[0]!r} appears more than once")
+        seen.add(row[0])
+        names.append(row[0])
+        vals.append((lineno, row[1]))
+    if not names:
+        raise InputError(p, f"empty {what} file")
+    return names, vals
+
+
+def read_flags(path: str | Path, what: str, header: bool = False) -> tuple[list[str], np.ndarray]:
+    """:func:`read_name_values` for ``filename,0|1`` files: (names, int64 0/1 array)."""
+    names, vals = read_name_values(path, what, header)
+    flags = np.empty(len(vals), dtype=np.int64)
+    for i, (lineno, v) in enumerate(vals):
+        try:
+            flags[i] = {0.0: 0, 1.0: 1}[float(v)]
+        except (ValueError, KeyError):
+            raise InputError(path, f"line {lineno}: value {v!r} is not 0 or 1") from None
+    return names, flags
 
 
 def read_ground_truth(gt_dir: str | Path) -> GroundTruth:
@@ -98,10 +127,8 @@ def read_ground_truth(gt_dir: str | Path) -> GroundTruth:
     if gt_dir.name.lower() in (DATA_DIR, DOMAIN_DIR):
         gt_dir = gt_dir.parent
     gt = GroundTruth()
-    for sub, target, values in (
-        (DATA_DIR, gt.labels, ("normal", "anomaly")),
-        (DOMAIN_DIR, gt.domains, ("source", "target")),
-    ):
+    for sub, target, values in ((DATA_DIR, gt.labels, ("normal", "anomaly")),
+                                (DOMAIN_DIR, gt.domains, ("source", "target"))):
         folder = gt_dir / sub
         if not folder.is_dir():
             continue
@@ -109,17 +136,13 @@ def read_ground_truth(gt_dir: str | Path) -> GroundTruth:
             m = _GT_FILE.match(csv_path.name)
             if m is None or not csv_path.is_file():
                 continue
-            machine = canonical_machine(m["machine"])
-            section = f"{int(m['section']):02d}"
-            for name, flag in _read_binary_csv(csv_path).items():
-                target[(machine, section, name)] = values[flag]
+            key = (canonical_machine(m["machine"]), f"{int(m['section']):02d}")
+            for name, flag in zip(*read_flags(csv_path, "ground-truth", header=True)):
+                target[(*key, Path(name).name)] = values[flag]
             gt.sources.append(csv_path)
     if not gt.sources:
-        raise InputError(
-            gt_dir,
-            f"no ground truth found (expected "
-            f"{DATA_DIR}/ground_truth_<machine>_section_<XX>_test.csv)",
-        )
+        raise InputError(gt_dir,
+                         f"no ground truth found (expected {DATA_DIR}/ground_truth_<machine>_section_<XX>_test.csv)")
     return gt
 
 

@@ -19,7 +19,7 @@ Recognised file names (the first that matches wins):
   ``"00"``, domain ``"unknown"``.
 
 MIMII 2019 and the plain layout without a split carry no train/test split: their records have
-``split_given=False`` and a provisional split (``mimii_split``, ``"test"``) until
+``split_given=False`` and a provisional split (``"test"``) until
 :func:`dgmix.data.split.assign_split` (called by :func:`dgmix.data.scan`) draws the real one.
 
 The machine type is the file-name prefix when there is one, otherwise the nearest folder above
@@ -39,9 +39,7 @@ from pathlib import Path
 from dgmix.errors import InputError
 
 #: Canonical spellings of the DCASE 2022 machine types (case-insensitive match).
-MACHINE_TYPES: tuple[str, ...] = (
-    "ToyCar", "ToyTrain", "bearing", "fan", "gearbox", "slider", "valve"
-)
+MACHINE_TYPES: tuple[str, ...] = ("ToyCar", "ToyTrain", "bearing", "fan", "gearbox", "slider", "valve")
 _CANONICAL = {m.lower(): m for m in MACHINE_TYPES}
 
 DOMAINS = ("source", "target", "unknown")
@@ -63,23 +61,16 @@ _PREFIXED = re.compile(
     re.IGNORECASE,
 )
 _DCASE_EVAL = re.compile(r"^section_(?P<section>\d+)_(?P<clip>\d+)$", re.IGNORECASE)
-_DCASE2020 = re.compile(
-    r"^(?P<label>normal|anomaly)_id_(?P<section>\d+)_(?P<clip>\d+)$", re.IGNORECASE
-)
+_DCASE2020 = re.compile(r"^(?P<label>normal|anomaly)_id_(?P<section>\d+)_(?P<clip>\d+)$", re.IGNORECASE)
 _DCASE2020_EVAL = re.compile(r"^id_(?P<section>\d+)_(?P<clip>\d+)$", re.IGNORECASE)
 #: The file-name layouts (a name matching one of them is a DCASE name, kept in score files).
 _NAME_PATTERNS = (_DCASE, _DCASE_EVAL, _DCASE2020, _DCASE2020_EVAL)
 _ID_FOLDER = re.compile(r"^id_(?P<section>\d+)$", re.IGNORECASE)
 
 _LABEL_FOLDERS = {"normal": "normal", "anomaly": "anomaly", "abnormal": "anomaly"}
-_SPLIT_FOLDERS = {"train": "train", "test": "test"}
 #: Folder names that describe the layout, never the machine type.
-_LAYOUT_FOLDERS = frozenset(
-    {
-        "train", "test", "val", "valid", "validation", "normal", "anomaly", "abnormal",
-        "source", "target", "dev_data", "eval_data", "dev", "eval", "raw", "audio", "wav",
-    }
-)
+_LAYOUT_FOLDERS = frozenset({"train", "test", "val", "valid", "validation", "normal", "anomaly", "abnormal", "source",
+                             "target", "dev_data", "eval_data", "dev", "eval", "raw", "audio", "wav"})
 
 
 @dataclass(frozen=True)
@@ -177,9 +168,7 @@ def parse_attributes(text: str | None) -> dict[str, str]:
     if not text:
         return {}
     tokens = text.split("_")
-    out: dict[str, str] = {}
-    for i in range(0, len(tokens) - 1, 2):
-        out[tokens[i]] = tokens[i + 1]
+    out = dict(zip(tokens[::2], tokens[1::2]))
     if len(tokens) % 2:
         out[EXTRA_ATTRIBUTE_KEY] = tokens[-1]
     out[RAW_ATTRIBUTES_KEY] = text
@@ -192,29 +181,13 @@ def _section(text: str) -> str:
 
 def machine_from_folders(folders: Sequence[str]) -> str | None:
     """Pick the machine type from folder names ordered nearest-first (see module docstring)."""
-    for name in folders:
-        if name.lower() in _CANONICAL:
-            return _CANONICAL[name.lower()]
-    for name in folders:
-        if name and name.lower() not in _LAYOUT_FOLDERS and not _ID_FOLDER.match(name):
-            return name
-    return None
-
-
-def _split_from_folders(folders: Sequence[str]) -> str | None:
-    for name in folders:
-        if name.lower() in _SPLIT_FOLDERS:
-            return _SPLIT_FOLDERS[name.lower()]
-    return None
+    known = next((_CANONICAL[f.lower()] for f in folders if f.lower() in _CANONICAL), None)
+    other = (f for f in folders if f and f.lower() not in _LAYOUT_FOLDERS and not _ID_FOLDER.match(f))
+    return known or next(other, None)
 
 
 def parse_filename(
-    path: str | Path,
-    machine: str | None = None,
-    split: str | None = None,
-    *,
-    folders: Sequence[str] | None = None,
-    mimii_split: str = "test",
+    path: str | Path, machine: str | None = None, split: str | None = None, *, folders: Sequence[str] | None = None
 ) -> ClipRecord:
     """Build the :class:`ClipRecord` for one clip from its path (see module docstring).
 
@@ -227,84 +200,55 @@ def parse_filename(
             machine type, split and layout. Default: every parent folder of ``path``.
             :func:`dgmix.data.scan` passes only the folders inside the scanned root, plus the
             root's own name and parents.
-        mimii_split: Provisional split of clips whose layout has none (MIMII 2019, plain
-            ``<machine>/{normal,anomaly}``): ``"test"`` or ``"train"``; ``split_given`` is false
-            for them unless ``split`` was passed.
+
+    Clips whose layout has no split (MIMII 2019, plain ``<machine>/{normal,anomaly}``) get the
+    provisional split ``"test"`` and ``split_given`` false, unless ``split`` was passed.
 
     Raises:
         InputError: If neither the name nor the folders follow a recognised layout.
     """
     path = Path(path)
-    if folders is None:
-        folders = [p.name for p in path.parents if p.name]
-    folders = list(folders)
+    folders = [p.name for p in path.parents if p.name] if folders is None else list(folders)
     if split is not None and split not in SPLITS:
         raise InputError(path, f"split must be one of {SPLITS}, got {split!r}")
-    if mimii_split not in SPLITS:
-        raise InputError(path, f"mimii_split must be one of {SPLITS}, got {mimii_split!r}")
     stem = path.stem
-
     prefixed = _PREFIXED.match(stem)
-    name_machine = None
-    if prefixed is not None and _DCASE.match(prefixed.group("rest")):
-        name_machine = canonical_machine(prefixed.group("machine"))
-        stem = prefixed.group("rest")
+    if prefixed is not None and _DCASE.match(prefixed["rest"]):
+        machine = prefixed["machine"] if machine is None else machine
+        stem = prefixed["rest"]
+    machine = canonical_machine(machine) if machine is not None else machine_from_folders(folders)
+    folder_split = split or next((f.lower() for f in folders if f.lower() in SPLITS), None)
 
-    def pick_machine() -> str:
-        if machine is not None:
-            return canonical_machine(machine)
-        if name_machine is not None:
-            return name_machine
-        found = machine_from_folders(folders)
-        if found is None:
+    def record(section: str, domain: str, split: str, label: str, clip: str | None, **kw) -> ClipRecord:
+        if machine is None:
             raise InputError(path, "cannot tell the machine type: no machine folder above the file")
-        return found
+        return ClipRecord(path, machine, _section(section), domain, split, label, clip_id=clip, **kw)
 
-    folder_split = split or _split_from_folders(folders)
-
-    m = _DCASE.match(stem)
-    if m is not None:
-        return ClipRecord(
-            path=path,
-            machine=pick_machine(),
-            section=_section(m["section"]),
-            domain=m["domain"].lower(),
-            split=m["split"].lower(),
-            label=m["label"].lower(),
-            attributes=parse_attributes(m["attrs"]),
-            clip_id=m["clip"],
-        )
-    m = _DCASE_EVAL.match(stem)
-    if m is not None:
-        return ClipRecord(path, pick_machine(), _section(m["section"]), "unknown",
-                          folder_split or "test", "unknown", {}, m["clip"])
-    m = _DCASE2020.match(stem)
-    if m is not None:
+    if m := _DCASE.match(stem):
+        return record(m["section"], m["domain"].lower(), m["split"].lower(), m["label"].lower(), m["clip"],
+                      attributes=parse_attributes(m["attrs"]))
+    if m := _DCASE_EVAL.match(stem):
+        return record(m["section"], "unknown", folder_split or "test", "unknown", m["clip"])
+    if m := _DCASE2020.match(stem):
         label = m["label"].lower()
-        default_split = "test" if label == "anomaly" else "train"
-        return ClipRecord(path, pick_machine(), _section(m["section"]), "source",
-                          folder_split or default_split, label, {}, m["clip"])
-    m = _DCASE2020_EVAL.match(stem)
-    if m is not None:
-        return ClipRecord(path, pick_machine(), _section(m["section"]), "source",
-                          folder_split or "test", "unknown", {}, m["clip"])
+        return record(m["section"], "source", folder_split or ("test" if label == "anomaly" else "train"), label,
+                      m["clip"])
+    if m := _DCASE2020_EVAL.match(stem):
+        return record(m["section"], "source", folder_split or "test", "unknown", m["clip"])
 
     # Layouts where the folders, not the name, carry the labels.
     parent = folders[0].lower() if folders else ""
     grandparent = folders[1] if len(folders) > 1 else ""
-    if parent in _LABEL_FOLDERS and _ID_FOLDER.match(grandparent):  # MIMII 2019
-        return ClipRecord(path, pick_machine(), _section(_ID_FOLDER.match(grandparent)["section"]),
-                          "unknown", split or mimii_split, _LABEL_FOLDERS[parent], {}, stem,
-                          split_given=split is not None)
-    if parent in _LABEL_FOLDERS and grandparent.lower() == "test":  # plain test/{normal,anomaly}
-        return ClipRecord(path, pick_machine(), "00", "unknown", "test", _LABEL_FOLDERS[parent],
-                          {}, stem)
-    if parent in _LABEL_FOLDERS and grandparent and grandparent.lower() not in _LAYOUT_FOLDERS:
+    label = _LABEL_FOLDERS.get(parent)
+    if label is not None and (m := _ID_FOLDER.match(grandparent)):  # MIMII 2019
+        return record(m["section"], "unknown", split or "test", label, stem, split_given=split is not None)
+    if label is not None and grandparent.lower() == "test":  # plain test/{normal,anomaly}
+        return record("00", "unknown", "test", label, stem)
+    if label is not None and grandparent and grandparent.lower() not in _LAYOUT_FOLDERS:
         # plain <machine>/{normal,anomaly}: no split in the layout
-        return ClipRecord(path, pick_machine(), "00", "unknown", split or mimii_split,
-                          _LABEL_FOLDERS[parent], {}, stem, split_given=split is not None)
+        return record("00", "unknown", split or "test", label, stem, split_given=split is not None)
     if parent == "train":  # plain train/: all normal
-        return ClipRecord(path, pick_machine(), "00", "unknown", "train", "normal", {}, stem)
+        return record("00", "unknown", "train", "normal", stem)
     raise InputError(
         path,
         "file name not recognised (expected section_XX_<source|target>_<train|test>_"

@@ -129,8 +129,8 @@ def _relative(path: Path, root: Path | None) -> str:
     return path.as_posix()
 
 
-def _n_test_normals(cfg: SplitConfig, machine: str, section: str, n_normal: int, n_anomaly: int,
-                    source: str) -> tuple[int, bool]:
+def _n_test_normals(cfg: SplitConfig, machine: str, section: str, n_normal: int, n_anomaly: int, source: str
+                    ) -> tuple[int, bool]:
     """(normal clips to test, whether the ``match`` cap applied)."""
     tn = cfg.test_normals
     if tn == "match":
@@ -144,9 +144,8 @@ def _n_test_normals(cfg: SplitConfig, machine: str, section: str, n_normal: int,
     return min(tn, n_normal), False
 
 
-def assign_split(
-    records: Sequence[ClipRecord], cfg: SplitConfig, root: Path | None = None
-) -> tuple[list[ClipRecord], list[GroupSplit]]:
+def assign_split(records: Sequence[ClipRecord], cfg: SplitConfig, root: Path | None = None
+                 ) -> tuple[list[ClipRecord], list[GroupSplit]]:
     """Give each record whose layout has no split (``split_given`` false) a ``train``/``test`` split.
 
     Records that carry a split are returned unchanged. Returns the records (same order) and one
@@ -198,8 +197,7 @@ def write_split_csv(path: Path, records: Sequence[ClipRecord], root: Path | None
     name or folders gave the split) or ``seeded`` (:func:`assign_split` drew it); ``score_name`` is
     the clip's name in the score and decision CSVs.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fh = io.StringIO()
     w = csv.writer(fh, lineterminator="\n")
     w.writerow(SPLIT_CSV_COLUMNS)

@@ -31,31 +31,8 @@ from dgmix.metrics.dcase import (
     section_metrics,
 )
 from dgmix.metrics.scores_dir import evaluate_scores_dir
-from dgmix.metrics.tables import (
-    MACHINE_ORDER,
-    PAPER_RESULTS,
-    ResultsTable,
-    paper_row,
-)
+from dgmix.metrics.tables import MACHINE_ORDER, PAPER_RESULTS, ResultsTable, paper_row
 
-__all__ = [
-    "EPS",
-    "GROUPS",
-    "MACHINE_ORDER",
-    "MAX_FPR",
-    "OFFICIAL_KEYS",
-    "PAPER_RESULTS",
-    "ResultsTable",
-    "SectionResult",
-    "Summary",
-    "empty_groups",
-    "evaluate_scores_dir",
-    "hmean",
-    "machine_summary",
-    "missing_note",
-    "official_score",
-    "official_values",
-    "overall_summary",
-    "paper_row",
-    "section_metrics",
-]
+__all__ = ["EPS", "GROUPS", "MACHINE_ORDER", "MAX_FPR", "OFFICIAL_KEYS", "PAPER_RESULTS", "ResultsTable",
+           "SectionResult", "Summary", "empty_groups", "evaluate_scores_dir", "hmean", "machine_summary",
+           "missing_note", "official_score", "official_values", "overall_summary", "paper_row", "section_metrics"]

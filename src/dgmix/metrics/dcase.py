@@ -44,31 +44,16 @@ EPS = sys.float_info.epsilon
 MAX_FPR = 0.1
 
 
-__all__ = [
-    "EPS",
-    "GROUPS",
-    "MAX_FPR",
-    "OFFICIAL_KEYS",
-    "SectionResult",
-    "Summary",
-    "empty_groups",
-    "hmean",
-    "machine_summary",
-    "missing_note",
-    "official_score",
-    "official_values",
-    "overall_summary",
-    "section_metrics",
-]
+__all__ = ["EPS", "GROUPS", "MAX_FPR", "OFFICIAL_KEYS", "SectionResult", "Summary", "empty_groups", "hmean",
+           "machine_summary", "missing_note", "official_score", "official_values", "overall_summary", "section_metrics"]
 
 #: The per-section values the official score averages over.
 OFFICIAL_KEYS = ("auc_source", "auc_target", "pauc")
 _LABELS = {"auc_source": "AUC-S", "auc_target": "AUC-T", "pauc": "pAUC"}
 #: The test groups of a section, in the order :func:`empty_groups` reports them.
 GROUPS = ("anomalous", "source-domain normal", "target-domain normal")
-#: Which groups AUC-S and AUC-T need (pAUC needs anomalous clips and normal clips of either domain).
-_NEEDS = {"auc_source": ("anomalous", "source-domain normal"),
-          "auc_target": ("anomalous", "target-domain normal")}
+#: The normal group AUC-S and AUC-T need besides the anomalous clips (pAUC needs normals of either domain).
+_NEEDS = {"auc_source": "source-domain normal", "auc_target": "target-domain normal"}
 
 
 @dataclass(frozen=True)
@@ -113,25 +98,18 @@ class SectionResult:
     def has_decisions(self) -> bool:
         return self.precision_source is not None or self.precision_target is not None
 
-    def as_dict(self, include_none: bool = False) -> dict:
-        """The fields as a plain dict. ``None`` fields are left out unless ``include_none``, except
-        AUC-S, AUC-T and pAUC, which are always present (``None`` = n/a); ``empty_groups`` is a
-        list, present when not empty."""
-        d = asdict(self)
-        d["empty_groups"] = list(self.empty_groups)
-        if include_none:
-            return d
+    def as_dict(self) -> dict:
+        """The fields as a plain dict. ``None`` fields are left out, except AUC-S, AUC-T and pAUC,
+        which are always present (``None`` = n/a); ``empty_groups`` is a list, present when not empty."""
+        d = {**asdict(self), "empty_groups": list(self.empty_groups)}
         return {k: v for k, v in d.items() if k in OFFICIAL_KEYS or (v is not None and v != [])}
 
     @classmethod
     def from_dict(cls, d: Mapping) -> SectionResult:
         """Inverse of :meth:`as_dict`; unknown keys are an error (``ValueError``)."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
+        if unknown := sorted(set(d) - {f.name for f in fields(cls)}):
             raise ValueError(f"unknown section metric keys {unknown}")
-        missing = sorted(set(OFFICIAL_KEYS) - set(d))
-        if missing:
+        if missing := sorted(set(OFFICIAL_KEYS) - set(d)):
             raise ValueError(f"missing section metric keys {missing}")
         groups = d.get("empty_groups") or ()
         if isinstance(groups, str) or not all(g in GROUPS for g in groups):
@@ -168,36 +146,28 @@ def hmean(values: Iterable[float]) -> float:
     Matches ``scipy.stats.hmean(numpy.maximum(values, eps))`` as in the official evaluator.
     Raises ``ValueError`` on an empty input, NaN or a negative value.
     """
-    a = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=float)
-    a = a.ravel()
+    a = np.asarray(list(values), dtype=float).ravel()
     if a.size == 0:
         raise ValueError("harmonic mean of an empty list")
     if not np.all(np.isfinite(a)):
         raise ValueError("harmonic mean of a list with NaN or infinite values")
     if np.any(a < 0):
         raise ValueError("harmonic mean of a list with negative values")
-    a = np.maximum(a, EPS)
-    return float(a.size / np.sum(1.0 / a))
-
-
-def _as_1d(x: object, name: str, dtype: type | None = None) -> np.ndarray:
-    a = np.asarray(x)
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {a.shape}")
-    return a.astype(dtype) if dtype is not None else a
+    return float(a.size / np.sum(1.0 / np.maximum(a, EPS)))
 
 
 def _binary(x: object, name: str) -> np.ndarray:
-    a = _as_1d(x, name)
-    if a.dtype == bool:
-        return a.astype(np.int64)
+    """``x`` as a 1-D int64 array of 0/1 values (bools allowed); ``ValueError`` otherwise."""
+    a = np.asarray(x)
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {a.shape}")
     try:
         af = a.astype(float)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{name} must hold 0/1 values") from e
-    if not np.all((af == 0) | (af == 1)):
-        bad = a[~((af == 0) | (af == 1))][0]
-        raise ValueError(f"{name} must hold 0/1 values, found {bad!r}")
+    bad = (af != 0) & (af != 1)
+    if bad.any():
+        raise ValueError(f"{name} must hold 0/1 values, found {a[bad][0]!r}")
     return af.astype(np.int64)
 
 
@@ -212,13 +182,7 @@ def _prf(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float, float]:
     return prec, rec, f1
 
 
-def section_metrics(
-    y_true: object,
-    y_score: object,
-    is_target: object,
-    y_pred: object | None = None,
-    max_fpr: float = MAX_FPR,
-) -> SectionResult:
+def section_metrics(y_true: object, y_score: object, is_target: object, y_pred: object | None = None) -> SectionResult:
     """Metrics of one section: AUC-S, AUC-T, pAUC, AUC(all) [+ precision/recall/F1].
 
     Args:
@@ -226,10 +190,10 @@ def section_metrics(
         y_score: anomaly scores, larger = more anomalous; must be finite.
         is_target: 1 = target-domain clip, 0 = source-domain clip.
         y_pred: optional 0/1 decisions (1 = anomaly).
-        max_fpr: pAUC range (0.1 in DCASE 2020-2024).
 
-    A value whose groups are empty (no anomalous, no source-domain normal or no target-domain
-    normal clip) is ``None`` and the empty groups are listed in ``empty_groups`` (module docstring).
+    pAUC is over false-positive rates up to :data:`MAX_FPR` (0.1 in DCASE 2020-2024). A value whose
+    groups are empty (no anomalous, no source-domain normal or no target-domain normal clip) is
+    ``None`` and the empty groups are listed in ``empty_groups`` (module docstring).
 
     Raises:
         ValueError: lengths differ, non-binary labels, non-finite scores.
@@ -237,51 +201,40 @@ def section_metrics(
     yt = _binary(y_true, "y_true")
     dom = _binary(is_target, "is_target")
     try:
-        ys = _as_1d(y_score, "y_score").astype(float)
+        ys = np.asarray(y_score, dtype=float)
     except (TypeError, ValueError) as e:
         raise ValueError(f"y_score must be numeric: {e}") from e
+    if ys.ndim != 1:
+        raise ValueError(f"y_score must be one-dimensional, got shape {ys.shape}")
     n = yt.size
     if ys.size != n or dom.size != n:
-        raise ValueError(
-            f"length mismatch: {n} labels, {ys.size} scores, {dom.size} domain flags"
-        )
+        raise ValueError(f"length mismatch: {n} labels, {ys.size} scores, {dom.size} domain flags")
     if not np.all(np.isfinite(ys)):
         raise ValueError(f"{int(np.sum(~np.isfinite(ys)))} scores are NaN or infinite")
-    if not 0.0 < max_fpr <= 1.0:
-        raise ValueError(f"max_fpr must be in (0, 1], got {max_fpr}")
     empty = empty_groups(yt, dom)
-    sel_s = (dom == 0) | (yt == 1)
-    sel_t = (dom == 1) | (yt == 1)
 
-    def auc(key: str, sel: np.ndarray, **kw) -> float | None:
-        if _undefined(key, empty):
-            return None
-        return float(roc_auc_score(yt[sel], ys[sel], **kw))
+    def auc(key: str, sel: np.ndarray | slice, **kw) -> float | None:
+        return None if _undefined(key, empty) else float(roc_auc_score(yt[sel], ys[sel], **kw))
 
-    everything = np.ones(n, dtype=bool)
-    auc_s = auc("auc_source", sel_s)
-    auc_t = auc("auc_target", sel_t)
-    pauc = auc("pauc", everything, max_fpr=max_fpr)
-    auc_all = auc("pauc", everything)
+    values = (auc("auc_source", (dom == 0) | (yt == 1)), auc("auc_target", (dom == 1) | (yt == 1)),
+              auc("pauc", slice(None), max_fpr=MAX_FPR), auc("pauc", slice(None)))
     if y_pred is None:
-        return SectionResult(auc_s, auc_t, pauc, auc_all, empty_groups=empty)
+        return SectionResult(*values, empty_groups=empty)
     yp = _binary(y_pred, "y_pred")
     if yp.size != n:
         raise ValueError(f"length mismatch: {n} labels, {yp.size} decisions")
-    grp_s, grp_t = dom == 0, dom == 1
-    p_s, r_s, f_s = _prf(yt[grp_s], yp[grp_s]) if grp_s.any() else (None, None, None)
-    p_t, r_t, f_t = _prf(yt[grp_t], yp[grp_t]) if grp_t.any() else (None, None, None)
-    return SectionResult(auc_s, auc_t, pauc, auc_all, p_s, p_t, r_s, r_t, f_s, f_t, empty)
+    (p_s, r_s, f_s), (p_t, r_t, f_t) = (_prf(yt[g], yp[g]) if g.any() else (None, None, None)
+                                        for g in (dom == 0, dom == 1))
+    return SectionResult(*values, p_s, p_t, r_s, r_t, f_s, f_t, empty)
 
 
 def empty_groups(y_true: object, is_target: object) -> tuple[str, ...]:
     """The groups of :data:`GROUPS` with no clip in a section's test set (1 = anomaly / target)."""
     yt = _binary(y_true, "y_true")
     dom = _binary(is_target, "is_target")
-    counts = {"anomalous": int(np.sum(yt == 1)),
-              "source-domain normal": int(np.sum((yt == 0) & (dom == 0))),
-              "target-domain normal": int(np.sum((yt == 0) & (dom == 1)))}
-    return tuple(g for g in GROUPS if counts[g] == 0)
+    present = {"anomalous": (yt == 1).any(), "source-domain normal": ((yt == 0) & (dom == 0)).any(),
+               "target-domain normal": ((yt == 0) & (dom == 1)).any()}
+    return tuple(g for g in GROUPS if not present[g])
 
 
 def _undefined(key: str, empty: tuple[str, ...]) -> bool:
@@ -289,7 +242,7 @@ def _undefined(key: str, empty: tuple[str, ...]) -> bool:
         return True
     if key == "pauc":
         return "source-domain normal" in empty and "target-domain normal" in empty
-    return any(g in empty for g in _NEEDS[key])
+    return _NEEDS[key] in empty
 
 
 def missing_note(machine: str, section: str, empty: tuple[str, ...], unknown_domain: bool = False) -> str | None:
@@ -314,11 +267,9 @@ def _summary(results: list[SectionResult]) -> Summary:
     s = [r.auc_source for r in results]
     t = [r.auc_target for r in results]
     p = [r.pauc for r in results]
-    prec = rec = f1 = None
-    if all(r.has_decisions for r in results):
-        prec = _hmean_or_none([r.precision_source for r in results] + [r.precision_target for r in results])
-        rec = _hmean_or_none([r.recall_source for r in results] + [r.recall_target for r in results])
-        f1 = _hmean_or_none([r.f1_source for r in results] + [r.f1_target for r in results])
+    prec, rec, f1 = ([_hmean_or_none([getattr(r, f"{k}_{d}") for r in results for d in ("source", "target")])
+                      for k in ("precision", "recall", "f1")]
+                     if all(r.has_decisions for r in results) else (None, None, None))
     n_values = sum(len(r.values) for r in results)
     return Summary(_hmean_or_none(s), _hmean_or_none(t), _hmean_or_none(p), _hmean_or_none(s + t + p),
                    len(results), prec, rec, f1, n_values)
@@ -336,16 +287,14 @@ def overall_summary(results: Mapping[str, Mapping[str, SectionResult]]) -> Summa
 
 
 def official_score(results: Mapping[str, Mapping[str, SectionResult]]) -> float | None:
-    """Official DCASE 2022 score: hmean of all AUC-S, all AUC-T and all pAUC values.
+    """Official DCASE 2022 score: hmean of all AUC-S, all AUC-T and all pAUC values (the ``hmean``
+    of :func:`overall_summary`).
 
     Values that could not be computed (incomplete test sets) are left out; ``None`` when no value
     exists. :func:`official_values` says which values it averages over."""
-    allres = [r for secs in results.values() for r in secs.values()]
-    if not allres:
+    if not any(results.values()):
         raise ValueError("no sections to score")
-    return _hmean_or_none(
-        [r.auc_source for r in allres] + [r.auc_target for r in allres] + [r.pauc for r in allres]
-    )
+    return overall_summary(results).hmean
 
 
 def official_values(results: Mapping[str, Mapping[str, SectionResult]]) -> dict:

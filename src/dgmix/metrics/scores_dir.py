@@ -12,10 +12,7 @@ from pathlib import Path
 
 from dgmix.errors import InputError
 from dgmix.metrics.confidence import SectionScores, official_score_ci
-from dgmix.metrics.dcase import (
-    missing_note,
-    section_metrics,
-)
+from dgmix.metrics.dcase import missing_note, section_metrics
 from dgmix.metrics.tables import ResultsTable
 
 __all__ = ["evaluate_scores_dir"]
@@ -42,17 +39,10 @@ def evaluate_scores_dir(
         InputError: no score file, unreadable or non-numeric file, names that do not match the
             ground truth.
     """
-    from dgmix.scoring.csvio import (
-        align_values,
-        find_score_files,
-        labels_from_names,
-        read_decisions,
-        read_ground_truth,
-        read_scores,
-    )
+    from dgmix.scoring import csvio
 
     root = Path(scores_dir)
-    files = find_score_files(root)
+    files = csvio.find_score_files(root)
     if not files:
         raise InputError(root, "no anomaly_score_<machine>_section_<XX>_test.csv files here")
     name = method or root.resolve().name or "scores"
@@ -64,39 +54,21 @@ def evaluate_scores_dir(
         if notes is not None:
             have = {(m, s) for m, s, _, _ in files}
             pat = re.compile(r"^ground_truth_(.+)_section_(\d{2})_test\.csv$")
-            unscored = sorted(
-                f"{mm[1]}/{mm[2]}"
-                for p in (gt_root / "ground_truth_data").iterdir()
-                if (mm := pat.match(p.name)) and (mm[1], mm[2]) not in have
-            )
+            unscored = sorted(f"{m[1]}/{m[2]}" for p in (gt_root / "ground_truth_data").iterdir()
+                              if (m := pat.match(p.name)) and (m[1], m[2]) not in have)
             if unscored:
-                notes.append(f"{len(unscored)} ground-truth sections have no score file: "
-                             + ", ".join(unscored))
+                notes.append(f"{len(unscored)} ground-truth sections have no score file: " + ", ".join(unscored))
     table = ResultsTable()
     groups: list[SectionScores] = []
     for machine, section, score_path, dec_path in files:
-        names, scores = read_scores(score_path)
-        if ground_truth is not None:
-            gt = read_ground_truth(ground_truth, machine, section)
-        else:
-            gt = labels_from_names(names, score_path)
-        pos = gt.lookup()
-        name_set = set(names)
-        missing = [n for n in gt.names if n not in name_set]
-        extra = [n for n in names if n not in pos]
-        if missing or extra:
-            example = (extra or missing)[0]
-            raise InputError(
-                score_path, f"file names do not match the ground truth: {len(missing)} "
-                f"ground-truth clips missing, {len(extra)} names not in the ground truth "
-                f"(e.g. {example!r})"
-            )
-        order = [pos[n] for n in names]
-        y_true, is_target = gt.is_anomaly[order], gt.is_target[order]
+        names, scores = csvio.read_scores(score_path)
+        gt = (csvio.read_ground_truth(ground_truth, machine, section) if ground_truth is not None
+              else csvio.labels_from_names(names, score_path))
+        y_true, is_target = gt.for_names(names, score_path)
         y_pred = None
         if dec_path is not None:
-            dnames, dvals = read_decisions(dec_path)
-            y_pred = align_values(names, dnames, dvals, dec_path, "file names do not match the score file")
+            y_pred = csvio.align_values(names, *csvio.read_decisions(dec_path), dec_path,
+                                        "file names do not match the score file")
         try:
             res = section_metrics(y_true, scores, is_target, y_pred)
         except ValueError as e:

@@ -32,6 +32,7 @@ from pathlib import Path
 from dgmix.errors import InputError
 from dgmix.io_atomic import atomic_write_text
 from dgmix.metrics.confidence import JackknifeCI
+from dgmix.metrics.dcase import _LABELS as _SHORT
 from dgmix.metrics.dcase import (
     SectionResult,
     Summary,
@@ -41,13 +42,7 @@ from dgmix.metrics.dcase import (
     overall_summary,
 )
 
-__all__ = [
-    "MACHINE_ORDER",
-    "PAPER_RESULTS",
-    "ResultsTable",
-    "official_values_text",
-    "paper_row",
-]
+__all__ = ["MACHINE_ORDER", "PAPER_RESULTS", "ResultsTable", "official_values_text", "paper_row"]
 
 #: Machine types in the order of the paper's tables (DCASE directory spelling).
 MACHINE_ORDER = ("ToyCar", "ToyTrain", "bearing", "fan", "gearbox", "slider", "valve")
@@ -57,10 +52,7 @@ _HEAD = ("AUC Source", "AUC Target", "pAUC", "Harmonic Mean")
 
 
 def _rows(values: dict[str, tuple[float, float, float, float]]) -> dict[str, dict[str, float]]:
-    return {
-        m: {c: round(v / 100.0, 6) for c, v in zip(_COLS, vals, strict=True)}
-        for m, vals in values.items()
-    }
+    return {m: {c: round(v / 100.0, 6) for c, v in zip(_COLS, vals, strict=True)} for m, vals in values.items()}
 
 
 #: The paper's Tables 2-3 (DCASE 2022 development set), as fractions:
@@ -115,15 +107,13 @@ PAPER_RESULTS: dict[str, dict[str, dict[str, float]]] = {
 }
 
 
+def _find_row(rows: Mapping[str, Mapping[str, float]], machine: str) -> Mapping[str, float] | None:
+    return next((row for key, row in rows.items() if key.lower() == machine.lower()), None)
+
+
 def paper_row(method: str, machine: str) -> dict[str, float] | None:
     """The paper's row for ``method`` and ``machine`` (case-insensitive machine), or ``None``."""
-    rows = PAPER_RESULTS.get(method)
-    if rows is None:
-        return None
-    for key, row in rows.items():
-        if key.lower() == machine.lower():
-            return row
-    return None
+    return _find_row(PAPER_RESULTS.get(method, {}), machine)
 
 
 def _machine_sort_key(machine: str) -> tuple[int, str]:
@@ -132,7 +122,6 @@ def _machine_sort_key(machine: str) -> tuple[int, str]:
 
 
 NA = "n/a"
-_SHORT = {"auc_source": "AUC-S", "auc_target": "AUC-T", "pauc": "pAUC"}
 
 
 def _pct(v: float | None) -> str:
@@ -158,10 +147,8 @@ def official_values_text(results: Mapping[str, Mapping[str, SectionResult]]) -> 
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1))
-           + "|"]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(out)
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    return "\n".join(out + ["| " + " | ".join(r) + " |" for r in rows])
 
 
 class ResultsTable:
@@ -213,11 +200,8 @@ class ResultsTable:
         return official_score(self.results[method])
 
     # -- rendering -----------------------------------------------------------------------------
-    def to_markdown(
-        self,
-        paper: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
-        details: bool = True,
-    ) -> str:
+    def to_markdown(self, paper: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
+                    details: bool = True) -> str:
         """Markdown: per method, the paper-style table (percent, 2 decimals).
 
         ``paper`` maps method -> machine (or ``"overall"``) -> {auc_source, auc_target, pauc, hmean}
@@ -246,8 +230,7 @@ class ResultsTable:
             if ref:
                 prow = []
                 for machine in self.machines(method) + ["overall"]:
-                    row = next((v for k, v in ref.items() if k.lower() == machine.lower()), None)
-                    if row is not None:
+                    if (row := _find_row(ref, machine)) is not None:
                         mine = o if machine == "overall" else self.machine_summary(method, machine)
                         delta = NA if mine.hmean is None else f"{100.0 * (mine.hmean - row['hmean']):+.2f}"
                         prow.append([machine] + [_pct(row[c]) for c in _COLS] + [delta])
@@ -260,14 +243,11 @@ class ResultsTable:
                               for r in secs.values())
                 for machine in self.machines(method):
                     for sec, r in self.sections(method, machine).items():
-                        dec = []
-                        if any_dec:
-                            dec = ([_pct(r.f1_source), _pct(r.f1_target)]
-                                   if r.has_decisions else ["", ""])
+                        dec = [] if not any_dec else [_pct(r.f1_source), _pct(r.f1_target)] if r.has_decisions \
+                            else ["", ""]
                         drows.append([machine, sec, _pct(r.auc_source), _pct(r.auc_target),
                                       _pct(r.pauc), _pct(r.hmean), *dec])
-                head = ["Machine", "Section", *_HEAD] + (["F1 Source", "F1 Target"] if any_dec
-                                                         else [])
+                head = ["Machine", "Section", *_HEAD] + (["F1 Source", "F1 Target"] if any_dec else [])
                 parts.append(f"Per section, {method}:\n")
                 parts.append(_md_table(head, drows) + "\n")
         return "\n".join(parts).rstrip() + "\n"
@@ -292,9 +272,8 @@ class ResultsTable:
         "official_score_values": {"n_values", "n_expected", "left_out"}}}`` (fractions)."""
         out: dict = {}
         for method in self.methods():
-            d: dict = {}
-            for machine in self.machines(method):
-                d[machine] = {sec: r.as_dict() for sec, r in self.sections(method, machine).items()}
+            d: dict = {m: {sec: r.as_dict() for sec, r in self.sections(method, m).items()}
+                       for m in self.machines(method)}
             d["official_score"] = self.official_score(method)
             if method in self.ci:
                 d["official_score_ci95"] = self.ci[method].as_dict()
@@ -305,11 +284,8 @@ class ResultsTable:
             out[method] = d
         return out
 
-    def write(
-        self,
-        out_dir: str | Path,
-        paper: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
-    ) -> dict[str, Path]:
+    def write(self, out_dir: str | Path, paper: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None
+              ) -> dict[str, Path]:
         """Write results.md, results.csv and results.json into ``out_dir`` (created)."""
         out = Path(out_dir)
         try:
@@ -333,8 +309,7 @@ class ResultsTable:
             if not isinstance(machines, Mapping):
                 raise InputError(source, f"method {method!r} must map machine names")
             for machine, secs in machines.items():
-                if machine in ("official_score", "official_score_ci95", "official_score_values",
-                               "degenerate_detectors"):
+                if machine.startswith("official_score") or machine == "degenerate_detectors":
                     continue
                 if not isinstance(secs, Mapping):
                     raise InputError(source, f"{method}/{machine} must map section ids")

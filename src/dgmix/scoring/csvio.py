@@ -12,12 +12,12 @@
   clips of MIMII 2019 and plain folder layouts, :attr:`dgmix.data.ClipRecord.score_name`)
   (:func:`labels_from_names`).
 
-Readers raise :class:`dgmix.errors.InputError` naming the file and the line.
+Readers (:func:`dgmix.data.ground_truth.read_name_values`) raise :class:`dgmix.errors.InputError` naming
+the file and the line.
 """
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 from collections.abc import Sequence
@@ -26,35 +26,22 @@ from pathlib import Path
 
 import numpy as np
 
+from dgmix.data.ground_truth import read_flags, read_name_values
 from dgmix.errors import InputError
 from dgmix.io_atomic import atomic_write_text
 
-__all__ = [
-    "GroundTruth",
-    "decision_file_name",
-    "find_score_files",
-    "ground_truth_paths",
-    "labels_from_names",
-    "read_decisions",
-    "read_ground_truth",
-    "read_scores",
-    "score_file_name",
-    "section_id",
-    "write_decisions",
-    "write_scores",
-]
+__all__ = ["GroundTruth", "decision_file_name", "find_score_files", "ground_truth_paths", "labels_from_names",
+           "read_decisions", "read_ground_truth", "read_scores", "score_file_name", "section_id", "write_decisions",
+           "write_scores"]
 
 SCORE_RE = re.compile(r"^anomaly_score_(?P<machine>.+)_section_(?P<section>\d{2})_test\.csv$")
-DEV_NAME_RE = re.compile(
-    r"section_(?P<section>\d{2})_(?P<domain>source|target)_test_(?P<label>normal|anomaly)_"
-)
+DEV_NAME_RE = re.compile(r"section_(?P<section>\d{2})_(?P<domain>source|target)_test_(?P<label>normal|anomaly)_")
 DCASE2020_NAME_RE = re.compile(r"^(?P<label>normal|anomaly)_id_(?P<section>\d+)_.")
 
 
 def section_id(section: int | str) -> str:
     """Normalise a section to two digits: ``0``, ``"0"``, ``"00"``, ``"section_00"`` -> ``"00"``."""
-    s = str(section)
-    s = s.removeprefix("section_")
+    s = str(section).removeprefix("section_")
     if not s.isdigit() or int(s) > 99:
         raise ValueError(f"section must be a number from 00 to 99, got {section!r}")
     return f"{int(s):02d}"
@@ -68,7 +55,8 @@ def decision_file_name(machine: str, section: int | str) -> str:
     return f"decision_result_{machine}_section_{section_id(section)}_test.csv"
 
 
-def _rows_to_write(filenames: Sequence[str | Path], values: Sequence, what: str) -> list[str]:
+def _write(path: Path, filenames: Sequence[str | Path], values: list, what: str) -> Path:
+    """Write ``filename,value`` rows (``repr`` of each value) to ``path``; returns it."""
     names = [Path(f).name for f in filenames]
     if len(names) != len(values):
         raise ValueError(f"{len(names)} file names but {len(values)} {what}")
@@ -78,78 +66,35 @@ def _rows_to_write(filenames: Sequence[str | Path], values: Sequence, what: str)
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise ValueError(f"file name {dup!r} appears more than once")
-    return names
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_text(path, "".join(f"{n},{v!r}\n" for n, v in zip(names, values, strict=True)))
 
 
 def write_scores(
-    out_dir: str | Path,
-    machine: str,
-    section: int | str,
-    filenames: Sequence[str | Path],
+    out_dir: str | Path, machine: str, section: int | str, filenames: Sequence[str | Path],
     scores: Sequence[float] | np.ndarray,
 ) -> Path:
     """Write ``anomaly_score_<machine>_section_<XX>_test.csv``; returns its path."""
     vals = [float(v) for v in np.asarray(scores, dtype=float).reshape(-1)]
-    names = _rows_to_write(filenames, vals, "scores")
     if not all(math.isfinite(v) for v in vals):
         raise ValueError("scores must be finite (NaN or infinite score found)")
-    path = Path(out_dir) / score_file_name(machine, section)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, "".join(f"{n},{v!r}\n" for n, v in zip(names, vals, strict=True)))
-    return path
+    return _write(Path(out_dir) / score_file_name(machine, section), filenames, vals, "scores")
 
 
 def write_decisions(
-    out_dir: str | Path,
-    machine: str,
-    section: int | str,
-    filenames: Sequence[str | Path],
+    out_dir: str | Path, machine: str, section: int | str, filenames: Sequence[str | Path],
     decisions: Sequence[int] | np.ndarray,
 ) -> Path:
     """Write ``decision_result_<machine>_section_<XX>_test.csv`` (0/1 values); returns its path."""
     arr = np.asarray(decisions).reshape(-1)
     if not np.all((arr == 0) | (arr == 1)):
         raise ValueError("decisions must be 0 or 1")
-    vals = [int(v) for v in arr]
-    names = _rows_to_write(filenames, vals, "decisions")
-    path = Path(out_dir) / decision_file_name(machine, section)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, "".join(f"{n},{v}\n" for n, v in zip(names, vals, strict=True)))
-    return path
-
-
-def _read_pairs(path: str | Path, what: str) -> tuple[list[str], list[tuple[int, str]]]:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(p, "file not found" if not p.exists() else "not a file")
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(p, f"cannot read the {what} file ({e})") from e
-    names: list[str] = []
-    vals: list[tuple[int, str]] = []
-    seen: set[str] = set()
-    for lineno, row in enumerate(csv.reader(text.splitlines()), start=1):
-        if not row or all(not c.strip() for c in row):
-            continue
-        if len(row) != 2:
-            raise InputError(p, f"line {lineno}: expected 2 columns 'filename,value', got {len(row)}")
-        name = row[0].strip()
-        if not name:
-            raise InputError(p, f"line {lineno}: empty file name")
-        if name in seen:
-            raise InputError(p, f"line {lineno}: file name {name!r} appears more than once")
-        seen.add(name)
-        names.append(name)
-        vals.append((lineno, row[1].strip()))
-    if not names:
-        raise InputError(p, f"empty {what} file")
-    return names, vals
+    return _write(Path(out_dir) / decision_file_name(machine, section), filenames, [int(v) for v in arr], "decisions")
 
 
 def read_scores(path: str | Path) -> tuple[list[str], np.ndarray]:
     """Read an anomaly-score CSV: (file names in file order, float scores)."""
-    names, vals = _read_pairs(path, "score")
+    names, vals = read_name_values(path, "score")
     out = np.empty(len(vals))
     for i, (lineno, v) in enumerate(vals):
         try:
@@ -161,23 +106,9 @@ def read_scores(path: str | Path) -> tuple[list[str], np.ndarray]:
     return names, out
 
 
-def _read_binary(path: str | Path, what: str) -> tuple[list[str], np.ndarray]:
-    names, vals = _read_pairs(path, what)
-    out = np.empty(len(vals), dtype=np.int64)
-    for i, (lineno, v) in enumerate(vals):
-        try:
-            f = float(v)
-        except ValueError:
-            f = math.nan
-        if f not in (0.0, 1.0):
-            raise InputError(path, f"line {lineno}: value {v!r} is not 0 or 1")
-        out[i] = int(f)
-    return names, out
-
-
 def read_decisions(path: str | Path) -> tuple[list[str], np.ndarray]:
     """Read a decision CSV: (file names, 0/1 int array)."""
-    return _read_binary(path, "decision")
+    return read_flags(path, "decision")
 
 
 @dataclass(frozen=True)
@@ -188,8 +119,18 @@ class GroundTruth:
     is_anomaly: np.ndarray
     is_target: np.ndarray
 
-    def lookup(self) -> dict[str, int]:
-        return {n: i for i, n in enumerate(self.names)}
+    def for_names(self, names: Sequence[str], path: Path) -> tuple[np.ndarray, np.ndarray]:
+        """(``is_anomaly``, ``is_target``) in the order of ``names`` (a score file's rows); an
+        InputError naming ``path`` when ``names`` are not exactly the ground truth's clips."""
+        have, known = set(names), set(self.names)
+        missing = [n for n in self.names if n not in have]
+        extra = [n for n in names if n not in known]
+        if missing or extra:
+            raise InputError(path, f"file names do not match the ground truth: {len(missing)} ground-truth clips "
+                             f"missing, {len(extra)} names not in the ground truth (e.g. {(extra or missing)[0]!r})")
+        pos = {n: i for i, n in enumerate(self.names)}
+        order = [pos[n] for n in names]
+        return self.is_anomaly[order], self.is_target[order]
 
 
 def ground_truth_paths(gt_dir: str | Path, machine: str, section: int | str) -> tuple[Path, Path]:
@@ -202,8 +143,8 @@ def ground_truth_paths(gt_dir: str | Path, machine: str, section: int | str) -> 
 def read_ground_truth(gt_dir: str | Path, machine: str, section: int | str) -> GroundTruth:
     """Read one section's ground truth from ``gt_dir`` (the evaluator's layout)."""
     data_path, dom_path = ground_truth_paths(gt_dir, machine, section)
-    names, anom = _read_binary(data_path, "ground-truth")
-    dnames, dom = _read_binary(dom_path, "ground-truth domain")
+    names, anom = read_flags(data_path, "ground-truth")
+    dnames, dom = read_flags(dom_path, "ground-truth domain")
     dom = align_values(names, dnames, dom, dom_path, f"file names differ from {data_path.name} in ground_truth_data")
     return GroundTruth(names, anom, dom)
 
