@@ -33,7 +33,7 @@ import soundfile as sf
 from dgmix.errors import InputError
 from dgmix.io_atomic import atomic_write_bytes, atomic_write_text
 from dgmix.synth.machines import MACHINES, SECTIONS, model
-from dgmix.synth.sounds import to_pcm16
+from dgmix.synth.recording import to_pcm16
 
 DOMAINS: tuple[str, ...] = ("source", "target")
 SPLITS: tuple[str, ...] = ("train", "test")
