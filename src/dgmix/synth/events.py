@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from dgmix.synth.wavetables import _nearest
+from dgmix.synth.wavetables import _nearest, frozen
 
 
 @lru_cache(maxsize=64)
@@ -23,9 +23,7 @@ def damped_kernel(sr: int, freq: float, tau_s: float, thump_hz: float = 0.0) -> 
     if thump_hz > 0.0:
         y += 0.8 * np.sin(2.0 * np.pi * thump_hz * t) * np.exp(-t / (2.5 * tau_s))
     y /= np.max(np.abs(y))
-    y = y.astype(np.float32)
-    y.flags.writeable = False
-    return y
+    return frozen(y.astype(np.float32))
 
 
 def add_events(x: np.ndarray, sr: int, times: Sequence[float], kernel: np.ndarray, amps: Sequence[float]) -> None:
@@ -51,19 +49,13 @@ def gate(n: int, sr: int, intervals: Sequence[tuple[float, float]], ramp_s: floa
         ia, ib = _nearest(a * sr), _nearest(b * sr)
         r = max(1, min(_nearest(ramp_s * sr), (ib - ia) // 2 + 1))
         # Trapezoid of ib - ia + r samples from ia - r: rise over r samples, flat 1, fall over the last r.
+        up = (np.arange(r, dtype=np.float32) + 1.0) / (r + 1.0)
         shape = np.ones(ib - ia + r, dtype=np.float32)
-        shape[:r] = _ramp_up(r)
-        shape[-r:] = np.minimum(shape[-r:], _ramp_up(r)[::-1])
+        shape[:r] = up
+        shape[-r:] = np.minimum(shape[-r:], up[::-1])
         lo = ia - r
         s0, s1 = max(0, -lo), min(shape.shape[0], n - lo)
         if s0 < s1:
             seg = g[lo + s0 : lo + s1]
             np.maximum(seg, shape[s0:s1], out=seg)
     return g
-
-
-@lru_cache(maxsize=64)
-def _ramp_up(ramp: int) -> np.ndarray:
-    r = (np.arange(ramp, dtype=np.float32) + 1.0) / (ramp + 1.0)
-    r.flags.writeable = False
-    return r

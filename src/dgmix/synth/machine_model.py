@@ -109,22 +109,14 @@ class MachineModel:
         target domain clearly harder.
         """
         unit = int(section)
-        noise, snr, mic = self.unit_noise[unit], self.snr_db[unit], MICS["1"]
-        for key, table in self.noise_keys.items():
-            if key in attrs:
-                noise = table[attrs[key]]
-        for key, offsets in self.snr_keys.items():
-            if key in attrs:
-                snr += offsets[attrs[key]]
-        for key, mics in self.mic_keys.items():
-            if key in attrs:
-                mic = mics[attrs[key]]
-        snr += rng.normal(0.0, self.snr_jitter)
+        noise = _lookup(self.noise_keys, attrs, self.unit_noise[unit])
+        snr = self.snr_db[unit] + _lookup(self.snr_keys, attrs, 0.0) + rng.normal(0.0, self.snr_jitter)
+        mic = _lookup(self.mic_keys, attrs, MICS["1"])
         level = self.level_db + rng.normal(0.0, self.level_jitter)
         return Cond(unit, dict(attrs), mic, replace(NOISES[noise], snr_db=float(snr)), float(level))
 
     def render(
-        self, rng: np.random.Generator, n: int, sr: int, section: str | int, domain: str, attrs: dict[str, str],
+        self, rng: np.random.Generator, n: int, sr: int, section: str | int, attrs: dict[str, str],
         anomaly: str | None = None, severity: float = 1.0,
     ) -> np.ndarray:
         """Render one recorded clip (float32, ``n`` samples at ``sr``).
@@ -132,8 +124,8 @@ class MachineModel:
         Args:
             rng: The clip's own generator (everything random in the clip comes from it).
             section: Section ("00".."05").
-            domain: "source" or "target" (the sound models treat both alike; the attributes differ).
-            attrs: The clip's attributes (from :meth:`attributes`); they set the condition.
+            attrs: The clip's attributes (from :meth:`attributes`); they set the condition. Source
+                and target domain differ only by them (same jitter in both).
             anomaly: ``None`` for a normal clip, else one of :attr:`anomaly_kinds`.
             severity: Multiplies the anomaly strength (1 = default).
         """
@@ -161,6 +153,11 @@ class MachineModel:
 
     def _amps(self, rng: np.random.Generator, amps: np.ndarray) -> np.ndarray:
         return amps * (1.0 + rng.normal(0.0, self.amp_jitter, amps.shape))
+
+
+def _lookup(tables: dict[str, dict], attrs: dict[str, str], default):
+    """``tables[key][attrs[key]]`` for the first key of ``tables`` that ``attrs`` has, else ``default``."""
+    return next((table[attrs[key]] for key, table in tables.items() if key in attrs), default)
 
 
 def _nyquist_ok(k: float, f0: float, sr: int) -> bool:

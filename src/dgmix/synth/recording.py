@@ -16,7 +16,7 @@ import scipy.fft as sfft
 
 from dgmix.synth.events import add_events, damped_kernel
 from dgmix.synth.spectral import band, noise_spectrum, rfft_freqs, tilt
-from dgmix.synth.wavetables import _nearest
+from dgmix.synth.wavetables import _nearest, frozen
 
 
 @dataclass(frozen=True)
@@ -52,9 +52,7 @@ def mic_response(n: int, sr: int, mic: Mic) -> np.ndarray:
     if mic.highpass_hz > 0.0:
         r = (f / mic.highpass_hz) ** 2
         h *= r / (1.0 + r)
-    out = h.astype(np.complex64)
-    out.flags.writeable = False
-    return out
+    return frozen(h.astype(np.complex64))
 
 
 @dataclass(frozen=True)
@@ -90,10 +88,7 @@ def _background_shape(n: int, sr: int, colour: float, band_hz: float, band_db: f
     if band_hz > 0.0:
         ref = mag[min(int(np.searchsorted(f, band_hz)), mag.shape[0] - 1)]
         mag = mag + 10.0 ** (band_db / 20.0) * ref * band(f, band_hz, 0.5)
-    mag = mag * (f > 25.0)  # no DC / sub-sonic rumble
-    mag = mag.astype(np.float32)
-    mag.flags.writeable = False
-    return mag
+    return frozen((mag * (f > 25.0)).astype(np.float32))  # no DC / sub-sonic rumble
 
 
 def _power(spec: np.ndarray, n: int) -> float:
@@ -154,12 +149,11 @@ def record(
     if flat:
         x += machine * np.float32(scale)
     k = rng.poisson(bg.clank_rate * n / sr)
-    if k:
-        pos = rng.integers(0, n, k)
-        amp = noise_rms * 10.0 ** (bg.clank_db / 20.0) * rng.uniform(0.3, 1.0, k)
-        for p, a in zip(pos, amp, strict=True):
-            ker = damped_kernel(sr, float(rng.choice([420.0, 910.0, 1730.0, 2650.0])), 0.025, 120.0)
-            add_events(x, sr, [p / sr], ker, [a])
+    pos = rng.integers(0, n, k)
+    amp = noise_rms * 10.0 ** (bg.clank_db / 20.0) * rng.uniform(0.3, 1.0, k)
+    for p, a in zip(pos, amp, strict=True):
+        ker = damped_kernel(sr, float(rng.choice([420.0, 910.0, 1730.0, 2650.0])), 0.025, 120.0)
+        add_events(x, sr, [p / sr], ker, [a])
     return x.astype(np.float32, copy=False)
 
 

@@ -12,13 +12,13 @@ from functools import lru_cache
 import numpy as np
 import scipy.fft as sfft
 
+from dgmix.synth.wavetables import frozen
+
 
 @lru_cache(maxsize=8)
 def rfft_freqs(n: int, sr: int) -> np.ndarray:
     """Frequencies (Hz, float32) of the ``n // 2 + 1`` bins of a length-``n`` real FFT."""
-    f = np.fft.rfftfreq(n, 1.0 / sr).astype(np.float32)
-    f.flags.writeable = False
-    return f
+    return frozen(np.fft.rfftfreq(n, 1.0 / sr).astype(np.float32))
 
 
 def noise_spectrum(rng: np.random.Generator, magnitude: np.ndarray) -> np.ndarray:
@@ -83,5 +83,4 @@ def _noise_shape(n: int, sr: int, terms: tuple[tuple[float, float, float, float]
             part = part * tilt(f, e)
         mag += np.float32(g) * part
     mag[0] = 0.0
-    mag.flags.writeable = False
-    return mag
+    return frozen(mag)

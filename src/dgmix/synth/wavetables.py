@@ -36,11 +36,10 @@ def rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.dot(x, x) / x.shape[0])) + 1e-12
 
 
-@lru_cache(maxsize=8)
-def _ramp(n: int) -> np.ndarray:
-    r = np.arange(n, dtype=np.int64)
-    r.flags.writeable = False
-    return r
+def frozen(a: np.ndarray) -> np.ndarray:
+    """Mark ``a`` read-only (it is shared through a cache) and return it."""
+    a.flags.writeable = False
+    return a
 
 
 def harmonic_table(harmonics: Sequence[tuple[float, float, float]]) -> np.ndarray:
@@ -88,9 +87,7 @@ def burst_table(sr: int, rate_hz: float, freqs: tuple[float, ...], tau_s: float,
         for i, f in enumerate(freqs):
             y += wt * env * np.sin(2.0 * np.pi * f * t + 0.7 * i) / (1.0 + i)
     peak = np.max(np.abs(y))
-    out = (y / peak if peak > 0 else y).astype(np.float32)
-    out.flags.writeable = False
-    return out
+    return frozen((y / peak if peak > 0 else y).astype(np.float32))
 
 
 def read_table(table: np.ndarray, acc: np.ndarray) -> np.ndarray:
@@ -132,7 +129,7 @@ def rotation(
     start = rng.random()
     w, fw = wobble
     if drift <= 0.0 and not (w > 0.0 and fw > 0.0):
-        acc = _ramp(n) * _nearest(f0 / sr * ONE_CYCLE)
+        acc = np.arange(n, dtype=np.int64) * _nearest(f0 / sr * ONE_CYCLE)
         acc += int(start * ONE_CYCLE)
         return acc
     freq = np.full(n, f0, dtype=np.float32)
@@ -149,5 +146,4 @@ def sine(acc: np.ndarray) -> np.ndarray:
     return read_table(_SINE_TABLE, acc)
 
 
-_SINE_TABLE = harmonic_table([(1, 1.0, 0.0)])
-_SINE_TABLE.flags.writeable = False
+_SINE_TABLE = frozen(harmonic_table([(1, 1.0, 0.0)]))
