@@ -15,7 +15,7 @@ import numpy as np
 from dgmix.synth.events import add_events, damped_kernel, gate
 from dgmix.synth.machine_model import LEVEL_DB, MachineModel, SectionSpec, _nyquist_ok
 from dgmix.synth.spectral import band_noise
-from dgmix.synth.wavetables import harmonic_table, random_phases, read_table, rms, rotation, rotation_from_freq, sine
+from dgmix.synth.wavetables import periodic, random_phases, rms, rotation, rotation_from_freq, sine
 
 #: Valve open/close patterns: cycle period (s) and (open, close) times as fractions of it.
 VALVE_PATTERNS: dict[str, tuple[float, tuple[tuple[float, float], ...]]] = {
@@ -85,8 +85,7 @@ class Valve(MachineModel):
         press = 1.0 + self._jit(rng, 0.12)
         hiss = band_noise(rng, n, sr, 3500.0, 1.0)
         valves = [("pat", 1.0, 1.0)] if "pat" in cond.attrs else [("v1pat", 1.0, 1.0), ("v2pat", 0.6, 0.7)]
-        open_gate = np.zeros(n, dtype=np.float32)
-        whistle_gate = np.zeros(n, dtype=np.float32)
+        open_gate, whistle_gate = np.zeros((2, n), dtype=np.float32)
         for key, gain, fmul in valves:
             opens, closes, extra = self._events(rng, n / sr, cond.attrs[key], anomaly, sev)
             k_open = damped_kernel(sr, round(fc * fmul, 1), round(tau, 5), 180.0)
@@ -104,8 +103,7 @@ class Valve(MachineModel):
         if anomaly == "contamination":
             ph = rotation(rng, n, sr, 5200.0 + 200.0 * cond.unit, drift=0.004)
             x += (0.06 * sev) * sine(ph) * whistle_gate
-        pump = harmonic_table(random_phases(rng, [(k, 0.02 / k) for k in range(1, 7)]))
-        x += read_table(pump, rotation(rng, n, sr, 29.5, drift=0.002))
+        x += periodic(random_phases(rng, [(k, 0.02 / k) for k in range(1, 7)]), rotation(rng, n, sr, 29.5, drift=0.002))
         return x, []
 
 
@@ -158,11 +156,11 @@ class Slider(MachineModel):
         ph = rotation_from_freq(sr, f_max * v, rng.random())
         amps = self._amps(rng, np.array([1.0 / k for k in range(1, 9)]))
         lines = [(k, a) for k, a in enumerate(amps, 1) if _nyquist_ok(k, f_max, sr)]
-        whine_tab = harmonic_table(random_phases(rng, lines))
+        whine = periodic(random_phases(rng, lines), ph)
         env = 0.1 + v
         if anomaly == "stall":
             env *= 1.0 + 0.4 * sev * sine(rotation(rng, n, sr, 11.0))
-        x = read_table(whine_tab, ph) * env
+        x = whine * env
         x /= rms(x)
         x += 0.6 * band_noise(rng, n, sr, 1400.0, 1.2) * v  # rolling noise
         hard = min(2.0, (ac / 0.05) ** 0.5)

@@ -17,8 +17,7 @@ from dgmix.synth.wavetables import _nearest, frozen
 @lru_cache(maxsize=64)
 def damped_kernel(sr: int, freq: float, tau_s: float, thump_hz: float = 0.0) -> np.ndarray:
     """Peak-normalised decaying sine at ``freq`` Hz (plus an optional low 'thump' component)."""
-    m = max(8, int(5.0 * tau_s * sr))
-    t = np.arange(m) / sr
+    t = np.arange(max(8, int(5.0 * tau_s * sr))) / sr
     y = np.sin(2.0 * np.pi * freq * t) * np.exp(-t / tau_s)
     if thump_hz > 0.0:
         y += 0.8 * np.sin(2.0 * np.pi * thump_hz * t) * np.exp(-t / (2.5 * tau_s))

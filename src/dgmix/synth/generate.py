@@ -201,9 +201,8 @@ def render_clip(spec: ClipSpec, cfg: SynthConfig) -> np.ndarray:
 
 def _write_chunk(base: Path, cfg: SynthConfig, specs: Sequence[ClipSpec]) -> int:
     for spec in specs:
-        pcm = to_pcm16(render_clip(spec, cfg))
         buf = io.BytesIO()  # encode in memory, then one write: faster than sf.write to a path
-        sf.write(buf, pcm, cfg.sample_rate, subtype="PCM_16", format="WAV")
+        sf.write(buf, to_pcm16(render_clip(spec, cfg)), cfg.sample_rate, subtype="PCM_16", format="WAV")
         atomic_write_bytes(base / spec.relpath, buf.getbuffer(), fsync=False)  # regenerable: no fsync
     return len(specs)
 

@@ -49,7 +49,6 @@ MODELS: dict[str, MachineModel] = {
 
 def model(machine: str) -> MachineModel:
     """The :class:`MachineModel` of a machine type (exact DCASE spelling)."""
-    try:
-        return MODELS[machine]
-    except KeyError:
-        raise ValueError(f"unknown machine type {machine!r}; known: {', '.join(MACHINES)}") from None
+    if machine not in MODELS:
+        raise ValueError(f"unknown machine type {machine!r}; known: {', '.join(MACHINES)}")
+    return MODELS[machine]

@@ -159,7 +159,4 @@ def record(
 
 def to_pcm16(x: np.ndarray) -> np.ndarray:
     """Float (nominal range [-1, 1]) to int16 with clipping; rounds to nearest."""
-    y = np.multiply(x, np.float32(32768.0), dtype=np.float32)
-    np.rint(y, out=y)
-    np.clip(y, -32768.0, 32767.0, out=y)
-    return y.astype(np.int16)
+    return np.clip(np.rint(np.multiply(x, np.float32(32768.0), dtype=np.float32)), -32768.0, 32767.0).astype(np.int16)

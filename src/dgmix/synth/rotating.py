@@ -14,17 +14,7 @@ import numpy as np
 from dgmix.synth.machine_model import MICS, MachineModel, SectionSpec, _nyquist_ok, _r3
 from dgmix.synth.recording import Mic
 from dgmix.synth.spectral import band_noise, noise_shape, shaped_noise
-from dgmix.synth.wavetables import (
-    ONE_CYCLE,
-    burst_table,
-    harmonic_table,
-    random_phases,
-    read_table,
-    rotation,
-    scale_phase,
-    sine,
-    tone,
-)
+from dgmix.synth.wavetables import burst_table, periodic, random_phases, read_table, rotation, scale_phase, sine, tone
 
 
 class Fan(MachineModel):
@@ -176,7 +166,7 @@ class Bearing(MachineModel):
         ph = rotation(rng, n, sr, f_s, drift=0.002)
         f_res = self.resonance[cond.unit]
         shaft = self._amps(rng, np.array([0.3, 0.15, 0.1, 0.06, 0.04, 0.03]))
-        x = 0.4 * read_table(harmonic_table(random_phases(rng, enumerate(shaft, 1))), ph)
+        x = 0.4 * periodic(random_phases(rng, enumerate(shaft, 1)), ph)
         speed_gain = (vel / 10.0) ** 0.5
         terms = [(speed_gain, f_res, 0.6, 0.0), (0.8, 150.0, 1.5, 1.0)]
         if anomaly == "ball":
@@ -184,7 +174,7 @@ class Bearing(MachineModel):
         if anomaly is not None:
             ratio, amp = self.defects[anomaly]
             tab = burst_table(sr, _r3(ratio * f_s), (f_res, 1.6 * f_res), 0.0008)
-            imp = read_table(tab, scale_phase(ph, ratio) + int(rng.random() * ONE_CYCLE))
+            imp = read_table(tab, scale_phase(ph, ratio, rng.random()))
             if anomaly == "inner":
                 imp *= (0.5 + 0.5 * sine(ph)) ** 2
             x += amp * sev * speed_gain * imp

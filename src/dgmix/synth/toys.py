@@ -15,7 +15,7 @@ import numpy as np
 from dgmix.synth.events import gate
 from dgmix.synth.machine_model import MachineModel, SectionSpec, _r3
 from dgmix.synth.spectral import band_noise, noise_shape
-from dgmix.synth.wavetables import ONE_CYCLE, burst_table, random_phases, read_table, rotation, scale_phase, sine, tone
+from dgmix.synth.wavetables import burst_table, random_phases, read_table, rotation, scale_phase, sine, tone
 
 
 class _Toy(MachineModel):
@@ -127,7 +127,7 @@ class ToyTrain(_Toy):
         f_j = 0.32 * spd
         gap = 0.11 * 6.0 / spd * f_j
         clack = burst_table(sr, _r3(f_j), (1100.0, 2300.0), 0.012, ((0.0, 1.0), (round(gap, 4), 0.8)))
-        x += 1.5 * read_table(clack, scale_phase(ph, f_j / f_m) + int(rng.random() * ONE_CYCLE))
+        x += 1.5 * read_table(clack, scale_phase(ph, f_j / f_m, rng.random()))
         if anomaly == "wheel":
             knock = burst_table(sr, _r3(f_m / self.wheel_ratio), (700.0, 1500.0), 0.005)
             x += (0.8 * sev) * read_table(knock, wheel)

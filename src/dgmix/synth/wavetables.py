@@ -57,9 +57,14 @@ def harmonic_table(harmonics: Sequence[tuple[float, float, float]]) -> np.ndarra
     return np.fft.irfft(spec, TABLE_SIZE).astype(np.float32)
 
 
+def periodic(harmonics: Sequence[tuple[float, float, float]], acc: np.ndarray) -> np.ndarray:
+    """The :func:`harmonic_table` of ``harmonics`` read at the phase accumulator ``acc``."""
+    return read_table(harmonic_table(harmonics), acc)
+
+
 def tone(harmonics: Sequence[tuple[float, float, float]], acc: np.ndarray) -> np.ndarray:
-    """Unit-RMS periodic sound: the :func:`harmonic_table` of ``harmonics`` read at ``acc``."""
-    x = read_table(harmonic_table(harmonics), acc)
+    """:func:`periodic`, scaled to unit RMS."""
+    x = periodic(harmonics, acc)
     x /= rms(x)
     return x
 
@@ -97,12 +102,17 @@ def read_table(table: np.ndarray, acc: np.ndarray) -> np.ndarray:
     return table.take(idx)
 
 
-def scale_phase(acc: np.ndarray, ratio: float) -> np.ndarray:
-    """Phase of a component turning ``ratio`` times as fast as ``acc`` (e.g. a gear, a defect)."""
+def scale_phase(acc: np.ndarray, ratio: float, offset: float = 0.0) -> np.ndarray:
+    """Phase of a component turning ``ratio`` times as fast as ``acc`` (e.g. a gear, a defect).
+
+    ``offset`` (cycles) shifts its start phase.
+    """
     if float(ratio).is_integer():
-        return acc * int(ratio)
-    out = np.empty_like(acc)
-    np.multiply(acc, float(ratio), out=out, casting="unsafe")  # float64 product -> int64
+        out = acc * int(ratio)
+    else:
+        out = np.empty_like(acc)
+        np.multiply(acc, float(ratio), out=out, casting="unsafe")  # float64 product -> int64
+    out += int(offset * ONE_CYCLE)
     return out
 
 
