@@ -82,7 +82,7 @@ class Valve(MachineModel):
             tau *= 1.0 + 1.2 * sev
         x = np.zeros(n, dtype=np.float32)
         # Supply pressure differs a little from clip to clip: click strength and flow.
-        press = 1.0 + self._jit(rng, 0.12)
+        press = 1.0 + rng.normal(0.0, 0.12)
         hiss = band_noise(rng, n, sr, 3500.0, 1.0)
         valves = [("pat", 1.0, 1.0)] if "pat" in cond.attrs else [("v1pat", 1.0, 1.0), ("v2pat", 0.6, 0.7)]
         open_gate, whistle_gate = np.zeros((2, n), dtype=np.float32)
@@ -101,8 +101,7 @@ class Valve(MachineModel):
         hiss_gain = 0.08 * press**2 * (1.0 + (1.5 * sev if anomaly == "contamination" else 0.0))
         x += hiss_gain * hiss * open_gate
         if anomaly == "contamination":
-            ph = rotation(rng, n, sr, 5200.0 + 200.0 * cond.unit, drift=0.004)
-            x += (0.06 * sev) * sine(ph) * whistle_gate
+            x += (0.06 * sev) * sine(rotation(rng, n, sr, 5200.0 + 200.0 * cond.unit, drift=0.004)) * whistle_gate
         x += periodic(random_phases(rng, [(k, 0.02 / k) for k in range(1, 7)]), rotation(rng, n, sr, 29.5, drift=0.002))
         return x, []
 
@@ -134,11 +133,11 @@ class Slider(MachineModel):
     whine_hz = (700.0, 640.0, 760.0, 680.0, 720.0, 600.0)
 
     def machine_sound(self, rng, n, sr, cond, anomaly, sev):
-        vel = float(cond.attrs.get("vel", "300")) * (1.0 + self._jit(rng, self.speed_jitter))
+        vel = float(cond.attrs.get("vel", "300")) * (1.0 + rng.normal(0.0, self.speed_jitter))
         ac = float(cond.attrs.get("ac", "0.05"))
         t_acc = 0.006 / ac
         t_const = max(0.0, 0.12 / (vel / 1000.0) - t_acc)  # 0.12 m strokes
-        dwell = 0.25 * (1.0 + self._jit(rng, 0.02))
+        dwell = 0.25 * (1.0 + rng.normal(0.0, 0.02))
         strokes, stops, rail_times = [], [], []
         t = -rng.random() * 2.0 * (t_const + 2 * t_acc + dwell)
         while t < n / sr + 1.0:
@@ -163,9 +162,8 @@ class Slider(MachineModel):
         x = whine * env
         x /= rms(x)
         x += 0.6 * band_noise(rng, n, sr, 1400.0, 1.2) * v  # rolling noise
-        hard = min(2.0, (ac / 0.05) ** 0.5)
-        knock = damped_kernel(sr, 900.0, 0.006, 120.0)
-        add_events(x, sr, stops, knock, 0.8 * hard * (1.0 + rng.normal(0.0, 0.05, len(stops))))
+        knock = damped_kernel(sr, 900.0, 0.006, 120.0)  # at each stop, harder with a higher acceleration
+        add_events(x, sr, stops, knock, 0.8 * min(2.0, (ac / 0.05) ** 0.5) * (1.0 + rng.normal(0.0, 0.05, len(stops))))
         if anomaly == "rail":
             add_events(x, sr, rail_times, damped_kernel(sr, 2600.0, 0.002, 0.0), [1.2 * sev] * len(rail_times))
         elif anomaly == "lubrication":

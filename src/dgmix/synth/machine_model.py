@@ -148,9 +148,6 @@ class MachineModel:
 
     # helpers --------------------------------------------------------------------------------
 
-    def _jit(self, rng: np.random.Generator, std: float) -> float:
-        return float(rng.normal(0.0, std))
-
     def _amps(self, rng: np.random.Generator, amps: np.ndarray) -> np.ndarray:
         return amps * (1.0 + rng.normal(0.0, self.amp_jitter, amps.shape))
 

@@ -123,8 +123,7 @@ def record(
     spec = np.zeros(m, dtype=np.complex64) if flat else sfft.rfft(machine * np.float32(scale))
     for shape, r in noises:
         extra = noise_spectrum(rng, shape)
-        extra *= np.float32(scale * r / np.sqrt(max(_power(extra, n), 1e-30)))
-        spec += extra
+        spec += extra * np.float32(scale * r / np.sqrt(max(_power(extra, n), 1e-30)))
     if flat:
         p_machine = scale * scale * p_time
     else:
@@ -136,8 +135,7 @@ def record(
     # power at a 0 dB mic, so a farther mic (negative gain) lowers the SNR by its gain.
     p_ref = p_machine * 10.0 ** (-mic.gain_db / 10.0)
     g = np.sqrt(p_ref / max(p_noise, 1e-30) * 10.0 ** (-bg.snr_db / 10.0))
-    noise *= np.float32(g)
-    spec += noise
+    spec += noise * np.float32(g)
     noise_rms = g * np.sqrt(p_noise)
     # Mains hum (none if hum_hz is 0): three harmonics placed straight into the spectrum (nearest bins).
     a = noise_rms * 10.0 ** (bg.hum_db / 20.0)

@@ -46,13 +46,13 @@ class Fan(MachineModel):
 
     def machine_sound(self, rng, n, sr, cond, anomaly, sev):
         rpm = float(cond.attrs.get("rpm", self.rpm_default[cond.unit]))
-        f_r = rpm / 60.0 * (1.0 + self._jit(rng, self.speed_jitter))
+        f_r = rpm / 60.0 * (1.0 + rng.normal(0.0, self.speed_jitter))
         ph = rotation(rng, n, sr, f_r, drift=0.002)
         b = self.blades[cond.unit]
         blade_m = [m for m in range(1, 40) if _nyquist_ok(m * b * 1.01, f_r, sr)]
         blade = self._amps(rng, np.array([1.0 / m**0.9 for m in blade_m]))
-        harm = random_phases(rng, [(1, 0.05), (2, 0.03), (3, 0.02)])  # weak shaft lines
-        harm += random_phases(rng, [(m * b, a) for m, a in zip(blade_m, blade)])
+        # weak shaft lines, then the blade-pass lines
+        harm = random_phases(rng, [(1, 0.05), (2, 0.03), (3, 0.02)] + [(m * b, a) for m, a in zip(blade_m, blade)])
         aero_shape = noise_shape(n, sr, (1.0, 700.0 * f_r / 24.0, 1.8, 0.5))
         if anomaly == "imbalance":
             harm.append((1, 0.45 * sev, 0.0))
@@ -102,7 +102,7 @@ class Gearbox(MachineModel):
     def machine_sound(self, rng, n, sr, cond, anomaly, sev):
         volt, wt = float(cond.attrs.get("volt", "1.5")), float(cond.attrs.get("wt", "30"))
         load = wt / 200.0
-        f_s = 12.0 * volt * (1.0 - 0.0006 * wt) * (1.0 + self._jit(rng, self.speed_jitter))
+        f_s = 12.0 * volt * (1.0 - 0.0006 * wt) * (1.0 + rng.normal(0.0, self.speed_jitter))
         ph = rotation(rng, n, sr, f_s, drift=0.003)
         z = self.teeth[cond.unit]
         mesh = self._amps(rng, np.array([(0.6 + 0.8 * load) / m for m in range(1, 6)]))
@@ -162,7 +162,7 @@ class Bearing(MachineModel):
 
     def machine_sound(self, rng, n, sr, cond, anomaly, sev):
         vel = float(cond.attrs.get("vel", "10"))
-        f_s = 2.0 * vel * (1.0 + self._jit(rng, self.speed_jitter))
+        f_s = 2.0 * vel * (1.0 + rng.normal(0.0, self.speed_jitter))
         ph = rotation(rng, n, sr, f_s, drift=0.002)
         f_res = self.resonance[cond.unit]
         shaft = self._amps(rng, np.array([0.3, 0.15, 0.1, 0.06, 0.04, 0.03]))

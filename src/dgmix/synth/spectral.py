@@ -50,15 +50,13 @@ def band_noise(rng: np.random.Generator, n: int, sr: int, centre: float, width_o
 
 def band(freqs: np.ndarray, centre: float, width_oct: float) -> np.ndarray:
     """Log-Gaussian band-pass magnitude: 1 at ``centre`` Hz, ~0.5 at ``width_oct`` octaves away."""
-    f = np.maximum(freqs, 1.0)
-    z = np.log2(f / centre) / width_oct
+    z = np.log2(np.maximum(freqs, 1.0) / centre) / width_oct
     return np.exp(-0.693 * z * z).astype(np.float32)
 
 
 def tilt(freqs: np.ndarray, exponent: float) -> np.ndarray:
     """Power-law magnitude ``(f / 1 kHz) ** (-exponent / 2)`` (exponent 1 = pink, 2 = brown), flat below 20 Hz."""
-    f = np.maximum(freqs, 20.0)
-    return ((f / 1000.0) ** (-exponent / 2.0)).astype(np.float32)
+    return ((np.maximum(freqs, 20.0) / 1000.0) ** (-exponent / 2.0)).astype(np.float32)
 
 
 def noise_shape(n: int, sr: int, *terms: tuple[float, float, float, float]) -> np.ndarray:

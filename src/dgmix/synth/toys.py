@@ -22,15 +22,14 @@ class _Toy(MachineModel):
     """Shared motor of the toy vehicles: a whine with a per-model harmonic profile (:meth:`motor`)."""
 
     max_harmonics = 12
-    wobble = 0.0  # speed ripple depth of the track (at ``wobble_hz``)
-    wobble_hz = 0.0
+    wobble = (0.0, 0.0)  # speed ripple of the track: relative depth, rate (Hz)
 
     def motor(self, rng, n, sr, f_m, profile):
         """Motor phase, its harmonic ``(k, amplitude)`` pairs (profile with jitter) and the highest allowed ``k``.
 
         The harmonic amplitude profile is fixed per toy model and depends only on its name.
         """
-        ph = rotation(rng, n, sr, f_m, drift=0.004, wobble=(self.wobble, self.wobble_hz))
+        ph = rotation(rng, n, sr, f_m, drift=0.004, wobble=self.wobble)
         kmax = max(1, int(0.94 * sr / 2 / (f_m * 1.05)))
         k = min(kmax, self.max_harmonics)
         prof = np.random.default_rng(zlib.crc32(profile.encode())).uniform(0.3, 1.0, k) / np.arange(1, k + 1) ** 0.7
@@ -62,11 +61,11 @@ class ToyCar(_Toy):
     noise_keys: ClassVar[dict[str, dict[str, str]]] = {"noise": {"1": "A", "2": "C", "3": "D"}}
     gear_ratio = 22.0
     motor_per_volt = 10.5
-    wobble, wobble_hz = 0.012, 0.9
+    wobble = (0.012, 0.9)
 
     def machine_sound(self, rng, n, sr, cond, anomaly, sev):
         volts = float(cond.attrs.get("spd", "31V").rstrip("V"))
-        f_m = self.motor_per_volt * volts * (1.0 + self._jit(rng, self.speed_jitter))
+        f_m = self.motor_per_volt * volts * (1.0 + rng.normal(0.0, self.speed_jitter))
         ph, amps, _ = self.motor(rng, n, sr, f_m, cond.attrs.get("car", "A1"))
         if anomaly == "motor":
             amps[2::2] *= 1.0 + 1.4 * sev
@@ -108,11 +107,11 @@ class ToyTrain(_Toy):
     noise_keys: ClassVar[dict[str, dict[str, str]]] = {"noise": {"1": "B", "2": "C", "3": "D"}}
     wheel_ratio = 14.0
     max_harmonics = 10
-    wobble, wobble_hz = 0.008, 0.4
+    wobble = (0.008, 0.4)
 
     def machine_sound(self, rng, n, sr, cond, anomaly, sev):
         spd = float(cond.attrs.get("spd", "8"))
-        f_m = 38.0 * spd * (1.0 + self._jit(rng, self.speed_jitter))
+        f_m = 38.0 * spd * (1.0 + rng.normal(0.0, self.speed_jitter))
         ph, amps, kmax = self.motor(rng, n, sr, f_m, "T" + cond.attrs.get("car", "A1"))
         harm = random_phases(rng, enumerate(amps, 1))
         wheel = scale_phase(ph, 1.0 / self.wheel_ratio)

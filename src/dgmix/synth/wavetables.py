@@ -139,9 +139,7 @@ def rotation(
     start = rng.random()
     w, fw = wobble
     if drift <= 0.0 and not (w > 0.0 and fw > 0.0):
-        acc = np.arange(n, dtype=np.int64) * _nearest(f0 / sr * ONE_CYCLE)
-        acc += int(start * ONE_CYCLE)
-        return acc
+        return np.arange(n, dtype=np.int64) * _nearest(f0 / sr * ONE_CYCLE) + int(start * ONE_CYCLE)
     freq = np.full(n, f0, dtype=np.float32)
     if drift > 0.0:
         d = rng.normal(0.0, drift, DRIFT_POINTS).astype(np.float32)
