@@ -3,7 +3,7 @@
 The central check (``test_domain_shift_hurts_simple_detector``) runs the simplest detector —
 log-mel mean+std per clip, 1-NN Euclidean distance to the section's training clips — with librosa
 and scikit-learn as independent references, and checks that the target domain is clearly harder
-than the source domain (official AUC rules, SPEC Sec. 8). To stay fast it uses 4 s clips and
+than the source domain (official DCASE 2022 AUC rules). To stay fast it uses 4 s clips and
 fewer clips than the default set (12 source / 3 target training clips, 6 test clips per group);
 the decision, documented in docs/synthetic-data.md, is to require the gap averaged over all seven
 machine types and sections (>= 0.1), and per machine type only that AUC(source) > AUC(target):
@@ -213,14 +213,14 @@ def _f0_estimate(x: np.ndarray, lo: float, hi: float) -> float:
 def test_toycar_pitch_follows_voltage(volts: float) -> None:
     mdl = model("ToyCar")
     attrs = {"car": "A1", "spd": f"{volts:g}V", "mic": "1", "noise": "1"}
-    x = mdl.render(np.random.default_rng(1), 4 * SR, SR, "00", "source", attrs)
+    x = mdl.render(np.random.default_rng(1), 4 * SR, SR, "00", attrs)
     f0 = _f0_estimate(x, 150.0, 700.0)
     assert f0 == pytest.approx(10.5 * volts, rel=0.02)
 
 
 def test_fan_blade_pass_line() -> None:
     mdl = model("fan")
-    x = mdl.render(np.random.default_rng(2), 4 * SR, SR, "02", "source", {"rpm": "1440"})
+    x = mdl.render(np.random.default_rng(2), 4 * SR, SR, "02", {"rpm": "1440"})
     spec = np.abs(np.fft.rfft(x * np.hanning(x.size)))
     freqs = np.fft.rfftfreq(x.size, 1.0 / SR)
     band = (freqs > 60) & (freqs < 1000)
@@ -243,7 +243,7 @@ def test_bearing_outer_race_defect_shows_in_envelope_spectrum() -> None:
     sos = butter(4, [2400.0, 3200.0], btype="bandpass", fs=SR, output="sos")
     ratios = {}
     for anomaly in (None, "outer"):
-        x = mdl.render(np.random.default_rng(5), 4 * SR, SR, "00", "source", attrs,
+        x = mdl.render(np.random.default_rng(5), 4 * SR, SR, "00", attrs,
                        anomaly=anomaly, severity=4.0)
         env = np.abs(hilbert(sosfiltfilt(sos, x)))
         spec = np.abs(np.fft.rfft(env - env.mean()))

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import multiprocessing
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ import soundfile as sf
 from dgmix.errors import InputError
 from dgmix.io_atomic import atomic_write_bytes, atomic_write_text
 from dgmix.synth.machines import MACHINES, SECTIONS, model
-from dgmix.synth.sounds import to_pcm16
+from dgmix.synth.recording import to_pcm16
 
 DOMAINS: tuple[str, ...] = ("source", "target")
 SPLITS: tuple[str, ...] = ("train", "test")
@@ -41,15 +42,18 @@ LABELS: tuple[str, ...] = ("normal", "anomaly")
 
 #: Largest clip count per group (clip numbers have four digits).
 MAX_CLIPS = 10000
+#: Folders (under ``dev_data``) of the evaluator-format ground truth: anomaly labels, domains.
+_GT_DIRS = ("ground_truth_data", "ground_truth_domain")
 
 
 def _as_tuple(value: str | Iterable[str]) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [value]
-    out: list[str] = []
-    for item in value:
-        out += [p.strip() for p in str(item).split(",") if p.strip()]
-    return tuple(out)
+    """Items of a string or strings, each possibly a comma list."""
+    items = [value] if isinstance(value, str) else value
+    return tuple(p.strip() for item in items for p in str(item).split(",") if p.strip())
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 @dataclass(frozen=True)
@@ -81,44 +85,33 @@ class SynthConfig:
 
     def __post_init__(self) -> None:
         canon = {m.lower(): m for m in MACHINES}
-        machines = []
         for m in _as_tuple(self.machines):
             if m.lower() not in canon:
-                raise InputError("--machines", f"unknown machine type {m!r}; known: "
-                                 f"{', '.join(MACHINES)}")
-            if canon[m.lower()] not in machines:
-                machines.append(canon[m.lower()])
+                raise InputError("--machines", f"unknown machine type {m!r}; known: {', '.join(MACHINES)}")
+        machines = tuple(dict.fromkeys(canon[m.lower()] for m in _as_tuple(self.machines)))
         if not machines:
             raise InputError("--machines", "no machine type given")
-        sections = []
-        for s in _as_tuple(self.sections):
-            if not s.isdigit() or f"{int(s):02d}" not in SECTIONS:
-                raise InputError("--sections", f"unknown section {s!r}; known: "
-                                 f"{', '.join(SECTIONS)}")
-            if f"{int(s):02d}" not in sections:
-                sections.append(f"{int(s):02d}")
+        for x in _as_tuple(self.sections):
+            if not x.isdigit() or f"{int(x):02d}" not in SECTIONS:
+                raise InputError("--sections", f"unknown section {x!r}; known: {', '.join(SECTIONS)}")
+        sections = tuple(sorted({f"{int(x):02d}" for x in _as_tuple(self.sections)}))
         if not sections:
             raise InputError("--sections", "no section given")
-        object.__setattr__(self, "machines", tuple(machines))
-        object.__setattr__(self, "sections", tuple(sorted(sections)))
-        for name, lo in (("train_source", 1), ("train_target", 1), ("test_per_group", 1)):
+        object.__setattr__(self, "machines", machines)
+        object.__setattr__(self, "sections", sections)
+        for name in ("train_source", "train_target", "test_per_group"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not (
-                lo <= v <= MAX_CLIPS
-            ):
-                raise InputError(f"--{name.replace('_', '-')}",
-                                 f"must be an integer in [{lo}, {MAX_CLIPS}], got {v!r}")
-        if not (isinstance(self.duration, (int, float)) and 0.5 <= self.duration <= 600.0):
-            raise InputError("--duration", f"must be between 0.5 and 600 s, got {self.duration!r}")
-        if not (isinstance(self.severity, (int, float)) and 0.0 <= self.severity <= 10.0):
-            raise InputError("--severity", f"must be between 0 and 10, got {self.severity!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or (
-            self.seed < 0
-        ):
+            if not (_is_int(v) and 1 <= v <= MAX_CLIPS):
+                raise InputError(f"--{name.replace('_', '-')}", f"must be an integer in [1, {MAX_CLIPS}], "
+                                 f"got {v!r}")
+        for name, lo, hi, unit in (("duration", 0.5, 600.0, " s"), ("severity", 0.0, 10.0, "")):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and lo <= v <= hi):
+                raise InputError(f"--{name}", f"must be between {lo:g} and {hi:g}{unit}, got {v!r}")
+        if not (_is_int(self.seed) and self.seed >= 0):
             raise InputError("--seed", f"must be a non-negative integer, got {self.seed!r}")
         if not (isinstance(self.sample_rate, int) and 8000 <= self.sample_rate <= 96000):
-            raise InputError("--sample-rate", f"must be an integer in [8000, 96000] Hz, got "
-                             f"{self.sample_rate!r}")
+            raise InputError("--sample-rate", f"must be an integer in [8000, 96000] Hz, got {self.sample_rate!r}")
 
     @property
     def n_samples(self) -> int:
@@ -127,11 +120,11 @@ class SynthConfig:
 
     def count(self, domain: str, split: str, label: str) -> int:
         """Number of clips of one (domain, split, label) group in one section."""
-        if split == "train":
-            if label != "normal":
-                return 0
-            return self.train_source if domain == "source" else self.train_target
-        return self.test_per_group
+        if split == "test":
+            return self.test_per_group
+        if label == "anomaly":
+            return 0
+        return self.train_source if domain == "source" else self.train_target
 
 
 #: Named data sets (``dgmix synth OUT --set NAME``). ``default``: what ``dgmix run`` generates (4 test
@@ -167,8 +160,8 @@ class ClipSpec:
     @property
     def file_name(self) -> str:
         """``section_XX_<domain>_<split>_<label>_NNNN_<attrs>.wav``."""
-        return (f"section_{self.section}_{self.domain}_{self.split}_{self.label}_"
-                f"{self.index:04d}_{self.attribute_string}.wav")
+        return (f"section_{self.section}_{self.domain}_{self.split}_{self.label}_{self.index:04d}_"
+                f"{self.attribute_string}.wav")
 
     @property
     def relpath(self) -> str:
@@ -188,35 +181,28 @@ def clip_seed(
 def plan(cfg: SynthConfig) -> list[ClipSpec]:
     """Every clip of ``cfg`` in a fixed order (machine, section, split, domain, label, index)."""
     specs: list[ClipSpec] = []
-    for machine in cfg.machines:
+    groups = itertools.product(cfg.machines, cfg.sections, SPLITS, DOMAINS, LABELS)
+    for machine, section, split, domain, label in groups:
         mdl = model(machine)
-        for section in cfg.sections:
-            for split in SPLITS:
-                for domain in DOMAINS:
-                    for label in LABELS:
-                        for i in range(cfg.count(domain, split, label)):
-                            attrs = tuple(mdl.attributes(section, domain, i).items())
-                            kind = mdl.anomaly_kind(section, i) if label == "anomaly" else None
-                            specs.append(ClipSpec(machine, section, domain, split, label, i,
-                                                  attrs, kind))
+        for i in range(cfg.count(domain, split, label)):
+            attrs = tuple(mdl.attributes(section, domain, i).items())
+            kind = mdl.anomaly_kind(section, i) if label == "anomaly" else None
+            specs.append(ClipSpec(machine, section, domain, split, label, i, attrs, kind))
     return specs
 
 
 def render_clip(spec: ClipSpec, cfg: SynthConfig) -> np.ndarray:
     """Synthesise one clip (float32, nominal range [-1, 1])."""
-    rng = np.random.default_rng(clip_seed(cfg.seed, spec.machine, spec.section, spec.domain,
-                                          spec.split, spec.label, spec.index))
-    return model(spec.machine).render(rng, cfg.n_samples, cfg.sample_rate, spec.section,
-                                      spec.domain, dict(spec.attributes), spec.anomaly,
-                                      cfg.severity)
+    rng = np.random.default_rng(clip_seed(cfg.seed, spec.machine, spec.section, spec.domain, spec.split, spec.label,
+                                          spec.index))
+    return model(spec.machine).render(rng, cfg.n_samples, cfg.sample_rate, spec.section, dict(spec.attributes),
+                                      spec.anomaly, cfg.severity)
 
 
-def _write_chunk(root: str, cfg: SynthConfig, specs: Sequence[ClipSpec]) -> int:
-    base = Path(root)
+def _write_chunk(base: Path, cfg: SynthConfig, specs: Sequence[ClipSpec]) -> int:
     for spec in specs:
-        pcm = to_pcm16(render_clip(spec, cfg))
         buf = io.BytesIO()  # encode in memory, then one write: faster than sf.write to a path
-        sf.write(buf, pcm, cfg.sample_rate, subtype="PCM_16", format="WAV")
+        sf.write(buf, to_pcm16(render_clip(spec, cfg)), cfg.sample_rate, subtype="PCM_16", format="WAV")
         atomic_write_bytes(base / spec.relpath, buf.getbuffer(), fsync=False)  # regenerable: no fsync
     return len(specs)
 
@@ -230,25 +216,17 @@ class SynthReport:
     audio_seconds: float
     wall_seconds: float
     workers: int
-    per_machine: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def clips_per_second(self) -> float:
-        """Clips written per wall-clock second."""
-        return self.n_clips / self.wall_seconds if self.wall_seconds > 0 else float("inf")
 
     def summary(self) -> str:
         """One line: clips written, seconds, clips/s."""
-        return (f"wrote {self.n_clips} clips ({self.audio_seconds:.0f} s of audio) to "
-                f"{self.root} in {self.wall_seconds:.1f} s: {self.clips_per_second:.1f} clips/s "
-                f"(workers={self.workers})")
+        rate = self.n_clips / self.wall_seconds if self.wall_seconds > 0 else float("inf")
+        return (f"wrote {self.n_clips} clips ({self.audio_seconds:.0f} s of audio) to {self.root} in "
+                f"{self.wall_seconds:.1f} s: {rate:.1f} clips/s (workers={self.workers})")
 
 
 def _write_csv(path: Path, rows: Iterable[Sequence[object]]) -> None:
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    for row in rows:
-        w.writerow(row)
+    csv.writer(buf, lineterminator="\n").writerows(rows)
     atomic_write_text(path, buf.getvalue(), fsync=False)
 
 
@@ -258,19 +236,17 @@ def _prepare(root: Path, cfg: SynthConfig, overwrite: bool) -> None:
         raise InputError(root, "output exists and is not a folder")
     for machine in cfg.machines:
         mdir = root / machine
-        old = [p for sub in SPLITS for p in (mdir / sub).glob("*.wav")] + list(
-            mdir.glob("attributes_*.csv"))
-        for kind in ("ground_truth_data", "ground_truth_domain"):
-            old += list((root / kind).glob(f"ground_truth_{machine}_section_*_test.csv"))
+        old = [p for sub in SPLITS for p in (mdir / sub).glob("*.wav")] + list(mdir.glob("attributes_*.csv"))
+        old += [p for kind in _GT_DIRS for p in (root / kind).glob(f"ground_truth_{machine}_section_*_test.csv")]
         if old and not overwrite:
-            raise InputError(mdir, f"already holds {len(old)} generated files; choose an empty "
-                                   "output folder or pass --overwrite")
+            raise InputError(mdir, f"already holds {len(old)} generated files; choose an empty output folder or pass "
+                                   "--overwrite")
         for p in old:
             p.unlink()
         for sub in SPLITS:
             (mdir / sub).mkdir(parents=True, exist_ok=True)
-    (root / "ground_truth_data").mkdir(parents=True, exist_ok=True)
-    (root / "ground_truth_domain").mkdir(parents=True, exist_ok=True)
+    for kind in _GT_DIRS:
+        (root / kind).mkdir(parents=True, exist_ok=True)
 
 
 def write_metadata(root: Path, specs: Sequence[ClipSpec]) -> None:
@@ -284,23 +260,17 @@ def write_metadata(root: Path, specs: Sequence[ClipSpec]) -> None:
         rows = []
         for s in sorted(items, key=lambda s: s.relpath):
             pairs = [x for kv in s.attributes for x in kv]
-            rows.append([s.relpath] + pairs + [""] * (2 * width - len(pairs)))
+            rows.append([s.relpath, *pairs] + [""] * (2 * width - len(pairs)))
         _write_csv(root / machine / f"attributes_{section}.csv", [header, *rows])
         test = sorted((s for s in items if s.split == "test"), key=lambda s: s.file_name)
         if test:
             name = f"ground_truth_{machine}_section_{section}_test.csv"
-            _write_csv(root / "ground_truth_data" / name,
-                       [[s.file_name, int(s.label == "anomaly")] for s in test])
-            _write_csv(root / "ground_truth_domain" / name,
-                       [[s.file_name, int(s.domain == "target")] for s in test])
+            _write_csv(root / "ground_truth_data" / name, [[s.file_name, int(s.label == "anomaly")] for s in test])
+            _write_csv(root / "ground_truth_domain" / name, [[s.file_name, int(s.domain == "target")] for s in test])
 
 
 def generate(
-    out: Path,
-    cfg: SynthConfig,
-    workers: int = 1,
-    progress: bool = True,
-    overwrite: bool = False,
+    out: Path, cfg: SynthConfig, workers: int = 1, progress: bool = True, overwrite: bool = False
 ) -> SynthReport:
     """Generate the synthetic development set of ``cfg`` under ``out / "dev_data"``.
 
@@ -317,46 +287,26 @@ def generate(
     """
     if not isinstance(workers, int) or workers < 1:
         raise InputError("--workers", f"must be a positive integer, got {workers!r}")
+    from tqdm import tqdm
+
     root = Path(out) / "dev_data"
     t0 = time.perf_counter()
     _prepare(root, cfg, overwrite)
     specs = plan(cfg)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(specs), unit="clip", desc="synth", leave=False)
-    done = 0
-    if workers == 1:
-        step = 16
-        for i in range(0, len(specs), step):
-            done += _write_chunk(str(root), cfg, specs[i:i + step])
-            if bar is not None:
-                bar.update(min(step, len(specs) - i))
-    else:
-        step = max(4, min(32, len(specs) // (8 * workers) or 4))
-        chunks = [specs[i:i + step] for i in range(0, len(specs), step)]
-        # "fork" where available: works from scripts without a ``__main__`` guard and starts
-        # fast; the workers only use numpy/scipy/soundfile, never torch, so threads a parent
-        # may have started (torch in the CLI process) do not matter. Elsewhere "spawn".
-        methods = multiprocessing.get_all_start_methods()
-        ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            futures = [pool.submit(_write_chunk, str(root), cfg, c) for c in chunks]
-            for fut in as_completed(futures):
-                k = fut.result()
-                done += k
-                if bar is not None:
-                    bar.update(k)
-    if bar is not None:
-        bar.close()
+    step = 16 if workers == 1 else max(4, min(32, len(specs) // (8 * workers) or 4))
+    chunks = [specs[i:i + step] for i in range(0, len(specs), step)]
+    with tqdm(total=len(specs), unit="clip", desc="synth", leave=False, disable=not progress) as bar:
+        if workers == 1:
+            for chunk in chunks:
+                bar.update(_write_chunk(root, cfg, chunk))
+        else:
+            # "fork" where available: works from scripts without a ``__main__`` guard and starts
+            # fast; the workers only use numpy/scipy/soundfile, never torch, so threads a parent
+            # may have started (torch in the CLI process) do not matter. Elsewhere "spawn".
+            ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+                for fut in as_completed([pool.submit(_write_chunk, root, cfg, chunk) for chunk in chunks]):
+                    bar.update(fut.result())
     write_metadata(root, specs)
-    wall = time.perf_counter() - t0
-    per_machine: dict[str, int] = {}
-    for s in specs:
-        per_machine[s.machine] = per_machine.get(s.machine, 0) + 1
-    return SynthReport(root=root, n_clips=done,
-                       audio_seconds=done * cfg.n_samples / cfg.sample_rate,
-                       wall_seconds=wall, workers=workers, per_machine=per_machine)
-
-
+    return SynthReport(root=root, n_clips=len(specs), audio_seconds=len(specs) * cfg.n_samples / cfg.sample_rate,
+                       wall_seconds=time.perf_counter() - t0, workers=workers)

@@ -1,38 +1,31 @@
 """Machine-model base: :class:`MachineModel`, section specs, per-clip conditions and presets.
 
 :class:`SectionSpec` holds a section's attribute keys and per-domain values; :class:`Cond` is the
-recording condition of one clip (unit, jitter scale, microphone, background, level), drawn by
+recording condition of one clip (unit, attributes, microphone, background, level), drawn by
 :meth:`MachineModel.condition` from the factory background presets :data:`NOISES` and the
 microphone positions :data:`MICS`. :meth:`MachineModel.render` is the per-clip entry point; each
 machine type's subclass (in :mod:`dgmix.synth.rotating`, :mod:`dgmix.synth.cyclic`,
-:mod:`dgmix.synth.toys`) supplies :meth:`MachineModel.machine_sound`. Re-exported by
-:mod:`dgmix.synth.machines`.
+:mod:`dgmix.synth.toys`) supplies :meth:`MachineModel.machine_sound`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
 
 from dgmix.synth.recording import Background, Mic, record
 
-#: Factor on the within-domain jitter of the target domain (1 = same as the source domain; the
-#: few target training clips alone already make the target domain clearly harder).
-TARGET_SPREAD = 1.0
 #: Machine-sound RMS (dBFS) before the microphone gain.
 LEVEL_DB = -24.0
 
 #: Factory background presets (noise types).
 NOISES: dict[str, Background] = {
     "A": Background(colour=1.0, hum_hz=50.0, hum_db=-8.0, clank_rate=0.2, clank_db=4.0),
-    "B": Background(colour=1.3, band_hz=600.0, band_db=6.0, hum_hz=50.0, hum_db=-6.0,
-                    clank_rate=0.3, clank_db=6.0),
-    "C": Background(colour=2.0, band_hz=2500.0, band_db=12.0, hum_hz=60.0, hum_db=0.0,
-                    clank_rate=0.6, clank_db=6.0),
-    "D": Background(colour=0.4, band_hz=1200.0, band_db=9.0, hum_hz=60.0, hum_db=-3.0,
-                    clank_rate=0.5, clank_db=6.0),
+    "B": Background(colour=1.3, band_hz=600.0, band_db=6.0, hum_hz=50.0, hum_db=-6.0, clank_rate=0.3, clank_db=6.0),
+    "C": Background(colour=2.0, band_hz=2500.0, band_db=12.0, hum_hz=60.0, hum_db=0.0, clank_rate=0.6, clank_db=6.0),
+    "D": Background(colour=0.4, band_hz=1200.0, band_db=9.0, hum_hz=60.0, hum_db=-3.0, clank_rate=0.5, clank_db=6.0),
 }
 #: Microphone positions.
 MICS: dict[str, Mic] = {
@@ -54,30 +47,21 @@ class SectionSpec:
     target: tuple[tuple[str, ...], ...]
     shift: str
 
-    def values(self, domain: str) -> tuple[tuple[str, ...], ...]:
-        """Attribute value tuples of ``domain`` ("source" or "target")."""
-        return self.source if domain == "source" else self.target
-
     def attributes(self, domain: str, index: int) -> dict[str, str]:
-        """Attributes (key -> value, file-name order) of clip ``index`` of ``domain``."""
-        vals = self.values(domain)
+        """Attributes (key -> value, file-name order) of clip ``index`` of ``domain`` ("source" or "target")."""
+        vals = self.source if domain == "source" else self.target
         return dict(zip(self.keys, vals[index % len(vals)], strict=True))
 
 
 @dataclass(frozen=True)
 class Cond:
-    """Per-clip condition: section unit, jitter scale, attributes and the recording chain."""
+    """Per-clip condition: section unit, attributes and the recording chain."""
 
     unit: int
-    spread: float
     attrs: dict
     mic: Mic
     bg: Background
     level_db: float
-
-
-def _attr_string(attrs: dict[str, str]) -> str:
-    return "_".join(f"{k}_{v}" for k, v in attrs.items())
 
 
 class MachineModel:
@@ -112,72 +96,48 @@ class MachineModel:
 
     def attribute_string(self, section: str | int, domain: str, index: int) -> str:
         """The ``<attrs>`` part of the file name, e.g. ``"m-n_W"``."""
-        return _attr_string(self.attributes(section, domain, index))
+        return "_".join(f"{k}_{v}" for k, v in self.attributes(section, domain, index).items())
 
     def anomaly_kind(self, section: str | int, index: int) -> str:
         """Kind of anomaly of anomalous clip ``index`` (kinds taken in turn)."""
         return self.anomaly_kinds[(index + int(section)) % len(self.anomaly_kinds)]
 
-    def condition(
-        self, rng: np.random.Generator, section: str | int, domain: str, attrs: dict[str, str]
-    ) -> Cond:
-        """Recording condition of one clip: mic, background, level, with per-clip jitter."""
+    def condition(self, rng: np.random.Generator, section: str | int, attrs: dict[str, str]) -> Cond:
+        """Recording condition of one clip: mic, background, level, with per-clip jitter.
+
+        Both domains have the same jitter: the few target training clips alone make the
+        target domain clearly harder.
+        """
         unit = int(section)
-        spread = TARGET_SPREAD if domain == "target" else 1.0
-        noise = self.unit_noise[unit % len(self.unit_noise)]
-        snr = self.snr_db[unit % len(self.snr_db)]
-        mic = MICS["1"]
-        for key, table in self.noise_keys.items():
-            if key in attrs:
-                noise = table[attrs[key]]
-        for key, offsets in self.snr_keys.items():
-            if key in attrs:
-                snr += offsets[attrs[key]]
-        for key, mics in self.mic_keys.items():
-            if key in attrs:
-                mic = mics[attrs[key]]
-        bg = NOISES[noise]
-        snr += rng.normal(0.0, self.snr_jitter * spread)
-        bg = Background(**{**bg.__dict__, "snr_db": float(snr)})
-        level = self.level_db + rng.normal(0.0, self.level_jitter * spread)
-        return Cond(unit, spread, dict(attrs), mic, bg, float(level))
+        noise = _lookup(self.noise_keys, attrs, self.unit_noise[unit])
+        snr = self.snr_db[unit] + _lookup(self.snr_keys, attrs, 0.0) + rng.normal(0.0, self.snr_jitter)
+        mic = _lookup(self.mic_keys, attrs, MICS["1"])
+        level = self.level_db + rng.normal(0.0, self.level_jitter)
+        return Cond(unit, dict(attrs), mic, replace(NOISES[noise], snr_db=float(snr)), float(level))
 
     def render(
-        self,
-        rng: np.random.Generator,
-        n: int,
-        sr: int,
-        section: str | int,
-        domain: str,
-        attrs: dict[str, str],
-        anomaly: str | None = None,
-        severity: float = 1.0,
+        self, rng: np.random.Generator, n: int, sr: int, section: str | int, attrs: dict[str, str],
+        anomaly: str | None = None, severity: float = 1.0,
     ) -> np.ndarray:
         """Render one recorded clip (float32, ``n`` samples at ``sr``).
 
         Args:
             rng: The clip's own generator (everything random in the clip comes from it).
             section: Section ("00".."05").
-            domain: "source" or "target" (the target domain has larger jitter).
-            attrs: The clip's attributes (from :meth:`attributes`); they set the condition.
+            attrs: The clip's attributes (from :meth:`attributes`); they set the condition. Source
+                and target domain differ only by them (same jitter in both).
             anomaly: ``None`` for a normal clip, else one of :attr:`anomaly_kinds`.
             severity: Multiplies the anomaly strength (1 = default).
         """
         if anomaly is not None and anomaly not in self.anomaly_kinds:
             raise ValueError(f"{self.name}: unknown anomaly kind {anomaly!r}")
-        cond = self.condition(rng, section, domain, attrs)
+        cond = self.condition(rng, section, attrs)
         x, noises = self.machine_sound(rng, n, sr, cond, anomaly, float(severity))
         return record(rng, x, sr, cond.mic, cond.bg, cond.level_db, noises)
 
     def machine_sound(
-        self,
-        rng: np.random.Generator,
-        n: int,
-        sr: int,
-        cond: Cond,
-        anomaly: str | None,
-        sev: float,
-    ) -> np.ndarray:
+        self, rng: np.random.Generator, n: int, sr: int, cond: Cond, anomaly: str | None, sev: float
+    ) -> tuple[np.ndarray, list[tuple[np.ndarray, float]]]:
         """The machine's own sound, any level (:func:`record` sets it).
 
         Returns:
@@ -188,19 +148,18 @@ class MachineModel:
 
     # helpers --------------------------------------------------------------------------------
 
-    def _jit(self, rng: np.random.Generator, cond: Cond, std: float) -> float:
-        return float(rng.normal(0.0, std * cond.spread))
-
-    def _amps(self, rng: np.random.Generator, cond: Cond, amps: np.ndarray) -> np.ndarray:
-        return amps * (1.0 + rng.normal(0.0, self.amp_jitter * cond.spread, amps.shape))
+    def _amps(self, rng: np.random.Generator, amps: np.ndarray) -> np.ndarray:
+        return amps * (1.0 + rng.normal(0.0, self.amp_jitter, amps.shape))
 
 
-def _nyquist_ok(k: float, f0: float, sr: int, margin: float = 0.94) -> bool:
-    return k * f0 < margin * sr / 2
+def _lookup(tables: dict[str, dict], attrs: dict[str, str], default):
+    """``tables[key][attrs[key]]`` for the first key of ``tables`` that ``attrs`` has, else ``default``."""
+    return next((table[attrs[key]] for key, table in tables.items() if key in attrs), default)
 
 
-def _rms(x: np.ndarray) -> float:
-    return float(np.sqrt(np.dot(x, x) / x.shape[0])) + 1e-12
+def _nyquist_ok(k: float, f0: float, sr: int) -> bool:
+    """Whether line ``k * f0`` lies below 94 % of the Nyquist frequency."""
+    return k * f0 < 0.94 * sr / 2
 
 
 def _r3(x: float) -> float:

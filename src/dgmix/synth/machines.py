@@ -7,7 +7,7 @@ Each model (a :class:`MachineModel` subclass) knows
   one operating or recording condition (speed, load, valve pattern, background noise type or
   level, microphone position);
 * how to turn attribute values into physical parameters (speed, load, microphone response,
-  factory background, see :mod:`dgmix.synth.sounds`);
+  factory background, see :mod:`dgmix.synth.recording`);
 * its **anomaly kinds** (at least two per machine type) and how each one alters the sound.
 
 Normal clips within one domain still vary: random start phases, a small speed offset and drift,
@@ -22,40 +22,19 @@ Sections 03-05 reuse the shift of section ``XX mod 3`` with another machine unit
 blade count, gear teeth, resonance, ...), like the DCASE additional-training sections.
 
 Layout: this module holds the registry (:data:`MACHINES`, :data:`SECTIONS`, :data:`MODELS`,
-:func:`model`) and re-exports the rest: the base class, section specs and background/microphone
-presets from :mod:`dgmix.synth.machine_model`, the models from :mod:`dgmix.synth.rotating` (fan,
-gearbox, bearing), :mod:`dgmix.synth.cyclic` (valve, slider) and :mod:`dgmix.synth.toys` (ToyCar,
-ToyTrain).
+:func:`model`); the base class, section specs and background/microphone presets are in
+:mod:`dgmix.synth.machine_model`, the models in :mod:`dgmix.synth.rotating` (fan, gearbox,
+bearing), :mod:`dgmix.synth.cyclic` (valve, slider) and :mod:`dgmix.synth.toys` (ToyCar, ToyTrain).
 """
 
 from __future__ import annotations
 
-from dgmix.synth.cyclic import VALVE_PATTERNS, Slider, Valve
-from dgmix.synth.machine_model import LEVEL_DB, MICS, NOISES, TARGET_SPREAD, Cond, MachineModel, SectionSpec
+from dgmix.synth.cyclic import Slider, Valve
+from dgmix.synth.machine_model import MachineModel
 from dgmix.synth.rotating import Bearing, Fan, Gearbox
 from dgmix.synth.toys import ToyCar, ToyTrain
 
-__all__ = [
-    "LEVEL_DB",
-    "MACHINES",
-    "MICS",
-    "MODELS",
-    "NOISES",
-    "SECTIONS",
-    "TARGET_SPREAD",
-    "VALVE_PATTERNS",
-    "Bearing",
-    "Cond",
-    "Fan",
-    "Gearbox",
-    "MachineModel",
-    "SectionSpec",
-    "Slider",
-    "ToyCar",
-    "ToyTrain",
-    "Valve",
-    "model",
-]
+__all__ = ["MACHINES", "MODELS", "SECTIONS", "model"]
 
 #: Machine types in DCASE 2022 order; the index of a name here enters the per-clip seeds.
 MACHINES: tuple[str, ...] = ("ToyCar", "ToyTrain", "bearing", "fan", "gearbox", "slider", "valve")
@@ -65,14 +44,11 @@ SECTIONS: tuple[str, ...] = ("00", "01", "02", "03", "04", "05")
 
 #: Model instance per machine type.
 MODELS: dict[str, MachineModel] = {
-    m.name: m for m in (ToyCar(), ToyTrain(), Bearing(), Fan(), Gearbox(), Slider(), Valve())
-}
+    m.name: m for m in (ToyCar(), ToyTrain(), Bearing(), Fan(), Gearbox(), Slider(), Valve())}
 
 
 def model(machine: str) -> MachineModel:
     """The :class:`MachineModel` of a machine type (exact DCASE spelling)."""
-    try:
-        return MODELS[machine]
-    except KeyError:
-        known = ", ".join(MACHINES)
-        raise ValueError(f"unknown machine type {machine!r}; known: {known}") from None
+    if machine not in MODELS:
+        raise ValueError(f"unknown machine type {machine!r}; known: {', '.join(MACHINES)}")
+    return MODELS[machine]

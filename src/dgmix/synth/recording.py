@@ -2,8 +2,7 @@
 
 One final FFT pass (:func:`record`) applies the microphone's frequency response (:class:`Mic`)
 to the machine sound and adds the factory background (:class:`Background`) at the requested SNR
-in the frequency domain; :func:`to_pcm16` turns the result into wav samples. Part of the building
-blocks re-exported by :mod:`dgmix.synth.sounds`.
+in the frequency domain; :func:`to_pcm16` turns the result into wav samples.
 """
 
 from __future__ import annotations
@@ -16,8 +15,8 @@ import numpy as np
 import scipy.fft as sfft
 
 from dgmix.synth.events import add_events, damped_kernel
-from dgmix.synth.spectral import _random_spectrum, band, rfft_freqs, tilt
-from dgmix.synth.wavetables import _nearest
+from dgmix.synth.spectral import band, noise_spectrum, rfft_freqs, tilt
+from dgmix.synth.wavetables import _nearest, frozen
 
 
 @dataclass(frozen=True)
@@ -46,18 +45,14 @@ def mic_response(n: int, sr: int, mic: Mic) -> np.ndarray:
     """Complex frequency response (``n // 2 + 1`` bins, complex64) of ``mic``."""
     f = np.maximum(rfft_freqs(n, sr).astype(np.float64), 1.0)
     h = np.full(f.shape, 10.0 ** (mic.gain_db / 20.0), dtype=np.complex128)
-    if mic.tilt_db_oct:
-        h *= 10.0 ** (mic.tilt_db_oct * np.log2(f / 1000.0) / 20.0)
-    if mic.reflect_ms > 0.0 and mic.reflect_gain:
-        h *= 1.0 + mic.reflect_gain * np.exp(-2j * np.pi * f * mic.reflect_ms / 1000.0)
+    h *= 10.0 ** (mic.tilt_db_oct * np.log2(f / 1000.0) / 20.0)
+    h *= 1.0 + mic.reflect_gain * np.exp(-2j * np.pi * f * mic.reflect_ms / 1000.0)
     if mic.lowpass_hz > 0.0:
         h /= 1.0 + (f / mic.lowpass_hz) ** 2
     if mic.highpass_hz > 0.0:
         r = (f / mic.highpass_hz) ** 2
         h *= r / (1.0 + r)
-    out = h.astype(np.complex64)
-    out.flags.writeable = False
-    return out
+    return frozen(h.astype(np.complex64))
 
 
 @dataclass(frozen=True)
@@ -87,18 +82,13 @@ class Background:
 
 
 @lru_cache(maxsize=128)
-def _background_shape(
-    n: int, sr: int, colour: float, band_hz: float, band_db: float
-) -> np.ndarray:
+def _background_shape(n: int, sr: int, colour: float, band_hz: float, band_db: float) -> np.ndarray:
     f = rfft_freqs(n, sr)
     mag = tilt(f, colour)
     if band_hz > 0.0:
         ref = mag[min(int(np.searchsorted(f, band_hz)), mag.shape[0] - 1)]
         mag = mag + 10.0 ** (band_db / 20.0) * ref * band(f, band_hz, 0.5)
-    mag = mag * (f > 25.0)  # no DC / sub-sonic rumble
-    mag = mag.astype(np.float32)
-    mag.flags.writeable = False
-    return mag
+    return frozen((mag * (f > 25.0)).astype(np.float32))  # no DC / sub-sonic rumble
 
 
 def _power(spec: np.ndarray, n: int) -> float:
@@ -106,17 +96,8 @@ def _power(spec: np.ndarray, n: int) -> float:
     return 2.0 * float(np.vdot(spec, spec).real) / (n * n)
 
 
-def _is_flat(mic: Mic) -> bool:
-    return mic == Mic()
-
-
 def record(
-    rng: np.random.Generator,
-    machine: np.ndarray,
-    sr: int,
-    mic: Mic,
-    bg: Background,
-    level_db: float,
+    rng: np.random.Generator, machine: np.ndarray, sr: int, mic: Mic, bg: Background, level_db: float,
     noises: Sequence[tuple[np.ndarray, float]] = (),
 ) -> np.ndarray:
     """Pass the machine sound through ``mic``, add ``bg`` and set the overall level.
@@ -138,54 +119,42 @@ def record(
     m = n // 2 + 1
     p_time = float(np.dot(machine, machine)) / n + sum(r * r for _, r in noises)
     scale = 10.0 ** (level_db / 20.0) / np.sqrt(p_time) if p_time > 0 else 1.0
-    flat = _is_flat(mic)
+    flat = mic == Mic()
     spec = np.zeros(m, dtype=np.complex64) if flat else sfft.rfft(machine * np.float32(scale))
     for shape, r in noises:
-        extra = _random_spectrum(rng, m)
-        extra *= shape
-        extra *= np.float32(scale * r / np.sqrt(max(_power(extra, n), 1e-30)))
-        spec += extra
+        extra = noise_spectrum(rng, shape)
+        spec += extra * np.float32(scale * r / np.sqrt(max(_power(extra, n), 1e-30)))
     if flat:
         p_machine = scale * scale * p_time
     else:
         spec *= mic_response(n, sr, mic)
         p_machine = _power(spec, n)
-    shape = _background_shape(n, sr, bg.colour, bg.band_hz, bg.band_db)
-    noise = _random_spectrum(rng, m)
-    noise *= shape
+    noise = noise_spectrum(rng, _background_shape(n, sr, bg.colour, bg.band_hz, bg.band_db))
     p_noise = _power(noise, n)
     # The background does not depend on the mic position: its level is set from the machine
     # power at a 0 dB mic, so a farther mic (negative gain) lowers the SNR by its gain.
     p_ref = p_machine * 10.0 ** (-mic.gain_db / 10.0)
     g = np.sqrt(p_ref / max(p_noise, 1e-30) * 10.0 ** (-bg.snr_db / 10.0))
-    noise *= np.float32(g)
-    spec += noise
+    spec += noise * np.float32(g)
     noise_rms = g * np.sqrt(p_noise)
-    if bg.hum_hz > 0.0:
-        # Mains hum: three harmonics placed straight into the spectrum (nearest bins).
-        a = noise_rms * 10.0 ** (bg.hum_db / 20.0)
-        for k, rel in ((1, 1.0), (2, 0.5), (3, 0.3)):
-            b = _nearest(k * bg.hum_hz * n / sr)
-            if 0 < b < m - 1:
-                spec[b] += -0.5j * a * rel * n * np.exp(2j * np.pi * rng.random())
+    # Mains hum (none if hum_hz is 0): three harmonics placed straight into the spectrum (nearest bins).
+    a = noise_rms * 10.0 ** (bg.hum_db / 20.0)
+    for k, rel in ((1, 1.0), (2, 0.5), (3, 0.3)):
+        b = _nearest(k * bg.hum_hz * n / sr)
+        if 0 < b < m - 1:
+            spec[b] += -0.5j * a * rel * n * np.exp(2j * np.pi * rng.random())
     x = sfft.irfft(spec, n, overwrite_x=True)
     if flat:
         x += machine * np.float32(scale)
-    if bg.clank_rate > 0.0:
-        k = rng.poisson(bg.clank_rate * n / sr)
-        if k:
-            pos = rng.integers(0, n, k)
-            amp = noise_rms * 10.0 ** (bg.clank_db / 20.0) * rng.uniform(0.3, 1.0, k)
-            for p, a in zip(pos, amp, strict=True):
-                ker = damped_kernel(sr, float(rng.choice([420.0, 910.0, 1730.0, 2650.0])), 0.025,
-                                    120.0)
-                add_events(x, [p], ker, [a])
+    k = rng.poisson(bg.clank_rate * n / sr)
+    pos = rng.integers(0, n, k)
+    amp = noise_rms * 10.0 ** (bg.clank_db / 20.0) * rng.uniform(0.3, 1.0, k)
+    for p, a in zip(pos, amp, strict=True):
+        ker = damped_kernel(sr, float(rng.choice([420.0, 910.0, 1730.0, 2650.0])), 0.025, 120.0)
+        add_events(x, sr, [p / sr], ker, [a])
     return x.astype(np.float32, copy=False)
 
 
 def to_pcm16(x: np.ndarray) -> np.ndarray:
     """Float (nominal range [-1, 1]) to int16 with clipping; rounds to nearest."""
-    y = np.multiply(x, np.float32(32768.0), dtype=np.float32)
-    np.rint(y, out=y)
-    np.clip(y, -32768.0, 32767.0, out=y)
-    return y.astype(np.int16)
+    return np.clip(np.rint(np.multiply(x, np.float32(32768.0), dtype=np.float32)), -32768.0, 32767.0).astype(np.int16)

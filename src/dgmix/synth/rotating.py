@@ -2,8 +2,7 @@
 
 Each is a shaft rotation (a phase accumulator with drift) read through harmonic wavetables (blade
 pass, gear mesh with sidebands, shaft harmonics) plus shaped noise; the anomalies add lines,
-modulation or defect impulse trains locked to the rotation. Re-exported by
-:mod:`dgmix.synth.machines`.
+modulation or defect impulse trains locked to the rotation.
 """
 
 from __future__ import annotations
@@ -12,22 +11,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from dgmix.synth.machine_model import MICS, MachineModel, SectionSpec, _nyquist_ok, _r3, _rms
+from dgmix.synth.machine_model import MICS, MachineModel, SectionSpec, _nyquist_ok, _r3
 from dgmix.synth.recording import Mic
-from dgmix.synth.spectral import noise_shape, shaped_noise
-from dgmix.synth.wavetables import (
-    ONE_CYCLE,
-    burst_table,
-    harmonic_table,
-    read_table,
-    rotation,
-    scale_phase,
-    sine,
-)
-
-# ---------------------------------------------------------------------------------------------
-# fan
-# ---------------------------------------------------------------------------------------------
+from dgmix.synth.spectral import band_noise, noise_shape, shaped_noise
+from dgmix.synth.wavetables import burst_table, periodic, random_phases, read_table, rotation, scale_phase, sine, tone
 
 
 class Fan(MachineModel):
@@ -45,71 +32,48 @@ class Fan(MachineModel):
     anomaly_kinds = ("imbalance", "blade", "rub")
     sections = (
         SectionSpec(("m-n",), (("W",), ("X",)), (("Y",), ("Z",)),
-                    "background noise type: pink floor / 600 Hz machinery band with 50 Hz hum "
-                    "(W, X) -> brown noise with a 2.5 kHz band or a white-ish floor with a "
-                    "1.2 kHz band, 60 Hz hum, frequent clanks (Y, Z)"),
+                    "background noise type: pink floor / 600 Hz machinery band with 50 Hz hum (W, X) -> brown noise "
+                    "with a 2.5 kHz band or a white-ish floor with a 1.2 kHz band, 60 Hz hum, frequent clanks (Y, Z)"),
         SectionSpec(("n-lv",), (("L1",), ("L2",)), (("L3",), ("L4",)),
-                    "background noise level: SNR 0/-2 dB (L1, L2) -> -8/-11 dB (L3, L4) "
-                    "relative to the section's SNR"),
+                    "background noise level: SNR 0/-2 dB (L1, L2) -> -8/-11 dB (L3, L4) relative to the section's SNR"),
         SectionSpec(("rpm",), (("1380",), ("1440",)), (("1740",), ("1800",)),
                     "rotation speed 1380-1440 rpm -> 1740-1800 rpm"),
     )
-    noise_keys: ClassVar[dict[str, dict[str, str]]] = {
-        "m-n": {"W": "A", "X": "B", "Y": "C", "Z": "D"}}
-    snr_keys: ClassVar[dict[str, dict[str, float]]] = {
-        "n-lv": {"L1": 0.0, "L2": -2.0, "L3": -8.0, "L4": -11.0}}
+    noise_keys: ClassVar[dict[str, dict[str, str]]] = {"m-n": {"W": "A", "X": "B", "Y": "C", "Z": "D"}}
+    snr_keys: ClassVar[dict[str, dict[str, float]]] = {"n-lv": {"L1": 0.0, "L2": -2.0, "L3": -8.0, "L4": -11.0}}
     blades = (5, 6, 7, 5, 7, 6)
     rpm_default = (1440.0, 1200.0, 1680.0, 1320.0, 1560.0, 1080.0)
 
     def machine_sound(self, rng, n, sr, cond, anomaly, sev):
-        u = cond.unit
-        rpm = float(cond.attrs.get("rpm", self.rpm_default[u]))
-        f_r = rpm / 60.0 * (1.0 + self._jit(rng, cond, self.speed_jitter))
-        ph = rotation(rng, n, sr, f_r, drift=0.002 * cond.spread)
-        b = self.blades[u]
-        harm = []
-        shaft = np.array([0.05, 0.03, 0.02])
+        rpm = float(cond.attrs.get("rpm", self.rpm_default[cond.unit]))
+        f_r = rpm / 60.0 * (1.0 + rng.normal(0.0, self.speed_jitter))
+        ph = rotation(rng, n, sr, f_r, drift=0.002)
+        b = self.blades[cond.unit]
         blade_m = [m for m in range(1, 40) if _nyquist_ok(m * b * 1.01, f_r, sr)]
-        blade = self._amps(rng, cond, np.array([1.0 / m**0.9 for m in blade_m]))
-        harm += [(k + 1, a, rng.random() * 6.28) for k, a in enumerate(shaft)]
-        harm += [(m * b, a, rng.random() * 6.28) for m, a in zip(blade_m, blade, strict=True)]
+        blade = self._amps(rng, np.array([1.0 / m**0.9 for m in blade_m]))
+        # weak shaft lines, then the blade-pass lines
+        harm = random_phases(rng, [(1, 0.05), (2, 0.03), (3, 0.02)] + [(m * b, a) for m, a in zip(blade_m, blade)])
         aero_shape = noise_shape(n, sr, (1.0, 700.0 * f_r / 24.0, 1.8, 0.5))
-        aero_am = 0.0
-        tone_am = 0.0
         if anomaly == "imbalance":
             harm.append((1, 0.45 * sev, 0.0))
-            tone_am = 0.3 * sev
         elif anomaly == "blade":
-            for m in (1, 2):
-                for d in (-1, 1):
-                    harm.append((m * b + d, 0.14 * sev * rng.uniform(0.6, 1.0), rng.random() * 6))
-            aero_am = 0.5 * sev
-        tonal = read_table(harmonic_table(harm), ph)
-        tonal /= _rms(tonal)
+            harm += [(m * b + d, 0.14 * sev * rng.uniform(0.6, 1.0), rng.random() * 6) for m in (1, 2) for d in (-1, 1)]
+        tonal = tone(harm, ph)
         rev = sine(ph)
-        if tone_am:
-            tonal *= 1.0 + tone_am * rev
-        noises = []
+        if anomaly == "imbalance":
+            tonal *= 1.0 + 0.3 * sev * rev
         if anomaly == "blade":
             # Blade damage makes the air flow pulse once per revolution.
             aero = shaped_noise(rng, n, aero_shape)
-            aero *= 1.0 + aero_am * rev
-            x = tonal + 0.8 * aero
+            aero *= 1.0 + 0.5 * sev * rev
+            x, noises = tonal + 0.8 * aero, []
         else:
             # (The blade-pass pulsation of the flow, > 100 Hz, is far faster than what log-mel
             # frames resolve; the aerodynamic noise is treated as stationary.)
-            x = tonal
-            noises.append((aero_shape, 0.8))
+            x, noises = tonal, [(aero_shape, 0.8)]
         if anomaly == "rub":
-            rub = shaped_noise(rng, n, noise_shape(n, sr, (1.0, 5000.0, 0.4, 0.0)))
-            env = np.maximum(rev, 0.0) ** 4
-            x += (0.9 * sev) * rub * env
+            x += (0.9 * sev) * band_noise(rng, n, sr, 5000.0, 0.4) * np.maximum(rev, 0.0) ** 4
         return x, noises
-
-
-# ---------------------------------------------------------------------------------------------
-# gearbox
-# ---------------------------------------------------------------------------------------------
 
 
 class Gearbox(MachineModel):
@@ -136,45 +100,31 @@ class Gearbox(MachineModel):
     teeth = (24, 30, 27, 21, 33, 26)
 
     def machine_sound(self, rng, n, sr, cond, anomaly, sev):
-        volt = float(cond.attrs.get("volt", "1.5"))
-        wt = float(cond.attrs.get("wt", "30"))
+        volt, wt = float(cond.attrs.get("volt", "1.5")), float(cond.attrs.get("wt", "30"))
         load = wt / 200.0
-        f_s = 12.0 * volt * (1.0 - 0.0006 * wt) * (1.0 + self._jit(rng, cond, self.speed_jitter))
-        ph = rotation(rng, n, sr, f_s, drift=0.003 * cond.spread)
+        f_s = 12.0 * volt * (1.0 - 0.0006 * wt) * (1.0 + rng.normal(0.0, self.speed_jitter))
+        ph = rotation(rng, n, sr, f_s, drift=0.003)
         z = self.teeth[cond.unit]
-        mesh = self._amps(rng, cond, np.array([(0.6 + 0.8 * load) / m for m in range(1, 6)]))
+        mesh = self._amps(rng, np.array([(0.6 + 0.8 * load) / m for m in range(1, 6)]))
         sb1, sb2 = 0.12 * (1.0 + load), 0.05 * (1.0 + load)
         if anomaly == "wear":
             mesh[1:3] *= 1.0 + 1.1 * sev
             sb1, sb2 = sb1 * (1.0 + 2.0 * sev), sb2 * (1.0 + 3.0 * sev)
-        harm = [(1, 0.05, rng.random() * 6), (2, 0.04, rng.random() * 6)]
+        harm = random_phases(rng, [(1, 0.05), (2, 0.04)], span=6)
         for m, a in enumerate(mesh, start=1):
-            if not _nyquist_ok(m * z + 3, f_s * 1.05, sr):
-                continue
-            harm.append((m * z, a, rng.random() * 6.28))
-            for d, s in ((1, sb1), (2, sb2)):
-                harm.append((m * z - d, a * s, rng.random() * 6.28))
-                harm.append((m * z + d, a * s, rng.random() * 6.28))
+            if _nyquist_ok(m * z + 3, f_s * 1.05, sr):  # mesh line and sidebands +-1, +-2
+                harm += random_phases(rng, [(m * z, a), (m * z - 1, a * sb1), (m * z + 1, a * sb1),
+                                            (m * z - 2, a * sb2), (m * z + 2, a * sb2)])
         if anomaly == "wear":
-            for m in (1, 2):
-                harm.append((m * z + 3, 0.08 * sev, rng.random() * 6))
-                harm.append((m * z - 3, 0.08 * sev, rng.random() * 6))
-        tonal = read_table(harmonic_table(harm), ph)
-        tonal /= _rms(tonal)
+            harm += random_phases(rng, [(m * z + d, 0.08 * sev) for m in (1, 2) for d in (3, -3)], span=6)
+        tonal = tone(harm, ph)
         if anomaly == "misalign":
             tonal *= 1.0 + 0.45 * sev * sine(scale_phase(ph, 2))
-        rumble = noise_shape(n, sr, (1.0, 300.0, 2.0, 0.0), (0.3, 3000.0, 1.0, 0.0))
-        x = tonal
         if anomaly == "tooth":
             res = 2200.0 + 150.0 * cond.unit
-            tab = burst_table(sr, _r3(f_s), (res, 1.45 * res), 0.003)
-            x += (0.9 * sev) * read_table(tab, ph)
-        return x, [(rumble, 0.35 + 0.3 * load)]
-
-
-# ---------------------------------------------------------------------------------------------
-# bearing
-# ---------------------------------------------------------------------------------------------
+            tonal += (0.9 * sev) * read_table(burst_table(sr, _r3(f_s), (res, 1.45 * res), 0.003), ph)
+        rumble = noise_shape(n, sr, (1.0, 300.0, 2.0, 0.0), (0.3, 3000.0, 1.0, 0.0))
+        return tonal, [(rumble, 0.35 + 0.3 * load)]
 
 
 class Bearing(MachineModel):
@@ -194,43 +144,38 @@ class Bearing(MachineModel):
                     "shaft velocity 6-8 -> 14-16 (x2.2 speed)"),
         SectionSpec(("vel", "loc"), (("10", "A"), ("10", "B")), (("10", "E"), ("10", "F")),
                     "microphone location A/B -> E/F (quieter, filtered, reflections)"),
-        SectionSpec(("vel", "loc", "f-n"), (("10", "A", "A"), ("12", "A", "A")),
-                    (("10", "A", "C"), ("12", "A", "C")),
+        SectionSpec(("vel", "loc", "f-n"), (("10", "A", "A"), ("12", "A", "A")), (("10", "A", "C"), ("12", "A", "C")),
                     "factory noise type A (pink) -> C (brown + 2.5 kHz band, clanks)"),
     )
     mic_keys: ClassVar[dict[str, dict[str, Mic]]] = {
         "loc": {
             "A": MICS["1"],
             "B": Mic(gain_db=-1.0, reflect_ms=0.35, reflect_gain=0.25),
-            "E": Mic(gain_db=-6.0, tilt_db_oct=-2.5, reflect_ms=1.7, reflect_gain=0.55,
-                     lowpass_hz=4000.0),
-            "F": Mic(gain_db=-5.0, tilt_db_oct=1.5, reflect_ms=0.9, reflect_gain=0.5,
-                     highpass_hz=250.0),
+            "E": Mic(gain_db=-6.0, tilt_db_oct=-2.5, reflect_ms=1.7, reflect_gain=0.55, lowpass_hz=4000.0),
+            "F": Mic(gain_db=-5.0, tilt_db_oct=1.5, reflect_ms=0.9, reflect_gain=0.5, highpass_hz=250.0),
         }
     }
     noise_keys: ClassVar[dict[str, dict[str, str]]] = {"f-n": {k: k for k in "ABCD"}}
     resonance = (2800.0, 3400.0, 4100.0, 3000.0, 3700.0, 2500.0)
+    #: Defect impulse rate (times the shaft rate) and amplitude of each anomaly kind.
+    defects: ClassVar[dict[str, tuple[float, float]]] = {"outer": (3.57, 1.2), "inner": (5.43, 3.5), "ball": (4.6, 0.4)}
 
     def machine_sound(self, rng, n, sr, cond, anomaly, sev):
         vel = float(cond.attrs.get("vel", "10"))
-        f_s = 2.0 * vel * (1.0 + self._jit(rng, cond, self.speed_jitter))
-        ph = rotation(rng, n, sr, f_s, drift=0.002 * cond.spread)
+        f_s = 2.0 * vel * (1.0 + rng.normal(0.0, self.speed_jitter))
+        ph = rotation(rng, n, sr, f_s, drift=0.002)
         f_res = self.resonance[cond.unit]
-        shaft = self._amps(rng, cond, np.array([0.3, 0.15, 0.1, 0.06, 0.04, 0.03]))
-        tonal = read_table(harmonic_table(
-            [(k + 1, a, rng.random() * 6.28) for k, a in enumerate(shaft)]), ph)
+        shaft = self._amps(rng, np.array([0.3, 0.15, 0.1, 0.06, 0.04, 0.03]))
+        x = 0.4 * periodic(random_phases(rng, enumerate(shaft, 1)), ph)
         speed_gain = (vel / 10.0) ** 0.5
         terms = [(speed_gain, f_res, 0.6, 0.0), (0.8, 150.0, 1.5, 1.0)]
         if anomaly == "ball":
             terms.append((0.15 * sev * speed_gain, 1.3 * f_res, 1.2, 0.0))
-        roll = noise_shape(n, sr, *terms)
-        x = 0.4 * tonal
         if anomaly is not None:
-            ratio = {"outer": 3.57, "inner": 5.43, "ball": 4.6}[anomaly]
-            amp = {"outer": 1.2, "inner": 3.5, "ball": 0.4}[anomaly] * sev * speed_gain
+            ratio, amp = self.defects[anomaly]
             tab = burst_table(sr, _r3(ratio * f_s), (f_res, 1.6 * f_res), 0.0008)
-            imp = read_table(tab, scale_phase(ph, ratio) + int(rng.random() * ONE_CYCLE))
+            imp = read_table(tab, scale_phase(ph, ratio, rng.random()))
             if anomaly == "inner":
                 imp *= (0.5 + 0.5 * sine(ph)) ** 2
-            x += amp * imp
-        return x, [(roll, 1.0)]
+            x += amp * sev * speed_gain * imp
+        return x, [(noise_shape(n, sr, *terms), 1.0)]
