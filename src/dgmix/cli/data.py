@@ -17,7 +17,8 @@ import typer
 
 from dgmix.cli.common import error_lines, errors_json, fail, guarded, loader_overrides
 from dgmix.cli.options import OnError
-from dgmix.data import Dataset, SplitConfig, parse_test_normals, scan
+from dgmix.config import DEFAULT_PRESET, RunConfig, load_config, read_config_file
+from dgmix.data import Dataset, parse_test_normals, scan
 from dgmix.data.split import split_lines
 from dgmix.errors import InputError
 from dgmix.features.logmel import FeatureParams
@@ -58,14 +59,16 @@ def as_json(ds: Dataset) -> str:
         "warnings": incomplete_group_warnings(ds.records)})
 
 
-def feature_params(config: Path | None, pad: bool, allow_silence: bool, channel: int | None) -> FeatureParams:
-    """The feature settings the later stages would load clips with (default preset, ``--config``,
-    then the flags)."""
-    from dgmix.config import DEFAULT_PRESET, load_config, read_config_file
-
+def run_config(config: Path | None, test_normals: str | None, pad: bool, allow_silence: bool,
+               channel: int | None) -> RunConfig:
+    """The settings the later stages would use: the default preset (or the one a run's config.yaml
+    names), ``--config``, then the flags; its ``features`` the audio check, its ``split`` the split."""
+    overrides = loader_overrides(pad, allow_silence, channel)
+    if test_normals is not None:
+        overrides["split"] = {"test_normals": parse_test_normals(test_normals)}
     # a run's config.yaml names its preset; a plain overrides file applies to the default preset
     preset = (read_config_file(config).get("preset") if config is not None else None) or DEFAULT_PRESET
-    return load_config(preset, config, loader_overrides(pad, allow_silence, channel)).features
+    return load_config(preset, config, overrides)
 
 
 def refuse_like_features(ds: Dataset, params: FeatureParams, fail: bool = False) -> None:
@@ -84,22 +87,6 @@ def refuse_like_features(ds: Dataset, params: FeatureParams, fail: bool = False)
             ds.errors.append((rec.path, problem))
     ds.records = kept
     ds.errors.sort(key=lambda e: str(e[0]))
-
-
-def split_config(config: Path | None, test_normals: str | None) -> SplitConfig:
-    """The ``split`` section of a YAML/TOML config file (e.g. a run's ``config.yaml``), then
-    ``--test-normals``; the defaults of :class:`SplitConfig` for what neither gives."""
-    from dgmix.config import read_config_file, validate_split
-    from dgmix.overrides import apply_overrides
-
-    cfg = SplitConfig()
-    if config is not None:
-        section = read_config_file(config).get("split") or {}
-        apply_overrides(cfg, section, str(config), prefix="split.")
-        validate_split(cfg, str(config))
-    if test_normals is not None:
-        cfg.test_normals = parse_test_normals(test_normals)
-    return cfg
 
 
 def data(
@@ -130,12 +117,11 @@ def data(
     if ground_truth is not None and not ground_truth.is_dir():
         fail(f"{ground_truth}: ground-truth folder not found", code=2)
     with guarded(code=2):
-        split = split_config(config, test_normals)
+        cfg = run_config(config, test_normals, pad, allow_silence, channel)
     try:
-        ds = scan(root, ground_truth=ground_truth, check_audio=check_audio, on_error=on_error.value, split=split)
+        ds = scan(root, ground_truth=ground_truth, check_audio=check_audio, on_error=on_error.value, split=cfg.split)
         if check_audio:
-            params = feature_params(config, pad, allow_silence, channel)
-            refuse_like_features(ds, params, fail=on_error is OnError.fail)
+            refuse_like_features(ds, cfg.features, fail=on_error is OnError.fail)
     except InputError as e:
         # A bad file (--on-error fail) exits 1; a bad argument (root, ground truth) exits 2.
         fail(str(e), 1 if on_error is OnError.fail else 2)
