@@ -30,11 +30,10 @@ try:  # Python >= 3.11
 except ModuleNotFoundError:  # Python 3.10: the same parser, installed as ``tomli`` (pyproject)
     import tomli as tomllib
 
-PresetName = Literal["paper", "cpu", "tiny"]
 PRESETS: tuple[str, ...] = ("paper", "cpu", "tiny")
 #: The preset every verb (run, pretrain, finetune) starts from when ``--preset`` is not given: a
 #: schedule sized for a 2-core laptop. ``--preset paper`` is the paper's schedule (§3.3-3.4).
-DEFAULT_PRESET: PresetName = "cpu"
+DEFAULT_PRESET = "cpu"
 
 
 @dataclass

@@ -16,14 +16,11 @@ REPORT_FILE = "report.html"
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:1.5em auto;max-width:1250px;
-padding:0 1em;color:#222;line-height:1.4}
-h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.8em}
-h3{margin-bottom:.3em}
-table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}
-th,td{border:1px solid #ddd;padding:.25em .6em}th{background:#f3f3f3}
+padding:0 1em;color:#222;line-height:1.4}h1{font-size:1.6em;margin-bottom:.2em}h3{margin-bottom:.3em}
+h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.8em}th{background:#f3f3f3}
+table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}th,td{border:1px solid #ddd;padding:.25em .6em}
 table.num td:not(:first-child){text-align:right;font-variant-numeric:tabular-nums}
-img{max-width:100%;height:auto;display:block;margin:.4em 0 1em}
-.meta{color:#555;font-size:.9em}.note{color:#8a5a00}
+img{max-width:100%;height:auto;display:block;margin:.4em 0 1em}.meta{color:#555;font-size:.9em}.note{color:#8a5a00}
 nav a{margin-right:1em}details{margin:.3em 0 1em}summary{cursor:pointer;color:#225}
 """
 
