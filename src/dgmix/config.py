@@ -30,11 +30,10 @@ try:  # Python >= 3.11
 except ModuleNotFoundError:  # Python 3.10: the same parser, installed as ``tomli`` (pyproject)
     import tomli as tomllib
 
-PresetName = Literal["paper", "cpu", "tiny"]
 PRESETS: tuple[str, ...] = ("paper", "cpu", "tiny")
 #: The preset every verb (run, pretrain, finetune) starts from when ``--preset`` is not given: a
 #: schedule sized for a 2-core laptop. ``--preset paper`` is the paper's schedule (§3.3-3.4).
-DEFAULT_PRESET: PresetName = "cpu"
+DEFAULT_PRESET = "cpu"
 
 
 @dataclass
@@ -203,10 +202,8 @@ def _preset_overrides(name: str) -> dict[str, Any]:
         # the combination that benchmarks/ablation.py's fixed rule chose on the synthetic
         # benchmark set (docs/results.md §5); README.md lists every difference from the paper preset.
         return {
-            "pretrain": {
-                "epochs": 2, "batch_size": 32, "warmup_epochs": 1, "windows_per_epoch": 256,
-                "final_lr": 0.002 * 32 / 1024, "optimizer": "adamw", "joined_views": True,
-            },
+            "pretrain": {"epochs": 2, "batch_size": 32, "warmup_epochs": 1, "windows_per_epoch": 256,
+                         "final_lr": 0.002 * 32 / 1024, "optimizer": "adamw", "joined_views": True},
             # Fine-tuning falls back to section x attribute classes on one-section data.
             "finetune": {"epochs": 2, "batch_size": 32, "windows_per_epoch": 256,
                          "classes": "auto", "joined_views": True},
@@ -215,10 +212,7 @@ def _preset_overrides(name: str) -> dict[str, Any]:
     if name == "tiny":
         return {
             "model": {"expander_hidden": 64},
-            "pretrain": {
-                "epochs": 2, "batch_size": 16, "warmup_epochs": 1, "windows_per_epoch": 64,
-                "final_lr": 0.001,
-            },
+            "pretrain": {"epochs": 2, "batch_size": 16, "warmup_epochs": 1, "windows_per_epoch": 64, "final_lr": 0.001},
             "finetune": {"epochs": 2, "batch_size": 16, "windows_per_epoch": 64},
             "baseline": {"epochs": 2, "batch_size": 16, "lr": 1e-4, "windows_per_epoch": 64},
             # a smoke test of scoring.select (the logmel default): one repeat over six cells of the grid
@@ -229,9 +223,8 @@ def _preset_overrides(name: str) -> dict[str, Any]:
     raise InputError("--preset", f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
 
 
-def scoring_with(
-    base: ScoringConfig, overrides: dict[str, Any], source: str, prefix: str = "scoring."
-) -> ScoringConfig:
+def scoring_with(base: ScoringConfig, overrides: dict[str, Any], source: str,
+                 prefix: str = "scoring.") -> ScoringConfig:
     """A validated copy of ``base`` with ``overrides`` applied (``base`` is left unchanged)."""
     if "per_method" in overrides:
         raise InputError(source, f"{prefix}: per_method cannot be set per method")
@@ -252,14 +245,6 @@ def check_candidates(s: ScoringConfig, source: str, prefix: str = "scoring.") ->
     return s
 
 
-def validate_split(split: SplitConfig, source: str = "config") -> None:
-    """Range checks of the ``split`` section (:class:`dgmix.data.split.SplitConfig`)."""
-    try:
-        check_test_normals(split.test_normals, "split.test_normals")
-    except InputError as exc:
-        raise InputError(source, f"split.test_normals: {exc.problem}") from None
-
-
 def validate(cfg: RunConfig, source: str = "config") -> None:
     """Range checks that types alone cannot express."""
     checks = [
@@ -268,20 +253,20 @@ def validate(cfg: RunConfig, source: str = "config") -> None:
         (cfg.finetune.batch_size >= 2, "finetune.batch_size must be >= 2"),
         (cfg.finetune.epochs >= 0, "finetune.epochs must be >= 0"),
         (cfg.baseline.epochs >= 1, "baseline.epochs must be >= 1"),
-        (cfg.pretrain.warmup_epochs <= cfg.pretrain.epochs,
-         "pretrain.warmup_epochs must not exceed pretrain.epochs"),
+        (cfg.pretrain.warmup_epochs <= cfg.pretrain.epochs, "pretrain.warmup_epochs must not exceed pretrain.epochs"),
         (cfg.pretrain.mixup_alpha > 0, "pretrain.mixup_alpha must be > 0"),
         (cfg.finetune.mixup_alpha > 0, "finetune.mixup_alpha must be > 0"),
         (0.0 <= cfg.scoring.gwrp_r <= 1.0, "scoring.gwrp_r must be in [0, 1]"),
         (cfg.scoring.select_repeats >= 1, "scoring.select_repeats must be >= 1"),
-        (0.0 < cfg.scoring.threshold_percentile < 1.0,
-         "scoring.threshold_percentile must be in (0, 1)"),
+        (0.0 < cfg.scoring.threshold_percentile < 1.0, "scoring.threshold_percentile must be in (0, 1)"),
         (cfg.features.channel is None or cfg.features.channel >= 0, "features.channel must be >= 0"),
     ]
-    for ok, msg in checks:
-        if not ok:
-            raise InputError(source, msg)
-    validate_split(cfg.split, source)
+    if failed := [msg for ok, msg in checks if not ok]:
+        raise InputError(source, failed[0])
+    try:
+        check_test_normals(cfg.split.test_normals, "split.test_normals")
+    except InputError as exc:
+        raise InputError(source, f"split.test_normals: {exc.problem}") from None
     if cfg.finetune.pair_shares is not None:
         try:
             pair_shares(cfg.finetune.pair_shares)
@@ -297,34 +282,24 @@ def read_config_file(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "config file not found")
-    text = path.read_text()
     try:
-        if path.suffix == ".toml":
-            data = tomllib.loads(text)
-        else:
-            data = yaml.safe_load(text)
+        data = tomllib.loads(path.read_text()) if path.suffix == ".toml" else yaml.safe_load(path.read_text())
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
         raise InputError(path, f"cannot parse config: {exc}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
+    if not isinstance(data, dict | None):
         raise InputError(path, "config file must hold a mapping of fields")
-    return data
+    return data or {}
 
 
-def load_config(
-    preset: str = "paper",
-    config_file: Path | None = None,
-    overrides: dict[str, Any] | None = None,
-) -> RunConfig:
+def load_config(preset: str = "paper", config_file: Path | None = None,
+                overrides: dict[str, Any] | None = None) -> RunConfig:
     """Resolve a preset, then a config file, then explicit overrides (e.g. from CLI flags)."""
     cfg = RunConfig(preset=preset)
     apply_overrides(cfg, _preset_overrides(preset), f"preset {preset}")
     if config_file is not None:
         data = read_config_file(config_file)
-        if "preset" in data and data["preset"] != preset:
-            raise InputError(config_file, f"config says preset {data['preset']!r} but --preset is {preset!r}")
-        data.pop("preset", None)
+        if (named := data.pop("preset", preset)) != preset:
+            raise InputError(config_file, f"config says preset {named!r} but --preset is {preset!r}")
         apply_overrides(cfg, data, str(config_file))
     if overrides:
         apply_overrides(cfg, overrides, "command line")
@@ -344,14 +319,12 @@ def config_from_dict(data: dict[str, Any], source: str = "checkpoint") -> RunCon
 def read_run_config(run_dir: Path, name: str = "config.yaml") -> RunConfig:
     """The resolved configuration a run directory holds (what ``--resume`` continues with)."""
     path = Path(run_dir) / name
-    data = read_config_file(path)
-    return config_from_dict(data, source=str(path))
+    return config_from_dict(read_config_file(path), source=str(path))
 
 
 def write_config(cfg: RunConfig, run_dir: Path, name: str = "config.yaml") -> Path:
     """Write the resolved configuration into ``run_dir`` (created if needed)."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / name
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    path = Path(run_dir) / name
     atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     return path

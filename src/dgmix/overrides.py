@@ -15,23 +15,23 @@ from typing import Any, Literal
 
 from dgmix.errors import InputError
 
+#: Plain types: what a value must be, and the Python types accepted (``bool`` is never a number).
+_SCALARS = {float: ("a number", (int, float)), int: ("an integer", int), bool: ("true or false", bool),
+            str: ("a string", str)}
+
 
 def _check_value(value: Any, tp: Any, where: str, source: str) -> Any:
     """Validate (and lightly coerce, int -> float) one value against a type annotation."""
-    origin = typing.get_origin(tp)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is Literal:
-        if value not in typing.get_args(tp):
-            allowed = ", ".join(repr(a) for a in typing.get_args(tp))
-            raise InputError(source, f"{where} must be one of {allowed}, got {value!r}")
+        if value not in args:
+            raise InputError(source, f"{where} must be one of {', '.join(repr(a) for a in args)}, got {value!r}")
         return value
     if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
         errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
+        for arg in (a for a in args if a is not type(None)):
             try:
                 return _check_value(value, arg, where, source)
             except InputError as exc:
@@ -40,31 +40,16 @@ def _check_value(value: Any, tp: Any, where: str, source: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
             raise InputError(source, f"{where} must be a mapping with string keys, got {value!r}")
-        _, value_tp = typing.get_args(tp)
-        return {k: _check_value(v, value_tp, f"{where}.{k}", source) for k, v in value.items()}
+        return {k: _check_value(v, args[1], f"{where}.{k}", source) for k, v in value.items()}
     if origin is list:
         if not isinstance(value, list):
             raise InputError(source, f"{where} must be a list, got {value!r}")
-        (item_tp,) = typing.get_args(tp)
-        return [_check_value(v, item_tp, f"{where}[{i}]", source) for i, v in enumerate(value)]
-    if origin is not None and tp is not Any:
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InputError(source, f"{where} must be a number, got {value!r}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise InputError(source, f"{where} must be an integer, got {value!r}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise InputError(source, f"{where} must be true or false, got {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise InputError(source, f"{where} must be a string, got {value!r}")
-        return value
+        return [_check_value(v, args[0], f"{where}[{i}]", source) for i, v in enumerate(value)]
+    if tp in _SCALARS:
+        what, ok = _SCALARS[tp]
+        if not isinstance(value, ok) or (isinstance(value, bool) and tp is not bool):
+            raise InputError(source, f"{where} must be {what}, got {value!r}")
+        return float(value) if tp is float else value
     return value
 
 

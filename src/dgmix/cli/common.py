@@ -1,19 +1,19 @@
-"""Options and error handling shared by the CLI verbs."""
+"""Logging set-up, flag overrides and error handling shared by the CLI verbs (their shared options:
+:mod:`dgmix.cli.options`)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
 
 import typer
 
-from dgmix.errors import DgmixError
-
-F = TypeVar("F", bound=Callable[..., Any])
+from dgmix.config import PRESETS
+from dgmix.errors import DgmixError, shown_path
 
 
 def default_cache_dir() -> Path:
@@ -22,11 +22,26 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "dgmix" / "features"
 
 
-def loader_overrides(pad: bool | None, allow_silence: bool | None) -> dict:
-    """``{"features": {...}}`` config overrides from the ``--pad`` / ``--allow-silence`` flags
+def loader_overrides(pad: bool | None = None, allow_silence: bool | None = None, channel: int | None = None,
+                     seed: int | None = None) -> dict:
+    """Config overrides from the ``--pad`` / ``--allow-silence`` / ``--channel`` / ``--seed`` flags
     (only those given), or ``{}``."""
-    feats = {k: v for k, v in (("pad", pad), ("allow_silence", allow_silence)) if v}
-    return {"features": feats} if feats else {}
+    feats = {k: v for k, v in (("pad", pad or None), ("allow_silence", allow_silence or None),
+                               ("channel", channel)) if v is not None}
+    return ({"features": feats} if feats else {}) | ({} if seed is None else {"seed": seed})
+
+
+
+
+def error_lines(errors: list[tuple[Path, str]]) -> list[str]:
+    """The files that could not be used, one line each under a count (nothing when none)."""
+    if not errors:
+        return []
+    return [f"{len(errors)} file(s) could not be used:", *(f"  {shown_path(p)}: {m}" for p, m in errors)]
+
+
+def errors_json(errors: list[tuple[Path, str]]) -> list[dict]:
+    return [{"path": shown_path(p), "error": m} for p, m in errors]
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -35,19 +50,20 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def setup(verbose: bool = False, preset: str | None = None) -> None:
+    """Log to stderr (INFO with ``--verbose``); check ``--preset`` when given (unknown: exit 2)."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if preset is not None and preset not in PRESETS:
+        fail(f"--preset: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}", code=2)
 
 
-def run_guarded(fn: Callable[[], Any]) -> Any:
-    """Run ``fn``; a ``DgmixError`` becomes a one-line message and exit status 1."""
+@contextmanager
+def guarded(code: int = 1) -> Iterator[None]:
+    """A ``DgmixError`` inside the block becomes a one-line message and exit status ``code``."""
     try:
-        return fn()
+        yield
     except DgmixError as exc:
-        fail(str(exc))
+        fail(str(exc), code)
     except KeyboardInterrupt:
         fail("interrupted; completed checkpoints are kept", code=130)

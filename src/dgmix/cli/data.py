@@ -10,26 +10,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from dgmix.data import Dataset, SplitConfig, parse_test_normals, scan
+from dgmix.cli.common import error_lines, errors_json, fail, guarded, loader_overrides
+from dgmix.cli.options import OnError
+from dgmix.config import DEFAULT_PRESET, RunConfig, load_config, read_config_file
+from dgmix.data import Dataset, parse_test_normals, scan
 from dgmix.data.split import split_lines
-from dgmix.errors import InputError, shown_path
+from dgmix.errors import InputError
 from dgmix.features.logmel import FeatureParams
 from dgmix.metrics.groups import incomplete_group_warnings
 
 _COLUMNS = ("machine", "section", "domain", "split", "label", "n")
-
-
-class OnError(str, Enum):
-    """What to do with a file that cannot be used."""
-
-    skip = "skip"
-    fail = "fail"
 
 
 def format_table(ds: Dataset) -> str:
@@ -50,39 +45,30 @@ def format_table(ds: Dataset) -> str:
         lines.append(f"no usable clips found under {ds.root}")
     lines.extend(split_lines(ds.splits, ds.split_config))
     lines.extend(f"warning: {w}" for w in incomplete_group_warnings(ds.records))
-    if ds.errors:
-        lines.append(f"{len(ds.errors)} file(s) could not be used:")
-        lines.extend(f"  {shown_path(p)}: {msg}" for p, msg in ds.errors)
-    return "\n".join(lines)
+    return "\n".join(lines + error_lines(ds.errors))
 
 
 def as_json(ds: Dataset) -> str:
     """``{"counts": [...], "errors": [{"path", "error"}, ...], "split": {"config", "groups"},
     "warnings": [...]}`` as one JSON document (``split.groups``: one entry per machine type and ID
     that got the seeded split)."""
-    return json.dumps(
-        {
-            "counts": ds.counts(),
-            "errors": [{"path": shown_path(p), "error": msg} for p, msg in ds.errors],
-            "split": {"config": dataclasses.asdict(ds.split_config),
-                      "groups": [dataclasses.asdict(g) | {"train_normal": g.train_normal} for g in ds.splits]},
-            "warnings": incomplete_group_warnings(ds.records),
-        },
-    )
+    return json.dumps({
+        "counts": ds.counts(), "errors": errors_json(ds.errors),
+        "split": {"config": dataclasses.asdict(ds.split_config),
+                  "groups": [dataclasses.asdict(g) | {"train_normal": g.train_normal} for g in ds.splits]},
+        "warnings": incomplete_group_warnings(ds.records)})
 
 
-def feature_params(config: Path | None, pad: bool, allow_silence: bool, channel: int | None) -> FeatureParams:
-    """The feature settings the later stages would load clips with (default preset, ``--config``,
-    then the flags)."""
-    from dgmix.cli.common import loader_overrides
-    from dgmix.config import DEFAULT_PRESET, load_config, read_config_file
-
-    overrides = loader_overrides(pad, allow_silence)
-    if channel is not None:
-        overrides.setdefault("features", {})["channel"] = channel
+def run_config(config: Path | None, test_normals: str | None, pad: bool, allow_silence: bool,
+               channel: int | None) -> RunConfig:
+    """The settings the later stages would use: the default preset (or the one a run's config.yaml
+    names), ``--config``, then the flags; its ``features`` the audio check, its ``split`` the split."""
+    overrides = loader_overrides(pad, allow_silence, channel)
+    if test_normals is not None:
+        overrides["split"] = {"test_normals": parse_test_normals(test_normals)}
     # a run's config.yaml names its preset; a plain overrides file applies to the default preset
     preset = (read_config_file(config).get("preset") if config is not None else None) or DEFAULT_PRESET
-    return load_config(preset, config, overrides or None).features
+    return load_config(preset, config, overrides)
 
 
 def refuse_like_features(ds: Dataset, params: FeatureParams, fail: bool = False) -> None:
@@ -103,87 +89,42 @@ def refuse_like_features(ds: Dataset, params: FeatureParams, fail: bool = False)
     ds.errors.sort(key=lambda e: str(e[0]))
 
 
-def split_config(config: Path | None, test_normals: str | None) -> SplitConfig:
-    """The ``split`` section of a YAML/TOML config file (e.g. a run's ``config.yaml``), then
-    ``--test-normals``; the defaults of :class:`SplitConfig` for what neither gives."""
-    from dgmix.config import read_config_file, validate_split
-    from dgmix.overrides import apply_overrides
-
-    cfg = SplitConfig()
-    if config is not None:
-        section = read_config_file(config).get("split") or {}
-        apply_overrides(cfg, section, str(config), prefix="split.")
-        validate_split(cfg, str(config))
-    if test_normals is not None:
-        cfg.test_normals = parse_test_normals(test_normals)
-    return cfg
-
-
 def data(
-    root: Annotated[
-        Path, typer.Argument(help="Dataset folder (dev_data/, eval_data/ or machine folders).")
-    ],
-    json_out: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object instead of a table.")
-    ] = False,
-    ground_truth: Annotated[
-        Path | None,
-        typer.Option(
-            "--ground-truth", help="Folder with ground_truth_data/ and ground_truth_domain/ CSVs."
-        ),
-    ] = None,
-    check_audio: Annotated[
-        bool,
-        typer.Option("--check-audio/--no-check-audio",
-                     help="Read each clip as the feature stages will (unreadable, empty, too short, silent, "
-                          "NaN) and list those they would refuse."),
-    ] = True,
+    root: Annotated[Path, typer.Argument(help="Dataset folder (dev_data/, eval_data/ or machine folders).")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+    ground_truth: Annotated[Path | None, typer.Option(
+        "--ground-truth", help="Folder with ground_truth_data/ and ground_truth_domain/ CSVs.")] = None,
+    check_audio: Annotated[bool, typer.Option(
+        "--check-audio/--no-check-audio", help="Read each clip as the feature stages will (unreadable, empty, too "
+        "short, silent, NaN) and list those they would refuse.")] = True,
     pad: Annotated[
-        bool, typer.Option("--pad", help="Count clips shorter than one window as usable (zero-padded).")
-    ] = False,
-    allow_silence: Annotated[
-        bool, typer.Option("--allow-silence", help="Count all-zero clips as usable.")
-    ] = False,
+        bool, typer.Option("--pad", help="Count clips shorter than one window as usable (zero-padded).")] = False,
+    allow_silence: Annotated[bool, typer.Option("--allow-silence", help="Count all-zero clips as usable.")] = False,
     channel: Annotated[
-        int | None, typer.Option("--channel", min=0, help="Check this channel of multi-channel files.")
-    ] = None,
-    on_error: Annotated[
-        OnError,
-        typer.Option("--on-error", help="skip: list bad files at the end; fail: stop at the first"),
-    ] = OnError.skip,
-    test_normals: Annotated[
-        str | None,
-        typer.Option("--test-normals", help="Layouts without a train/test split: normal clips per machine "
-                     "type and ID in the test set, N or a FRACTION (default: match, the MIMII protocol)."),
-    ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option("--config", help="YAML/TOML run config (e.g. a run's config.yaml) whose `features` "
-                     "section the audio check uses and whose `split` section the split uses."),
-    ] = None,
+        int | None, typer.Option("--channel", min=0, help="Check this channel of multi-channel files.")] = None,
+    on_error: Annotated[OnError, typer.Option(
+        "--on-error", help="skip: list bad files at the end; fail: stop at the first")] = OnError.skip,
+    test_normals: Annotated[str | None, typer.Option(
+        "--test-normals", help="Layouts without a train/test split: normal clips per machine type and ID in the test "
+        "set, N or a FRACTION (default: match, the MIMII protocol).")] = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", help="YAML/TOML run config (e.g. a run's config.yaml) whose `features` section the audio check "
+        "uses and whose `split` section the split uses.")] = None,
 ) -> None:
     """Count the clips per machine type / section / domain / split / label."""
     if not root.exists():
-        typer.echo(f"error: {root}: dataset folder not found", err=True)
-        raise typer.Exit(2)
+        fail(f"{root}: dataset folder not found", code=2)
     if ground_truth is not None and not ground_truth.is_dir():
-        typer.echo(f"error: {ground_truth}: ground-truth folder not found", err=True)
-        raise typer.Exit(2)
+        fail(f"{ground_truth}: ground-truth folder not found", code=2)
+    with guarded(code=2):
+        cfg = run_config(config, test_normals, pad, allow_silence, channel)
     try:
-        split = split_config(config, test_normals)
-    except InputError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
-    try:
-        ds = scan(root, ground_truth=ground_truth, check_audio=check_audio,
-                  on_error=on_error.value, split=split)
+        ds = scan(root, ground_truth=ground_truth, check_audio=check_audio, on_error=on_error.value, split=cfg.split)
         if check_audio:
-            params = feature_params(config, pad, allow_silence, channel)
-            refuse_like_features(ds, params, fail=on_error is OnError.fail)
+            refuse_like_features(ds, cfg.features, fail=on_error is OnError.fail)
     except InputError as e:
         # A bad file (--on-error fail) exits 1; a bad argument (root, ground truth) exits 2.
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1 if on_error is OnError.fail else 2) from None
+        fail(str(e), 1 if on_error is OnError.fail else 2)
     typer.echo(as_json(ds) if json_out else format_table(ds))
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from dgmix.cli.common import fail, run_guarded, setup_logging
+from dgmix.cli.common import fail, guarded, setup
+from dgmix.cli.options import Verbose
 
 
 def register(app: typer.Typer) -> None:
@@ -23,19 +24,16 @@ def register(app: typer.Typer) -> None:
                                      help="A Zenodo mirror: {BASE}/api/records/<id> and the same file paths."),
         keep_zips: bool = typer.Option(False, "--keep-zips", help="Keep the verified zips after unpacking."),
         timeout: float = typer.Option(60.0, "--timeout", help="Seconds without data before a connection is dropped."),
-        verbose: bool = typer.Option(False, "--verbose", "-v"),
+        verbose: Verbose = False,
     ) -> None:
         """Download a DCASE Task 2 data set from Zenodo: resumable (HTTP Range), each zip checked against
         the md5 the record publishes before it is unpacked; a second run does nothing."""
-        setup_logging(verbose)
-        from dgmix.download import RECORDS
+        from dgmix.download import RECORDS, download_dataset, select_parts
 
+        setup(verbose)
         if dataset not in RECORDS:
             fail(f"unknown data set {dataset!r}; choose one of {', '.join(RECORDS)}", code=2)
-
-        def go():
-            from dgmix.download import download_dataset, select_parts
-
+        with guarded():
             parts = select_parts(dev, additional, eval_)
             ms = [m.strip() for m in machines.split(",") if m.strip()] if machines else None
             s = download_dataset(dataset, parts, to, base_url, ms, echo=typer.echo, timeout=timeout,
@@ -48,5 +46,3 @@ def register(app: typer.Typer) -> None:
             if "eval" in parts:
                 typer.echo(f"evaluation labels are not on Zenodo: put the evaluator's ground_truth_data/ and "
                            f"ground_truth_domain/ in {to}/eval_data/ to score the evaluation set")
-
-        run_guarded(go)

@@ -17,15 +17,12 @@ from typing import Annotated
 
 import typer
 
-from dgmix.errors import DgmixError
-
 __all__ = ["evaluate", "register"]
 
 
 def evaluate(
     scores_dir: Annotated[Path, typer.Argument(
-        help="Folder with anomaly_score_<machine>_section_<XX>_test.csv files.",
-        show_default=False)],
+        help="Folder with anomaly_score_<machine>_section_<XX>_test.csv files.", show_default=False)],
     ground_truth: Annotated[Path | None, typer.Option(
         "--ground-truth", "-g",
         help="Folder with ground_truth_data/ and ground_truth_domain/ (evaluator layout); "
@@ -37,34 +34,24 @@ def evaluate(
     method: Annotated[str | None, typer.Option(
         "--method", help="Method name in the tables (default: the folder name).")] = None,
     paper: Annotated[str | None, typer.Option(
-        "--paper", help="Show the paper's rows of this method for comparison "
-                        "(baseline, scratch, vicreg or dgmix).")] = None,
+        "--paper", help="Show the paper's rows of this method for comparison (baseline, scratch, vicreg or dgmix).")
+    ] = None,
 ) -> None:
     """Compute AUC-S, AUC-T, pAUC per section, per-machine harmonic means and the official score."""
+    from dgmix.cli.common import fail, guarded
     from dgmix.metrics import PAPER_RESULTS, evaluate_scores_dir
 
     if paper is not None and paper not in PAPER_RESULTS:
-        typer.echo(f"error: --paper must be one of {', '.join(PAPER_RESULTS)}, got {paper!r}",
-                   err=True)
-        raise typer.Exit(2)
+        fail(f"--paper must be one of {', '.join(PAPER_RESULTS)}, got {paper!r}", code=2)
     notes: list[str] = []
     warnings: list[str] = []
-    try:
+    with guarded():
         table = evaluate_scores_dir(scores_dir, ground_truth, method, notes, warnings)
-        name = table.methods()[0]
-        ref = {name: PAPER_RESULTS[paper]} if paper is not None else None
+        ref = {table.methods()[0]: PAPER_RESULTS[paper]} if paper is not None else None
         written = table.write(out, ref) if out is not None else {}
-    except DgmixError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from None
-    for note in notes:
-        typer.echo(f"note: {note}", err=True)
-    for warning in warnings:
-        typer.echo(f"warning: {warning}", err=True)
-    if as_json:
-        typer.echo(json.dumps(table.to_json_dict(), indent=2))
-    else:
-        typer.echo(table.to_markdown(ref), nl=False)
+    for line in [f"note: {n}" for n in notes] + [f"warning: {w}" for w in warnings]:
+        typer.echo(line, err=True)
+    typer.echo(json.dumps(table.to_json_dict(), indent=2) if as_json else table.to_markdown(ref), nl=as_json)
     for path in written.values():
         typer.echo(f"wrote {path}", err=True)
 

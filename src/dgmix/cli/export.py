@@ -6,9 +6,8 @@ from pathlib import Path
 
 import typer
 
-from dgmix.cli.common import fail, run_guarded, setup_logging
-
-FORMATS = ("onnx",)
+from dgmix.cli.common import fail, guarded, setup
+from dgmix.errors import InputError
 
 
 def register(app: typer.Typer) -> None:
@@ -20,12 +19,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Export a detector: one ONNX graph, log-mel frames + section in, anomaly score out
         (score with it: dgmix score --onnx FILE CLIPS...)."""
-        setup_logging(False)
-        if fmt not in FORMATS:
-            fail(f"--format {fmt!r} is not supported (supported: {', '.join(FORMATS)})")
-
-        def go():
-            from dgmix.errors import InputError
+        setup()
+        if fmt != "onnx":
+            fail(f"--format {fmt!r} is not supported (supported: onnx)")
+        with guarded():
             from dgmix.export.writer import export_onnx
             from dgmix.scoring.clips import load_detector
             from dgmix.scoring.detector import Detector
@@ -38,5 +35,3 @@ def register(app: typer.Typer) -> None:
                        f"{info.machine}, sections {', '.join(info.sections)}")
             typer.echo(f"checked: onnxruntime vs PyTorch on random frames, max relative difference "
                        f"{info.max_rel_diff:.1e}")
-
-        run_guarded(go)

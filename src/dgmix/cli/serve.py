@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from dgmix.cli.common import fail, run_guarded, setup_logging
+from dgmix.cli.common import fail, guarded, setup
 
 
 def register(app: typer.Typer) -> None:
@@ -22,13 +22,10 @@ def register(app: typer.Typer) -> None:
                                       "warning | info | debug."),
     ) -> None:
         """Serve a detector over HTTP: POST /score (a WAV in, score and decision out), GET /health, GET /info."""
-        setup_logging(False)
+        setup()
         if max_upload_mb <= 0:
             fail("--max-upload-mb must be > 0")
-
-        def go():
+        with guarded():
             from dgmix.serve import run_server
 
             run_server(detector, host, port, int(max_upload_mb * 1024 * 1024), log_level)
-
-        run_guarded(go)

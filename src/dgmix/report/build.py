@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from html import escape
 from pathlib import Path
 
@@ -11,28 +10,26 @@ from dgmix.errors import InputError
 from dgmix.metrics.tables import PAPER_RESULTS
 from dgmix.report import HISTOGRAM_BINS, TSNE_PERPLEXITY
 from dgmix.report.collect import STAGES, RunContents, collect
-from dgmix.report.tables import method_table, paper_applies, section_table, summary_table
-
-log = logging.getLogger("dgmix.report")
+from dgmix.report.tables import method_table, section_table, summary_table
 
 REPORT_FILE = "report.html"
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:1.5em auto;max-width:1250px;
-padding:0 1em;color:#222;line-height:1.4}
-h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.8em}
-h3{margin-bottom:.3em}
-table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}
-th,td{border:1px solid #ddd;padding:.25em .6em}th{background:#f3f3f3}
+padding:0 1em;color:#222;line-height:1.4}h1{font-size:1.6em;margin-bottom:.2em}h3{margin-bottom:.3em}
+h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.8em}th{background:#f3f3f3}
+table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}th,td{border:1px solid #ddd;padding:.25em .6em}
 table.num td:not(:first-child){text-align:right;font-variant-numeric:tabular-nums}
-img{max-width:100%;height:auto;display:block;margin:.4em 0 1em}
-.meta{color:#555;font-size:.9em}.note{color:#8a5a00}
+img{max-width:100%;height:auto;display:block;margin:.4em 0 1em}.meta{color:#555;font-size:.9em}.note{color:#8a5a00}
 nav a{margin-right:1em}details{margin:.3em 0 1em}summary{cursor:pointer;color:#225}
 """
 
 
-def _img(uri: str, alt: str) -> str:
-    return f'<img src="{uri}" alt="{escape(alt)}">'
+def _figure(title: str, fig, alt: str | None = None) -> str:
+    """A heading and the figure as an embedded PNG."""
+    from dgmix.report.figures import to_data_uri
+
+    return f'<h3>{escape(title)}</h3><img src="{to_data_uri(fig)}" alt="{escape(alt or title)}">'
 
 
 def _results_section(rc: RunContents, paper: bool) -> list[str]:
@@ -45,38 +42,25 @@ def _results_section(rc: RunContents, paper: bool) -> list[str]:
     if paper:
         out.append("<p>The paper's numbers (Tables 2-3, DCASE 2022 development set) are shown beside ours.</p>")
     for m in t.methods():
-        out.append(f"<h3>{escape(m)}</h3>")
-        out.append(method_table(t, m, paper and m in PAPER_RESULTS))
-        out.append(f"<details><summary>per section, {escape(m)}</summary>{section_table(t, m)}</details>")
+        out += [f"<h3>{escape(m)}</h3>", method_table(t, m, paper and m in PAPER_RESULTS),
+                f"<details><summary>per section, {escape(m)}</summary>{section_table(t, m)}</details>"]
     return out
 
 
 def _figure_sections(rc: RunContents, cfg: ReportConfig, seed: int) -> list[str]:
-    from dgmix.report.figures import (
-        curves_figure,
-        histogram_figure,
-        roc_figure,
-        to_data_uri,
-        tsne_figure,
-        tsne_points,
-    )
+    from dgmix.report.figures import curves_figure, histogram_figure, roc_figure, tsne_figure, tsne_points
 
+    scored = {machine: by_method for machine in rc.machines
+              if (by_method := {m: rc.scores[m][machine] for m in rc.methods if machine in rc.scores.get(m, {})})}
     out = ["<h2 id='roc'>ROC curves</h2>",
            "<p>Per section and domain; each curve uses the clips of the official AUC (the domain's normal "
            "clips and all anomalies), so its area is the table's AUC (legend).</p>"]
-    for machine in rc.machines:
-        by_method = {m: rc.scores[m][machine] for m in rc.methods if machine in rc.scores.get(m, {})}
-        if by_method:
-            out.append(f"<h3>{escape(machine)}</h3>" + _img(to_data_uri(roc_figure(machine, by_method)),
-                                                            f"ROC {machine}"))
+    out += [_figure(machine, roc_figure(machine, by), f"ROC {machine}") for machine, by in scored.items()]
     out += ["<h2 id='hist'>Score histograms</h2>",
             "<p>Test scores per section and domain, normal (blue) vs anomaly (red); the dashed line is the "
             "section's decision threshold (90th percentile of a gamma fit to the training scores).</p>"]
-    for machine in rc.machines:
-        by_method = {m: rc.scores[m][machine] for m in rc.methods if machine in rc.scores.get(m, {})}
-        if by_method:
-            fig = histogram_figure(machine, by_method, HISTOGRAM_BINS)
-            out.append(f"<h3>{escape(machine)}</h3>" + _img(to_data_uri(fig), f"histograms {machine}"))
+    out += [_figure(machine, histogram_figure(machine, by, HISTOGRAM_BINS), f"histograms {machine}")
+            for machine, by in scored.items()]
     out += ["<h2 id='tsne'>t-SNE of training embeddings</h2>",
             "<p>Clip embeddings of the training clips (each method's own pooling), standardised per "
             "dimension, t-SNE (sklearn, PCA initialisation); the paper's Figure 2 shows DG-Mix beside VICReg "
@@ -84,26 +68,21 @@ def _figure_sections(rc: RunContents, cfg: ReportConfig, seed: int) -> list[str]
     if not cfg.tsne:
         out.append("<p>Off (<code>report.tsne: false</code>).</p>")
     for machine in rc.machines if cfg.tsne else []:
-        embs = rc.embeddings.get(machine, {})
         points, labels = {}, {}
-        for m, e in embs.items():
+        for m, e in rc.embeddings.get(machine, {}).items():
             try:
-                points[m] = tsne_points(e.embeddings, TSNE_PERPLEXITY, seed)
-                labels[m] = e
+                points[m], labels[m] = tsne_points(e.embeddings, TSNE_PERPLEXITY, seed), e
             except ValueError as exc:
                 rc.notes.append(f"t-SNE {m}/{machine}: {exc}")
         if points:
-            out.append(f"<h3>{escape(machine)}</h3>" + _img(to_data_uri(tsne_figure(machine, points, labels)),
-                                                            f"t-SNE {machine}"))
+            out.append(_figure(machine, tsne_figure(machine, points, labels), f"t-SNE {machine}"))
     out += ["<h2 id='training'>Training curves</h2>",
             "<p>Every logged loss term and the embedding standard deviation (mean over dimensions of the "
             "batch std; a collapse shows as a fall to 0), per step, one line per machine type.</p>"]
     for method in rc.methods:
         for stage in STAGES:
-            logs = rc.logs.get((method, stage))
-            if logs:
-                title = f"{method}: {stage}"
-                out.append(f"<h3>{escape(title)}</h3>" + _img(to_data_uri(curves_figure(title, logs)), title))
+            if logs := rc.logs.get((method, stage)):
+                out.append(_figure(f"{method}: {stage}", curves_figure(f"{method}: {stage}", logs)))
     return out
 
 
@@ -120,8 +99,9 @@ def build_report(run_dir: Path, cfg: ReportConfig | None = None, out: Path | Non
     """
     cfg = cfg or ReportConfig()
     rc = collect(Path(run_dir))
-    paper = rc.table is not None and paper_applies(rc.table, rc.info, paper)
     info = rc.info
+    # the paper's numbers: as asked, else as the run recorded (dgmix run --paper-reference)
+    paper = rc.table is not None and bool(info.get("paper_reference", False) if paper is None else paper)
     meta = [f"run directory: <code>{escape(str(Path(run_dir).resolve()))}</code>"]
     if info.get("data_root"):
         meta.append(f"data: <code>{escape(info['data_root'])}</code>")
@@ -135,8 +115,7 @@ def build_report(run_dir: Path, cfg: ReportConfig | None = None, out: Path | Non
     body += _results_section(rc, paper)
     body += _figure_sections(rc, cfg, seed)
     if rc.notes:
-        body.append("<h2>Notes</h2><ul>" + "".join(f"<li class='note'>{escape(n)}</li>" for n in rc.notes)
-                    + "</ul>")
+        body.append("<h2>Notes</h2><ul>" + "".join(f"<li class='note'>{escape(n)}</li>" for n in rc.notes) + "</ul>")
     page = ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>dgmix report: {escape(Path(run_dir).resolve().name)}</title><style>{_CSS}</style></head>"

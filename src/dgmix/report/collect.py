@@ -4,8 +4,8 @@ training-set embeddings and the training logs (no torch needed unless thresholds
 
 from __future__ import annotations
 
+import functools
 import json
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,17 +14,9 @@ import yaml
 
 from dgmix.errors import InputError
 from dgmix.metrics.tables import ResultsTable, _machine_sort_key
-from dgmix.report.inputs import (
-    TestClips,
-    TrainEmbeddings,
-    inputs_dir,
-    read_test_clips,
-    read_train_embeddings,
-)
+from dgmix.report.inputs import TestClips, TrainEmbeddings, inputs_dir, read_test_clips, read_train_embeddings
 from dgmix.scoring.csvio import find_score_files, labels_from_names, read_scores
 from dgmix.training.log import read_log
-
-log = logging.getLogger("dgmix.report")
 
 #: Training stages whose log.jsonl the report plots, in pipeline order.
 STAGES = ("pretrain", "finetune", "baseline")
@@ -42,7 +34,6 @@ class SectionScores:
 
 @dataclass
 class RunContents:
-    run_dir: Path
     info: dict
     config: dict
     table: ResultsTable | None
@@ -81,12 +72,8 @@ def _thresholds(run_dir: Path, method: str, machine: str) -> dict[str, float]:
     return {}
 
 
-def _labels(run_dir: Path, machine: str, names: list[str], score_path: Path,
-            clips_cache: dict[str, TestClips | None]) -> tuple[np.ndarray, np.ndarray] | None:
-    if machine not in clips_cache:
-        p = inputs_dir(run_dir, machine) / "test_clips.csv"
-        clips_cache[machine] = read_test_clips(p) if p.is_file() else None
-    clips = clips_cache[machine]
+def _labels(clips: TestClips | None, names: list[str], score_path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(is_anomaly, is_target)`` of the scored clips: from ``test_clips.csv``, else from their names."""
     if clips is not None:
         pos = {n: i for i, n in enumerate(clips.names)}
         if all(n in pos for n in names):
@@ -99,6 +86,10 @@ def _labels(run_dir: Path, machine: str, names: list[str], score_path: Path,
     return gt.is_anomaly.astype(bool), gt.is_target.astype(bool)
 
 
+def _read_if_there(path: Path, read, default=None):
+    return read(path) if path.is_file() else default
+
+
 def collect(run_dir: Path) -> RunContents:
     """Everything the report shows, read from ``run_dir`` (written by ``dgmix run``).
 
@@ -108,33 +99,29 @@ def collect(run_dir: Path) -> RunContents:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InputError(run_dir, "run directory not found")
-    info_path = run_dir / "run_info.json"
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    cfg_path = run_dir / "config.yaml"
-    config = (yaml.safe_load(cfg_path.read_text()) or {}) if cfg_path.is_file() else {}
-    res_path = run_dir / "results.json"
-    table = ResultsTable.read_json(res_path) if res_path.is_file() else None
+    info = _read_if_there(run_dir / "run_info.json", lambda p: json.loads(p.read_text()), {})
+    config = _read_if_there(run_dir / "config.yaml", lambda p: yaml.safe_load(p.read_text()) or {}, {})
+    table = _read_if_there(run_dir / "results.json", ResultsTable.read_json)
     method_dirs = [p.parent.name for p in run_dir.glob("*/scores") if p.is_dir()]
     methods = _method_order(list(dict.fromkeys(info.get("methods") or method_dirs)))
     methods = [m for m in methods if (run_dir / m / "scores").is_dir()]
     if table is None and not methods:
         raise InputError(run_dir, "not a dgmix run directory (no results.json and no <method>/scores/)")
-    rc = RunContents(run_dir, info, config, table, methods, [])
-    clips_cache: dict[str, TestClips | None] = {}
+    rc = RunContents(info, config, table, methods, [])
+    test_clips = functools.cache(lambda machine: _read_if_there(inputs_dir(run_dir, machine) / "test_clips.csv",
+                                                                read_test_clips))
+    thresholds = functools.cache(lambda method, machine: _thresholds(run_dir, method, machine))
     machines: set[str] = set()
     for method in methods:
-        thr_cache: dict[str, dict[str, float]] = {}
         for machine, section, score_path, _ in find_score_files(run_dir / method / "scores"):
             machines.add(machine)
             names, scores = read_scores(score_path)
-            labels = _labels(run_dir, machine, names, score_path, clips_cache)
+            labels = _labels(test_clips(machine), names, score_path)
             if labels is None:
                 rc.notes.append(f"{method}/{machine}/{section}: no labels for the test clips (no ROC, no histogram)")
                 continue
-            if machine not in thr_cache:
-                thr_cache[machine] = _thresholds(run_dir, method, machine)
             rc.scores.setdefault(method, {}).setdefault(machine, {})[section] = SectionScores(
-                scores, labels[0].astype(bool), labels[1].astype(bool), thr_cache[machine].get(section))
+                scores, labels[0].astype(bool), labels[1].astype(bool), thresholds(method, machine).get(section))
     rc.machines = sorted(machines, key=_machine_sort_key)
     for machine in rc.machines:
         for method in methods:

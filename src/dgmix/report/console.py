@@ -6,14 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from dgmix.metrics.tables import ResultsTable
+from dgmix.report.tables import all_machines
 
 
 def summary_markdown(table: ResultsTable) -> str:
     """Method x machine type (harmonic mean of the machine's AUC-S, AUC-T, pAUC) and the official
     score, in %; a markdown table (per-section tables are in results.md and the report)."""
-    machines: list[str] = []
-    for m in table.methods():
-        machines += [x for x in table.machines(m) if x not in machines]
+    machines = all_machines(table)
     lines = ["| method | " + " | ".join(machines) + " | official score |",
              "|---" * (len(machines) + 2) + "|"]
     for m in table.methods():

@@ -67,8 +67,7 @@ def roc_figure(machine: str, by_method: Mapping[str, Mapping[str, SectionScores]
                 ax.plot(fpr, tpr, color=colors[method], lw=1.4,
                         label=f"{method} {100 * roc_auc_score(y, sc):.1f}")
             ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls=":")
-            ax.set_xlim(0, 1)
-            ax.set_ylim(0, 1.01)
+            ax.set(xlim=(0, 1), ylim=(0, 1.01))
             ax.set_title(f"{machine} section {sec}, {dom}", fontsize=9)
             ax.set_xlabel("false positive rate", fontsize=8)
             if col == 0:
@@ -87,8 +86,7 @@ def histogram_figure(machine: str, by_method: Mapping[str, Mapping[str, SectionS
                              squeeze=False)
     for row, (method, secs) in enumerate(by_method.items()):
         for col, (sec, dom) in enumerate(cols):
-            ax = axes[row][col]
-            s = secs.get(sec)
+            ax, s = axes[row][col], secs.get(sec)
             ax.tick_params(labelsize=6)
             ax.xaxis.set_major_locator(MaxNLocator(3))
             ax.yaxis.set_major_locator(MaxNLocator(3, integer=True))
@@ -96,22 +94,18 @@ def histogram_figure(machine: str, by_method: Mapping[str, Mapping[str, SectionS
                 ax.set_title(f"section {sec}, {dom}", fontsize=8)
             if col == 0:
                 ax.set_ylabel(method, fontsize=9)
-            if s is None:
+            in_dom = None if s is None else s.is_target == (dom == "target")
+            if s is None or not in_dom.any():
                 ax.set_axis_off()
                 continue
-            in_dom = s.is_target == (dom == "target")
-            vals = s.scores[in_dom]
-            if vals.size == 0:
-                ax.set_axis_off()
-                continue
+            thr = s.threshold if s.threshold is not None and np.isfinite(s.threshold) else None
+            vals = s.scores[in_dom] if thr is None else np.append(s.scores[in_dom], thr)
             lo, hi = float(vals.min()), float(vals.max())
-            if s.threshold is not None and np.isfinite(s.threshold):
-                lo, hi = min(lo, s.threshold), max(hi, s.threshold)
             edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
             ax.hist(s.scores[in_dom & ~s.is_anomaly], bins=edges, color="tab:blue", alpha=0.6, label="normal")
             ax.hist(s.scores[in_dom & s.is_anomaly], bins=edges, color="tab:red", alpha=0.6, label="anomaly")
-            if s.threshold is not None and np.isfinite(s.threshold):
-                ax.axvline(s.threshold, color="black", ls="--", lw=1.0, label="threshold")
+            if thr is not None:
+                ax.axvline(thr, color="black", ls="--", lw=1.0, label="threshold")
             if row == 0 and col == 0:
                 ax.legend(fontsize=6)
     fig.suptitle(f"{machine}: test scores, normal vs anomaly, with the decision threshold", fontsize=10)
@@ -128,8 +122,8 @@ def tsne_points(emb: np.ndarray, perplexity: float, seed: int = 0) -> np.ndarray
         raise ValueError(f"t-SNE needs at least 5 points, got {n}")
     x = emb.astype(np.float64)
     x = (x - x.mean(0)) / (x.std(0) + 1e-12)  # learned embeddings can be nearly collapsed (docs/results.md §5.3)
-    perp = float(min(perplexity, (n - 1) / 3.0))
-    return TSNE(n_components=2, perplexity=perp, init="pca", random_state=seed).fit_transform(x)
+    return TSNE(n_components=2, perplexity=float(min(perplexity, (n - 1) / 3.0)), init="pca",
+                random_state=seed).fit_transform(x)
 
 
 def tsne_figure(machine: str, points: Mapping[str, np.ndarray], labels: Mapping[str, TrainEmbeddings]) -> Figure:
@@ -140,12 +134,10 @@ def tsne_figure(machine: str, points: Mapping[str, np.ndarray], labels: Mapping[
     for col, method in enumerate(methods):
         p = points[method]
         for row, key in enumerate(keys):
-            ax = axes[row][col]
-            lab = np.asarray(getattr(labels[method], key)).astype(str)
+            ax, lab = axes[row][col], np.asarray(getattr(labels[method], key)).astype(str)
             values = sorted(set(lab.tolist()))
             for v, c in zip(values, _colors(len(values))):
-                m = lab == v
-                ax.scatter(p[m, 0], p[m, 1], s=9, color=c, label=v, linewidths=0)
+                ax.scatter(p[lab == v, 0], p[lab == v, 1], s=9, color=c, label=v, linewidths=0)
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:
@@ -162,18 +154,19 @@ def tsne_figure(machine: str, points: Mapping[str, np.ndarray], labels: Mapping[
     return fig
 
 
+def _is_number(v) -> bool:
+    """An int, float or numeric string (a log may write ``"nan"``)."""
+    try:
+        float(v)  # TypeError for anything that is not a number or a string
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def plotted_terms(records_by_machine: Mapping[str, Sequence[Mapping]]) -> list[str]:
     """The numeric fields of a stage's log that are loss terms or embedding statistics."""
-    terms: list[str] = []
-    for recs in records_by_machine.values():
-        for r in recs:
-            for k, v in r.items():
-                if k not in _NOT_PLOTTED and k not in terms and isinstance(v, (int, float, str)):
-                    try:
-                        float(v)
-                    except ValueError:
-                        continue
-                    terms.append(k)
+    terms = dict.fromkeys(k for recs in records_by_machine.values() for r in recs for k, v in r.items()
+                          if k not in _NOT_PLOTTED and _is_number(v))
     order = ["loss"] + [t for t in terms if t not in ("loss", "embedding_std")] + ["embedding_std"]
     return [t for t in order if t in terms]
 

@@ -43,14 +43,12 @@ def sample_indices(n: int, limit: int, groups: Sequence[str], seed: int = 0) -> 
     """At most ``limit`` of ``n`` indices, drawn evenly from every group (section x domain), sorted."""
     if n <= limit:
         return np.arange(n)
-    rng = np.random.default_rng(seed)
-    labels = np.asarray(groups)
-    uniq = sorted(set(groups))
-    chosen: list[int] = []
+    rng, labels, uniq = np.random.default_rng(seed), np.asarray(groups), sorted(set(groups))
     per = max(1, limit // len(uniq))
+    chosen: list[int] = []
     for g in uniq:
         idx = np.flatnonzero(labels == g)
-        chosen.extend(rng.choice(idx, size=min(per, len(idx)), replace=False).tolist())
+        chosen += rng.choice(idx, size=min(per, len(idx)), replace=False).tolist()
     return np.array(sorted(chosen[:limit]), dtype=np.int64)
 
 
@@ -65,31 +63,9 @@ def save_test_clips(run_dir: Path, machine: str, test: Sequence[ClipRecord]) -> 
     return path
 
 
-def save_thresholds(run_dir: Path, machine: str, method: str, section_names: Sequence[str],
-                    thresholds: Sequence[float]) -> Path:
-    path = inputs_dir(run_dir, machine) / f"{method}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"sections": list(section_names), "thresholds": [float(t) for t in thresholds]}))
-    return path
-
-
-def save_train_embeddings(run_dir: Path, machine: str, method: str, records: Sequence[ClipRecord],
-                          embeddings: np.ndarray) -> Path:
-    """Save clip embeddings ``(C, D)`` with the clips' section, domain and attributes."""
-    path = inputs_dir(run_dir, machine) / f"{method}_train.npz"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
-        path, embeddings=np.asarray(embeddings, dtype=np.float32), section=np.array([r.section for r in records]),
-        domain=np.array([r.domain for r in records]),
-        attribute=np.array([attribute_string(r) for r in records]),
-    )
-    return path
-
-
 @dataclass
 class TestClips:
     names: list[str]
-    section: np.ndarray
     is_target: np.ndarray
     is_anomaly: np.ndarray
 
@@ -98,8 +74,7 @@ def read_test_clips(path: Path) -> TestClips:
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))
-        return TestClips([r["name"] for r in rows], np.array([r["section"] for r in rows]),
-                         np.array([r["domain"] == "target" for r in rows]),
+        return TestClips([r["name"] for r in rows], np.array([r["domain"] == "target" for r in rows]),
                          np.array([r["label"] == "anomaly" for r in rows]))
     except (OSError, KeyError, csv.Error) as e:
         raise InputError(path, f"not a readable test_clips.csv ({e})") from None
@@ -123,10 +98,17 @@ def read_train_embeddings(path: Path) -> TrainEmbeddings:
 
 def keep_for_report(run_dir: Path, method: str, md, detector, seed: int = 0) -> None:
     """Save one method's report inputs for one machine type (``md``: a ``MachineData``): the
-    thresholds, and the clip embeddings of a sample of training clips as the detector computes them."""
-    save_thresholds(run_dir, md.machine, method, detector.section_names, detector.thresholds.tolist())
+    thresholds, and the clip embeddings of a sample of training clips as the detector computes them,
+    with the clips' section, domain and attributes."""
     from dgmix.report import TSNE_MAX_POINTS
 
+    folder = inputs_dir(run_dir, md.machine)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{method}.json").write_text(json.dumps({"sections": list(detector.section_names),
+                                                       "thresholds": detector.thresholds.tolist()}))
     idx = sample_indices(len(md.train), TSNE_MAX_POINTS, [f"{r.section}/{r.domain}" for r in md.train], seed)
-    vectors = detector.clip_vectors([md.train_feats[i] for i in idx])
-    save_train_embeddings(run_dir, md.machine, method, [md.train[i] for i in idx], vectors.double().numpy())
+    records = [md.train[i] for i in idx]
+    vectors = detector.clip_vectors([md.train_feats[i] for i in idx]).double().numpy()
+    np.savez_compressed(folder / f"{method}_train.npz", embeddings=vectors.astype(np.float32),
+                        section=np.array([r.section for r in records]), domain=np.array([r.domain for r in records]),
+                        attribute=np.array([attribute_string(r) for r in records]))

@@ -3,7 +3,6 @@ the paper's Tables 2-3 beside it when they apply) and the per-section details.""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from html import escape
 
 from dgmix.metrics.tables import ResultsTable, paper_row
@@ -22,11 +21,14 @@ def html_table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
+def all_machines(table: ResultsTable) -> list[str]:
+    """Every method's machine types, in the order they first appear."""
+    return list(dict.fromkeys(x for m in table.methods() for x in table.machines(m)))
+
+
 def summary_table(table: ResultsTable) -> str:
     """Method x machine type harmonic mean, then the official score (all in %); best per column bold."""
-    machines: list[str] = []
-    for m in table.methods():
-        machines += [x for x in table.machines(m) if x not in machines]
+    machines = all_machines(table)
     vals = {m: {x: table.machine_summary(m, x).hmean for x in table.machines(m)} for m in table.methods()}
     official = {m: table.official_score(m) for m in table.methods()}
     best = {x: max((vals[m][x] for m in vals if x in vals[m]), default=None) for x in machines}
@@ -67,11 +69,3 @@ def section_table(table: ResultsTable, method: str) -> str:
             rows.append([escape(machine), sec, *(_pct(getattr(r, c)) for c in _COLS), *dec])
     head = ["machine", "section", *_HEAD] + (["F1 Source", "F1 Target"] if any_dec else [])
     return html_table(head, rows, "num")
-
-
-def paper_applies(table: ResultsTable, info: Mapping, paper: bool | None = None) -> bool:
-    """Whether to show the paper's numbers: ``paper`` when given, else as the run recorded
-    (``paper_reference`` in ``run_info.json``, from ``dgmix run --paper-reference``)."""
-    if paper is not None:
-        return bool(paper)
-    return bool(info.get("paper_reference", False))
