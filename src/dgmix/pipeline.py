@@ -56,6 +56,14 @@ from dgmix.training.distributed import DistContext, resolve_device
 RUN_INFO = "run_info.json"
 
 
+def _by_section(md: MachineData) -> dict[str, list[int]]:
+    """Indices into ``md.test`` of each section's clips (sections without test clips left out)."""
+    out: dict[str, list[int]] = {}
+    for i, r in enumerate(md.test):
+        out.setdefault(r.section, []).append(i)
+    return {sec: out[sec] for sec in md.section_names if sec in out}
+
+
 def evaluate_machine(
     md: MachineData, scores: np.ndarray, decisions: np.ndarray | None = None
 ) -> dict[str, SectionResult]:
@@ -65,21 +73,18 @@ def evaluate_machine(
     that can be computed, the others ``None`` (:func:`dgmix.metrics.groups.incomplete_group_warnings`
     names them). A clip with no domain counts as source domain."""
     out: dict[str, SectionResult] = {}
-    for sec in md.section_names:
-        idx = [i for i, r in enumerate(md.test) if r.section == sec]
+    for sec, idx in _by_section(md).items():
         recs = [md.test[i] for i in idx]
-        if not recs or any(r.label == "unknown" for r in recs):
-            continue
-        y, tgt = labels_of(recs)
-        out[sec] = section_metrics(y, scores[idx], tgt, None if decisions is None else decisions[idx])
+        if not any(r.label == "unknown" for r in recs):
+            y, tgt = labels_of(recs)
+            out[sec] = section_metrics(y, scores[idx], tgt, None if decisions is None else decisions[idx])
     return out
 
 
 def section_scores(md: MachineData, scores: np.ndarray, sections: Sequence[str]) -> list[SectionScores]:
     """Labels, scores and domains of the test clips of ``sections`` (for the jackknife interval)."""
     out = []
-    for sec in sections:
-        idx = [i for i, r in enumerate(md.test) if r.section == sec]
+    for idx in (_by_section(md)[sec] for sec in sections):
         out.append(SectionScores(np.array([md.test[i].label == "anomaly" for i in idx], dtype=int), scores[idx],
                                  np.array([md.test[i].domain == "target" for i in idx], dtype=int)))
     return out
@@ -101,10 +106,7 @@ def _pct(v: float | None) -> str:
 
 
 def write_outputs(method_dir: Path, md: MachineData, scores: np.ndarray, decisions: np.ndarray) -> None:
-    for sec in md.section_names:
-        idx = [i for i, r in enumerate(md.test) if r.section == sec]
-        if not idx:
-            continue
+    for sec, idx in _by_section(md).items():
         names = [md.test[i].score_name for i in idx]
         write_scores(method_dir / "scores", md.machine, sec, names, scores[idx])
         write_decisions(method_dir / "scores", md.machine, sec, names, decisions[idx])
@@ -133,11 +135,9 @@ def read_done(path: Path, method_dir: Path,
     scores = np.full(len(md.test), np.nan)
     decisions = np.zeros(len(md.test), dtype=np.int64)
     pos = {r.name: i for i, r in enumerate(md.test)}
-    for sec in md.section_names:
-        if not any(r.section == sec for r in md.test):
-            continue
-        for reader, target in ((read_scores, scores), (read_decisions, decisions)):
-            name_of = score_file_name if reader is read_scores else decision_file_name
+    for sec in _by_section(md):
+        for reader, name_of, target in ((read_scores, score_file_name, scores),
+                                        (read_decisions, decision_file_name, decisions)):
             csv_path = method_dir / "scores" / name_of(md.machine, sec)
             names, values = reader(csv_path)
             for n, v in zip(names, values):
