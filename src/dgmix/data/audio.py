@@ -96,23 +96,17 @@ def load_audio(path: str | Path, sample_rate: int = 16000, channel: int | None =
     n_frames, n_channels = data.shape
     if n_frames == 0:
         raise InputError(path, "empty audio file (0 samples)")
-    if channel is None:
-        x = data.mean(axis=1, dtype=np.float64) if n_channels > 1 else data[:, 0]
-    else:
-        if not 0 <= channel < n_channels:
-            raise InputError(
-                path, f"channel {channel} out of range (the file has {n_channels} channel(s): "
-                f"0..{n_channels - 1})"
-            )
-        x = data[:, channel]
+    if channel is not None and not 0 <= channel < n_channels:
+        raise InputError(path, f"channel {channel} out of range (the file has {n_channels} channel(s): "
+                               f"0..{n_channels - 1})")
+    x = data.mean(axis=1, dtype=np.float64) if channel is None else data[:, channel]
     if not np.all(np.isfinite(x)):
         raise InputError(path, "contains NaN or Inf samples")
     if not allow_silence and not np.any(x):
         raise InputError(path, "all samples are zero (digital silence); pass --allow-silence "
                          "(features.allow_silence) to accept it")
     if rate != sample_rate:
-        ratio = Fraction(int(sample_rate), int(rate))
-        up, down = ratio.numerator, ratio.denominator
+        up, down = Fraction(int(sample_rate), int(rate)).as_integer_ratio()
         if (rate, sample_rate) not in _RESAMPLE_LOGGED:
             _RESAMPLE_LOGGED.add((rate, sample_rate))
             logger.info("resampling clips from %d Hz to %d Hz (resample_poly up=%d down=%d), "

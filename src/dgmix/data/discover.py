@@ -66,10 +66,8 @@ class Dataset:
     def select(self, machine: str | None = None, split: str | None = None, section: str | None = None,
                domain: str | None = None, label: str | None = None) -> list[ClipRecord]:
         """The records matching every criterion given (``None`` = any), in dataset order."""
-        if machine is not None:
-            machine = canonical_machine(machine)
-        if section is not None and section.isdigit():
-            section = f"{int(section):02d}"
+        machine = canonical_machine(machine) if machine is not None else None
+        section = f"{int(section):02d}" if section is not None and section.isdigit() else section
         want = {"machine": machine, "split": split, "section": section, "domain": domain, "label": label}
         want = {k: v for k, v in want.items() if v is not None}
         return [r for r in self.records if all(getattr(r, k) == v for k, v in want.items())]
@@ -146,31 +144,12 @@ def scan(root: str | Path, ground_truth: str | Path | None = None, *, check_audi
             except InputError as e:
                 problem(csv_path, e.problem)
         for n in names:
-            path = folder / n
-            ext = path.suffix.lower()
-            if ext in AUDIO_LIKE_EXTENSIONS:
-                problem(path, f"not a WAV file ({ext}); convert it to .wav to use it")
-                continue
-            if ext not in WAV_EXTENSIONS:
-                continue
-            if (bad_name := undecodable_name(path)) is not None:
-                problem(path, bad_name)
-                continue
-            prefixed = strip_machine_prefix(n) != n  # the machine type is in the name
-            machine = None if prefixed else machine_from_folders(rel) or machine_from_folders(root_chain)
-            try:
-                rec = parse_filename(path, machine=machine, folders=rel + root_chain)
-            except InputError as e:
-                problem(path, e.problem)
-                continue
-            if check_audio and (bad := audio_problem(path)) is not None:
-                problem(path, bad)
-                continue
-            records.append(rec)
+            if isinstance(rec := _read_clip(folder / n, rel, root_chain, check_audio), str):
+                problem(folder / n, rec)
+            elif rec is not None:
+                records.append(rec)
 
-    gt = GroundTruth()
-    if ground_truth is not None:
-        gt.update(read_ground_truth(ground_truth))
+    gt = read_ground_truth(ground_truth) if ground_truth is not None else GroundTruth()
     for gt_dir in sorted(gt_dirs):
         try:
             gt.update(read_ground_truth(gt_dir))
@@ -190,6 +169,24 @@ def scan(root: str | Path, ground_truth: str | Path | None = None, *, check_audi
     ds.records = sorted(final, key=lambda r: (r.machine, r.section, r.split, str(r.path)))
     ds.errors.sort(key=lambda e: str(e[0]))
     return ds
+
+
+def _read_clip(path: Path, rel: list[str], root_chain: list[str], check_audio: bool) -> ClipRecord | str | None:
+    """The record of the clip at ``path``, the problem that makes it unusable, or ``None`` (not a clip)."""
+    ext = path.suffix.lower()
+    if ext in AUDIO_LIKE_EXTENSIONS:
+        return f"not a WAV file ({ext}); convert it to .wav to use it"
+    if ext not in WAV_EXTENSIONS:
+        return None
+    if (bad_name := undecodable_name(path)) is not None:
+        return bad_name
+    prefixed = strip_machine_prefix(path.name) != path.name  # the machine type is in the name
+    machine = None if prefixed else machine_from_folders(rel) or machine_from_folders(root_chain)
+    try:
+        rec = parse_filename(path, machine=machine, folders=rel + root_chain)
+    except InputError as e:
+        return e.problem
+    return (audio_problem(path) if check_audio else None) or rec
 
 
 def _merge_attributes(rec: ClipRecord, root: Path, tables: dict[Path, dict[str, dict[str, str]]]) -> ClipRecord:

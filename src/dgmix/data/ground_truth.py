@@ -35,7 +35,7 @@ from .records import canonical_machine
 
 _GT_FILE = re.compile(r"^ground_truth_(?P<machine>.+)_section_(?P<section>\d+)_test\.csv$", re.IGNORECASE)
 _ATTR_FILE = re.compile(r"^attributes_(?P<section>\d+)\.csv$", re.IGNORECASE)
-_PARAM_COL = re.compile(r"^d(?P<i>\d+)p$", re.IGNORECASE)
+_ATTR_COL = re.compile(r"^d(?P<i>\d+)(?P<kind>[pv])$", re.IGNORECASE)
 
 DATA_DIR = "ground_truth_data"
 DOMAIN_DIR = "ground_truth_domain"
@@ -48,18 +48,15 @@ class GroundTruth:
     Attributes:
         labels: ``(machine, section, file name) -> "normal" | "anomaly"``.
         domains: ``(machine, section, file name) -> "source" | "target"``.
-        sources: The CSV files read.
     """
 
     labels: dict[tuple[str, str, str], str] = field(default_factory=dict)
     domains: dict[tuple[str, str, str], str] = field(default_factory=dict)
-    sources: list[Path] = field(default_factory=list)
 
     def update(self, other: GroundTruth) -> None:
         """Add ``other``'s entries (``other`` wins where both have one)."""
         self.labels.update(other.labels)
         self.domains.update(other.domains)
-        self.sources.extend(other.sources)
 
     def __len__(self) -> int:
         return len(set(self.labels) | set(self.domains))
@@ -79,9 +76,7 @@ def read_name_values(path: str | Path, what: str, header: bool = False) -> tuple
         text = p.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(p, f"cannot read the {what} file ({e})") from e
-    names: list[str] = []
-    vals: list[tuple[int, str]] = []
-    seen: set[str] = set()
+    rows: dict[str, tuple[int, str]] = {}  # file name -> (line number, value text), in file order
     for lineno, row in enumerate(csv.reader(text.splitlines()), start=1):
         row = [c.strip() for c in row]
         if not any(row) or (header and lineno == 1 and row[1:2] not in (["0"], ["1"])):
@@ -90,14 +85,12 @@ def read_name_values(path: str | Path, what: str, header: bool = False) -> tuple
             raise InputError(p, f"line {lineno}: expected 2 columns 'filename,value', got {len(row)}")
         if not row[0]:
             raise InputError(p, f"line {lineno}: empty file name")
-        if row[0] in seen:
+        if row[0] in rows:
             raise InputError(p, f"line {lineno}: file name {row[0]!r} appears more than once")
-        seen.add(row[0])
-        names.append(row[0])
-        vals.append((lineno, row[1]))
-    if not names:
+        rows[row[0]] = (lineno, row[1])
+    if not rows:
         raise InputError(p, f"empty {what} file")
-    return names, vals
+    return list(rows), list(rows.values())
 
 
 def read_flags(path: str | Path, what: str, header: bool = False) -> tuple[list[str], np.ndarray]:
@@ -129,18 +122,14 @@ def read_ground_truth(gt_dir: str | Path) -> GroundTruth:
     gt = GroundTruth()
     for sub, target, values in ((DATA_DIR, gt.labels, ("normal", "anomaly")),
                                 (DOMAIN_DIR, gt.domains, ("source", "target"))):
-        folder = gt_dir / sub
-        if not folder.is_dir():
-            continue
-        for csv_path in sorted(folder.iterdir()):
+        for csv_path in sorted((gt_dir / sub).glob("*")):  # nothing when the folder is missing
             m = _GT_FILE.match(csv_path.name)
             if m is None or not csv_path.is_file():
                 continue
             key = (canonical_machine(m["machine"]), f"{int(m['section']):02d}")
             for name, flag in zip(*read_flags(csv_path, "ground-truth", header=True)):
                 target[(*key, Path(name).name)] = values[flag]
-            gt.sources.append(csv_path)
-    if not gt.sources:
+    if not len(gt):  # every ground-truth file holds at least one row
         raise InputError(gt_dir,
                          f"no ground truth found (expected {DATA_DIR}/ground_truth_<machine>_section_<XX>_test.csv)")
     return gt
@@ -169,13 +158,12 @@ def read_attributes_csv(path: str | Path) -> dict[str, dict[str, str]]:
         if not name:
             continue
         attrs: dict[str, str] = {}
-        for col, key in row.items():
-            m = _PARAM_COL.match(col)
-            if m is not None:
-                if key:
-                    attrs[key] = row.get(f"d{m['i']}v", "")
-            elif not re.match(r"^d\d+v$", col, re.IGNORECASE) and key:
-                attrs[col] = key
+        for col, val in row.items():
+            m = _ATTR_COL.match(col)
+            if val and m is None:  # a column of its own
+                attrs[col] = val
+            elif val and m["kind"].lower() == "p":  # dNp names an attribute, dNv holds its value
+                attrs[val] = row.get(f"d{m['i']}v", "")
         out[Path(name.replace("\\", "/")).name] = attrs
     return out
 

@@ -51,15 +51,9 @@ RAW_ATTRIBUTES_KEY = "_raw"
 #: Key for a trailing attribute token that has no partner (odd number of tokens).
 EXTRA_ATTRIBUTE_KEY = "_extra"
 
-_DCASE = re.compile(
-    r"^section_(?P<section>\d+)_(?P<domain>source|target)_(?P<split>train|test)_"
-    r"(?P<label>normal|anomaly)_(?P<clip>\d+)(?:_(?P<attrs>.+))?$",
-    re.IGNORECASE,
-)
-_PREFIXED = re.compile(
-    r"^(?P<machine>[A-Za-z0-9][A-Za-z0-9-]*)_(?P<split>train|test)_(?P<rest>section_.+)$",
-    re.IGNORECASE,
-)
+_DCASE = re.compile(r"^section_(?P<section>\d+)_(?P<domain>source|target)_(?P<split>train|test)_"
+                    r"(?P<label>normal|anomaly)_(?P<clip>\d+)(?:_(?P<attrs>.+))?$", re.IGNORECASE)
+_PREFIXED = re.compile(r"^(?P<machine>[A-Za-z0-9][A-Za-z0-9-]*)_(?P<split>train|test)_(?P<rest>section_.+)$", re.I)
 _DCASE_EVAL = re.compile(r"^section_(?P<section>\d+)_(?P<clip>\d+)$", re.IGNORECASE)
 _DCASE2020 = re.compile(r"^(?P<label>normal|anomaly)_id_(?P<section>\d+)_(?P<clip>\d+)$", re.IGNORECASE)
 _DCASE2020_EVAL = re.compile(r"^id_(?P<section>\d+)_(?P<clip>\d+)$", re.IGNORECASE)
@@ -175,10 +169,6 @@ def parse_attributes(text: str | None) -> dict[str, str]:
     return out
 
 
-def _section(text: str) -> str:
-    return f"{int(text):02d}"
-
-
 def machine_from_folders(folders: Sequence[str]) -> str | None:
     """Pick the machine type from folder names ordered nearest-first (see module docstring)."""
     known = next((_CANONICAL[f.lower()] for f in folders if f.lower() in _CANONICAL), None)
@@ -186,9 +176,8 @@ def machine_from_folders(folders: Sequence[str]) -> str | None:
     return known or next(other, None)
 
 
-def parse_filename(
-    path: str | Path, machine: str | None = None, split: str | None = None, *, folders: Sequence[str] | None = None
-) -> ClipRecord:
+def parse_filename(path: str | Path, machine: str | None = None, split: str | None = None, *,
+                   folders: Sequence[str] | None = None) -> ClipRecord:
     """Build the :class:`ClipRecord` for one clip from its path (see module docstring).
 
     Args:
@@ -222,7 +211,7 @@ def parse_filename(
     def record(section: str, domain: str, split: str, label: str, clip: str | None, **kw) -> ClipRecord:
         if machine is None:
             raise InputError(path, "cannot tell the machine type: no machine folder above the file")
-        return ClipRecord(path, machine, _section(section), domain, split, label, clip_id=clip, **kw)
+        return ClipRecord(path, machine, f"{int(section):02d}", domain, split, label, clip_id=clip, **kw)
 
     if m := _DCASE.match(stem):
         return record(m["section"], m["domain"].lower(), m["split"].lower(), m["label"].lower(), m["clip"],
@@ -249,10 +238,7 @@ def parse_filename(
         return record("00", "unknown", split or "test", label, stem, split_given=split is not None)
     if parent == "train":  # plain train/: all normal
         return record("00", "unknown", "train", "normal", stem)
-    raise InputError(
-        path,
-        "file name not recognised (expected section_XX_<source|target>_<train|test>_"
-        "<normal|anomaly>_NNNN[_attrs].wav, section_XX_NNNN.wav, normal_id_XX_NNNNNNNN.wav, "
-        "or a <machine>/train/, <machine>/test/<normal|anomaly>/, <machine>/<normal|anomaly>/, "
-        "<machine>/id_XX/<normal|abnormal>/ folder)",
-    )
+    raise InputError(path, "file name not recognised (expected section_XX_<source|target>_<train|test>_"
+                           "<normal|anomaly>_NNNN[_attrs].wav, section_XX_NNNN.wav, normal_id_XX_NNNNNNNN.wav, or a "
+                           "<machine>/train/, <machine>/test/<normal|anomaly>/, <machine>/<normal|anomaly>/, "
+                           "<machine>/id_XX/<normal|abnormal>/ folder)")

@@ -66,18 +66,13 @@ class SplitConfig:
 
     def describe(self) -> str:
         """One phrase for printouts: ``test_normals=match (at most 50 % of the normals), seed 0``."""
-        if self.test_normals == "match":
-            rule = f"test_normals=match (at most {100 * MAX_TEST_FRACTION:g} % of the normals)"
-        else:
-            rule = f"test_normals={self.test_normals}"
-        return f"{rule}, seed {self.seed}"
+        cap = f" (at most {100 * MAX_TEST_FRACTION:g} % of the normals)" if self.test_normals == "match" else ""
+        return f"test_normals={self.test_normals}{cap}, seed {self.seed}"
 
 
 def check_test_normals(value: object, where: str = "--test-normals") -> None:
     """Raise :class:`InputError` unless ``value`` is ``"match"``, an integer >= 0 or a fraction in (0, 1)."""
-    if value == "match":
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if value != "match" and (isinstance(value, bool) or not isinstance(value, (int, float))):
         raise InputError(where, f"expected match, a count N or a fraction in (0, 1), got {value!r}")
     if isinstance(value, int) and value < 0:
         raise InputError(where, f"a count must be >= 0, got {value}")
@@ -87,20 +82,16 @@ def check_test_normals(value: object, where: str = "--test-normals") -> None:
 
 def parse_test_normals(text: str) -> int | float | str:
     """Parse ``--test-normals``: ``match``, an integer count (``10``) or a fraction (``0.3``)."""
-    text = text.strip()
-    value: int | float | str
-    if text.lower() == "match":
-        value = "match"
-    else:
+    value: int | float | str = text.strip()
+    if value.lower() == "match":
+        return "match"
+    for number in (int, float):
         try:
-            value = int(text)
+            value = number(value)
+            break
         except ValueError:
-            try:
-                value = float(text)
-            except ValueError:
-                raise InputError("--test-normals", f"expected match, a count N or a fraction in (0, 1), "
-                                                   f"got {text!r}") from None
-    check_test_normals(value)
+            pass
+    check_test_normals(value)  # rejects text that is no number with the one-line message
     return value
 
 
@@ -121,12 +112,7 @@ class GroupSplit:
 
 
 def _relative(path: Path, root: Path | None) -> str:
-    if root is not None:
-        try:
-            return path.relative_to(root).as_posix()
-        except ValueError:
-            pass
-    return path.as_posix()
+    return (path.relative_to(root) if root is not None and path.is_relative_to(root) else path).as_posix()
 
 
 def _n_test_normals(cfg: SplitConfig, machine: str, section: str, n_normal: int, n_anomaly: int, source: str
@@ -166,8 +152,7 @@ def assign_split(records: Sequence[ClipRecord], cfg: SplitConfig, root: Path | N
         anomaly = [i for i in idx if records[i].label != "normal"]
         k, capped = _n_test_normals(cfg, machine, section, len(normal), len(anomaly),
                                     str(root) if root is not None else "split")
-        rng = np.random.default_rng([cfg.seed, zlib.crc32(f"{machine}/{section}".encode())])
-        order = rng.permutation(len(normal))
+        order = np.random.default_rng([cfg.seed, zlib.crc32(f"{machine}/{section}".encode())]).permutation(len(normal))
         test = {normal[j] for j in order[:k]} | set(anomaly)
         for i in idx:
             out[i] = dataclasses.replace(records[i], split="test" if i in test else "train")
@@ -197,7 +182,6 @@ def write_split_csv(path: Path, records: Sequence[ClipRecord], root: Path | None
     name or folders gave the split) or ``seeded`` (:func:`assign_split` drew it); ``score_name`` is
     the clip's name in the score and decision CSVs.
     """
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fh = io.StringIO()
     w = csv.writer(fh, lineterminator="\n")
     w.writerow(SPLIT_CSV_COLUMNS)

@@ -35,7 +35,7 @@ import numpy as np
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from dgmix.metrics.dcase import MAX_FPR, hmean
+from dgmix.metrics.dcase import MAX_FPR, _undefined, empty_groups, hmean
 
 _trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy >= 2.0 / older
 
@@ -115,12 +115,10 @@ def _auc(y: np.ndarray, s: np.ndarray, max_fpr: float | None = None) -> float:
 def _values(y: np.ndarray, s: np.ndarray, t: np.ndarray) -> tuple[float | None, float | None, float | None]:
     """AUC-S, AUC-T and pAUC of one section (the rules of :func:`section_metrics`); a value whose
     test group is empty is ``None`` (n/a), as there."""
-    anomalies = bool((y == 1).any())
-    src_normal, tgt_normal = bool(((y == 0) & (t == 0)).any()), bool(((y == 0) & (t == 1)).any())
-    src, tgt = (t == 0) | (y == 1), (t == 1) | (y == 1)
-    return (_auc(y[src], s[src]) if anomalies and src_normal else None,
-            _auc(y[tgt], s[tgt]) if anomalies and tgt_normal else None,
-            _auc(y, s, MAX_FPR) if anomalies and (src_normal or tgt_normal) else None)
+    empty = empty_groups(y, t)
+    sel = {"auc_source": (t == 0) | (y == 1), "auc_target": (t == 1) | (y == 1), "pauc": slice(None)}
+    return tuple(None if _undefined(k, empty) else _auc(y[g], s[g], MAX_FPR if k == "pauc" else None)
+                 for k, g in sel.items())
 
 
 def official_score_ci(sections: Sequence[SectionScores], confidence: float = 0.95) -> JackknifeCI:

@@ -52,8 +52,9 @@ OFFICIAL_KEYS = ("auc_source", "auc_target", "pauc")
 _LABELS = {"auc_source": "AUC-S", "auc_target": "AUC-T", "pauc": "pAUC"}
 #: The test groups of a section, in the order :func:`empty_groups` reports them.
 GROUPS = ("anomalous", "source-domain normal", "target-domain normal")
-#: The normal group AUC-S and AUC-T need besides the anomalous clips (pAUC needs normals of either domain).
-_NEEDS = {"auc_source": "source-domain normal", "auc_target": "target-domain normal"}
+#: Besides the anomalous clips, each value needs a normal group of these (pAUC: of either domain).
+_NEEDS = {"auc_source": ("source-domain normal",), "auc_target": ("target-domain normal",),
+          "pauc": ("source-domain normal", "target-domain normal")}
 
 
 @dataclass(frozen=True)
@@ -91,8 +92,7 @@ class SectionResult:
     def hmean(self) -> float | None:
         """Harmonic mean of AUC-S, AUC-T and pAUC that exist (the section's share of the official
         score); ``None`` when none does."""
-        vals = list(self.values.values())
-        return hmean(vals) if vals else None
+        return _hmean_or_none(list(self.values.values()))
 
     @property
     def has_decisions(self) -> bool:
@@ -176,10 +176,8 @@ def _prf(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float, float]:
     tp = float(np.sum((y_true == 1) & (y_pred == 1)))
     fp = float(np.sum((y_true == 0) & (y_pred == 1)))
     fn = float(np.sum((y_true == 1) & (y_pred == 0)))
-    prec = tp / max(tp + fp, EPS)
-    rec = tp / max(tp + fn, EPS)
-    f1 = 2.0 * prec * rec / max(prec + rec, EPS)
-    return prec, rec, f1
+    prec, rec = tp / max(tp + fp, EPS), tp / max(tp + fn, EPS)
+    return prec, rec, 2.0 * prec * rec / max(prec + rec, EPS)
 
 
 def section_metrics(y_true: object, y_score: object, is_target: object, y_pred: object | None = None) -> SectionResult:
@@ -232,17 +230,12 @@ def empty_groups(y_true: object, is_target: object) -> tuple[str, ...]:
     """The groups of :data:`GROUPS` with no clip in a section's test set (1 = anomaly / target)."""
     yt = _binary(y_true, "y_true")
     dom = _binary(is_target, "is_target")
-    present = {"anomalous": (yt == 1).any(), "source-domain normal": ((yt == 0) & (dom == 0)).any(),
-               "target-domain normal": ((yt == 0) & (dom == 1)).any()}
-    return tuple(g for g in GROUPS if not present[g])
+    present = (yt == 1).any(), ((yt == 0) & (dom == 0)).any(), ((yt == 0) & (dom == 1)).any()  # as in GROUPS
+    return tuple(g for g, p in zip(GROUPS, present) if not p)
 
 
 def _undefined(key: str, empty: tuple[str, ...]) -> bool:
-    if "anomalous" in empty:
-        return True
-    if key == "pauc":
-        return "source-domain normal" in empty and "target-domain normal" in empty
-    return _NEEDS[key] in empty
+    return "anomalous" in empty or all(g in empty for g in _NEEDS[key])
 
 
 def missing_note(machine: str, section: str, empty: tuple[str, ...], unknown_domain: bool = False) -> str | None:
@@ -264,15 +257,12 @@ def _hmean_or_none(values: list[float | None]) -> float | None:
 def _summary(results: list[SectionResult]) -> Summary:
     if not results:
         raise ValueError("no sections to summarise")
-    s = [r.auc_source for r in results]
-    t = [r.auc_target for r in results]
-    p = [r.pauc for r in results]
+    cols = [[getattr(r, k) for r in results] for k in OFFICIAL_KEYS]  # AUC-S, AUC-T, pAUC
     prec, rec, f1 = ([_hmean_or_none([getattr(r, f"{k}_{d}") for r in results for d in ("source", "target")])
                       for k in ("precision", "recall", "f1")]
                      if all(r.has_decisions for r in results) else (None, None, None))
     n_values = sum(len(r.values) for r in results)
-    return Summary(_hmean_or_none(s), _hmean_or_none(t), _hmean_or_none(p), _hmean_or_none(s + t + p),
-                   len(results), prec, rec, f1, n_values)
+    return Summary(*map(_hmean_or_none, cols), _hmean_or_none(sum(cols, [])), len(results), prec, rec, f1, n_values)
 
 
 def machine_summary(sections: Mapping[str, SectionResult]) -> Summary:
@@ -301,9 +291,7 @@ def official_values(results: Mapping[str, Mapping[str, SectionResult]]) -> dict:
     """Which values the official score averages over: ``{"n_values", "n_expected", "left_out"}``,
     ``left_out`` a list of ``{"machine", "section", "value", "empty_groups"}`` (``value`` a key of
     :data:`OFFICIAL_KEYS`)."""
-    left_out = [
-        {"machine": m, "section": sec, "value": k, "empty_groups": list(r.empty_groups)}
-        for m, secs in results.items() for sec, r in secs.items() for k in r.missing
-    ]
+    left_out = [{"machine": m, "section": sec, "value": k, "empty_groups": list(r.empty_groups)}
+                for m, secs in results.items() for sec, r in secs.items() for k in r.missing]
     n_expected = 3 * sum(len(secs) for secs in results.values())
     return {"n_values": n_expected - len(left_out), "n_expected": n_expected, "left_out": left_out}

@@ -20,9 +20,8 @@ __all__ = ["incomplete_group_warnings", "labels_of"]
 
 def labels_of(records: Sequence[ClipRecord]) -> tuple[np.ndarray, np.ndarray]:
     """(1 = anomaly, 1 = target domain) arrays of labelled test records."""
-    y = np.array([r.label == "anomaly" for r in records], dtype=int)
-    tgt = np.array([r.bank_domain == "target" for r in records], dtype=int)
-    return y, tgt
+    return (np.array([r.label == "anomaly" for r in records], dtype=int),
+            np.array([r.bank_domain == "target" for r in records], dtype=int))
 
 
 def incomplete_group_warnings(records: Sequence[ClipRecord]) -> list[str]:
@@ -32,13 +31,7 @@ def incomplete_group_warnings(records: Sequence[ClipRecord]) -> list[str]:
     for r in records:
         if r.split == "test":
             by_section.setdefault((r.machine, r.section), []).append(r)
-    lines = []
-    for (machine, section), recs in sorted(by_section.items()):
-        if any(r.label == "unknown" for r in recs):
-            continue
-        y, tgt = labels_of(recs)
-        unknown = any(r.domain == "unknown" for r in recs)
-        note = missing_note(machine, section, empty_groups(y, tgt), unknown_domain=unknown)
-        if note is not None:
-            lines.append(note)
-    return lines
+    notes = (missing_note(machine, section, empty_groups(*labels_of(recs)),
+                          unknown_domain=any(r.domain == "unknown" for r in recs))
+             for (machine, section), recs in sorted(by_section.items()) if all(r.label != "unknown" for r in recs))
+    return [note for note in notes if note is not None]

@@ -18,13 +18,8 @@ from dgmix.metrics.tables import ResultsTable
 __all__ = ["evaluate_scores_dir"]
 
 
-def evaluate_scores_dir(
-    scores_dir: str | Path,
-    ground_truth: str | Path | None = None,
-    method: str | None = None,
-    notes: list[str] | None = None,
-    warnings: list[str] | None = None,
-) -> ResultsTable:
+def evaluate_scores_dir(scores_dir: str | Path, ground_truth: str | Path | None = None, method: str | None = None,
+                        notes: list[str] | None = None, warnings: list[str] | None = None) -> ResultsTable:
     """Evaluate a folder of official-format score files (what ``dgmix evaluate`` does).
 
     Every ``anomaly_score_<machine>_section_<XX>_test.csv`` in ``scores_dir`` is evaluated (with its
@@ -65,16 +60,13 @@ def evaluate_scores_dir(
         gt = (csvio.read_ground_truth(ground_truth, machine, section) if ground_truth is not None
               else csvio.labels_from_names(names, score_path))
         y_true, is_target = gt.for_names(names, score_path)
-        y_pred = None
-        if dec_path is not None:
-            y_pred = csvio.align_values(names, *csvio.read_decisions(dec_path), dec_path,
-                                        "file names do not match the score file")
+        y_pred = None if dec_path is None else csvio.align_values(
+            names, *csvio.read_decisions(dec_path), dec_path, "file names do not match the score file")
         try:
             res = section_metrics(y_true, scores, is_target, y_pred)
         except ValueError as e:
             raise InputError(score_path, str(e)) from e
-        note = missing_note(machine, section, res.empty_groups)
-        if note is not None and warnings is not None:
+        if warnings is not None and (note := missing_note(machine, section, res.empty_groups)) is not None:
             warnings.append(note)
         table.add(name, machine, section, res)
         groups.append(SectionScores(y_true, scores, is_target))

@@ -31,16 +31,9 @@ from pathlib import Path
 
 from dgmix.errors import InputError
 from dgmix.io_atomic import atomic_write_text
-from dgmix.metrics.confidence import JackknifeCI
-from dgmix.metrics.dcase import _LABELS as _SHORT
-from dgmix.metrics.dcase import (
-    SectionResult,
-    Summary,
-    machine_summary,
-    official_score,
-    official_values,
-    overall_summary,
-)
+
+from .confidence import JackknifeCI
+from .dcase import _LABELS, SectionResult, Summary, machine_summary, official_score, official_values, overall_summary
 
 __all__ = ["MACHINE_ORDER", "PAPER_RESULTS", "ResultsTable", "official_values_text", "paper_row"]
 
@@ -136,19 +129,25 @@ def official_values_text(results: Mapping[str, Mapping[str, SectionResult]]) -> 
     """``over 21 of 21 values`` or ``over 10 of 21 values; n/a, left out: ToyTrain 00 AUC-S (no
     source-domain normal test clips); ...``: which values the official score averages over."""
     info = official_values(results)
-    text = f"over {info['n_values']} of {info['n_expected']} values"
-    parts = []
-    for machine in sorted(results, key=_machine_sort_key):
-        for sec, r in sorted(results[machine].items()):
-            if r.missing:
-                parts.append(f"{machine} {sec} {', '.join(_SHORT[k] for k in r.missing)} "
-                             f"(no {' and no '.join(r.empty_groups)} test clips)")
-    return text + ("; n/a, left out: " + "; ".join(parts) if parts else "")
+    parts = [f"{m} {sec} {', '.join(_LABELS[k] for k in r.missing)} (no {' and no '.join(r.empty_groups)} test clips)"
+             for m in sorted(results, key=_machine_sort_key) for sec, r in sorted(results[m].items()) if r.missing]
+    left_out = "; n/a, left out: " + "; ".join(parts) if parts else ""
+    return f"over {info['n_values']} of {info['n_expected']} values{left_out}"
+
+
+def _cells(row: SectionResult | Summary, fmt=_pct) -> list[str]:
+    return [fmt(getattr(row, c)) for c in _COLS]
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     return "\n".join(out + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def _mapping(value: object, source: str | Path, problem: str) -> Mapping:
+    if not isinstance(value, Mapping):
+        raise InputError(source, problem)
+    return value
 
 
 class ResultsTable:
@@ -210,47 +209,45 @@ class ResultsTable:
         """
         parts: list[str] = []
         for method in self.methods():
-            parts.append(f"## {method}\n")
-            rows = []
-            for machine in self.machines(method):
-                s = self.machine_summary(method, machine)
-                rows.append([machine] + [_pct(getattr(s, c)) for c in _COLS])
-            o = self.overall(method)
-            rows.append(["**Overall**"] + [f"**{_pct(getattr(o, c))}**" for c in _COLS])
-            parts.append(_md_table(["Machine", *_HEAD], rows))
-            ci = self.ci.get(method)
-            ci_txt = (f" (95 % CI ± {_pct(ci.half_width)}, jackknife over {ci.n} test clips)"
-                      if ci is not None else "")
-            parts.append(f"\nOfficial score (hmean of all AUC-S, AUC-T, pAUC): "
-                         f"{_pct(self.official_score(method))}{ci_txt}, "
-                         f"{official_values_text(self.results[method])}\n")
-            for machine, reason in sorted(self.degenerate.get(method, {}).items()):
-                parts.append(f"**Degenerate detector** ({machine}): {reason}.\n")
-            ref = paper.get(method) if paper is not None else None
-            if ref:
-                prow = []
-                for machine in self.machines(method) + ["overall"]:
-                    if (row := _find_row(ref, machine)) is not None:
-                        mine = o if machine == "overall" else self.machine_summary(method, machine)
-                        delta = NA if mine.hmean is None else f"{100.0 * (mine.hmean - row['hmean']):+.2f}"
-                        prow.append([machine] + [_pct(row[c]) for c in _COLS] + [delta])
-                if prow:
-                    parts.append("Paper (reference rows):\n")
-                    parts.append(_md_table(["Machine", *_HEAD, "Δ Harmonic Mean"], prow) + "\n")
+            parts += [f"## {method}\n", *self._summary_md(method)]
+            if paper is not None and (ref := paper.get(method)):
+                parts += self._paper_md(method, ref)
             if details:
-                drows = []
-                any_dec = any(r.has_decisions for secs in self.results[method].values()
-                              for r in secs.values())
-                for machine in self.machines(method):
-                    for sec, r in self.sections(method, machine).items():
-                        dec = [] if not any_dec else [_pct(r.f1_source), _pct(r.f1_target)] if r.has_decisions \
-                            else ["", ""]
-                        drows.append([machine, sec, _pct(r.auc_source), _pct(r.auc_target),
-                                      _pct(r.pauc), _pct(r.hmean), *dec])
-                head = ["Machine", "Section", *_HEAD] + (["F1 Source", "F1 Target"] if any_dec else [])
-                parts.append(f"Per section, {method}:\n")
-                parts.append(_md_table(head, drows) + "\n")
+                parts += self._details_md(method)
         return "\n".join(parts).rstrip() + "\n"
+
+    def _summary_md(self, method: str) -> list[str]:
+        rows = [[m, *_cells(self.machine_summary(method, m))] for m in self.machines(method)]
+        rows.append(["**Overall**", *(f"**{c}**" for c in _cells(self.overall(method)))])
+        ci = self.ci.get(method)
+        ci_txt = f" (95 % CI ± {_pct(ci.half_width)}, jackknife over {ci.n} test clips)" if ci is not None else ""
+        return [_md_table(["Machine", *_HEAD], rows),
+                f"\nOfficial score (hmean of all AUC-S, AUC-T, pAUC): {_pct(self.official_score(method))}{ci_txt}, "
+                f"{official_values_text(self.results[method])}\n",
+                *(f"**Degenerate detector** ({m}): {why}.\n"
+                  for m, why in sorted(self.degenerate.get(method, {}).items()))]
+
+    def _paper_md(self, method: str, ref: Mapping[str, Mapping[str, float]]) -> list[str]:
+        rows = []
+        for machine in self.machines(method) + ["overall"]:
+            if (row := _find_row(ref, machine)) is not None:
+                mine = self.overall(method) if machine == "overall" else self.machine_summary(method, machine)
+                delta = NA if mine.hmean is None else f"{100.0 * (mine.hmean - row['hmean']):+.2f}"
+                rows.append([machine, *(_pct(row[c]) for c in _COLS), delta])
+        if not rows:
+            return []
+        return ["Paper (reference rows):\n", _md_table(["Machine", *_HEAD, "Δ Harmonic Mean"], rows) + "\n"]
+
+    def _details_md(self, method: str) -> list[str]:
+        secs = {m: self.sections(method, m) for m in self.machines(method)}
+        any_dec = any(r.has_decisions for s in secs.values() for r in s.values())
+        rows = []
+        for m, s in secs.items():
+            for sec, r in s.items():
+                dec = [_pct(r.f1_source), _pct(r.f1_target)] if r.has_decisions else ["", ""]
+                rows.append([m, sec, *_cells(r), *(dec if any_dec else [])])
+        head = ["Machine", "Section", *_HEAD] + (["F1 Source", "F1 Target"] if any_dec else [])
+        return [f"Per section, {method}:\n", _md_table(head, rows) + "\n"]
 
     def to_csv(self) -> str:
         """Long-format CSV (module docstring), fractions with 6 decimals."""
@@ -260,11 +257,9 @@ class ResultsTable:
         for method in self.methods():
             for machine in self.machines(method):
                 for sec, r in self.sections(method, machine).items():
-                    w.writerow([method, machine, sec] + [_frac(getattr(r, c)) for c in _COLS])
-                s = self.machine_summary(method, machine)
-                w.writerow([method, machine, "all"] + [_frac(getattr(s, c)) for c in _COLS])
-            o = self.overall(method)
-            w.writerow([method, "overall", "all"] + [_frac(getattr(o, c)) for c in _COLS])
+                    w.writerow([method, machine, sec, *_cells(r, _frac)])
+                w.writerow([method, machine, "all", *_cells(self.machine_summary(method, machine), _frac)])
+            w.writerow([method, "overall", "all", *_cells(self.overall(method), _frac)])
         return buf.getvalue()
 
     def to_json_dict(self) -> dict:
@@ -272,13 +267,12 @@ class ResultsTable:
         "official_score_values": {"n_values", "n_expected", "left_out"}}}`` (fractions)."""
         out: dict = {}
         for method in self.methods():
-            d: dict = {m: {sec: r.as_dict() for sec, r in self.sections(method, m).items()}
-                       for m in self.machines(method)}
+            secs = {m: self.sections(method, m) for m in self.machines(method)}
+            d: dict = {m: {sec: r.as_dict() for sec, r in s.items()} for m, s in secs.items()}
             d["official_score"] = self.official_score(method)
             if method in self.ci:
                 d["official_score_ci95"] = self.ci[method].as_dict()
-            d["official_score_values"] = official_values(
-                {m: self.sections(method, m) for m in self.machines(method)})
+            d["official_score_values"] = official_values(secs)
             if self.degenerate.get(method):
                 d["degenerate_detectors"] = dict(sorted(self.degenerate[method].items()))
             out[method] = d
@@ -292,28 +286,20 @@ class ResultsTable:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise InputError(out, f"cannot create the output folder ({e.strerror})") from e
-        paths = {"md": out / "results.md", "csv": out / "results.csv", "json": out / "results.json"}
-        atomic_write_text(paths["md"], self.to_markdown(paper))
-        atomic_write_text(paths["csv"], self.to_csv())
-        atomic_write_text(paths["json"], json.dumps(self.to_json_dict(), indent=2) + "\n")
-        return paths
+        texts = {"md": self.to_markdown(paper), "csv": self.to_csv(),
+                 "json": json.dumps(self.to_json_dict(), indent=2) + "\n"}
+        return {k: atomic_write_text(out / f"results.{k}", text) for k, text in texts.items()}
 
     # -- loading -----------------------------------------------------------------------------
     @classmethod
     def from_json_dict(cls, data: Mapping, source: str | Path = "<results.json>") -> ResultsTable:
         """Rebuild a table from :meth:`to_json_dict` output (``official_score*`` keys skipped)."""
         table = cls()
-        if not isinstance(data, Mapping):
-            raise InputError(source, "results JSON must be an object mapping method names")
-        for method, machines in data.items():
-            if not isinstance(machines, Mapping):
-                raise InputError(source, f"method {method!r} must map machine names")
-            for machine, secs in machines.items():
+        for method, machines in _mapping(data, source, "results JSON must be an object mapping method names").items():
+            for machine, secs in _mapping(machines, source, f"method {method!r} must map machine names").items():
                 if machine.startswith("official_score") or machine == "degenerate_detectors":
                     continue
-                if not isinstance(secs, Mapping):
-                    raise InputError(source, f"{method}/{machine} must map section ids")
-                for sec, vals in secs.items():
+                for sec, vals in _mapping(secs, source, f"{method}/{machine} must map section ids").items():
                     try:
                         table.add(method, machine, sec, SectionResult.from_dict(vals))
                     except (TypeError, ValueError) as e:
