@@ -10,39 +10,15 @@
 """
 
 from dgmix.scoring.csvio import (
-    GroundTruth,
-    decision_file_name,
-    find_score_files,
-    ground_truth_paths,
-    labels_from_names,
-    read_decisions,
-    read_ground_truth,
-    read_scores,
-    score_file_name,
-    section_id,
-    write_decisions,
-    write_scores,
+           labels_from_names,
+           read_decisions,
+           read_ground_truth,
+           read_scores,
+           write_decisions,
+           write_scores,
 )
-from dgmix.scoring.pooling import POOL_METHODS, pool
-from dgmix.scoring.threshold import ThresholdFit, decide, fit_gamma_threshold, fit_gamma_threshold_info
+from dgmix.scoring.pooling import pool
+from dgmix.scoring.threshold import decide, fit_gamma_threshold, fit_gamma_threshold_info
 
-__all__ = [
-    "POOL_METHODS",
-    "GroundTruth",
-    "ThresholdFit",
-    "decide",
-    "decision_file_name",
-    "find_score_files",
-    "fit_gamma_threshold",
-    "fit_gamma_threshold_info",
-    "ground_truth_paths",
-    "labels_from_names",
-    "pool",
-    "read_decisions",
-    "read_ground_truth",
-    "read_scores",
-    "score_file_name",
-    "section_id",
-    "write_decisions",
-    "write_scores",
-]
+__all__ = ["decide", "fit_gamma_threshold", "fit_gamma_threshold_info", "labels_from_names", "pool", "read_decisions",
+           "read_ground_truth", "read_scores", "write_decisions", "write_scores"]
