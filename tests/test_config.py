@@ -203,7 +203,8 @@ def test_sources_fit_the_declared_minimum_python():
         pytest.skip(f"no Python {declared} interpreter on this machine")
     code = r"""
 import ast, importlib.util, pathlib, sys
-third = {"torch", "numpy", "scipy", "soundfile", "sklearn", "threadpoolctl", "typer", "tqdm", "yaml", "dgmix", "tomli", "matplotlib",
+third = {"torch", "numpy", "scipy", "soundfile", "sklearn", "threadpoolctl", "typer", "tqdm", "yaml", "dgmix", "tomli",
+         "matplotlib",
          # the [serve] and [export] extras
          "fastapi", "starlette", "uvicorn", "multipart", "python_multipart", "onnx", "onnxruntime"}
 bad = []
