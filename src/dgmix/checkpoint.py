@@ -37,10 +37,9 @@ def set_rng_state(state: dict[str, Any], generator: torch.Generator | None = Non
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
     """Write ``payload`` to ``path`` atomically (temp file, fsync, ``os.replace``: :mod:`dgmix.io_atomic`)."""
-    path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-    return path
+    return Path(path)
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

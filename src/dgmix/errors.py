@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 
 def shown_path(path: str | Path) -> str:
     """A path as text that always prints: bytes that are not UTF-8 (which Python keeps as
     surrogate escapes, e.g. a file name holding byte 0xff) are written as ``\\xff``."""
-    text = str(path)
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return os.fsencode(text).decode("utf-8", "backslashreplace")
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def undecodable_name(path: str | Path) -> str | None:
@@ -23,13 +17,11 @@ def undecodable_name(path: str | Path) -> str | None:
     dgmix skips such files in every verb: their names cannot be written into the
     official UTF-8 score CSVs, and an escaped name would no longer match the file."""
     name = Path(path).name
-    try:
-        name.encode("utf-8")
+    if shown_path(name) == name:
         return None
-    except UnicodeEncodeError:
-        raw = os.fsencode(name)
-        return (f"file name is not valid UTF-8 (bytes {raw!r}); rename the file to use it "
-                f"(e.g. to {raw.decode('utf-8', 'replace').replace(chr(0xFFFD), '_')!r})")
+    raw = name.encode("utf-8", "surrogateescape")
+    return (f"file name is not valid UTF-8 (bytes {raw!r}); rename the file to use it "
+            f"(e.g. to {raw.decode('utf-8', 'replace').replace(chr(0xFFFD), '_')!r})")
 
 
 class DgmixError(Exception):

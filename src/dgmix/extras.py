@@ -12,8 +12,6 @@ from types import ModuleType
 
 from dgmix.errors import DgmixError
 
-__all__ = ["MissingExtra", "require"]
-
 
 class MissingExtra(DgmixError):
     """An optional package is not installed; the message says which ``pip install`` to run."""
@@ -26,6 +24,5 @@ def require(module: str, extra: str, what: str, package: str | None = None) -> M
     try:
         return importlib.import_module(module)
     except ImportError:
-        top = package or module.split(".")[0]
-        raise MissingExtra(f"{what} needs the '{top}' package, which is not installed; "
+        raise MissingExtra(f"{what} needs the '{package or module.split('.')[0]}' package, which is not installed; "
                            f"run: pip install -e '.[{extra}]' in the dgmix source folder") from None

@@ -54,10 +54,7 @@ def prepare_out_dir(out: Path, resume: bool, overwrite: bool, keep: Sequence[str
     if not (out / marker).is_file():
         raise InputError(out, f"--overwrite refused: the folder holds no {marker}, so it may not be a "
                          "dgmix output folder; remove it yourself or choose another --out")
-    for name in entries:
-        if name in keep:
-            continue
-        path = out / name
+    for path in (out / name for name in entries if name not in keep):
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         else:
@@ -95,10 +92,8 @@ def remove_training_files(out: Path) -> Removed:
         pair = done.parent
         for stage in sorted(p for p in pair.iterdir() if p.is_dir() and not p.is_symlink()):
             for path in [stage / LAST, stage / ENCODER_FILE, stage / MODEL_FILE, *sorted(stage.glob(".*.pt.*.tmp"))]:
-                if not path.is_file() or path.is_symlink():
-                    continue
-                size = path.stat().st_size
-                path.unlink()
-                removed.paths.append(path)
-                removed.nbytes += size
+                if path.is_file() and not path.is_symlink():
+                    removed.nbytes += path.stat().st_size
+                    removed.paths.append(path)
+                    path.unlink()
     return removed

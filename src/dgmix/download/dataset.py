@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from dgmix.download.fetch import DownloadError, download
-from dgmix.download.records import PART_DIRS, RECORDS, ZENODO, RemoteFile, fetch_record
+from dgmix.download.records import PART_DIRS, RECORDS, ZENODO, fetch_record
 from dgmix.errors import InputError
+from dgmix.io_atomic import atomic_path
 
 #: Leading folders stripped from zip members (some releases wrap the machine folders in them).
 _WRAPPERS = {"dev_data", "eval_data"}
@@ -34,34 +35,22 @@ class DownloadSummary:
     bytes: int = 0
 
 
-def safe_members(zf: zipfile.ZipFile, source: Path) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
-    """Members with their target path (wrapper folders stripped); absolute or ``..`` paths are refused."""
-    out = []
-    for info in zf.infolist():
-        p = PurePosixPath(info.filename.replace("\\", "/"))
-        if p.is_absolute() or ".." in p.parts:
-            raise InputError(source, f"zip member {info.filename!r} would be written outside the folder")
-        parts = [x for x in p.parts if x not in ("", ".")]
-        if parts and parts[0] in _WRAPPERS:
-            parts = parts[1:]
-        if not parts or parts[0] == "__MACOSX" or info.is_dir():
-            continue
-        out.append((info, PurePosixPath(*parts)))
-    return out
-
-
 def unpack(zip_path: Path, dest: Path) -> int:
-    """Extract ``zip_path`` under ``dest`` (through ``<file>.tmp`` renames); returns the file count."""
+    """Extract ``zip_path`` under ``dest`` (wrapper folders stripped; each file through a temporary file and a
+    rename); returns the file count. A member with an absolute or ``..`` path is refused before anything is written."""
     try:
         with zipfile.ZipFile(zip_path) as zf:
-            members = safe_members(zf, zip_path)
-            for info, rel in members:
-                target = dest.joinpath(*rel.parts)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_name(target.name + ".tmp")
-                with zf.open(info) as src, open(tmp, "wb") as out:
+            members = []
+            for info in zf.infolist():
+                p = PurePosixPath(info.filename.replace("\\", "/"))  # PurePosixPath drops empty and "." parts
+                if p.is_absolute() or ".." in p.parts:
+                    raise InputError(zip_path, f"zip member {info.filename!r} would be written outside the folder")
+                parts = p.parts[1:] if p.parts and p.parts[0] in _WRAPPERS else p.parts
+                if parts and parts[0] != "__MACOSX" and not info.is_dir():
+                    members.append((info, dest.joinpath(*parts)))
+            for info, target in members:
+                with atomic_path(target, fsync=False) as tmp, zf.open(info) as src, open(tmp, "wb") as out:
                     shutil.copyfileobj(src, out, 1 << 20)
-                tmp.replace(target)
     except zipfile.BadZipFile as e:
         raise InputError(zip_path, f"not a valid zip file ({e})") from None
     return len(members)
@@ -95,11 +84,10 @@ def download_dataset(
             raise InputError("part", f"unknown part {part!r}; choose dev, additional or eval")
         rid = RECORDS[dataset][part]
         zdir = to / "zips" / str(rid)
-        files: list[RemoteFile] = fetch_record(rid, base_url, zdir / "record.json", timeout)
-        files = [f for f in files if f.key.lower().endswith(".zip")]
-        if machines:
-            files = [f for f in files if any(m.lower() in f.key.lower() for m in machines)]
-        for f in files:
+        for f in fetch_record(rid, base_url, zdir / "record.json", timeout):
+            key = f.key.lower()
+            if not key.endswith(".zip") or (machines and not any(m.lower() in key for m in machines)):
+                continue
             zpath = zdir / f.key
             marker = zdir / (f.key + ".unpacked")
             if marker.is_file():
@@ -119,8 +107,7 @@ def download_dataset(
                 zpath.unlink()
             summary.unpacked.append(f.key)
             echo(f"{dataset} {part}: {f.key} verified (md5) and unpacked: {n} files in {to / PART_DIRS[part]}")
-    if len(errors) == 1:
-        raise errors[0]
     if errors:
-        raise DownloadError(to, f"{len(errors)} zips failed: " + "; ".join(str(e) for e in errors))
+        raise errors[0] if len(errors) == 1 else DownloadError(
+            to, f"{len(errors)} zips failed: " + "; ".join(str(e) for e in errors))
     return summary

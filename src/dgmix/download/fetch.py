@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import shutil
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 from dgmix.errors import InputError
@@ -25,23 +25,13 @@ class DownloadError(InputError):
     """A download that did not finish or did not verify (one line, names the file)."""
 
 
-def md5_of(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def download(url: str, dest: Path, size: int, md5: str, timeout: float = 60.0,
-             on_bytes: Callable[[int], None] | None = None) -> bool:
+def download(url: str, dest: Path, size: int, md5: str, timeout: float = 60.0) -> bool:
     """Make ``dest`` the verified file at ``url``. Returns False when it was already there.
 
     Raises:
         DownloadError: the connection failed or was cut (``dest.part`` is kept: run again to resume),
             or the finished file's size or md5 differs from the record's (moved to ``dest.bad``).
     """
-    dest = Path(dest)
     if dest.is_file() and dest.stat().st_size == size:
         return False
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -51,36 +41,26 @@ def download(url: str, dest: Path, size: int, md5: str, timeout: float = 60.0,
         part.unlink()
         have = 0
     if have < size:
-        req = urllib.request.Request(url)
-        if have:
-            req.add_header("Range", f"bytes={have}-")
+        req = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
-                mode = "ab" if (have and r.status == 206) else "wb"
-                if mode == "wb":
-                    have = 0
-                with open(part, mode) as fh:
-                    while True:
-                        block = r.read(CHUNK)
-                        if not block:
-                            break
-                        fh.write(block)
-                        have += len(block)
-                        if on_bytes is not None:
-                            on_bytes(len(block))
+            # a server that answers 200 to the Range request sends the whole file: start the part afresh
+            with urllib.request.urlopen(req, timeout=timeout) as r, open(part, "ab" if r.status == 206 else "wb") as fh:
+                shutil.copyfileobj(r, fh, CHUNK)
         except urllib.error.HTTPError as e:
-            if e.code == 416 and have == size:
-                pass  # the server has nothing after what we hold: the part file is complete
-            else:
-                raise DownloadError(url, f"HTTP {e.code} {e.reason}") from None
+            raise DownloadError(url, f"HTTP {e.code} {e.reason}") from None
         except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
             reason = getattr(e, "reason", None) or e.__class__.__name__
-            raise DownloadError(dest, f"download cut after {have} of {size} bytes ({reason}); "
+            got = part.stat().st_size if part.is_file() else 0
+            raise DownloadError(dest, f"download cut after {got} of {size} bytes ({reason}); "
                                       "run the command again to resume") from None
     got = part.stat().st_size
     if got != size:
         raise DownloadError(dest, f"download cut after {got} of {size} bytes; run the command again to resume")
-    digest = md5_of(part)
+    h = hashlib.md5()
+    with open(part, "rb") as fh:
+        while block := fh.read(CHUNK):
+            h.update(block)
+    digest = h.hexdigest()
     if digest != md5:
         bad = dest.with_name(dest.name + ".bad")
         os.replace(part, bad)

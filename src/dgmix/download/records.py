@@ -46,12 +46,6 @@ class RemoteFile:
     url: str
 
 
-def _rebase(url: str, base: str) -> str:
-    """``url`` with its scheme and host replaced by ``base``'s (and ``base``'s path prefix)."""
-    u, b = urllib.parse.urlsplit(url), urllib.parse.urlsplit(base)
-    return urllib.parse.urlunsplit((b.scheme, b.netloc, b.path.rstrip("/") + u.path, u.query, ""))
-
-
 def parse_record(data: dict, record_id: int, base: str = ZENODO, source: str = "record") -> list[RemoteFile]:
     """The files of a record's JSON; download links are moved onto ``base`` when it is a mirror.
 
@@ -71,19 +65,19 @@ def parse_record(data: dict, record_id: int, base: str = ZENODO, source: str = "
             if "/" in key or "\\" in key or key in ("", ".", ".."):
                 raise ValueError(f"unsafe file name {key!r}")
             url = str(f["links"]["self"])
-            if base.rstrip("/") != ZENODO:
-                url = _rebase(url, base)
+            if base.rstrip("/") != ZENODO:  # a mirror: its scheme and host (and path prefix) replace Zenodo's
+                u, b = urllib.parse.urlsplit(url), urllib.parse.urlsplit(base)
+                url = urllib.parse.urlunsplit((b.scheme, b.netloc, b.path.rstrip("/") + u.path, u.query, ""))
             out.append(RemoteFile(key, int(f["size"]), digest.lower(), url))
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(source, f"record {record_id}: bad file entry ({e})") from None
     return out
 
 
-def fetch_record(record_id: int, base: str = ZENODO, cache: Path | None = None,
-                 timeout: float = 60.0) -> list[RemoteFile]:
+def fetch_record(record_id: int, base: str, cache: Path, timeout: float = 60.0) -> list[RemoteFile]:
     """The record's files from ``{base}/api/records/<id>``; the JSON is kept in ``cache`` (a file),
     and a cached copy is used without asking the server again."""
-    if cache is not None and cache.is_file():
+    if cache.is_file():
         try:
             return parse_record(json.loads(cache.read_text()), record_id, base, str(cache))
         except (ValueError, InputError):
@@ -92,15 +86,12 @@ def fetch_record(record_id: int, base: str = ZENODO, cache: Path | None = None,
     try:
         with urllib.request.urlopen(urllib.request.Request(url, headers={"Accept": "application/json"}),
                                     timeout=timeout) as r:
-            raw = r.read()
+            data = json.loads(r.read())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError(url, "the records API did not return JSON") from None
     except (urllib.error.URLError, OSError) as e:
         raise InputError(url, f"cannot list the record ({getattr(e, 'reason', e)})") from None
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise InputError(url, "the records API did not return JSON") from None
     files = parse_record(data, record_id, base, url)
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(data))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(data))
     return files

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["run_server"]
-
 
 def run_server(detector: Path, host: str = "127.0.0.1", port: int = 8000, max_bytes: int | None = None,
                log_level: str = "info") -> None:
@@ -23,5 +21,4 @@ def run_server(detector: Path, host: str = "127.0.0.1", port: int = 8000, max_by
     uvicorn = require("uvicorn", "serve", "dgmix serve")
     service = ScoringService(load_detector(detector), detector,
                              DEFAULT_MAX_BYTES if max_bytes is None else max_bytes)
-    app = create_app(service)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    uvicorn.run(create_app(service), host=host, port=port, log_level=log_level)

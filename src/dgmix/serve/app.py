@@ -24,8 +24,6 @@ from dgmix import __version__
 from dgmix.extras import require
 from dgmix.serve.service import ScoringService, ServeError
 
-__all__ = ["MULTIPART_OVERHEAD", "create_app"]
-
 #: Bytes a multipart body may carry beyond the file size limit (boundaries, part headers, fields).
 MULTIPART_OVERHEAD = 64 * 1024
 
@@ -89,9 +87,8 @@ def create_app(service: ScoringService) -> Any:
             data = await upload.read()
             await upload.close()
             filename = upload.filename or filename
-            field = form.get("section")
-            if section is None and isinstance(field, str) and field:
-                section = field
+            if section is None and isinstance(form.get("section"), str):
+                section = form.get("section") or None
         else:
             data = b"".join([chunk async for chunk in body])
         return await run_in_threadpool(service.score_bytes, data, filename, section, pad)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 import tempfile
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,26 +30,17 @@ from dgmix.data import audio_problem, min_samples_for
 from dgmix.errors import InputError
 from dgmix.scoring.clips import clip_section, score_clip
 
-__all__ = ["DEFAULT_MAX_BYTES", "WAV_FORMATS", "ScoringService", "ServeError"]
-
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 #: libsndfile container formats accepted as WAV.
 WAV_FORMATS = ("WAV", "WAVEX", "RF64")
 
 
-@dataclass
 class ServeError(Exception):
-    """An error answered with ``status`` and ``{"error": message}``."""
+    """An error answered with ``status`` and ``{"error": message}``; ``str(e)`` is ``"<status>: <message>"``."""
 
-    status: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.status}: {self.message}"
-
-
-def _finite(x: float) -> float | None:
-    return float(x) if math.isfinite(float(x)) else None
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status, self.message = status, message
 
 
 class ScoringService:
@@ -65,13 +55,13 @@ class ScoringService:
     def info(self) -> dict[str, Any]:
         """``GET /info``: method, machine, feature parameters, sections, thresholds, scoring settings."""
         d = self.detector
-        info = d.info
-        params = d.params
+        info, params = d.info, d.params
         min_samples = min_samples_for(params.frames, params.n_fft, params.hop_length, center=True)
         return {
             "method": d.method, "machine": d.machine, "kind": info.kind, "detector": Path(self.source).name,
             "features": params.to_dict(), "sections": list(d.section_names),
-            "thresholds": {s: _finite(t) for s, t in zip(d.section_names, [float(x) for x in d.thresholds])},
+            "thresholds": {s: t if math.isfinite(t) else None
+                           for s, t in zip(d.section_names, map(float, d.thresholds))},
             "scoring": None if info.kind == "classifier" else
             {"pooling": info.pooling, "gwrp_r": info.gwrp_r, "backend": info.backend, "per_domain": info.per_domain},
             "selection": None if info.selection is None else info.selection["chosen"],
@@ -92,30 +82,22 @@ class ScoringService:
         with tempfile.TemporaryDirectory(prefix="dgmix-serve-") as tmp:
             path = Path(tmp) / "clip.wav"
             path.write_bytes(data)
-            self._check_wav(path, name)
+            problem = audio_problem(path)
+            if problem is not None:
+                rest = problem.removeprefix("not a readable audio file")
+                status, text = (415, f"not a WAV file{rest}") if rest != problem else (422, problem)
+                raise ServeError(status, f"{name}: {text}")
+            if (fmt := sf.info(str(path)).format) not in WAV_FORMATS:
+                raise ServeError(415, f"{name}: a {fmt} file, not a WAV")
             try:
                 clip_section(self.detector, path, section or None, name)  # cheap; fail before waiting for the lock
                 with self._lock:
                     res = score_clip(self.detector, path, section or None, pad=pad, name=name)
             except InputError as exc:
-                raise ServeError(422, f"{name}: {_http_hint(exc.problem)}") from None
+                # the loader's and the section rule's hints name CLI options; say the request's parameters
+                hint = exc.problem.replace("pass --section", "pass section=NN").replace("pass --pad", "pass pad=true")
+                raise ServeError(422, f"{name}: {hint}") from None
             except ValueError as exc:  # e.g. a section whose bank is empty
                 raise ServeError(422, f"{name}: {' '.join(str(exc).split())}") from None
         return {"score": res.score, "decision": res.decision, "threshold": res.threshold,
                 "section": res.section, "method": self.detector.method}
-
-    @staticmethod
-    def _check_wav(path: Path, name: str) -> None:
-        problem = audio_problem(path)
-        if problem is not None and problem.startswith("not a readable audio file"):
-            raise ServeError(415, f"{name}: not a WAV file{problem[len('not a readable audio file'):]}")
-        if problem is not None:
-            raise ServeError(422, f"{name}: {problem}")
-        fmt = sf.info(str(path)).format
-        if fmt not in WAV_FORMATS:
-            raise ServeError(415, f"{name}: a {fmt} file, not a WAV")
-
-
-def _http_hint(problem: str) -> str:
-    """The loader's and the section rule's hints name CLI options; say the request's parameters."""
-    return problem.replace("pass --section", "pass section=NN").replace("pass --pad", "pass pad=true")
