@@ -33,6 +33,11 @@ def loader_overrides(pad: bool | None = None, allow_silence: bool | None = None,
 
 
 
+def split_list(value: str) -> list[str]:
+    """The non-empty items of a comma list."""
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
 def error_lines(errors: list[tuple[Path, str]]) -> list[str]:
     """The files that could not be used, one line each under a count (nothing when none)."""
     if not errors:

@@ -29,20 +29,14 @@ _COLUMNS = ("machine", "section", "domain", "split", "label", "n")
 
 def format_table(ds: Dataset) -> str:
     """Counts per machine/section/domain/split/label as an aligned text table, then the errors."""
-    rows = [[str(c[k]) for k in _COLUMNS] for c in ds.counts()]
-    lines: list[str] = []
-    if rows:
-        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(_COLUMNS)]
-
-        def fmt(cells: list[str]) -> str:
-            parts = [c.ljust(w) for c, w in zip(cells[:-1], widths[:-1])]
-            return "  ".join([*parts, cells[-1].rjust(widths[-1])])
-
-        lines.append(fmt(list(_COLUMNS)))
-        lines.extend(fmt(r) for r in rows)
+    rows = [list(_COLUMNS), *([str(c[k]) for k in _COLUMNS] for c in ds.counts())]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
+    # text columns left-aligned, the count right-aligned
+    lines = ["  ".join([*(c.ljust(w) for c, w in zip(r[:-1], widths)), r[-1].rjust(widths[-1])]) for r in rows]
+    if len(rows) > 1:
         lines.append(f"total: {len(ds.records)} clips, {len(ds.machines())} machine type(s)")
     else:
-        lines.append(f"no usable clips found under {ds.root}")
+        lines = [f"no usable clips found under {ds.root}"]
     lines.extend(split_lines(ds.splits, ds.split_config))
     lines.extend(f"warning: {w}" for w in incomplete_group_warnings(ds.records))
     return "\n".join(lines + error_lines(ds.errors))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from dgmix.cli.common import fail, guarded, setup
+from dgmix.cli.common import fail, guarded, setup, split_list
 from dgmix.cli.options import Verbose
 
 
@@ -35,9 +35,8 @@ def register(app: typer.Typer) -> None:
             fail(f"unknown data set {dataset!r}; choose one of {', '.join(RECORDS)}", code=2)
         with guarded():
             parts = select_parts(dev, additional, eval_)
-            ms = [m.strip() for m in machines.split(",") if m.strip()] if machines else None
-            s = download_dataset(dataset, parts, to, base_url, ms, echo=typer.echo, timeout=timeout,
-                                 keep_zips=keep_zips)
+            s = download_dataset(dataset, parts, to, base_url, split_list(machines) if machines else None,
+                                 echo=typer.echo, timeout=timeout, keep_zips=keep_zips)
             if not s.downloaded and not s.unpacked:
                 typer.echo(f"nothing to do: {len(s.already)} zips already verified and unpacked in {to}")
             else:

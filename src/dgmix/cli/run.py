@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from dgmix.cli.common import guarded, loader_overrides, setup
+from dgmix.cli.common import guarded, loader_overrides, setup, split_list
 from dgmix.cli.options import AllowSilence, Pad, Preset, Seed, Verbose
 from dgmix.config import DEFAULT_PRESET, load_config, read_run_config, write_config
 from dgmix.errors import InputError
@@ -18,8 +18,6 @@ from dgmix.methods import method_names
 DEFAULT_OUT = Path("runs/default")
 #: where the default synthetic set (and its feature cache) goes, beside the run folder
 SYNTH_DIR = "synthetic"
-def _split(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
 
 
 def register(app: typer.Typer) -> None:
@@ -96,8 +94,8 @@ def register(app: typer.Typer) -> None:
                 root = synth_out / "dev_data"
                 cache_dir = cache if cache is not None else synth_out / "cache"
             summary = run_pipeline(
-                root, out, cfg, methods=method_names() if methods == "all" else _split(methods),
-                machines=None if machines == "all" else _split(machines), cache_dir=cache_dir, progress=bars,
+                root, out, cfg, methods=method_names() if methods == "all" else split_list(methods),
+                machines=None if machines == "all" else split_list(machines), cache_dir=cache_dir, progress=bars,
                 echo=typer.echo, paper_reference=data is not None if paper is None else paper, device=device,
                 resume=resume)
             if summary.table.methods():

@@ -48,13 +48,6 @@ class RunContents:
     notes: list[str] = field(default_factory=list)
 
 
-def _method_order(names: list[str]) -> list[str]:
-    from dgmix.methods import method_names
-
-    known = method_names()
-    return sorted(names, key=lambda m: (known.index(m) if m in known else len(known), m))
-
-
 def _thresholds(run_dir: Path, method: str, machine: str) -> dict[str, float]:
     path = inputs_dir(run_dir, machine) / f"{method}.json"
     if path.is_file():
@@ -102,9 +95,12 @@ def collect(run_dir: Path) -> RunContents:
     info = _read_if_there(run_dir / "run_info.json", lambda p: json.loads(p.read_text()), {})
     config = _read_if_there(run_dir / "config.yaml", lambda p: yaml.safe_load(p.read_text()) or {}, {})
     table = _read_if_there(run_dir / "results.json", ResultsTable.read_json)
-    method_dirs = [p.parent.name for p in run_dir.glob("*/scores") if p.is_dir()]
-    methods = _method_order(list(dict.fromkeys(info.get("methods") or method_dirs)))
-    methods = [m for m in methods if (run_dir / m / "scores").is_dir()]
+    from dgmix.methods import method_names
+
+    known = method_names()
+    names = info.get("methods") or [p.parent.name for p in run_dir.glob("*/scores")]
+    methods = sorted({m for m in names if (run_dir / m / "scores").is_dir()},
+                     key=lambda m: (known.index(m) if m in known else len(known), m))
     if table is None and not methods:
         raise InputError(run_dir, "not a dgmix run directory (no results.json and no <method>/scores/)")
     rc = RunContents(info, config, table, methods, [])
@@ -120,8 +116,8 @@ def collect(run_dir: Path) -> RunContents:
             if labels is None:
                 rc.notes.append(f"{method}/{machine}/{section}: no labels for the test clips (no ROC, no histogram)")
                 continue
-            rc.scores.setdefault(method, {}).setdefault(machine, {})[section] = SectionScores(
-                scores, labels[0].astype(bool), labels[1].astype(bool), thresholds(method, machine).get(section))
+            by_section = rc.scores.setdefault(method, {}).setdefault(machine, {})
+            by_section[section] = SectionScores(scores, *labels, thresholds(method, machine).get(section))
     rc.machines = sorted(machines, key=_machine_sort_key)
     for machine in rc.machines:
         for method in methods:
@@ -129,12 +125,11 @@ def collect(run_dir: Path) -> RunContents:
             if p.is_file():
                 rc.embeddings.setdefault(machine, {})[method] = read_train_embeddings(p)
             for stage in STAGES:
-                lp = run_dir / method / machine / stage / "log.jsonl"
-                if lp.is_file():
-                    try:
+                try:
+                    if (lp := run_dir / method / machine / stage / "log.jsonl").is_file():
                         rc.logs.setdefault((method, stage), {})[machine] = read_log(lp)
-                    except (OSError, ValueError) as e:
-                        rc.notes.append(f"{lp}: unreadable training log ({e})")
+                except (OSError, ValueError) as e:
+                    rc.notes.append(f"{lp}: unreadable training log ({e})")
     if not rc.embeddings:
         rc.notes.append("no training embeddings saved in this run (report_inputs/): no t-SNE")
     return rc

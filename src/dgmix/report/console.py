@@ -23,32 +23,24 @@ def summary_markdown(table: ResultsTable) -> str:
 
 
 def _test_folder(data_root: Path, machine: str) -> Path | None:
-    for cand in (data_root / machine / "test", data_root / "dev_data" / machine / "test",
-                 data_root / "eval_data" / machine / "test"):
-        if cand.is_dir():
-            return cand
-    return None
+    return next((c for c in (data_root / machine / "test", data_root / "dev_data" / machine / "test",
+                              data_root / "eval_data" / machine / "test") if c.is_dir()), None)
 
 
 def where_lines(out: Path, table: ResultsTable, data_root: Path | None, report: Path | None) -> list[str]:
     """Where the report, detectors and CSVs are, and the ``dgmix score`` / ``dgmix serve`` commands
     for the best detector: the method with the best official score, on the machine type where it
     scored best."""
-    lines = []
-    if report is not None:
-        lines.append(f"report:     {report}")
-    lines.append(f"results:    {out}/results.md (per-section tables), results.csv, results.json")
-    lines.append(f"scores:     {out}/<method>/scores/ (official DCASE format: anomaly_score_*.csv, "
-                 "decision_result_*.csv)")
-    lines.append(f"detectors:  {out}/<method>/<machine>/detector.pt")
+    lines = [f"report:     {report}"] if report is not None else []
+    lines += [f"results:    {out}/results.md (per-section tables), results.csv, results.json",
+              f"scores:     {out}/<method>/scores/ (official DCASE format: anomaly_score_*.csv, decision_result_*.csv)",
+              f"detectors:  {out}/<method>/<machine>/detector.pt"]
     if not table.methods():
         return lines
     best = max(table.methods(), key=table.official_score)
     machine = max(table.machines(best), key=lambda x: table.machine_summary(best, x).hmean)
     det = out / best / machine / "detector.pt"
     clips = _test_folder(data_root, machine) if data_root is not None else None
-    lines.append(f"best method: {best} (official score {100 * table.official_score(best):.2f}); "
-                 f"its best detector: {machine} ({100 * table.machine_summary(best, machine).hmean:.2f})")
-    lines.append(f"  dgmix score {det} {clips if clips else 'CLIPS...'} --csv scores.csv")
-    lines.append(f"  dgmix serve {det}")
-    return lines
+    return lines + [f"best method: {best} (official score {100 * table.official_score(best):.2f}); "
+                    f"its best detector: {machine} ({100 * table.machine_summary(best, machine).hmean:.2f})",
+                    f"  dgmix score {det} {clips if clips else 'CLIPS...'} --csv scores.csv", f"  dgmix serve {det}"]

@@ -47,6 +47,25 @@ def _colors(n: int) -> list:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
+def _label(ax, title: str | None = None, xlabel: str | None = None, ylabel: str | None = None,
+           size: float = 9) -> None:
+    """Title at ``size``, axis labels one point smaller, tick labels two points smaller."""
+    if title:
+        ax.set_title(title, fontsize=size)
+    if xlabel:
+        ax.set_xlabel(xlabel, fontsize=size - 1)
+    if ylabel:
+        ax.set_ylabel(ylabel, fontsize=size - 1)
+    ax.tick_params(labelsize=size - 2)
+
+
+def _finish(fig: Figure, title: str | None = None, size: float = 10) -> Figure:
+    if title:
+        fig.suptitle(title, fontsize=size)
+    fig.tight_layout()
+    return fig
+
+
 def roc_figure(machine: str, by_method: Mapping[str, Mapping[str, SectionScores]]) -> Figure:
     """Rows: source, target; columns: sections; one curve per method (legend: its AUC)."""
     sections = sorted({s for secs in by_method.values() for s in secs})
@@ -68,14 +87,10 @@ def roc_figure(machine: str, by_method: Mapping[str, Mapping[str, SectionScores]
                         label=f"{method} {100 * roc_auc_score(y, sc):.1f}")
             ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls=":")
             ax.set(xlim=(0, 1), ylim=(0, 1.01))
-            ax.set_title(f"{machine} section {sec}, {dom}", fontsize=9)
-            ax.set_xlabel("false positive rate", fontsize=8)
-            if col == 0:
-                ax.set_ylabel("true positive rate", fontsize=8)
-            ax.tick_params(labelsize=7)
+            _label(ax, f"{machine} section {sec}, {dom}", "false positive rate",
+                   "true positive rate" if col == 0 else None)
             ax.legend(fontsize=7, loc="lower right", title="AUC %", title_fontsize=7)
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 def histogram_figure(machine: str, by_method: Mapping[str, Mapping[str, SectionScores]], bins: int = 20) -> Figure:
@@ -87,13 +102,9 @@ def histogram_figure(machine: str, by_method: Mapping[str, Mapping[str, SectionS
     for row, (method, secs) in enumerate(by_method.items()):
         for col, (sec, dom) in enumerate(cols):
             ax, s = axes[row][col], secs.get(sec)
-            ax.tick_params(labelsize=6)
+            _label(ax, f"section {sec}, {dom}" if row == 0 else None, ylabel=method if col == 0 else None, size=8)
             ax.xaxis.set_major_locator(MaxNLocator(3))
             ax.yaxis.set_major_locator(MaxNLocator(3, integer=True))
-            if row == 0:
-                ax.set_title(f"section {sec}, {dom}", fontsize=8)
-            if col == 0:
-                ax.set_ylabel(method, fontsize=9)
             in_dom = None if s is None else s.is_target == (dom == "target")
             if s is None or not in_dom.any():
                 ax.set_axis_off()
@@ -108,9 +119,7 @@ def histogram_figure(machine: str, by_method: Mapping[str, Mapping[str, SectionS
                 ax.axvline(thr, color="black", ls="--", lw=1.0, label="threshold")
             if row == 0 and col == 0:
                 ax.legend(fontsize=6)
-    fig.suptitle(f"{machine}: test scores, normal vs anomaly, with the decision threshold", fontsize=10)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, f"{machine}: test scores, normal vs anomaly, with the decision threshold")
 
 
 def tsne_points(emb: np.ndarray, perplexity: float, seed: int = 0) -> np.ndarray:
@@ -138,20 +147,14 @@ def tsne_figure(machine: str, points: Mapping[str, np.ndarray], labels: Mapping[
             values = sorted(set(lab.tolist()))
             for v, c in zip(values, _colors(len(values))):
                 ax.scatter(p[lab == v, 0], p[lab == v, 1], s=9, color=c, label=v, linewidths=0)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if row == 0:
-                ax.set_title(method, fontsize=10)
-            if col == 0:
-                ax.set_ylabel(f"by {key}", fontsize=9)
+            ax.set(xticks=[], yticks=[])
+            _label(ax, method if row == 0 else None, ylabel=f"by {key}" if col == 0 else None, size=10)
             if col == len(methods) - 1 and len(values) <= _MAX_LEGEND:
                 ax.legend(fontsize=6.5, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False,
                           markerscale=1.5)
             elif col == len(methods) - 1:
                 ax.text(1.03, 0.5, f"{len(values)} values", transform=ax.transAxes, fontsize=7, va="center")
-    fig.suptitle(f"{machine}: t-SNE of training clip embeddings", fontsize=11)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, f"{machine}: t-SNE of training clip embeddings", 11)
 
 
 def _is_number(v) -> bool:
@@ -185,13 +188,9 @@ def curves_figure(title: str, records_by_machine: Mapping[str, Sequence[Mapping]
             if pts:
                 x, y = zip(*pts)
                 ax.plot(x, y, color=colors[machine], lw=1.1, label=machine)
-        ax.set_title(term, fontsize=9)
-        ax.set_xlabel("step", fontsize=8)
-        ax.tick_params(labelsize=7)
+        _label(ax, term, "step")
         if i == 0:
             ax.legend(fontsize=6.5)
     for j in range(len(terms), nrow * ncol):
         axes[j // ncol][j % ncol].set_axis_off()
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title)
