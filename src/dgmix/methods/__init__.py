@@ -24,16 +24,5 @@ register(DGMIX)
 register(LogmelMethod())
 register(RandomEncoderMethod())
 
-__all__ = [
-    "FinetunedMethod",
-    "MachineData",
-    "Method",
-    "TrainJob",
-    "check_per_method",
-    "get_method",
-    "fit_detector",
-    "load_machine",
-    "method_names",
-    "register",
-    "resolve_scoring",
-]
+__all__ = ["FinetunedMethod", "MachineData", "Method", "TrainJob", "check_per_method", "fit_detector", "get_method",
+           "load_machine", "method_names", "register", "resolve_scoring"]

@@ -86,10 +86,6 @@ class DetectorInfo:
         d["model"] = ModelConfig(**d["model"])
         return cls(**d)
 
-    @property
-    def degenerate(self) -> bool:
-        return bool(self.health) and not self.health.get("ok", True)
-
 
 def inference_encoder(encoder: nn.Module) -> nn.Module:
     """The encoder as a detector runs it: eval mode, BatchNorm folded into the convolutions and
