@@ -175,11 +175,9 @@ def test_specaugment_masks() -> None:
     assert max(n_masked_rows) > 0  # masks really happen
     torch.testing.assert_close(out, aug(x, generator=torch.Generator().manual_seed(5)))
     assert not torch.equal(out, aug(x, generator=torch.Generator().manual_seed(6)))
-    zero = SpecAugment(time_warp=0, mask_value=0.0)(x, generator=torch.Generator().manual_seed(5))
-    assert torch.equal(zero == 0, changed)
 
 
-def test_specaugment_warp_and_p() -> None:
+def test_specaugment_warp() -> None:
     g = torch.Generator().manual_seed(1)
     x = torch.randn(8, 1, 16, 64, generator=g)
     warp_only = SpecAugment(time_warp=5, freq_mask=0, time_mask=0)
@@ -192,7 +190,6 @@ def test_specaugment_warp_and_p() -> None:
     ramp = torch.arange(64.0).expand(8, 1, 16, 64).contiguous()
     warped = warp_only(ramp, generator=torch.Generator().manual_seed(3))
     assert (warped - ramp).abs().max() <= 5 + 1e-5
-    assert torch.equal(SpecAugment(p=0.0)(x, generator=torch.Generator().manual_seed(0)), x)
     with pytest.raises(ValueError, match=r"\(N, C, F, T\)"):
         SpecAugment()(torch.randn(16, 64))
 

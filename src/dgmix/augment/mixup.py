@@ -15,11 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = [
-    "mix",
-    "mix_labels",
-    "sample_lambda",
-]
+__all__ = ["mix", "mix_labels", "sample_lambda"]
 
 
 def _numpy_rng(generator: np.random.Generator | torch.Generator | None) -> np.random.Generator:
@@ -32,13 +28,8 @@ def _numpy_rng(generator: np.random.Generator | torch.Generator | None) -> np.ra
                     f"got {type(generator).__name__}")
 
 
-def sample_lambda(
-    n: int,
-    alpha: float = 0.5,
-    generator: np.random.Generator | torch.Generator | None = None,
-    beta: float | None = None,
-    device: torch.device | str | None = None,
-) -> Tensor:
+def sample_lambda(n: int, alpha: float = 0.5, generator: np.random.Generator | torch.Generator | None = None,
+                  beta: float | None = None, device: torch.device | str | None = None) -> Tensor:
     """Draw mixing coefficients lambda ~ Beta(alpha, beta) (paper §3.3: alpha = beta = 0.5).
 
     Returns a float32 tensor of shape (n,): one lambda per pair (the paper does not say whether
@@ -50,9 +41,7 @@ def sample_lambda(
     beta = alpha if beta is None else beta
     if alpha <= 0 or beta <= 0:
         raise ValueError(f"sample_lambda: Beta parameters must be > 0, got {alpha}, {beta}")
-    rng = _numpy_rng(generator)
-    draws = rng.beta(alpha, beta, size=n)
-    return torch.as_tensor(draws, dtype=torch.float32, device=device)
+    return torch.as_tensor(_numpy_rng(generator).beta(alpha, beta, size=n), dtype=torch.float32, device=device)
 
 
 def _broadcast_lam(lam: Tensor | float, like: Tensor) -> Tensor:

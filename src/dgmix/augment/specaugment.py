@@ -15,7 +15,7 @@ Interpretations (the DG-Mix paper gives no SpecAugment settings):
   [0, max width] and a uniform start, as in the SpecAugment paper; masks may overlap;
 * mask value: the per-sample mean of the (warped) log-mel window. Log-mel values are in dB
   (around -100 to +20), so masking with 0 would insert an extreme value; the mean is the
-  neutral choice for non-normalised features. ``mask_value`` may be set to a number instead.
+  neutral choice for non-normalised features.
 """
 
 from __future__ import annotations
@@ -59,15 +59,12 @@ def time_warp(x: Tensor, centre: Tensor, shift: Tensor) -> Tensor:
     i0 = src.floor().long().clamp(max=t_len - 2)
     frac = (src - i0).to(x.dtype)
     view = (n,) + (1,) * (x.ndim - 2) + (t_len,)
-    i0 = i0.to(x.device).reshape(view).expand_as(x)
-    frac = frac.to(x.device).reshape(view)
-    lo = torch.gather(x, -1, i0)
-    hi = torch.gather(x, -1, i0 + 1)
+    i0, frac = i0.to(x.device).reshape(view).expand_as(x), frac.to(x.device).reshape(view)
+    lo, hi = torch.gather(x, -1, i0), torch.gather(x, -1, i0 + 1)
     return lo + frac * (hi - lo)
 
 
-def _band_mask(length: int, max_width: int, count: int, n: int, gen: torch.Generator | None
-               ) -> Tensor:
+def _band_mask(length: int, max_width: int, count: int, n: int, gen: torch.Generator | None) -> Tensor:
     """(n, length) boolean mask: union of ``count`` random bands of width <= max_width."""
     mask = torch.zeros(n, length, dtype=torch.bool)
     max_width = min(max_width, length)
@@ -76,8 +73,7 @@ def _band_mask(length: int, max_width: int, count: int, n: int, gen: torch.Gener
     pos = torch.arange(length).unsqueeze(0)
     for _ in range(count):
         width = torch.randint(0, max_width + 1, (n,), generator=gen)
-        start = (torch.rand(n, generator=gen, dtype=torch.float64)
-                 * (length - width + 1).double()).floor().long()
+        start = (torch.rand(n, generator=gen, dtype=torch.float64) * (length - width + 1).double()).floor().long()
         start = torch.minimum(start, length - width)
         mask |= (pos >= start.unsqueeze(1)) & (pos < (start + width).unsqueeze(1))
     return mask
@@ -91,36 +87,19 @@ class SpecAugment(nn.Module):
         freq_mask: maximum width F of each frequency mask, in mel bins.
         time_mask: maximum width T of each time mask, in frames.
         n_freq_masks, n_time_masks: number of masks of each kind.
-        p: probability that a sample is augmented at all (else it is returned unchanged).
-        mask_value: "mean" (per-sample mean, default) or a number.
 
     ``forward(x, generator=None)``: random numbers are drawn on the CPU from ``generator`` (or
     torch's global RNG), so results are reproducible on any device.
     """
 
-    def __init__(
-        self,
-        time_warp: int = TIME_WARP,
-        freq_mask: int = FREQ_MASK,
-        time_mask: int = TIME_MASK,
-        n_freq_masks: int = N_FREQ_MASKS,
-        n_time_masks: int = N_TIME_MASKS,
-        p: float = 1.0,
-        mask_value: str | float = "mean",
-    ) -> None:
+    def __init__(self, time_warp: int = TIME_WARP, freq_mask: int = FREQ_MASK, time_mask: int = TIME_MASK,
+                 n_freq_masks: int = N_FREQ_MASKS, n_time_masks: int = N_TIME_MASKS) -> None:
         super().__init__()
         if min(time_warp, freq_mask, time_mask, n_freq_masks, n_time_masks) < 0:
             raise ValueError("SpecAugment: widths and mask counts must be >= 0")
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"SpecAugment: p must be in [0, 1], got {p}")
-        if isinstance(mask_value, str) and mask_value != "mean":
-            raise ValueError(f"SpecAugment: mask_value must be 'mean' or a number, got "
-                             f"{mask_value!r}")
         self.time_warp = int(time_warp)
         self.freq_mask, self.time_mask = int(freq_mask), int(time_mask)
         self.n_freq_masks, self.n_time_masks = int(n_freq_masks), int(n_time_masks)
-        self.p = float(p)
-        self.mask_value = mask_value
 
     def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         if x.ndim != 4:
@@ -139,17 +118,4 @@ class SpecAugment(nn.Module):
         fmask = _band_mask(f_len, self.freq_mask, self.n_freq_masks, n, generator)
         tmask = _band_mask(t_len, self.time_mask, self.n_time_masks, n, generator)
         mask = (fmask.unsqueeze(2) | tmask.unsqueeze(1)).unsqueeze(1).to(x.device)  # (N,1,F,T)
-        if self.mask_value == "mean":
-            value = out.mean(dim=(1, 2, 3), keepdim=True)
-        else:
-            value = torch.as_tensor(float(self.mask_value), dtype=out.dtype, device=out.device)
-        out = torch.where(mask, value, out)
-        if self.p < 1.0:
-            keep = (torch.rand(n, generator=generator) >= self.p).to(x.device)
-            out = torch.where(keep.reshape(n, 1, 1, 1), x, out)
-        return out
-
-    def extra_repr(self) -> str:
-        return (f"time_warp={self.time_warp}, freq_mask={self.freq_mask}, "
-                f"time_mask={self.time_mask}, n_freq_masks={self.n_freq_masks}, "
-                f"n_time_masks={self.n_time_masks}, p={self.p}, mask_value={self.mask_value!r}")
+        return torch.where(mask, out.mean(dim=(1, 2, 3), keepdim=True), out)

@@ -60,13 +60,8 @@ class FeatureCache:
             arrays are float32 either way. It is part of the key.
     """
 
-    def __init__(
-        self,
-        cache_dir: str | Path,
-        params: FeatureParams | None = None,
-        loader_options: dict[str, Any] | None = None,
-        dtype: str = "float32",
-    ) -> None:
+    def __init__(self, cache_dir: str | Path, params: FeatureParams | None = None,
+                 loader_options: dict[str, Any] | None = None, dtype: str = "float32") -> None:
         self.params = params if params is not None else FeatureParams()
         if dtype not in _DTYPES:
             raise ValueError(f"FeatureCache dtype must be 'float32' or 'float64', got {dtype!r}")
@@ -84,16 +79,10 @@ class FeatureCache:
         keyed_loader = dict(defaults)
         if not (defaults["pad"] or defaults["pad_to"] is not None):
             keyed_loader.pop("min_samples")
-        meta = {
-            "format": CACHE_FORMAT,
-            "params": {k: v for k, v in p.to_dict().items() if k not in ("frames", "window_hop")},
-            "loader": keyed_loader,
-            "dtype": dtype,
-        }
-        loader_key = hashlib.blake2b(
-            json.dumps({k: meta[k] for k in ("format", "loader", "dtype")}, sort_keys=True).encode(),
-            digest_size=6,
-        ).hexdigest()
+        spectrogram = {k: v for k, v in p.to_dict().items() if k not in ("frames", "window_hop")}
+        meta = {"format": CACHE_FORMAT, "params": spectrogram, "loader": keyed_loader, "dtype": dtype}
+        loader_key = hashlib.blake2b(json.dumps({k: meta[k] for k in ("format", "loader", "dtype")}, sort_keys=True)
+                                     .encode(), digest_size=6).hexdigest()
         self.key = f"{p.spectrogram_key()}-{loader_key}"
         self.root = self.cache_dir / self.key
         self._meta = meta
@@ -144,24 +133,18 @@ class FeatureCache:
         target.parent.mkdir(parents=True, exist_ok=True)
         settings = self.root / "settings.json"
         if not settings.exists():
-            self._atomic_bytes(settings, json.dumps(self._meta, indent=2, sort_keys=True).encode())
+            atomic_write_bytes(settings, json.dumps(self._meta, indent=2, sort_keys=True).encode())
         # entries can be recomputed, so no fsync (a killed process still leaves whole files)
         atomic_write_with(target, lambda f: np.save(f, np.ascontiguousarray(array, dtype=np.float32)),
                           fsync=False)
 
-    @staticmethod
-    def _atomic_bytes(target: Path, data: bytes) -> None:
-        atomic_write_bytes(target, data)
-
-    def _read(self, target: Path) -> np.ndarray | None:
+    def _read(self, target: Path, mmap_mode: str | None = None) -> np.ndarray | None:
         """The stored array, or ``None`` if missing or unreadable (then it is recomputed)."""
         try:
-            arr = np.load(target, allow_pickle=False)
+            arr = np.load(target, mmap_mode=mmap_mode, allow_pickle=False)
         except (OSError, ValueError, EOFError):
             return None
-        if arr.ndim != 2 or arr.shape[0] != self.params.n_mels or arr.dtype != np.float32:
-            return None
-        return arr
+        return arr if arr.ndim == 2 and arr.shape[0] == self.params.n_mels and arr.dtype == np.float32 else None
 
     def get_status(self, item: Any) -> tuple[np.ndarray, bool]:
         """``(features, computed)``: features of one clip and whether they had to be computed."""
@@ -183,12 +166,8 @@ class FeatureCache:
 
     # ----------------------------------------------------------------- parallel fill
     def _spec(self) -> dict[str, Any]:
-        return {
-            "cache_dir": str(self.cache_dir),
-            "params": self.params.to_dict(),
-            "loader_options": self.extra_loader,
-            "dtype": self.dtype,
-        }
+        return {"cache_dir": str(self.cache_dir), "params": self.params.to_dict(), "loader_options": self.extra_loader,
+                "dtype": self.dtype}
 
     def cached_frames(self, item: Any) -> int | None:
         """Frames T of this clip's cached entry, or ``None`` if absent or unreadable.
@@ -196,15 +175,8 @@ class FeatureCache:
         Reads only the ``.npy`` header (memory map), not the data.
         """
         target = self.entry_path(item)
-        if not target.is_file():
-            return None
-        try:
-            arr = np.load(target, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError, EOFError):
-            return None
-        if arr.ndim != 2 or arr.shape[0] != self.params.n_mels or arr.dtype != np.float32:
-            return None
-        return int(arr.shape[1])
+        arr = self._read(target, mmap_mode="r") if target.is_file() else None
+        return None if arr is None else int(arr.shape[1])
 
     #: ``cache.fill(items, workers=2, progress=True, on_error="skip", min_parallel=2048)``: make sure
     #: every clip's features are in the cache (:func:`dgmix.features.fill.fill_cache`).

@@ -73,14 +73,8 @@ class FillReport:
         return int(sum(n_windows(t, frames, hop) for t in self.frames.values()))
 
 
-def fill_cache(
-    cache: Cache,
-    items: Sequence[Any],
-    workers: int = 2,
-    progress: bool = True,
-    on_error: str = "skip",
-    min_parallel: int = MIN_PARALLEL,
-) -> FillReport:
+def fill_cache(cache: Cache, items: Sequence[Any], workers: int = 2, progress: bool = True, on_error: str = "skip",
+               min_parallel: int = MIN_PARALLEL) -> FillReport:
     """Make sure every clip's features are in the cache.
 
     Clips already cached are found first, in this process (content hash + ``.npy`` header).
@@ -116,10 +110,8 @@ def fill_cache(
             report.errors.append((Path(path), value))
         else:
             report.frames[Path(path)] = int(value)
-            if status == "computed":
-                report.computed += 1
-            else:
-                report.cached += 1
+            report.computed += status == "computed"
+            report.cached += status != "computed"
         bar.update(1)
 
     try:
@@ -150,19 +142,15 @@ def _fill_parallel(cache: Cache, paths: list[str], n_proc: int, record: Any) -> 
     """Compute ``paths`` in ``n_proc`` spawned processes, passing each result to ``record``."""
     chunk = max(1, min(16, len(paths) // (n_proc * 8)))
     chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
-    pool = ProcessPoolExecutor(
-        n_proc, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-        initargs=(type(cache), cache._spec()),
-    )
+    pool = ProcessPoolExecutor(n_proc, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                               initargs=(type(cache), cache._spec()))
     try:
         futures = [pool.submit(_fill_chunk, c) for c in chunks]
         for fut in as_completed(futures):
             try:
                 results = fut.result()
             except BrokenProcessPool as e:
-                raise RuntimeError(
-                    f"a feature worker process died ({e}); retry with --workers 1"
-                ) from e
+                raise RuntimeError(f"a feature worker process died ({e}); retry with --workers 1") from e
             for result in results:
                 record(result)
     finally:
@@ -188,12 +176,8 @@ def _init_worker(cache_type: type, spec: dict[str, Any]) -> None:
     """Pool initializer (spawn-safe): one torch thread, one cache of ``cache_type`` per worker process."""
     global _WORKER_CACHE
     torch.set_num_threads(1)
-    _WORKER_CACHE = cache_type(
-        spec["cache_dir"],
-        FeatureParams.from_dict(spec["params"]),
-        loader_options=spec["loader_options"],
-        dtype=spec["dtype"],
-    )
+    _WORKER_CACHE = cache_type(spec["cache_dir"], FeatureParams.from_dict(spec["params"]),
+                               loader_options=spec["loader_options"], dtype=spec["dtype"])
 
 
 def _fill_chunk(paths: list[str]) -> list[tuple[str, str, Any]]:

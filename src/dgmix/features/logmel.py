@@ -151,34 +151,27 @@ class FeatureParams:
         ``frames`` and ``window_hop`` are left out: they change how a spectrogram is cut into
         windows, not its values, so a feature cache keyed on this survives a change of P or L.
         """
-        return hashlib.blake2b(
-            self._canonical(_SPECTROGRAM_FIELDS).encode(), digest_size=8
-        ).hexdigest()
+        return hashlib.blake2b(self._canonical(_SPECTROGRAM_FIELDS).encode(), digest_size=8).hexdigest()
+
+
+# Slaney (Auditory Toolbox) mel scale: linear below 1 kHz (F_SP Hz per mel), logarithmic above.
+_F_SP, _MIN_LOG_HZ, _LOGSTEP = 200.0 / 3.0, 1000.0, np.log(6.4) / 27.0
+_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
 
 
 def _hz_to_mel_slaney(hz: np.ndarray) -> np.ndarray:
     """Slaney (Auditory Toolbox) mel scale: linear below 1 kHz, logarithmic above."""
     hz = np.asarray(hz, dtype=np.float64)
-    f_sp = 200.0 / 3.0  # Hz per mel in the linear part
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = np.log(6.4) / 27.0
-    linear = hz / f_sp
     with np.errstate(divide="ignore"):
-        logpart = min_log_mel + np.log(np.maximum(hz, min_log_hz) / min_log_hz) / logstep
-    return np.where(hz >= min_log_hz, logpart, linear)
+        logpart = _MIN_LOG_MEL + np.log(np.maximum(hz, _MIN_LOG_HZ) / _MIN_LOG_HZ) / _LOGSTEP
+    return np.where(hz >= _MIN_LOG_HZ, logpart, hz / _F_SP)
 
 
 def _mel_to_hz_slaney(mel: np.ndarray) -> np.ndarray:
     """Inverse of :func:`_hz_to_mel_slaney`."""
     mel = np.asarray(mel, dtype=np.float64)
-    f_sp = 200.0 / 3.0
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = np.log(6.4) / 27.0
-    linear = mel * f_sp
-    logpart = min_log_hz * np.exp(logstep * (np.maximum(mel, min_log_mel) - min_log_mel))
-    return np.where(mel >= min_log_mel, logpart, linear)
+    logpart = _MIN_LOG_HZ * np.exp(_LOGSTEP * (np.maximum(mel, _MIN_LOG_MEL) - _MIN_LOG_MEL))
+    return np.where(mel >= _MIN_LOG_MEL, logpart, mel * _F_SP)
 
 
 def mel_filterbank(params: FeatureParams, fmin: float = FMIN, fmax: float | None = FMAX) -> np.ndarray:
@@ -193,11 +186,7 @@ def mel_filterbank(params: FeatureParams, fmin: float = FMIN, fmax: float | None
     sr = params.sample_rate
     fmax = sr / 2.0 if fmax is None else float(fmax)
     fft_freqs = np.linspace(0.0, sr / 2.0, params.n_freqs)
-    mel_edges = np.linspace(
-        _hz_to_mel_slaney(np.float64(fmin)),
-        _hz_to_mel_slaney(np.float64(fmax)),
-        params.n_mels + 2,
-    )
+    mel_edges = np.linspace(_hz_to_mel_slaney(np.float64(fmin)), _hz_to_mel_slaney(np.float64(fmax)), params.n_mels + 2)
     hz_edges = _mel_to_hz_slaney(mel_edges)
     widths = np.diff(hz_edges)  # (n_mels + 1,)
     # distance of every edge to every FFT bin frequency: (n_mels + 2, n_freqs)
@@ -225,27 +214,14 @@ class LogMel(nn.Module):
     window: torch.Tensor
     mel_basis: torch.Tensor
 
-    def __init__(
-        self, params: FeatureParams | None = None, dtype: torch.dtype = torch.float32
-    ) -> None:
+    def __init__(self, params: FeatureParams | None = None, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"LogMel dtype must be torch.float32 or torch.float64, got {dtype}")
         self.params = params if params is not None else FeatureParams()
         self.compute_dtype = dtype
-        self.register_buffer(
-            "window", torch.hann_window(self.params.n_fft, periodic=True, dtype=dtype)
-        )
-        self.register_buffer(
-            "mel_basis", torch.from_numpy(mel_filterbank(self.params)).to(dtype)
-        )
-
-    def extra_repr(self) -> str:
-        p = self.params
-        return (
-            f"sample_rate={p.sample_rate}, n_fft={p.n_fft}, hop_length={p.hop_length}, "
-            f"n_mels={p.n_mels}, dtype={self.compute_dtype}"
-        )
+        self.register_buffer("window", torch.hann_window(self.params.n_fft, periodic=True, dtype=dtype))
+        self.register_buffer("mel_basis", torch.from_numpy(mel_filterbank(self.params)).to(dtype))
 
     def power_mel(self, wave: torch.Tensor) -> torch.Tensor:
         """Mel power spectrogram before the log, ``(B, S) -> (B, n_mels, T)`` in the compute dtype."""
@@ -255,26 +231,15 @@ class LogMel(nn.Module):
             raise ValueError("LogMel got an empty waveform (0 samples)")
         p = self.params
         x = wave.to(device=self.mel_basis.device, dtype=self.compute_dtype)
-        spec = torch.stft(
-            x,
-            n_fft=p.n_fft,
-            hop_length=p.hop_length,
-            win_length=p.n_fft,
-            window=self.window,
-            center=True,
-            pad_mode="constant",
-            normalized=False,
-            onesided=True,
-            return_complex=True,
-        )  # (B, n_freqs, T)
+        spec = torch.stft(x, n_fft=p.n_fft, hop_length=p.hop_length, win_length=p.n_fft, window=self.window,
+                          center=True, pad_mode="constant", normalized=False, onesided=True,
+                          return_complex=True)  # (B, n_freqs, T)
         mag = spec.real.square() + spec.imag.square()  # |X| ** POWER, POWER = 2
         return torch.matmul(self.mel_basis, mag)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         """Log-mel of a batch of waveforms: ``20/POWER * log10(mel + eps)``, float32 output."""
-        mel = self.power_mel(wave)
-        out = (20.0 / POWER) * torch.log10(mel + EPS)
-        return out.to(torch.float32)
+        return ((20.0 / POWER) * torch.log10(self.power_mel(wave) + EPS)).to(torch.float32)
 
 
 _MODULES: dict[tuple[FeatureParams, torch.dtype, str], LogMel] = {}
@@ -288,12 +253,8 @@ def _module(params: FeatureParams, dtype: torch.dtype, device: torch.device) -> 
     return _MODULES[key]
 
 
-def log_mel(
-    waveform: np.ndarray | torch.Tensor,
-    sample_rate: int = 16000,
-    params: FeatureParams | None = None,
-    dtype: torch.dtype = torch.float32,
-) -> np.ndarray | torch.Tensor:
+def log_mel(waveform: np.ndarray | torch.Tensor, sample_rate: int = 16000, params: FeatureParams | None = None,
+            dtype: torch.dtype = torch.float32) -> np.ndarray | torch.Tensor:
     """Log-mel spectrogram of one mono waveform (paper §3.1), shape ``(n_mels, T)``.
 
     Args:
@@ -307,10 +268,8 @@ def log_mel(
     """
     params = params if params is not None else FeatureParams()
     if int(sample_rate) != params.sample_rate:
-        raise ValueError(
-            f"log_mel: waveform is at {sample_rate} Hz but the features expect "
-            f"{params.sample_rate} Hz; resample when loading (dgmix.data.load_audio)"
-        )
+        raise ValueError(f"log_mel: waveform is at {sample_rate} Hz but the features expect {params.sample_rate} Hz; "
+                         "resample when loading (dgmix.data.load_audio)")
     is_numpy = not isinstance(waveform, torch.Tensor)
     wave = torch.from_numpy(np.asarray(waveform)) if is_numpy else waveform
     if wave.dim() != 1:

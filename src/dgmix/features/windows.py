@@ -56,18 +56,13 @@ class WindowIndex:
         self.lengths = lengths_arr
         if self.frames <= 0 or self.hop <= 0:
             raise ValueError(f"frames and hop must be positive, got frames={frames}, hop={hop}")
-        self.counts = np.where(
-            lengths_arr >= self.frames, (lengths_arr - self.frames) // self.hop + 1, 0
-        ).astype(np.int64)
+        self.counts = np.where(lengths_arr >= self.frames, (lengths_arr - self.frames) // self.hop + 1, 0)
+        self.counts = self.counts.astype(np.int64)
         # offsets[c] = number of windows before clip c; offsets[-1] = total.
         self.offsets = np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64)
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
-
-    @property
-    def n_clips(self) -> int:
-        return len(self.lengths)
 
     def locate(self, index: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(clip index, start frame)`` for each flat window index (negative indices count back).
@@ -136,13 +131,8 @@ class WindowDataset(Dataset):
         labels: optional integer label per clip (e.g. section index for fine-tuning).
     """
 
-    def __init__(
-        self,
-        features: Sequence[np.ndarray],
-        frames: int = 64,
-        hop: int = 8,
-        labels: Sequence[int] | None = None,
-    ) -> None:
+    def __init__(self, features: Sequence[np.ndarray], frames: int = 64, hop: int = 8,
+                 labels: Sequence[int] | None = None) -> None:
         feats = []
         n_mels = None
         for k, f in enumerate(features):
@@ -152,14 +142,10 @@ class WindowDataset(Dataset):
             if n_mels is None:
                 n_mels = arr.shape[0]
             elif arr.shape[0] != n_mels:
-                raise ValueError(
-                    f"WindowDataset: clip {k} has {arr.shape[0]} mel bins, clip 0 has {n_mels}"
-                )
+                raise ValueError(f"WindowDataset: clip {k} has {arr.shape[0]} mel bins, clip 0 has {n_mels}")
             feats.append(np.ascontiguousarray(arr, dtype=np.float32))
         if labels is not None and len(labels) != len(feats):
-            raise ValueError(
-                f"WindowDataset: {len(labels)} labels for {len(feats)} clips"
-            )
+            raise ValueError(f"WindowDataset: {len(labels)} labels for {len(feats)} clips")
         self.features = feats
         self.n_mels = int(n_mels) if n_mels is not None else 0
         self.frames = int(frames)
@@ -172,9 +158,7 @@ class WindowDataset(Dataset):
 
     def __getitem__(self, i: int) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         clip, start = self.index[i]
-        window = torch.from_numpy(
-            self.features[clip][:, start : start + self.frames].copy()
-        ).unsqueeze(0)
+        window = torch.from_numpy(self.features[clip][:, start : start + self.frames].copy()).unsqueeze(0)
         if self.labels is None:
             return window
         return window, torch.tensor(self.labels[clip])
@@ -183,10 +167,8 @@ class WindowDataset(Dataset):
         """Gather many windows at once: ``indices (n,) -> float32 tensor (n, 1, n_mels, frames)``."""
         clips, starts = self.index.locate(np.asarray(indices).reshape(-1))
         out = np.empty((len(clips), 1, self.n_mels, self.frames), dtype=np.float32)
-        feats = self.features
-        p = self.frames
         for k, (c, s) in enumerate(zip(clips.tolist(), starts.tolist())):
-            out[k, 0] = feats[c][:, s : s + p]
+            out[k, 0] = self.features[c][:, s : s + self.frames]
         return torch.from_numpy(out)
 
     def batch_labels(self, indices: np.ndarray | Sequence[int]) -> torch.Tensor:

@@ -3,34 +3,10 @@
 
 from dgmix.losses.dgmix import DGMixLoss, dgmix_loss
 from dgmix.losses.finetune import MixupKLLoss, kl_to_target, mixup_kl_loss
-from dgmix.losses.terms import (
-    VARIANCE_EPS,
-    ConsistencyLoss,
-    CovarianceLoss,
-    InvarianceLoss,
-    VarianceLoss,
-    consistency_term,
-    covariance_term,
-    invariance_term,
-    variance_term,
-)
+from dgmix.losses.terms import VARIANCE_EPS, consistency_term, covariance_term, invariance_term, variance_term
 from dgmix.losses.vicreg import VICRegLoss, vicreg_loss
 
 __all__ = [
-    "VARIANCE_EPS",
-    "ConsistencyLoss",
-    "CovarianceLoss",
-    "DGMixLoss",
-    "InvarianceLoss",
-    "MixupKLLoss",
-    "VICRegLoss",
-    "VarianceLoss",
-    "consistency_term",
-    "covariance_term",
-    "dgmix_loss",
-    "invariance_term",
-    "kl_to_target",
-    "mixup_kl_loss",
-    "variance_term",
-    "vicreg_loss",
+    "VARIANCE_EPS", "DGMixLoss", "MixupKLLoss", "VICRegLoss", "consistency_term", "covariance_term", "dgmix_loss",
+    "invariance_term", "kl_to_target", "mixup_kl_loss", "variance_term", "vicreg_loss",
 ]

@@ -10,14 +10,8 @@ __all__ = ["DGMixLoss", "dgmix_loss"]
 
 
 def dgmix_loss(
-    z: Tensor,
-    z_prime: Tensor,
-    z_mix: Tensor,
-    lam: Tensor | float,
-    gamma: float = 25.0,
-    mu: float = 25.0,
-    nu: float = 1.0,
-    eps: float = VARIANCE_EPS,
+    z: Tensor, z_prime: Tensor, z_mix: Tensor, lam: Tensor | float, gamma: float = 25.0, mu: float = 25.0,
+    nu: float = 1.0, eps: float = VARIANCE_EPS,
 ) -> dict[str, Tensor]:
     """Eq. 5: gamma * s(Z_lam, Z, Z', lam) + mu * (v(Z) + v(Z')) + nu * (c(Z) + c(Z')).
 
@@ -35,8 +29,7 @@ def dgmix_loss(
     s = consistency_term(z, z_prime, z_mix, lam)  # eq. 1 / D, see there
     v = variance_term(z, eps) + variance_term(z_prime, eps)
     c = covariance_term(z) + covariance_term(z_prime)
-    loss = gamma * s + mu * v + nu * c
-    return {"loss": loss, "consistency": s, "variance": v, "covariance": c}
+    return {"loss": gamma * s + mu * v + nu * c, "consistency": s, "variance": v, "covariance": c}
 
 
 class DGMixLoss(nn.Module):
@@ -47,23 +40,9 @@ class DGMixLoss(nn.Module):
     covariance terms see the global batch (as with one device).
     """
 
-    def __init__(
-        self,
-        gamma: float = 25.0,
-        mu: float = 25.0,
-        nu: float = 1.0,
-        eps: float = VARIANCE_EPS,
-    ) -> None:
+    def __init__(self, gamma: float = 25.0, mu: float = 25.0, nu: float = 1.0, eps: float = VARIANCE_EPS) -> None:
         super().__init__()
-        self.gamma, self.mu, self.nu = float(gamma), float(mu), float(nu)
-        self.eps = float(eps)
+        self.gamma, self.mu, self.nu, self.eps = float(gamma), float(mu), float(nu), float(eps)
 
-    def forward(
-        self, z: Tensor, z_prime: Tensor, z_mix: Tensor, lam: Tensor | float
-    ) -> dict[str, Tensor]:
+    def forward(self, z: Tensor, z_prime: Tensor, z_mix: Tensor, lam: Tensor | float) -> dict[str, Tensor]:
         return dgmix_loss(z, z_prime, z_mix, lam, self.gamma, self.mu, self.nu, self.eps)
-
-    def extra_repr(self) -> str:
-        return f"gamma={self.gamma}, mu={self.mu}, nu={self.nu}"
-
-

@@ -4,7 +4,6 @@ Y, Y', Y_lam."""
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -24,12 +23,7 @@ def kl_to_target(logits: Tensor, target: Tensor) -> Tensor:
 
 
 def mixup_kl_loss(
-    logits_mix: Tensor,
-    target_mix: Tensor,
-    y: Tensor | None,
-    y_prime: Tensor | None,
-    y_mix: Tensor | None,
-    lam: Tensor | float,
+    logits_mix: Tensor, target_mix: Tensor, y: Tensor, y_prime: Tensor, y_mix: Tensor, lam: Tensor | float,
     gamma: float = 25.0,
 ) -> dict[str, Tensor]:
     """KL(target_mix || softmax(logits_mix)) + gamma * s(Y_lam, Y, Y', lam).
@@ -38,20 +32,13 @@ def mixup_kl_loss(
         logits_mix: classifier logits of the mixed windows, (N, n_classes).
         target_mix: mixed one-hot section labels lam * onehot(a) + (1 - lam) * onehot(b)
             (see :func:`dgmix.augment.mix_labels`), (N, n_classes).
-        y, y_prime, y_mix: encoder outputs of X, X', X_lam, (N, 320). All three ``None``
-            disables the regulariser (consistency = 0).
+        y, y_prime, y_mix: encoder outputs of X, X', X_lam, (N, 320).
         lam: the mixing coefficients used for both the inputs and the labels.
         gamma: weight of the consistency term. The paper gives no value for fine-tuning; 25
             (the pre-training value) is our default -- an interpretation.
     """
     kl = kl_to_target(logits_mix, target_mix)
-    given = [t is not None for t in (y, y_prime, y_mix)]
-    if all(given):
-        s = consistency_term(y, y_prime, y_mix, lam)
-    elif not any(given):
-        s = torch.zeros((), dtype=kl.dtype, device=kl.device)
-    else:
-        raise ValueError("y, y_prime and y_mix must be given together (or all None)")
+    s = consistency_term(y, y_prime, y_mix, lam)
     return {"loss": kl + gamma * s, "kl": kl, "consistency": s}
 
 
@@ -62,16 +49,6 @@ class MixupKLLoss(nn.Module):
         super().__init__()
         self.gamma = float(gamma)
 
-    def forward(
-        self,
-        logits_mix: Tensor,
-        target_mix: Tensor,
-        y: Tensor | None,
-        y_prime: Tensor | None,
-        y_mix: Tensor | None,
-        lam: Tensor | float,
-    ) -> dict[str, Tensor]:
+    def forward(self, logits_mix: Tensor, target_mix: Tensor, y: Tensor, y_prime: Tensor, y_mix: Tensor,
+                lam: Tensor | float) -> dict[str, Tensor]:
         return mixup_kl_loss(logits_mix, target_mix, y, y_prime, y_mix, lam, self.gamma)
-
-    def extra_repr(self) -> str:
-        return f"gamma={self.gamma}"

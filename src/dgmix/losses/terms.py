@@ -1,8 +1,7 @@
 """The loss terms of DG-Mix and VICReg (paper §3.3, eqs. 1-4).
 
-Every term has a functional form (``variance_term`` ...) and an ``nn.Module`` form
-(``VarianceLoss`` ...) that returns the same scalar tensor. Embeddings are (N, D) batches; the
-terms are computed in float32 even when the embeddings are half / bfloat16 (mixed precision),
+Every term is a function of (N, D) embedding batches returning a scalar tensor; the terms
+are computed in float32 even when the embeddings are half / bfloat16 (mixed precision),
 because variances and covariances lose too much precision otherwise.
 """
 
@@ -10,19 +9,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-__all__ = [
-    "VARIANCE_EPS",
-    "ConsistencyLoss",
-    "CovarianceLoss",
-    "InvarianceLoss",
-    "VarianceLoss",
-    "consistency_term",
-    "covariance_term",
-    "invariance_term",
-    "variance_term",
-]
+__all__ = ["VARIANCE_EPS", "consistency_term", "covariance_term", "invariance_term", "variance_term"]
 
 #: epsilon inside the square root of the variance term (VICReg's code uses 1e-4).
 VARIANCE_EPS = 1e-4
@@ -30,14 +19,10 @@ VARIANCE_EPS = 1e-4
 
 def _as_batch(z: Tensor, name: str = "z") -> Tensor:
     """Check that ``z`` is an (N, D) batch with N >= 2 and return it as float32 (or float64)."""
-    if not isinstance(z, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(z).__name__}")
     if z.ndim != 2:
         raise ValueError(f"{name} must be a 2-D (batch, dim) tensor, got shape {tuple(z.shape)}")
     if z.shape[0] < 2:
-        raise ValueError(
-            f"{name}: variance/covariance needs at least 2 samples in the batch, got {z.shape[0]}"
-        )
+        raise ValueError(f"{name}: variance/covariance needs at least 2 samples in the batch, got {z.shape[0]}")
     return z if z.dtype == torch.float64 else z.float()
 
 
@@ -114,35 +99,3 @@ def consistency_term(z: Tensor, z_prime: Tensor, z_mix: Tensor, lam: Tensor | fl
     target = lam_col * z + (1.0 - lam_col) * z_prime
     per_sample = (z_mix - target).pow(2).sum(dim=1)
     return per_sample.mean() / z.shape[1]
-
-
-class VarianceLoss(nn.Module):
-    """Module form of :func:`variance_term` (paper eq. 2)."""
-
-    def __init__(self, eps: float = VARIANCE_EPS) -> None:
-        super().__init__()
-        self.eps = float(eps)
-
-    def forward(self, z: Tensor) -> Tensor:
-        return variance_term(z, self.eps)
-
-
-class CovarianceLoss(nn.Module):
-    """Module form of :func:`covariance_term` (paper eqs. 3-4)."""
-
-    def forward(self, z: Tensor) -> Tensor:
-        return covariance_term(z)
-
-
-class InvarianceLoss(nn.Module):
-    """Module form of :func:`invariance_term` (VICReg's MSE)."""
-
-    def forward(self, z_a: Tensor, z_b: Tensor) -> Tensor:
-        return invariance_term(z_a, z_b)
-
-
-class ConsistencyLoss(nn.Module):
-    """Module form of :func:`consistency_term` (paper eq. 1, mean over batch and dimensions)."""
-
-    def forward(self, z: Tensor, z_prime: Tensor, z_mix: Tensor, lam: Tensor | float) -> Tensor:
-        return consistency_term(z, z_prime, z_mix, lam)

@@ -24,23 +24,14 @@ class Expander(nn.Module):
 
     def __init__(self, in_dim: int = 320, hidden: int = 1280, n_layers: int = 3) -> None:
         super().__init__()
-        if n_layers < 1 or in_dim < 1 or hidden < 1:
-            raise ValueError(
-                f"Expander needs n_layers, in_dim, hidden >= 1, got {n_layers}, {in_dim}, {hidden}"
-            )
+        if n_layers < 1:
+            raise ValueError(f"Expander needs n_layers >= 1, got {n_layers}")
         self.in_dim, self.out_dim = int(in_dim), int(hidden)
-        layers: list[nn.Module] = []
-        dim = in_dim
-        for _ in range(n_layers):
-            layers += [nn.Linear(dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True)]
-            dim = hidden
-        self.net = nn.Sequential(*layers)
+        self.net = nn.Sequential(*[m for i in range(n_layers) for m in (
+            nn.Linear(in_dim if i == 0 else hidden, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True))])
 
     def forward(self, y: Tensor) -> Tensor:
         """(N, in_dim) embeddings Y -> (N, hidden) embeddings Z."""
-        if y.ndim != 2 or y.shape[1] != self.in_dim:
-            raise ValueError(f"Expander expects input of shape (N, {self.in_dim}), "
-                             f"got {tuple(y.shape)}")
         return self.net(y)
 
 
@@ -55,18 +46,11 @@ class SectionClassifier(nn.Module):
 
     def __init__(self, in_dim: int = 320, hidden: int = 128, n_classes: int | None = None) -> None:
         super().__init__()
-        if n_classes is None:
-            raise ValueError("SectionClassifier: n_classes is required")
-        if n_classes < 1 or in_dim < 1 or hidden < 1:
-            raise ValueError(f"SectionClassifier needs positive sizes, got in_dim={in_dim}, "
-                             f"hidden={hidden}, n_classes={n_classes}")
+        if n_classes is None or n_classes < 1:
+            raise ValueError(f"SectionClassifier: n_classes >= 1 is required, got {n_classes}")
         self.in_dim, self.n_classes = int(in_dim), int(n_classes)
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(inplace=True),
-                                 nn.Linear(hidden, n_classes))
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, n_classes))
 
     def forward(self, y: Tensor) -> Tensor:
         """(N, in_dim) embeddings -> (N, n_classes) logits."""
-        if y.ndim != 2 or y.shape[1] != self.in_dim:
-            raise ValueError(f"SectionClassifier expects input of shape (N, {self.in_dim}), "
-                             f"got {tuple(y.shape)}")
         return self.net(y)

@@ -30,51 +30,23 @@ from collections import OrderedDict
 import torch
 from torch import Tensor, nn
 
-__all__ = [
-    "BOTTLENECK_SETTINGS",
-    "ROW_NAMES",
-    "ConvBNReLU6",
-    "Encoder",
-    "InvertedResidual",
-    "count_parameters",
-    "make_divisible",
-    "multiply_adds",
-]
+__all__ = ["BOTTLENECK_SETTINGS", "ROW_NAMES", "ConvBNReLU6", "Encoder", "InvertedResidual", "count_parameters",
+           "make_divisible", "multiply_adds"]
 
 #: (t, c, n, s) rows of MobileNetV2 at width 1.0; ``width_mult=0.5`` gives Table 1's channels.
 BOTTLENECK_SETTINGS: tuple[tuple[int, int, int, int], ...] = (
-    (1, 16, 1, 1),
-    (6, 24, 2, 2),
-    (6, 32, 3, 2),
-    (6, 64, 4, 2),
-    (6, 96, 3, 1),
-    (6, 160, 3, 2),
-    (6, 320, 1, 1),
+    (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1),
 )
 
 #: Names of the rows of Table 1, in order, as used in ``Encoder.stages``.
-ROW_NAMES: tuple[str, ...] = (
-    "conv3x3",
-    "bottleneck1",
-    "bottleneck2",
-    "bottleneck3",
-    "bottleneck4",
-    "bottleneck5",
-    "bottleneck6",
-    "bottleneck7",
-    "conv1x1",
-    "conv4x2",
-    "conv1x1_out",
-)
+ROW_NAMES: tuple[str, ...] = ("conv3x3", *(f"bottleneck{i}" for i in range(1, 8)), "conv1x1", "conv4x2", "conv1x1_out")
 
 
-def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
-    """Round ``value`` to the nearest multiple of ``divisor`` without losing more than 10 %.
-
-    This is the channel rounding rule of the MobileNet papers (so width 0.5 maps 24 -> 16).
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round ``value`` to the nearest multiple of ``divisor`` (at least ``divisor``) without losing
+    more than 10 %. This is the channel rounding rule of the MobileNet papers (so width 0.5 maps 24 -> 16).
     """
-    min_value = divisor if min_value is None else min_value
-    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
     if rounded < 0.9 * value:
         rounded += divisor
     return rounded
@@ -88,24 +60,13 @@ def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
 class ConvBNReLU6(nn.Sequential):
     """Conv2d (no bias) -> BatchNorm2d -> ReLU6 (Table 1, MobileNetV2), "same" padding for odd kernels."""
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int | tuple[int, int] = 3,
-        stride: int = 1,
-        groups: int = 1,
-        padding: int | tuple[int, int] | None = None,
-    ) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int] = 3,
+                 stride: int = 1, groups: int = 1, padding: int | tuple[int, int] | None = None) -> None:
         if padding is None:
             ks = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
             padding = ((ks[0] - 1) // 2, (ks[1] - 1) // 2)
-        super().__init__(
-            nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, groups=groups,
-                      bias=False),
-            nn.BatchNorm2d(out_channels),
-            nn.ReLU6(inplace=True),
-        )
+        super().__init__(nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, groups=groups, bias=False),
+                         nn.BatchNorm2d(out_channels), nn.ReLU6(inplace=True))
 
 
 class InvertedResidual(nn.Module):
@@ -186,14 +147,8 @@ class Encoder(nn.Module):
             defaults to ``embed_dim`` (Table 1: 320).
     """
 
-    def __init__(
-        self,
-        width_mult: float = 0.5,
-        in_channels: int = 1,
-        embed_dim: int = 320,
-        input_size: tuple[int, int] = (128, 64),
-        head_channels: int | None = None,
-    ) -> None:
+    def __init__(self, width_mult: float = 0.5, in_channels: int = 1, embed_dim: int = 320,
+                 input_size: tuple[int, int] = (128, 64), head_channels: int | None = None) -> None:
         super().__init__()
         if width_mult <= 0:
             raise ValueError(f"width_mult must be > 0, got {width_mult}")
@@ -231,7 +186,7 @@ class Encoder(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
@@ -263,10 +218,6 @@ class Encoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(N, in_channels, 128, 64) log-mel windows -> (N, embed_dim) embeddings Y."""
         return torch.flatten(self.forward_features(x), 1)
-
-    def extra_repr(self) -> str:
-        return (f"width_mult={self.width_mult}, in_channels={self.in_channels}, "
-                f"embed_dim={self.embed_dim}, input_size={self.input_size}")
 
 
 def multiply_adds(encoder: Encoder) -> int:

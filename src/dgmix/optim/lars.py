@@ -1,4 +1,4 @@
-"""LARS optimizer (You et al., 2017) as used by DG-Mix pre-training (paper §3.3; SPEC §4).
+"""LARS optimizer (You et al., 2017) as used by DG-Mix pre-training (paper §3.3).
 
 Follows the variant of VICReg's code (re-implemented here): for a parameter p with gradient g,
 
@@ -8,7 +8,7 @@ Follows the variant of VICReg's code (re-implemented here): for a parameter p wi
     p <- p - lr * m
 
 Biases and normalisation parameters (every parameter with ``ndim == 1``) are excluded from weight
-decay and from the trust-ratio adaptation when the filters are on (the default).
+decay and from the trust-ratio adaptation (``exclude_bias_and_norm``, the default).
 """
 
 from __future__ import annotations
@@ -37,23 +37,15 @@ class LARS(Optimizer):
         weight_decay: L2 coefficient (paper: 1e-4).
         momentum: heavy-ball momentum (0.9).
         eta: trust coefficient (0.001).
-        weight_decay_filter: if True, 1-D parameters get no weight decay.
-        lars_adaptation_filter: if True, 1-D parameters get no trust-ratio scaling.
-        exclude_bias_and_norm: the contract's single switch; when given it sets both filters.
+        exclude_bias_and_norm: if True, 1-D parameters get neither weight decay nor trust-ratio scaling.
     """
 
-    def __init__(self, params: Iterable[Any], lr: float, weight_decay: float = 0.0,
-                 momentum: float = 0.9, eta: float = 0.001, weight_decay_filter: bool = True,
-                 lars_adaptation_filter: bool = True,
-                 exclude_bias_and_norm: bool | None = None) -> None:
+    def __init__(self, params: Iterable[Any], lr: float, weight_decay: float = 0.0, momentum: float = 0.9,
+                 eta: float = 0.001, exclude_bias_and_norm: bool = True) -> None:
         if lr < 0 or weight_decay < 0 or momentum < 0 or eta <= 0:
-            raise ValueError(f"LARS: invalid lr={lr}, weight_decay={weight_decay}, "
-                             f"momentum={momentum} or eta={eta}")
-        if exclude_bias_and_norm is not None:
-            weight_decay_filter = lars_adaptation_filter = bool(exclude_bias_and_norm)
+            raise ValueError(f"LARS: invalid lr={lr}, weight_decay={weight_decay}, momentum={momentum} or eta={eta}")
         defaults = {"lr": lr, "weight_decay": weight_decay, "momentum": momentum, "eta": eta,
-                    "weight_decay_filter": weight_decay_filter,
-                    "lars_adaptation_filter": lars_adaptation_filter}
+                    "exclude_bias_and_norm": exclude_bias_and_norm}
         super().__init__(params, defaults)
 
     @torch.no_grad()
@@ -67,15 +59,13 @@ class LARS(Optimizer):
                 if p.grad is None:
                     continue
                 dp = p.grad
-                excluded = exclude_bias_and_norm(p)
-                if group["weight_decay"] and not (group["weight_decay_filter"] and excluded):
+                adapt = not (group["exclude_bias_and_norm"] and exclude_bias_and_norm(p))
+                if adapt and group["weight_decay"]:
                     dp = dp.add(p, alpha=group["weight_decay"])
-                if not (group["lars_adaptation_filter"] and excluded):
+                if adapt:
                     p_norm, d_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(dp)
                     one = torch.ones_like(p_norm)
-                    q = torch.where(p_norm > 0,
-                                    torch.where(d_norm > 0, group["eta"] * p_norm / d_norm, one),
-                                    one)
+                    q = torch.where(p_norm > 0, torch.where(d_norm > 0, group["eta"] * p_norm / d_norm, one), one)
                     dp = dp.mul(q)
                 state = self.state[p]
                 if "mu" not in state:

@@ -1,4 +1,4 @@
-"""Learning-rate schedule of DG-Mix pre-training (paper §3.3; SPEC §4): linear warm-up from 0
+"""Learning-rate schedule of DG-Mix pre-training (paper §3.3): linear warm-up from 0
 over 10 epochs, then cosine decay to 0.002 at epoch 100; and the linear scaling rule.
 
 Interpretation: the paper says the cosine decay ends "at 0.002"; we read this as an absolute
@@ -39,11 +39,9 @@ class WarmupCosine:
     relative_final: bool = False
 
     def __post_init__(self) -> None:
-        if self.steps_per_epoch < 1:
-            raise ValueError(f"steps_per_epoch must be >= 1, got {self.steps_per_epoch}")
-        if not 0 <= self.warmup_epochs <= self.total_epochs or self.total_epochs <= 0:
-            raise ValueError("need 0 <= warmup_epochs <= total_epochs and total_epochs > 0, got "
-                             f"{self.warmup_epochs}, {self.total_epochs}")
+        if self.steps_per_epoch < 1 or not 0 <= self.warmup_epochs <= self.total_epochs or self.total_epochs <= 0:
+            raise ValueError(f"need steps_per_epoch >= 1 and 0 <= warmup_epochs <= total_epochs > 0, got "
+                             f"{self.steps_per_epoch}, {self.warmup_epochs}, {self.total_epochs}")
         if self.base_lr < 0 or self.final_lr < 0:
             raise ValueError("learning rates must be >= 0")
 
@@ -68,7 +66,3 @@ class WarmupCosine:
             return self.end_lr
         q = 0.5 * (1.0 + math.cos(math.pi * (step - self.warmup_steps) / decay_steps))
         return self.end_lr + (self.base_lr - self.end_lr) * q
-
-    def lr_at_epoch(self, epoch: float) -> float:
-        """Learning rate at a (fractional) epoch."""
-        return self.lr_at(epoch * self.steps_per_epoch)

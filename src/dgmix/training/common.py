@@ -10,7 +10,8 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from dgmix.config import RunConfig
+from dgmix.checkpoint import save_checkpoint
+from dgmix.config import RunConfig, write_config
 from dgmix.data import scan
 from dgmix.errors import InputError
 from dgmix.io_atomic import atomic_write_text
@@ -20,6 +21,7 @@ from dgmix.training.distributed import DistContext, convert_batchnorm, init_from
 from dgmix.training.loop import LoopResult, LoopSettings, run_loop
 
 SUMMARY_FILE = "summary.json"
+ENCODER_FILE = "encoder.pt"
 
 
 def training_clips(
@@ -113,19 +115,26 @@ def write_summary(out_dir: Path, result: LoopResult, start: dict[str, torch.Tens
 
 
 def run_stage(task, model: nn.Module, opt: torch.optim.Optimizer, lr_at, settings: LoopSettings, out_dir: Path,
-              ctx: DistContext, extra: dict, resume: bool, cfg: RunConfig) -> LoopResult:
-    """What every training stage does around :func:`run_loop`: remember the encoder's start, train,
-    re-estimate the encoder's BN statistics on the real training windows (precise BN,
-    :func:`dgmix.training.bn.reestimate_batchnorm`; always, in every preset) and write
-    ``summary.json``. The caller saves its own files afterwards, so the saved encoder carries the
-    re-estimated statistics. Under DDP every rank re-estimates on the same windows, so the
-    synchronised BN layers agree."""
-    start = snapshot(task.module.encoder)
-    result = run_loop(task, model, opt, lr_at, settings, out_dir, ctx, extra, resume=resume)
+              ctx: DistContext, meta: dict, extra: dict, resume: bool, cfg: RunConfig,
+              model_file: str | None = None) -> LoopResult:
+    """What every training stage does around :func:`run_loop`: write ``config.yaml``, remember the
+    encoder's start, train (``extra`` goes into every checkpoint), re-estimate the encoder's BN
+    statistics on the real training windows (precise BN, :func:`dgmix.training.bn.reestimate_batchnorm`;
+    always, in every preset), write ``summary.json`` and save ``encoder.pt`` (and with ``model_file``
+    the whole task module there), each with ``meta``, so the saved encoder carries the re-estimated
+    statistics. Under DDP every rank re-estimates on the same windows, so the synchronised BN layers agree."""
+    out_dir = Path(out_dir)
+    if ctx.is_main:
+        write_config(cfg, out_dir)
     encoder = task.module.encoder
+    start = snapshot(encoder)
+    result = run_loop(task, model, opt, lr_at, settings, out_dir, ctx, extra, resume=resume)
     was_training = encoder.training
     reestimate_batchnorm(encoder, task.clips.features, cfg.features.frames, cfg.features.window_hop, seed=cfg.seed)
     encoder.train(was_training)
     if ctx.is_main:
-        write_summary(out_dir, result, start, task.module.encoder)
+        write_summary(out_dir, result, start, encoder)
+        save_checkpoint(out_dir / ENCODER_FILE, {"encoder": encoder.state_dict(), **meta})
+        if model_file is not None:
+            save_checkpoint(out_dir / model_file, {"model": task.module.state_dict(), **meta})
     return result

@@ -12,7 +12,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from dgmix.data import ClipRecord
 from dgmix.errors import InputError
@@ -46,10 +45,6 @@ class ClipSet:
         """Section index of each window in ``idx``."""
         return torch.from_numpy(self.clip_section[self.windows.clip_of(idx)])
 
-    def window_classes(self, idx: np.ndarray) -> torch.Tensor:
-        """Classifier target (``class_names`` index) of each window in ``idx``."""
-        return self.windows.batch_labels(idx)
-
 
 ClassMode = Literal["section", "section+attributes", "auto"]
 
@@ -57,7 +52,7 @@ ClassMode = Literal["section", "section+attributes", "auto"]
 def class_keys(records: list[ClipRecord], mode: ClassMode = "section") -> list[str]:
     """The classification target of each clip for fine-tuning.
 
-    ``section``: the section ID, as the paper does (§3.4, SPEC §5). ``section+attributes``: the
+    ``section``: the section ID, as the paper does (§3.4). ``section+attributes``: the
     section plus the clip's attribute values (e.g. ``00|pat=02``), the auxiliary task of the DCASE
     2023 baselines; a dataset with a single section (the valve few-shot set) otherwise gives a
     one-class classifier whose KL loss is identically zero. ``auto``: ``section`` when the
@@ -78,13 +73,8 @@ def class_keys(records: list[ClipRecord], mode: ClassMode = "section") -> list[s
     return keys
 
 
-def load_clipset(
-    records: list[ClipRecord],
-    cache: FeatureCache,
-    params: FeatureParams,
-    section_names: list[str] | None = None,
-    classes: ClassMode = "section",
-) -> ClipSet:
+def load_clipset(records: list[ClipRecord], cache: FeatureCache, params: FeatureParams,
+                 section_names: list[str] | None = None, classes: ClassMode = "section") -> ClipSet:
     """Load (or compute) features for ``records``; unreadable clips raise ``InputError``."""
     if not records:
         raise InputError("data", "no clips selected")
@@ -109,15 +99,3 @@ def load_clipset(
     return ClipSet(machine, records, feats, windows, section_names, clip_section, clip_domain,
                    class_names, clip_class)
 
-
-class IndexDataset(Dataset):
-    """A dataset of window indices, so that ``DistributedSampler`` can shard an epoch."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int) -> int:
-        return i

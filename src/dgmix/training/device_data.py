@@ -9,7 +9,7 @@ concatenated into one ``(n_mels, total_frames)`` tensor that is copied to the de
 3,000-clip machine type is about 0.5 GB in float32), together with the first column of every
 window. A batch is then one gather on the device: ``frames[:, start[idx] + arange(P)]``.
 
-With the pair and lambda draws on the device too (:class:`DeviceDraws`), the host only hands each
+With the pair and lambda draws on the device too (:class:`StepData`), the host only hands each
 step a slice of the epoch's index order, which is copied to the device once per epoch.
 
 Under DDP every rank holds the whole machine type: a window's mixup partner may come from any
@@ -25,7 +25,7 @@ from torch import Tensor
 from dgmix.augment import PairSampler, sample_lambda
 from dgmix.features import WindowDataset
 
-__all__ = ["DeviceDraws", "DeviceWindows", "StepData", "beta_on_device", "use_device_data"]
+__all__ = ["DeviceWindows", "StepData", "beta_on_device", "use_device_data"]
 
 
 def use_device_data(device: torch.device) -> bool:
@@ -81,39 +81,18 @@ def beta_on_device(n: int, alpha: float, generator: torch.Generator) -> Tensor:
     return g[0] / (g[0] + g[1]).clamp_min(torch.finfo(g.dtype).tiny)
 
 
-class DeviceDraws:
-    """The random draws of a step (pairs and lambda) where the data lives.
-
-    On the CPU it uses the training loop's generator and :func:`sample_lambda`, so a
-    device-resident run on the CPU draws exactly what the host path draws (the tests rely on
-    this). On CUDA it keeps its own CUDA generator, seeded from the run seed and rank; a resumed
-    run then continues with a freshly seeded generator (not bit-identical to an uninterrupted
-    one, unlike the host path)."""
-
-    def __init__(self, device: torch.device, seed: int) -> None:
-        self.device = device
-        self.cuda_gen = (torch.Generator(device=device).manual_seed(seed)
-                         if device.type == "cuda" else None)
-
-    def generator(self, loop_generator: torch.Generator) -> torch.Generator:
-        return self.cuda_gen if self.cuda_gen is not None else loop_generator
-
-    def lam(self, n: int, alpha: float, loop_generator: torch.Generator) -> Tensor:
-        if self.cuda_gen is None:
-            return sample_lambda(n, alpha=alpha, generator=loop_generator)
-        return beta_on_device(n, alpha, self.cuda_gen)
-
-
 class StepData:
     """Where a training stage's windows, labels, pairs and lambda come from: the host path, or on
     CUDA (:func:`use_device_data`) the device-resident one. The pre-training and fine-tuning tasks both draw
     through it, so the two paths live in one place.
 
-    ``clips`` is the stage's :class:`~dgmix.training.data.ClipSet`. The host path is
-    :class:`DeviceDraws` on the CPU (the loop's generator) with windows gathered by its
-    :class:`WindowDataset`; the device path gathers with :class:`DeviceWindows` and draws where
-    the data is. Either way the host gives each step a slice of the epoch's order, which the loop
-    puts on :attr:`index_device` once per epoch.
+    ``clips`` is the stage's :class:`~dgmix.training.data.ClipSet`. The host path gathers windows
+    with its :class:`WindowDataset` and draws pairs and lambda (:func:`sample_lambda`) with the
+    loop's generator. The device path gathers with :class:`DeviceWindows` and draws where the data
+    is, with its own CUDA generator seeded from the run seed and rank (:func:`beta_on_device`); a
+    resumed run then continues with a freshly seeded generator (not bit-identical to an
+    uninterrupted one, unlike the host path). Either way the host gives each step a slice of the
+    epoch's order, which the loop puts on :attr:`index_device` once per epoch.
     """
 
     def __init__(self, clips, pairs: PairSampler | None,  # noqa: ANN001 - a ClipSet
@@ -121,14 +100,18 @@ class StepData:
         self.clips = clips  # its windows are read per step on the host path (never copied)
         self.resident = DeviceWindows(clips.windows, device) if use_device_data(device) else None
         self.index_device = device if self.resident is not None else torch.device("cpu")
-        self.draws = DeviceDraws(self.index_device, seed)
+        self.cuda_gen = (torch.Generator(device=self.index_device).manual_seed(seed)
+                         if self.index_device.type == "cuda" else None)
         self.pairs = pairs.to(self.index_device) if pairs is not None else None
 
     def pairs_and_lambda(self, idx: Tensor, generator: torch.Generator,
                          alpha: float) -> tuple[Tensor, Tensor, Tensor]:
         """(X indices, X' indices, one lambda per pair) of a mixup step, drawn in this order."""
-        a, b = self.pairs(idx, self.draws.generator(generator))
-        return a, b, self.draws.lam(len(idx), alpha, generator)
+        if self.cuda_gen is None:
+            a, b = self.pairs(idx, generator)
+            return a, b, sample_lambda(len(idx), alpha=alpha, generator=generator)
+        a, b = self.pairs(idx, self.cuda_gen)
+        return a, b, beta_on_device(len(idx), alpha, self.cuda_gen)
 
     def windows(self, idx: Tensor) -> Tensor:
         """Windows ``idx`` as ``(N, 1, n_mels, frames)``, on the device or on the host."""

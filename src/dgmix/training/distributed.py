@@ -6,7 +6,7 @@ Under ``torchrun --nproc_per_node=N -m dgmix pretrain ...`` every process reads 
 :class:`GlobalBatchNorm` does the same job there: batch statistics are summed over all ranks with
 autograd-aware ``all_reduce``, so the forward pass equals a single process on the concatenated batch.
 
-SPEC §4: the variance and covariance terms must see the whole global batch, so embeddings are
+The variance and covariance terms must see the whole global batch, so embeddings are
 gathered across ranks *with gradients* (:func:`gather_with_grad`) before the loss. Every rank then
 computes the same global loss; the backward of the gather sums the gradients of all ranks' copies
 into each rank's slice (a factor of world size), and DDP's gradient averaging divides it out.
@@ -65,6 +65,10 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
+def _multi_process() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 class _GatherWithGrad(torch.autograd.Function):
     """all_gather whose backward sums the incoming gradients over ranks (all_reduce) and
     returns this rank's slice."""
@@ -84,7 +88,7 @@ class _GatherWithGrad(torch.autograd.Function):
 
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``x`` from every rank along dim 0, keeping the autograd graph (SPEC §4).
+    """Concatenate ``x`` from every rank along dim 0, keeping the autograd graph.
 
     The variance and covariance terms are statistics of the whole batch: with several processes
     they must see the global batch, otherwise the loss changes. The backward pass sums the
@@ -93,9 +97,7 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     same shape (the loop drops the last partial batch). Without an initialised process group (or
     with one process) ``x`` is returned unchanged.
     """
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return x
-    return torch.cat(_GatherWithGrad.apply(x), dim=0)
+    return torch.cat(_GatherWithGrad.apply(x), dim=0) if _multi_process() else x
 
 
 class _AllReduceSum(torch.autograd.Function):
@@ -116,7 +118,7 @@ class _AllReduceSum(torch.autograd.Function):
 
 def gather_no_grad(x: torch.Tensor) -> torch.Tensor:
     """Concatenate ``x`` from every rank along dim 0 (no gradient)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if not _multi_process():
         return x
     parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, x.contiguous())
@@ -171,18 +173,10 @@ def _convert_global(module: nn.Module) -> nn.Module:
     out = module
     if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, GlobalBatchNorm):
         ref = module.weight if module.affine else module.running_mean
-        out = GlobalBatchNorm(
-            module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats,
-            device=None if ref is None else ref.device, dtype=None if ref is None else ref.dtype,
-        )
-        if module.affine:
-            with torch.no_grad():
-                out.weight.copy_(module.weight)
-                out.bias.copy_(module.bias)
-        if module.track_running_stats:
-            out.running_mean.copy_(module.running_mean)
-            out.running_var.copy_(module.running_var)
-            out.num_batches_tracked.copy_(module.num_batches_tracked)
+        out = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                              module.track_running_stats, device=None if ref is None else ref.device,
+                              dtype=None if ref is None else ref.dtype)
+        out.load_state_dict(module.state_dict())  # parameters and running statistics
         out.train(module.training)
     for name, child in module.named_children():
         out.add_module(name, _convert_global(child))

@@ -31,19 +31,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from dgmix.augment import mix, mix_labels
-from dgmix.checkpoint import load_checkpoint, save_checkpoint
-from dgmix.config import RunConfig, write_config
+from dgmix.checkpoint import load_checkpoint
+from dgmix.config import RunConfig
 from dgmix.errors import InputError
 from dgmix.losses import MixupKLLoss
 from dgmix.models import build_classifier, build_encoder
 from dgmix.optim import param_groups
 from dgmix.training.common import loop_settings, run_stage, start_stage, wrap_model
 from dgmix.training.data import ClipSet
-from dgmix.training.device_data import DeviceWindows, StepData
 from dgmix.training.distributed import DistContext, gather_no_grad, gather_with_grad
 from dgmix.training.graphs import maybe_graph
 from dgmix.training.loop import LoopResult
-from dgmix.training.pretrain import ENCODER_FILE, ViewMover, forward_views, pair_sampler
+from dgmix.training.pretrain import ENCODER_FILE, MixupTask, forward_views, pair_sampler
 
 MODEL_FILE = "model.pt"
 
@@ -85,90 +84,50 @@ def load_pretrained_encoder(init: Path, encoder: nn.Module) -> dict:
     return {k: v for k, v in state.items() if k != "encoder"}
 
 
-class FinetuneTask:
-    """Mixup + KL + consistency on the encoder (paper §3.4)."""
+class FinetuneTask(MixupTask):
+    """Mixup + KL + consistency on the encoder (paper §3.4); pairs within the anchor's section."""
 
     def __init__(self, clips: ClipSet, cfg: RunConfig, ctx: DistContext) -> None:
-        self.clips, self.cfg, self.ctx = clips, cfg, ctx
-        self.n_windows = clips.n_windows
-        self.n_classes = len(clips.class_names)
         f = cfg.finetune
-        self.module = build_model(cfg, self.n_classes, joined=f.joined_views).to(ctx.device)
-        self.module = self.module.to(memory_format=torch.channels_last)
-        self.move = ViewMover(ctx.device)
+        self.n_classes = len(clips.class_names)
+        super().__init__(clips, cfg, ctx, build_model(cfg, self.n_classes, joined=f.joined_views),
+                         pair_sampler(clips, by_section=True, shares=f.pair_shares))
         self.loss = MixupKLLoss(gamma=f.gamma)
-        # pairs within the anchor's section; host or (on CUDA) device-resident data, as in pre-training
-        self.data = StepData(clips, pair_sampler(clips, by_section=True, shares=f.pair_shares),
-                             ctx.device, cfg.seed * 1000 + ctx.rank + 1)
-
-    @property
-    def resident(self) -> DeviceWindows | None:
-        return self.data.resident
-
-    @property
-    def index_device(self) -> torch.device:
-        return self.data.index_device
-
-    @property
-    def pairs(self):  # noqa: ANN201 - the PairSampler of self.data
-        return self.data.pairs
-
-    def draw(self, idx: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
-        """(X, X', lambda, mixed targets) of a step, on the device or on the host."""
-        f, d = self.cfg.finetune, self.data
-        a, b, lam = d.pairs_and_lambda(idx, generator, f.mixup_alpha)
-        target = mix_labels(d.labels(a), d.labels(b), lam.to(d.index_device), self.n_classes)
-        return d.windows(a), d.windows(b), lam, target
 
     def step(self, model: nn.Module, idx: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        x, x2, lam, target = self.draw(idx, generator)
-        dev = self.ctx.device
-        x, x2 = self.move(x), self.move(x2)  # mixed on the device, as in pre-training
+        d, dev = self.data, self.ctx.device
+        a, b, lam = d.pairs_and_lambda(idx, generator, self.cfg.finetune.mixup_alpha)
+        target = mix_labels(d.labels(a), d.labels(b), lam.to(d.index_device), self.n_classes)
+        x, x2 = self.move(d.windows(a)), self.move(d.windows(b))  # mixed on the device, as in pre-training
         y, y2, ym, logits = model(x, x2, self.move(mix(x, x2, lam)))
-        lam_all = gather_no_grad(lam.to(dev))
-        terms = dict(self.loss(
-            gather_with_grad(logits), gather_no_grad(target.to(dev)),
-            gather_with_grad(y), gather_with_grad(y2), gather_with_grad(ym), lam_all,
-        ))
-        terms["embedding_std"] = y.detach().std(dim=0).mean()
-        return terms
+        terms = self.loss(gather_with_grad(logits), gather_no_grad(target.to(dev)), gather_with_grad(y),
+                          gather_with_grad(y2), gather_with_grad(ym), gather_no_grad(lam.to(dev)))
+        return {**terms, "embedding_std": y.detach().std(dim=0).mean()}
 
 
-class BaselineTask:
-    """The official baseline's section classifier: cross-entropy on single windows."""
+class BaselineTask(MixupTask):
+    """The official baseline's section classifier: cross-entropy on single windows (no pairs)."""
 
     def __init__(self, clips: ClipSet, cfg: RunConfig, ctx: DistContext) -> None:
-        self.clips, self.cfg, self.ctx = clips, cfg, ctx
-        self.n_windows = clips.n_windows
-        self.module = build_model(cfg, len(clips.section_names)).to(ctx.device)
-        self.module = self.module.to(memory_format=torch.channels_last)
-        self.move = ViewMover(ctx.device)
+        super().__init__(clips, cfg, ctx, build_model(cfg, len(clips.section_names)), None)
 
     def step(self, model: nn.Module, idx: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        y, logits = model(self.move(self.clips.windows.batch(idx.numpy())))
-        target = self.clips.window_sections(idx.numpy()).to(self.ctx.device)
+        y, logits = model(self.move(self.data.windows(idx)))
+        target = self.clips.window_sections(idx.cpu().numpy()).to(self.ctx.device)
         loss = F.cross_entropy(logits, target)
         acc = (logits.argmax(dim=1) == target).float().mean()
         return {"loss": loss, "accuracy": acc, "embedding_std": y.detach().std(dim=0).mean()}
 
 
-def _train(
-    task, opt: torch.optim.Optimizer, model: nn.Module, cfg: RunConfig, stage_cfg, stage: str, machine: str,
-    out_dir: Path, ctx: DistContext, resume: bool, progress: bool, stop_after_epoch: int | None,
-    extra: dict | None = None,
-) -> LoopResult:
-    """Run the loop for a classifier stage (which ends with precise BN, :func:`run_stage`), then save
-    ``encoder.pt`` and ``model.pt``."""
-    if ctx.is_main:
-        write_config(cfg, out_dir)
+def _train(task, opt: torch.optim.Optimizer, model: nn.Module, cfg: RunConfig, stage_cfg, stage: str, machine: str,
+           out_dir: Path, ctx: DistContext, resume: bool, progress: bool, stop_after_epoch: int | None,
+           extra: dict | None = None) -> LoopResult:
+    """Run a classifier stage (:func:`run_stage`, which saves ``encoder.pt``) and save ``model.pt``."""
     settings = loop_settings(stage_cfg, cfg, progress, stop_after_epoch, f"{stage} {machine}")
     meta = {"config": cfg.to_dict(), "machine": machine, "stage": stage,
             "section_names": task.clips.section_names, "class_names": task.clips.class_names}
-    result = run_stage(task, model, opt, None, settings, out_dir, ctx, {**meta, **(extra or {})}, resume, cfg)
-    if ctx.is_main:
-        save_checkpoint(out_dir / ENCODER_FILE, {"encoder": task.module.encoder.state_dict(), **meta})
-        save_checkpoint(out_dir / MODEL_FILE, {"model": task.module.state_dict(), **meta})
-    return result
+    return run_stage(task, model, opt, None, settings, out_dir, ctx, meta, {**meta, **(extra or {})}, resume, cfg,
+                     model_file=MODEL_FILE)
 
 
 def finetune(

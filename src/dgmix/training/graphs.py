@@ -1,4 +1,4 @@
-"""CUDA graphs for a training stage's forward and backward pass (issue 11).
+"""CUDA graphs for a training stage's forward and backward pass.
 
 Fine-tuning (paper §3.4) runs at batch 64: 1,500 steps per epoch of a DCASE-size machine type,
 each step three MobileNetV2 passes and their backward, about 3,000 small kernels. On an H100 such

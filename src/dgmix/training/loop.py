@@ -24,7 +24,6 @@ from tqdm import tqdm
 
 from dgmix.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from dgmix.errors import TrainingError
-from dgmix.training.data import IndexDataset
 from dgmix.training.distributed import DistContext
 from dgmix.training.log import JsonlLogger
 
@@ -71,31 +70,19 @@ def plan_steps(n_windows: int, s: LoopSettings, ctx: DistContext) -> tuple[int, 
     """(steps per epoch, per-rank batch) for ``n_windows`` windows under ``s`` and ``ctx``."""
     per_rank_batch = s.batch_size // ctx.world_size
     if per_rank_batch < 2 or s.batch_size % ctx.world_size:
-        raise TrainingError(
-            f"batch size {s.batch_size} must be a multiple of the world size {ctx.world_size} "
-            "with at least 2 samples per rank"
-        )
+        raise TrainingError(f"batch size {s.batch_size} must be a multiple of the world size {ctx.world_size} "
+                            "with at least 2 samples per rank")
     per_epoch = n_windows if s.windows_per_epoch is None else min(n_windows, s.windows_per_epoch)
     steps = (per_epoch // ctx.world_size) // per_rank_batch
     if steps < 1:
-        raise TrainingError(
-            f"only {per_epoch} windows per epoch for a batch of {s.batch_size}: "
-            "lower the batch size or add data"
-        )
+        raise TrainingError(f"only {per_epoch} windows per epoch for a batch of {s.batch_size}: "
+                            "lower the batch size or add data")
     return steps, per_rank_batch
 
 
-def run_loop(
-    task: Task,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    lr_at: Callable[[int], float] | None,
-    settings: LoopSettings,
-    run_dir: Path,
-    ctx: DistContext,
-    extra_state: dict[str, Any],
-    resume: bool = False,
-) -> LoopResult:
+def run_loop(task: Task, model: nn.Module, optimizer: torch.optim.Optimizer, lr_at: Callable[[int], float] | None,
+             settings: LoopSettings, run_dir: Path, ctx: DistContext, extra_state: dict[str, Any],
+             resume: bool = False) -> LoopResult:
     """Train ``model`` (possibly DDP-wrapped ``task.module``) for ``settings.epochs`` epochs.
 
     ``lr_at(step)`` sets every param group's lr before each step (None: keep the optimizer's).
@@ -104,10 +91,9 @@ def run_loop(
     run_dir = Path(run_dir)
     steps_per_epoch, per_rank_batch = plan_steps(task.n_windows, settings, ctx)
     generator = torch.Generator().manual_seed(settings.seed * 1000 + ctx.rank)
-    sampler = DistributedSampler(
-        IndexDataset(task.n_windows), num_replicas=ctx.world_size, rank=ctx.rank,
-        shuffle=True, seed=settings.seed, drop_last=True,
-    )
+    # the sampler only needs the number of windows: it shards and shuffles their indices
+    sampler = DistributedSampler(range(task.n_windows), num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
+                                 seed=settings.seed, drop_last=True)
     start_epoch, step = 0, 0
     ckpt_path = run_dir / LAST
     if resume:
@@ -120,19 +106,13 @@ def run_loop(
             log.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
     # a fresh run starts the log empty; a resumed one drops the rows written after its checkpoint
     logger = JsonlLogger(run_dir / "log.jsonl", enabled=ctx.is_main, keep_until_step=step if resume else None)
-    warned = False
-    saved_epoch = start_epoch
-    t_start = time.perf_counter()
-    seen = 0
+    warned, saved_epoch, seen, t_start = False, start_epoch, 0, time.perf_counter()
     last_terms: dict[str, float] = {}
-    bar = tqdm(
-        total=max(0, settings.epochs - start_epoch) * steps_per_epoch, desc=settings.desc,
-        disable=not (settings.progress and ctx.is_main), leave=False, dynamic_ncols=True,
-    )
+    bar = tqdm(total=max(0, settings.epochs - start_epoch) * steps_per_epoch, desc=settings.desc,
+               disable=not (settings.progress and ctx.is_main), leave=False, dynamic_ncols=True)
+    stop = settings.stop_after_epoch
+    end_epoch = settings.epochs if stop is None else min(settings.epochs, stop)
     try:
-        end_epoch = settings.epochs
-        if settings.stop_after_epoch is not None:
-            end_epoch = min(end_epoch, settings.stop_after_epoch)
         for epoch in range(start_epoch, end_epoch):
             sampler.set_epoch(epoch)
             order = torch.tensor(list(iter(sampler)), dtype=torch.long)
@@ -164,10 +144,8 @@ def run_loop(
                 seen += idx.numel() * ctx.world_size
                 step += 1
                 std = last_terms.get("embedding_std")
-                if (
-                    std is not None and settings.std_warn_threshold is not None
-                    and std < settings.std_warn_threshold and not warned and ctx.is_main
-                ):
+                if std is not None and settings.std_warn_threshold is not None and std < settings.std_warn_threshold \
+                        and not warned and ctx.is_main:
                     warned = True
                     msg = (f"embedding std {std:.4f} < {settings.std_warn_threshold} at epoch {epoch}: "
                            "the representation may be collapsing")
@@ -179,15 +157,9 @@ def run_loop(
                 })
                 bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{last_terms['loss']:.3f}")
-            payload = {
-                "model": task.module.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": {"step": step, "steps_per_epoch": steps_per_epoch},
-                "epoch": epoch + 1,
-                "step": step,
-                "rng": _gather_rng(generator, ctx),
-                **extra_state,
-            }
+            payload = {"model": task.module.state_dict(), "optimizer": optimizer.state_dict(),
+                       "scheduler": {"step": step, "steps_per_epoch": steps_per_epoch}, "epoch": epoch + 1,
+                       "step": step, "rng": _gather_rng(generator, ctx), **extra_state}
             if ctx.is_main:
                 save_checkpoint(ckpt_path, payload)
             saved_epoch = epoch + 1

@@ -20,7 +20,6 @@ re-estimated on the real training windows before it is saved
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,21 +28,18 @@ import torch
 from torch import nn
 
 from dgmix.augment import PairSampler, SpecAugment, mix
-from dgmix.checkpoint import save_checkpoint
-from dgmix.config import PretrainConfig, RunConfig, write_config
+from dgmix.config import PretrainConfig, RunConfig
 from dgmix.errors import InputError
 from dgmix.losses import DGMixLoss, VICRegLoss
 from dgmix.models import build_encoder, build_expander
 from dgmix.optim import LARS, WarmupCosine, param_groups, scaled_lr
+from dgmix.training.common import ENCODER_FILE as ENCODER_FILE  # re-exported for the methods
 from dgmix.training.common import loop_settings, run_stage, start_stage, wrap_model
 from dgmix.training.data import ClipSet
 from dgmix.training.device_data import DeviceWindows, StepData
 from dgmix.training.distributed import DistContext, gather_no_grad, gather_with_grad
 from dgmix.training.loop import LoopResult, plan_steps
 
-log = logging.getLogger("dgmix.training")
-
-ENCODER_FILE = "encoder.pt"
 #: LARS's rule when ``pretrain.lr`` is null: lr = 0.2 x batch / 256 (paper §3.3: 0.8 at batch 1024).
 LARS_LR_PER_256 = 0.2
 #: AdamW's lr when ``pretrain.lr`` is null.
@@ -95,39 +91,17 @@ def pair_sampler(clips: ClipSet, by_section: bool = False, shares: list[float] |
                        shares=shares)
 
 
-class ViewMover:
-    """Moves a CPU batch to the device, in channels-last layout (as the models of every stage)."""
+class MixupTask:
+    """What the pre-training and fine-tuning tasks share: the module on the device in channels-last
+    layout, and the windows, pairs and lambda of :class:`~dgmix.training.device_data.StepData`
+    (host, or on CUDA device-resident)."""
 
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-
-
-class PretrainTask:
-    """One DG-Mix or VICReg step on a batch of window indices."""
-
-    def __init__(self, clips: ClipSet, cfg: RunConfig, ctx: DistContext) -> None:
-        p = cfg.pretrain
-        self.clips = clips
+    def __init__(self, clips: ClipSet, cfg: RunConfig, ctx: DistContext, module: nn.Module,
+                 pairs: PairSampler | None) -> None:
+        self.clips, self.cfg, self.ctx = clips, cfg, ctx
         self.n_windows = clips.n_windows
-        self.cfg = cfg
-        self.method = p.method
-        self.ctx = ctx
-        encoder = build_encoder(cfg.model, cfg.features)
-        self.module = Branches(encoder, build_expander(cfg.model), joined=p.joined_views).to(ctx.device)
-        self.module = self.module.to(memory_format=torch.channels_last)
-        self.move = ViewMover(ctx.device)
-        if p.method == "dgmix":
-            self.loss = DGMixLoss(gamma=p.gamma, mu=p.mu, nu=p.nu)
-        else:
-            self.loss = VICRegLoss(sim=p.gamma, std=p.mu, cov=p.nu)
-            self.specaug = SpecAugment()  # the constants of dgmix.augment.specaugment
-        self.autocast = p.amp and ctx.device.type == "cuda"
-        # host or (on CUDA) device-resident windows, pairs and lambda (dgmix.training.device_data)
-        self.data = StepData(clips, pair_sampler(clips) if p.method == "dgmix" else None,
-                             ctx.device, cfg.seed * 1000 + ctx.rank + 1)
+        self.module = module.to(ctx.device).to(memory_format=torch.channels_last)
+        self.data = StepData(clips, pairs, ctx.device, cfg.seed * 1000 + ctx.rank + 1)
 
     @property
     def resident(self) -> DeviceWindows | None:
@@ -137,6 +111,30 @@ class PretrainTask:
     def index_device(self) -> torch.device:
         """Where the loop should put each epoch's window order (once per epoch)."""
         return self.data.index_device
+
+    @property
+    def pairs(self) -> PairSampler | None:
+        return self.data.pairs
+
+    def move(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch on the device, in channels-last layout (as the models of every stage)."""
+        return x.to(self.ctx.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+
+
+class PretrainTask(MixupTask):
+    """One DG-Mix or VICReg step on a batch of window indices."""
+
+    def __init__(self, clips: ClipSet, cfg: RunConfig, ctx: DistContext) -> None:
+        p = cfg.pretrain
+        module = Branches(build_encoder(cfg.model, cfg.features), build_expander(cfg.model), joined=p.joined_views)
+        super().__init__(clips, cfg, ctx, module, pair_sampler(clips) if p.method == "dgmix" else None)
+        self.method = p.method
+        if p.method == "dgmix":
+            self.loss = DGMixLoss(gamma=p.gamma, mu=p.mu, nu=p.nu)
+        else:
+            self.loss = VICRegLoss(sim=p.gamma, std=p.mu, cov=p.nu)
+            self.specaug = SpecAugment()  # the constants of dgmix.augment.specaugment
+        self.autocast = p.amp and ctx.device.type == "cuda"
 
     def forward_views(self, model: nn.Module, views: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
         with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=self.autocast):
@@ -152,26 +150,19 @@ class PretrainTask:
         z, z2, zm = self.forward_views(model, [x, x2, self.move(mix(x, x2, lam))])
         lam_all = gather_no_grad(lam.to(z.device))
         z, z2, zm = gather_with_grad(z), gather_with_grad(z2), gather_with_grad(zm)
-        terms = dict(self.loss(z, z2, zm, lam_all))
-        terms["embedding_std"] = z.detach().std(dim=0).mean()
-        return terms
+        return {**self.loss(z, z2, zm, lam_all), "embedding_std": z.detach().std(dim=0).mean()}
 
     def vicreg_terms(self, model: nn.Module, xa: torch.Tensor, xb: torch.Tensor) -> dict[str, torch.Tensor]:
         za, zb = self.forward_views(model, [self.move(xa), self.move(xb)])
         za, zb = gather_with_grad(za), gather_with_grad(zb)
-        terms = dict(self.loss(za, zb))
-        terms["embedding_std"] = za.detach().std(dim=0).mean()
-        return terms
+        return {**self.loss(za, zb), "embedding_std": za.detach().std(dim=0).mean()}
 
     def step(self, model: nn.Module, idx: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        p = self.cfg.pretrain
         if self.method == "dgmix":
-            a, b, lam = self.data.pairs_and_lambda(idx, generator, p.mixup_alpha)
+            a, b, lam = self.data.pairs_and_lambda(idx, generator, self.cfg.pretrain.mixup_alpha)
             return self.dgmix_terms(model, self.data.windows(a), self.data.windows(b), lam)
         x = self.data.windows(idx)
-        xa = self.specaug(x, generator=generator)
-        xb = self.specaug(x, generator=generator)
-        return self.vicreg_terms(model, xa, xb)
+        return self.vicreg_terms(model, self.specaug(x, generator=generator), self.specaug(x, generator=generator))
 
 
 def peak_lr(p: PretrainConfig) -> float:
@@ -195,17 +186,12 @@ def build_optimizer(
     if p.optimizer == "adamw":
         lars_lr = p.lr if p.lr is not None else scaled_lr(p.batch_size, LARS_LR_PER_256)
         opt: torch.optim.Optimizer = torch.optim.AdamW(param_groups(module, p.weight_decay), lr=lr)
-        return opt, WarmupCosine(
-            base_lr=lr, warmup_epochs=p.warmup_epochs, total_epochs=p.epochs,
-            final_lr=p.final_lr / lars_lr if lars_lr > 0 else 0.0, steps_per_epoch=steps_per_epoch,
-            relative_final=True,
-        )
-    opt = LARS(module.parameters(), lr=lr, weight_decay=p.weight_decay, momentum=LARS_MOMENTUM, eta=LARS_ETA)
-    sched = WarmupCosine(
-        base_lr=lr, warmup_epochs=p.warmup_epochs, total_epochs=p.epochs,
-        final_lr=p.final_lr, steps_per_epoch=steps_per_epoch,
-    )
-    return opt, sched
+        final, relative = (p.final_lr / lars_lr if lars_lr > 0 else 0.0), True
+    else:
+        opt = LARS(module.parameters(), lr=lr, weight_decay=p.weight_decay, momentum=LARS_MOMENTUM, eta=LARS_ETA)
+        final, relative = p.final_lr, False
+    return opt, WarmupCosine(base_lr=lr, warmup_epochs=p.warmup_epochs, total_epochs=p.epochs, final_lr=final,
+                             steps_per_epoch=steps_per_epoch, relative_final=relative)
 
 
 def pretrain(
@@ -222,7 +208,6 @@ def pretrain(
     """Pre-train one machine type's encoder; writes ``out_dir/{config.yaml,log.jsonl,last.pt,encoder.pt}``
     (the encoder with its BN statistics re-estimated on the real training windows)."""
     p = cfg.pretrain
-    out_dir = Path(out_dir)
     ctx, clips = start_stage(data_root, machine, cfg, cache_dir, ctx, progress)
     task = PretrainTask(clips, cfg, ctx)
     task.module, model = wrap_model(task.module, ctx)
@@ -230,16 +215,6 @@ def pretrain(
                              STD_WARN_THRESHOLD)
     steps_per_epoch, _ = plan_steps(task.n_windows, settings, ctx)
     opt, sched = build_optimizer(task.module, cfg, steps_per_epoch)
-    if ctx.is_main:
-        write_config(cfg, out_dir)
-    extra = {
-        "config": cfg.to_dict(), "machine": machine, "stage": "pretrain", "method": p.method,
-        "section_names": clips.section_names,
-    }
-    result = run_stage(task, model, opt, sched.lr_at, settings, out_dir, ctx, extra, resume, cfg)
-    if ctx.is_main:
-        save_checkpoint(out_dir / ENCODER_FILE, {
-            "encoder": task.module.encoder.state_dict(), "config": cfg.to_dict(), "machine": machine,
-            "stage": "pretrain", "method": p.method,
-        })
-    return result
+    meta = {"config": cfg.to_dict(), "machine": machine, "stage": "pretrain", "method": p.method}
+    return run_stage(task, model, opt, sched.lr_at, settings, out_dir, ctx, meta,
+                     {**meta, "section_names": clips.section_names}, resume, cfg)
