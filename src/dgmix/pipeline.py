@@ -64,9 +64,8 @@ def _by_section(md: MachineData) -> dict[str, list[int]]:
     return {sec: out[sec] for sec in md.section_names if sec in out}
 
 
-def evaluate_machine(
-    md: MachineData, scores: np.ndarray, decisions: np.ndarray | None = None
-) -> dict[str, SectionResult]:
+def evaluate_machine(md: MachineData, scores: np.ndarray, decisions: np.ndarray | None = None
+                     ) -> dict[str, SectionResult]:
     """Per-section DCASE metrics for one machine's test clips (labels from names / ground truth).
 
     Sections with unlabelled clips are left out; a section that lacks a group gets the metrics
@@ -157,19 +156,10 @@ class RunSummary:
     timings: dict[str, dict[str, float]]
 
 
-def run_pipeline(
-    data_root: Path,
-    out: Path,
-    cfg: RunConfig,
-    methods: Sequence[str] | None = None,
-    machines: Sequence[str] | None = None,
-    cache_dir: Path | None = None,
-    progress: bool = True,
-    echo: Callable[[str], None] = print,
-    paper_reference: bool = False,
-    device: str = "auto",
-    resume: bool = False,
-) -> RunSummary:
+def run_pipeline(data_root: Path, out: Path, cfg: RunConfig, methods: Sequence[str] | None = None,
+                 machines: Sequence[str] | None = None, cache_dir: Path | None = None, progress: bool = True,
+                 echo: Callable[[str], None] = print, paper_reference: bool = False, device: str = "auto",
+                 resume: bool = False) -> RunSummary:
     """Run every method on every machine type; write scores, detectors and results tables.
 
     ``methods``: registered method names (default: the paper's methods). ``device``: where the

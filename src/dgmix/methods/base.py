@@ -73,9 +73,8 @@ class Method(ABC):
     def encoder(self, model_dir: Path | None, cfg: RunConfig) -> nn.Module | None:
         """The window encoder of a trained model (eval mode), or None for log-mel frames."""
 
-    def build_detector(
-        self, model_dir: Path | None, md: MachineData, cfg: RunConfig, scoring: ScoringConfig,
-    ) -> Detector:
+    def build_detector(self, model_dir: Path | None, md: MachineData, cfg: RunConfig,
+                       scoring: ScoringConfig) -> Detector:
         """The fitted detector: the back end on :meth:`encoder`'s clip embeddings (paper §3.5)."""
         from dgmix.methods.detector import fit_detector
 

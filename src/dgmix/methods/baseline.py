@@ -38,9 +38,8 @@ class BaselineMethod(Method):
     def encoder(self, model_dir: Path | None, cfg: RunConfig) -> nn.Module | None:
         return load_encoder(model_dir, cfg)
 
-    def build_detector(
-        self, model_dir: Path | None, md: MachineData, cfg: RunConfig, scoring: ScoringConfig,
-    ) -> Detector:
+    def build_detector(self, model_dir: Path | None, md: MachineData, cfg: RunConfig,
+                       scoring: ScoringConfig) -> Detector:
         """The classifier detector; thresholds from the training clips' own scores."""
         model = build_model(cfg, len(md.section_names))
         model.load_state_dict(load_checkpoint(Path(model_dir) / MODEL_FILE)["model"])

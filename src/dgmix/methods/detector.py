@@ -33,10 +33,8 @@ def section_thresholds(scores: np.ndarray, sections: np.ndarray, n: int, percent
     return [fit_gamma_threshold(scores[sections == s], percentile) for s in range(n)]
 
 
-def fit_detector(
-    method: str, md: MachineData, cfg: RunConfig, scoring: ScoringConfig,
-    encoder: nn.Module | None = None, classifier: nn.Module | None = None,
-) -> Detector:
+def fit_detector(method: str, md: MachineData, cfg: RunConfig, scoring: ScoringConfig,
+                 encoder: nn.Module | None = None, classifier: nn.Module | None = None) -> Detector:
     """The fitted detector of ``method`` for ``md`` (module docstring).
 
     ``encoder`` None: the ``logmel`` detector (log-mel frames are the windows). ``classifier``

@@ -95,15 +95,9 @@ def _auc(normal: np.ndarray, anomalous: np.ndarray) -> float:
     return float(roc_auc_score(y, np.r_[normal, anomalous]))
 
 
-def select_scoring(
-    features: Sequence[np.ndarray],
-    sections: Sequence[int],
-    domains: Sequence[int],
-    window_outputs: Callable[[np.ndarray], Tensor],
-    candidates: Sequence[str] | None = None,
-    seed: int = 0,
-    repeats: int = 1,
-) -> Selection:
+def select_scoring(features: Sequence[np.ndarray], sections: Sequence[int], domains: Sequence[int],
+                   window_outputs: Callable[[np.ndarray], Tensor], candidates: Sequence[str] | None = None,
+                   seed: int = 0, repeats: int = 1) -> Selection:
     """Choose a candidate by cross-validated pseudo-anomaly AUC on the training clips (module doc).
 
     ``features``: the training clips' log-mel ``(n_mels, T)``; ``sections`` / ``domains``: their
@@ -174,10 +168,9 @@ def _pooled(windows: list[Tensor], fields: dict[str, Any]) -> Tensor:
     return torch.stack([pool(w, fields["pooling"], fields["gwrp_r"]) for w in windows])
 
 
-def _cross_validate(
-    aucs: dict[str, list[float]], clean: Tensor, pseudo: Tensor, fields: dict[str, Any], fold: np.ndarray,
-    k: int, sec: np.ndarray, dom: np.ndarray, owner: np.ndarray, scope: np.ndarray, seed: int,
-) -> None:
+def _cross_validate(aucs: dict[str, list[float]], clean: Tensor, pseudo: Tensor, fields: dict[str, Any],
+                    fold: np.ndarray, k: int, sec: np.ndarray, dom: np.ndarray, owner: np.ndarray, scope: np.ndarray,
+                    seed: int) -> None:
     """One repeat of the cross-validation of one candidate: append its AUC per fold and section
     to ``aucs[scope]``. ``clean`` / ``pseudo``: one pooled vector per clip / pseudo-anomaly."""
     n_sections = int(sec.max()) + 1

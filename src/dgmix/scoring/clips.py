@@ -91,7 +91,7 @@ class ClipScore:
     """One scored clip: its section, anomaly score, threshold and decision (1 = anomaly).
 
     ``threshold`` and ``decision`` are ``None`` when the detector has no finite threshold for the
-    section (a bundle built without thresholds)."""
+    section (a detector built without thresholds)."""
 
     path: Path
     section: str
@@ -125,16 +125,8 @@ def clip_section(detector: Any, path: Path, section: str | None = None, name: st
     return sec
 
 
-def score_clip(
-    detector: Any,
-    path: Path,
-    section: str | None = None,
-    *,
-    channel: int | None = None,
-    pad: bool | None = None,
-    allow_silence: bool | None = None,
-    name: str | None = None,
-) -> ClipScore:
+def score_clip(detector: Any, path: Path, section: str | None = None, *, channel: int | None = None,
+               pad: bool | None = None, allow_silence: bool | None = None, name: str | None = None) -> ClipScore:
     """Load, featurise and score one clip file with ``detector`` (see the module docstring).
 
     ``channel`` / ``pad`` / ``allow_silence`` override the detector's loader settings when given; ``name`` is the
