@@ -40,3 +40,17 @@ def tiny_detectors(tiny_synth, feature_cache, tmp_path_factory) -> Path:
     run_pipeline(tiny_synth, out, cfg, methods=["random", "logmel"], cache_dir=feature_cache,
                  progress=False, echo=lambda s: None)
     return out
+
+
+@pytest.fixture(scope="module")
+def single_threaded():
+    """One BLAS / torch thread for a test module: on a few shared cores, spinning BLAS threads make
+    small eigh / Cholesky calls (128 x 128) up to 100 times slower."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(previous)

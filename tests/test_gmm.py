@@ -12,21 +12,11 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 from sklearn.covariance import LedoitWolf
 from sklearn.mixture import GaussianMixture
-from threadpoolctl import threadpool_limits
 
 from dgmix.scoring.backends import fit_backend, loo_scores, score_rows
 from dgmix.scoring.gmm import GaussianDensity
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_threaded():
-    """One BLAS / torch thread: on a few shared cores, spinning BLAS threads make the small
-    eigh / Cholesky calls here up to 100 times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_threaded")  # conftest.py
 
 # ----------------------------------------------------------------------------- references
 

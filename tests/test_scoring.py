@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 from sklearn.neighbors import NearestNeighbors
-from threadpoolctl import threadpool_limits
 
 from dgmix.candidates import parse_backend
 from dgmix.scoring import pool
@@ -19,16 +18,7 @@ from dgmix.scoring.gmm import GaussianDensity
 from dgmix.scoring.health import MIN_SPREAD, check_health, health_message
 from dgmix.scoring.knn import KNNBank
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_threaded():
-    """One BLAS / torch thread: on a few shared cores, spinning BLAS threads make the small
-    eigh / Cholesky calls here up to 100 times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_threaded")  # conftest.py
 
 # ----------------------------------------------------------------------------- pooling
 
