@@ -68,4 +68,5 @@ def fit_detector(method: str, md: MachineData, cfg: RunConfig, scoring: ScoringC
     det.thresholds.copy_(torch.as_tensor(section_thresholds(
         train_scores, sec, len(md.section_names), scoring.threshold_percentile)))
     det.info.health = check_health(vectors.double().numpy(), train_scores)
+    det.train_vectors = vectors  # a plain attribute, not saved: the report's t-SNE reuses it
     return det.eval()

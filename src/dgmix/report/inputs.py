@@ -108,7 +108,9 @@ def keep_for_report(run_dir: Path, method: str, md, detector, seed: int = 0) -> 
                                                        "thresholds": detector.thresholds.tolist()}))
     idx = sample_indices(len(md.train), TSNE_MAX_POINTS, [f"{r.section}/{r.domain}" for r in md.train], seed)
     records = [md.train[i] for i in idx]
-    vectors = detector.clip_vectors([md.train_feats[i] for i in idx]).double().numpy()
+    fitted = getattr(detector, "train_vectors", None)  # the fit's own clip vectors, when it has them
+    vectors = (fitted[idx] if fitted is not None else detector.clip_vectors([md.train_feats[i] for i in idx]))
+    vectors = vectors.double().numpy()
     np.savez_compressed(folder / f"{method}_train.npz", embeddings=vectors.astype(np.float32),
                         section=np.array([r.section for r in records]), domain=np.array([r.domain for r in records]),
                         attribute=np.array([attribute_string(r) for r in records]))
