@@ -248,3 +248,24 @@ def test_cli_features_text_and_fail(tmp_path: Path) -> None:
     result = runner.invoke(app, ["features", str(tmp_path / "nope"), "--cache", str(tmp_path)])
     assert result.exit_code == 2
     assert "dataset folder not found" in result.output
+
+
+def test_known_hashes_are_not_read_again_until_the_file_changes(tmp_path: Path, monkeypatch) -> None:
+    from dgmix.features import cache as cache_mod
+
+    clip = write_clip(tmp_path / "a.wav")
+    first = FeatureCache(tmp_path / "cache").entry_path(clip)
+    lines = (tmp_path / "cache" / cache_mod.HASH_INDEX).read_text().splitlines()
+    assert len(lines) == 1 and lines[0].endswith(first.stem)
+    (tmp_path / "cache" / cache_mod.HASH_INDEX).write_text(lines[0] + "\n" + "torn\tline\n")
+
+    def no_reading(path, chunk_size=0):
+        raise AssertionError(f"{path} was hashed again")
+
+    monkeypatch.setattr(cache_mod, "content_hash", no_reading)
+    assert FeatureCache(tmp_path / "cache").entry_path(clip) == first  # a new process: the index answers
+    write_clip(clip, seed=1)  # new content: new size/times, so it must be hashed again
+    with pytest.raises(AssertionError, match="hashed again"):
+        FeatureCache(tmp_path / "cache").entry_path(clip)
+    monkeypatch.undo()
+    assert FeatureCache(tmp_path / "cache").entry_path(clip) != first

@@ -20,10 +20,10 @@ from dgmix.candidates import SCORING_CANDIDATES, candidate_fields
 from dgmix.config import load_config
 from dgmix.errors import InputError
 from dgmix.methods import selection
-from dgmix.methods.selection import fold_ids, select_scoring
+from dgmix.methods.selection import fold_ids, held_out, select_scoring
 from dgmix.pipeline import run_pipeline
 from dgmix.scoring.detector import Detector
-from dgmix.scoring.pseudo import SCOPES, PseudoAnomalies, make_pseudo_anomalies, perturb
+from dgmix.scoring.pseudo import SCOPES, PseudoAnomalies, draw_pseudo_anomalies, make_pseudo_anomalies, perturb
 
 
 def frames(f):
@@ -119,43 +119,85 @@ def _clicky_clips(n, seed, n_mels=16, frames=120):
 
 
 def _reference_score(clips, sec, dom, pooling, folds, seed, repeats):
-    """The rule for a 1-NN candidate, rebuilt from numpy, scikit-learn and scipy."""
+    """The rule for a 1-NN candidate, rebuilt from numpy, scikit-learn and scipy (every clip held out)."""
     poolf = {"max": lambda c: c.max(axis=1), "mean": lambda c: c.mean(axis=1)}[pooling]
-    aucs = {s: [] for s in SCOPES}
+    aucs = {}
     for rep in range(repeats):
         rep_seed = seed if rep == 0 else [seed, rep]
         fold = fold_ids(sec, dom, folds, rep_seed)
         rng = np.random.default_rng(rep_seed)
-        pseudo = [make_pseudo_anomalies(c, rng) for c in clips]
+        held = held_out(fold, sec, dom, folds, 10**6, rng)
+        assert list(held) == list(range(len(clips)))
+        pseudo = [make_pseudo_anomalies(clips[i], rng) for i in held]
+        normal, anom = {}, {}
         for f in range(folds):
             for s_id in np.unique(sec[fold == f]):
-                bank_idx = np.flatnonzero((fold != f) & (sec == s_id))
-                held = np.flatnonzero((fold == f) & (sec == s_id))
-                nn = NearestNeighbors(n_neighbors=1).fit(np.stack([poolf(clips[i]) for i in bank_idx]))
-                normal = nn.kneighbors(np.stack([poolf(clips[i]) for i in held]))[0][:, 0]
+                bank = np.flatnonzero((fold != f) & (sec == s_id))
+                nn = NearestNeighbors(n_neighbors=1).fit(np.stack([poolf(clips[i]) for i in bank]))
+                for i in np.flatnonzero((fold == f) & (sec == s_id)):
+                    normal[i] = nn.kneighbors(poolf(clips[i])[None])[0][0, 0]
+                    for p, x in pseudo[i]:
+                        same = np.array_equal(poolf(x), poolf(clips[i]))
+                        anom[i, p.scope, p.gain_db] = normal[i] if same else nn.kneighbors(poolf(x)[None])[0][0, 0]
+        for s_id in np.unique(sec):
+            for d in np.unique(dom):
+                rows = np.flatnonzero((sec == s_id) & (dom == d))
                 for scope in SCOPES:
-                    q = np.stack([poolf(x) for i in held for p, x in pseudo[i] if p.scope == scope])
-                    anom = nn.kneighbors(q)[0][:, 0]
-                    y = np.r_[np.zeros(len(normal)), np.ones(len(anom))]
-                    aucs[scope].append(roc_auc_score(y, np.r_[normal, anom]))
-    return hmean([np.mean(aucs[s]) for s in SCOPES])
+                    a = [v for (i, sc, _), v in anom.items() if i in rows and sc == scope]
+                    y = np.r_[np.zeros(len(rows)), np.ones(len(a))]
+                    key = ("source", "target")[d] + "/" + scope
+                    aucs.setdefault(key, []).append(roc_auc_score(y, np.r_[[normal[i] for i in rows], a]))
+    return hmean([np.mean(v) for v in aucs.values()])
 
 
 @pytest.mark.parametrize("repeats", [1, 2])
 def test_choice_matches_an_independent_reference(repeats, monkeypatch):
     monkeypatch.setattr(selection, "FOLDS", 3)
-    clips = _clicky_clips(14, seed=0)
-    sec = np.repeat([0, 1], 7)
-    dom = np.array([0] * 6 + [1] + [0] * 6 + [1])
-    sel = select_scoring(clips, sec, dom, frames, candidates=["mean/1nn/none", "max/1nn/none"], seed=5,
+    monkeypatch.setattr(selection, "HELD_OUT", 10**6)
+    clips = _clicky_clips(16, seed=0)
+    sec = np.repeat([0, 1], 8)
+    dom = np.array([0] * 6 + [1] * 2 + [0] * 6 + [1] * 2)
+    sel = select_scoring(clips, sec, dom, None, candidates=["mean/1nn/none", "max/1nn/none"], seed=5,
                          repeats=repeats)
-    got = {r.name: r.score for r in sel.results}
+    got = {r.name: r for r in sel.results}
     for pooling in ("max", "mean"):
-        ref = _reference_score(clips, sec, dom, pooling, 3, 5, repeats)
-        assert got[f"{pooling}/1nn/none"] == pytest.approx(ref, abs=1e-6)
-    assert sel.chosen == max(got, key=got.get)
+        r = got[f"{pooling}/1nn/none"]
+        assert r.score == pytest.approx(_reference_score(clips, sec, dom, pooling, 3, 5, r.repeats), abs=1e-9)
+        assert set(r.auc) == {f"{d}/{s}" for d in ("source", "target") for s in SCOPES}
+    # successive halving: with two candidates, only the better one runs the second repeat
+    assert sorted(r.repeats for r in sel.results) == ([1, 1] if repeats == 1 else [1, 2])
+    assert sel.chosen == max((r for r in sel.results if r.repeats == repeats), key=lambda r: r.score).name
     assert sel.fields == candidate_fields(sel.chosen)
-    assert sel.n_clips == 14 and sel.n_pseudo == 14 * 6 * repeats and (sel.folds, sel.repeats) == (3, repeats)
+    assert sel.n_clips == 16 and sel.n_held_out == 16 * repeats and sel.n_pseudo == 16 * 6 * repeats
+
+
+def test_held_out_clips_are_capped_per_group_and_fold():
+    sec = np.repeat([0, 1], [500, 40])
+    dom = np.r_[np.zeros(490), np.ones(10), np.zeros(36), np.ones(4)].astype(int)
+    fold = fold_ids(sec, dom, 5, seed=1)
+    held = held_out(fold, sec, dom, 5, 100, np.random.default_rng(0))
+    assert np.all(np.diff(held) > 0)
+    for s, d, want in ((0, 0, 100), (0, 1, 10), (1, 0, 36), (1, 1, 4)):
+        rows = held[(sec[held] == s) & (dom[held] == d)]
+        assert len(rows) == want
+        assert np.bincount(fold[rows], minlength=5).max() <= 20
+
+
+def test_rank_auc_is_roc_auc():
+    rng = np.random.default_rng(3)
+    a, b = rng.integers(0, 5, 30).astype(float), rng.integers(2, 8, 17).astype(float)  # many ties
+    assert selection.rank_auc(a, b) == pytest.approx(roc_auc_score(np.r_[np.zeros(30), np.ones(17)], np.r_[a, b]))
+
+
+def test_logmel_band_shortcut_equals_pooling_the_perturbed_clip():
+    """The logmel path pools only a pseudo-anomaly's band rows; pooling its whole copy gives the same."""
+    clip = _clicky_clips(1, seed=4)[0]
+    names = ["max", "gwrp0.5", "gwrp0.9", "mean"]
+    fast, full = selection._Pooler(names, None), selection._Pooler(names, lambda f: torch.from_numpy(f).T)
+    clean = fast.clean(clip)
+    assert torch.allclose(clean, full.clean(clip), rtol=0, atol=1e-4)
+    for p in draw_pseudo_anomalies(clip, np.random.default_rng(9)):
+        assert torch.allclose(fast.pseudo(clip, clean, p), full.pseudo(clip, clean, p), rtol=0, atol=1e-4)
 
 
 def test_clicks_favour_max_pooling_for_event_changes():
@@ -164,21 +206,21 @@ def test_clicks_favour_max_pooling_for_event_changes():
     sel = select_scoring(clips, np.zeros(20, int), np.zeros(20, int), frames,
                          candidates=["mean/1nn/none", "max/1nn/none"], seed=0)
     auc = {r.name: r.auc for r in sel.results}
-    assert auc["max/1nn/none"]["events"] > auc["mean/1nn/none"]["events"] + 0.1
+    assert auc["max/1nn/none"]["source/events"] > auc["mean/1nn/none"]["source/events"] + 0.1
 
 
 def test_choice_needs_two_clips_per_section_and_reports_failed_candidates(monkeypatch):
     clips = _clicky_clips(5, seed=2)
     with pytest.raises(ValueError, match="at least 2 training clips"):
         select_scoring(clips, np.array([0, 0, 0, 0, 1]), np.zeros(5, int), frames, candidates=["max/1nn/none"])
-    plain = selection.fit_backend
+    plain = selection.make_backend
 
     def failing(name, *args):
         if name == "gmm-diag":
             raise ValueError("cannot fit this one\nsecond line")
         return plain(name, *args)
 
-    monkeypatch.setattr(selection, "fit_backend", failing)
+    monkeypatch.setattr(selection, "make_backend", failing)
     sel = select_scoring(clips, np.zeros(5, int), np.zeros(5, int), frames,
                          candidates=["max/gmm-diag/none", "max/1nn/none"])
     assert sel.chosen == "max/1nn/none"

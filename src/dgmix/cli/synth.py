@@ -27,6 +27,9 @@ def synth(
     ] = None,
     sections: Annotated[list[str] | None, typer.Option(
         "--sections", "-s", help="Sections 00-05, comma list or repeated (default 00,01,02).")] = None,
+    test_sections: Annotated[list[str] | None, typer.Option(
+        "--test-sections", help="Sections that get test clips (default all of --sections; dcase2022: 00,01,02).")
+    ] = None,
     train_source: Annotated[
         int | None, typer.Option("--train-source", help="Source-domain training clips per section.")] = None,
     train_target: Annotated[
@@ -55,6 +58,7 @@ def synth(
         cfg = SynthConfig(
             machines=tuple(machines) if machines else base.machines,
             sections=tuple(sections) if sections else base.sections,
+            test_sections=tuple(test_sections) if test_sections else (None if sections else base.test_sections),
             train_source=base.train_source if train_source is None else train_source,
             train_target=base.train_target if train_target is None else train_target,
             test_per_group=base.test_per_group if test_per_group is None else test_per_group,

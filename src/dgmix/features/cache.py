@@ -7,7 +7,10 @@ a folder named by the feature settings and the loader options::
     <cache_dir>/<params.spectrogram_key()>-<loader key>/settings.json
 
 So a renamed or copied clip is found again, an edited clip is recomputed, and different settings
-never share files. float32 is kept (float16 would round the -156 dB floor by ~0.1 dB, more than
+never share files. Hashing a clip reads all of it (2 GB for a DCASE machine type), so the hashes
+are also kept in ``<cache_dir>/hashes.tsv``, one line per file: its resolved path, inode, size and
+modification and change times (ns), and the hash. A file whose five values all match is not read
+again (git's index does the same); any change to the file changes its change time. float32 is kept (float16 would round the -156 dB floor by ~0.1 dB, more than
 the 1e-3 dB the front end is checked to). Writes are atomic (temporary file + ``os.replace``), so
 several processes may fill the same cache.
 """
@@ -32,6 +35,9 @@ from .logmel import FeatureParams, LogMel
 
 #: Bumped when the cached arrays' meaning changes, so old caches are not reused.
 CACHE_FORMAT = 1
+
+#: The file of known content hashes under the cache folder (module docstring).
+HASH_INDEX = "hashes.tsv"
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -87,10 +93,33 @@ class FeatureCache:
         self.root = self.cache_dir / self.key
         self._meta = meta
         self._module: LogMel | None = None
-        # (path, inode, size, mtime_ns, ctime_ns) -> content hash, so repeated lookups of an
-        # unchanged file in one process skip rehashing. Across processes the hash is always
-        # recomputed from the bytes.
-        self._hashes: dict[tuple[str, int, int, int, int], str] = {}
+        # (path, inode, size, mtime_ns, ctime_ns) -> content hash (module docstring), filled from
+        # hashes.tsv on the first lookup
+        self._hashes: dict[tuple[str, int, int, int, int], str] | None = None
+
+    def _hash_index(self) -> dict[tuple[str, int, int, int, int], str]:
+        if self._hashes is None:
+            self._hashes = {}
+            try:
+                lines = (self.cache_dir / HASH_INDEX).read_text(encoding="utf-8", errors="replace").splitlines()
+            except OSError:
+                lines = []
+            for line in lines:  # a torn or foreign line is skipped: that file is hashed again
+                parts = line.split("\t")
+                if len(parts) == 6 and len(parts[5]) == 32 and all(x.isdigit() for x in parts[1:5]):
+                    self._hashes[(parts[0], *map(int, parts[1:5]))] = parts[5]  # type: ignore[index]
+        return self._hashes
+
+    def _remember(self, memo: tuple[str, int, int, int, int], h: str) -> None:
+        """Append one line to hashes.tsv (one small append: whole lines even with several writers)."""
+        if "\t" in memo[0] or "\n" in memo[0]:
+            return
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.cache_dir / HASH_INDEX, "a", encoding="utf-8") as f:
+                f.write("\t".join(map(str, (*memo, h))) + "\n")
+        except OSError:
+            pass  # a read-only cache still works; the file is hashed again next time
 
     # ----------------------------------------------------------------- paths and lookup
     def _hash(self, path: Path) -> str:
@@ -101,13 +130,15 @@ class FeatureCache:
         if path.is_dir():
             raise InputError(path, "is a folder, not an audio file")
         memo = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-        h = self._hashes.get(memo)
+        index = self._hash_index()
+        h = index.get(memo)
         if h is None:
             try:
                 h = content_hash(path)
             except OSError as e:
                 raise InputError(path, f"cannot read ({e.strerror or e})") from e
-            self._hashes[memo] = h
+            index[memo] = h
+            self._remember(memo, h)
         return h
 
     def entry_path(self, item: Any) -> Path:

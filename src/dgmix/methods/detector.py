@@ -55,7 +55,8 @@ def fit_detector(method: str, md: MachineData, cfg: RunConfig, scoring: ScoringC
             train_scores = det.score_features(md.train_feats, [md.section_names[s] for s in sec])
         else:
             if scoring.select == "pseudo":
-                sel = select_scoring(md.train_feats, sec, dom, lambda f: det.window_outputs(torch.from_numpy(f)),
+                windows = None if enc is None else (lambda f: det.window_outputs(torch.from_numpy(f)))
+                sel = select_scoring(md.train_feats, sec, dom, windows,
                                      candidates=scoring.select_candidates or None, seed=cfg.seed,
                                      repeats=scoring.select_repeats)
                 info = dataclasses.replace(info, **sel.fields, selection=sel.to_dict())

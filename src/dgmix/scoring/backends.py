@@ -49,7 +49,10 @@ def loo_scores(backend: nn.Module, x: Tensor, sections: np.ndarray, domains: np.
 
 @torch.no_grad()
 def score_rows(backend: nn.Module, x: Tensor, sections: np.ndarray) -> np.ndarray:
-    """Scores of many pooled vectors ``x`` (M, D) of any sections (one back-end call per section)."""
+    """Scores of many pooled vectors ``x`` (M, D) of any sections (one back-end call per section;
+    the k-NN's matrix-product distances)."""
+    if isinstance(backend, KNNBank):
+        return backend.scores(x, sections)
     sections = np.asarray(sections)
     out = np.empty(len(x))
     for s in np.unique(sections):

@@ -31,14 +31,15 @@ is scored by a model fitted on the others with the component count chosen on all
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 import torch
 from scipy.linalg import solve_triangular
-from sklearn.covariance import LedoitWolf
+from sklearn.covariance import ledoit_wolf_shrinkage
 from sklearn.mixture import GaussianMixture
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 from torch import Tensor, nn
 
 from dgmix.candidates import DENSITIES
@@ -51,15 +52,23 @@ REG_COVAR = 1e-6
 FOLDS = 10
 
 
-def one_blas_thread() -> threadpool_limits:
+@functools.cache
+def _blas() -> ThreadpoolController:
+    """The process's BLAS libraries, found once (finding them costs ~3 ms, more than a small fit)."""
+    return ThreadpoolController()
+
+
+def one_blas_thread():  # noqa: ANN201 (a threadpoolctl limiter, used as a context manager)
     """Fits of D x D matrices run on one BLAS thread: more threads cost more than they give there
     (measured on 2 busy cores: a Ledoit-Wolf fit 10 ms on one thread, about 1 s on two)."""
-    return threadpool_limits(limits=1)
+    return _blas().limit(limits=1)
 
 
 def _lw_prec_chol(resid: np.ndarray) -> np.ndarray:
     """Cholesky factor of the precision of the Ledoit-Wolf covariance of centred rows ``resid``."""
-    cov = LedoitWolf(assume_centered=True).fit(resid).covariance_
+    emp = resid.T @ resid / resid.shape[0]
+    shrink = ledoit_wolf_shrinkage(resid, assume_centered=True)
+    cov = (1.0 - shrink) * emp + shrink * (np.trace(emp) / emp.shape[0]) * np.eye(emp.shape[0])
     chol = np.linalg.cholesky(cov + REG_COVAR * np.eye(cov.shape[0]))
     return solve_triangular(chol, np.eye(cov.shape[0]), lower=True).T
 
@@ -108,9 +117,17 @@ class GaussianDensity(nn.Module):
     def _gmm(self, k: int) -> GaussianMixture:
         return GaussianMixture(k, covariance_type="diag", reg_covar=REG_COVAR, random_state=self.seed)
 
+    @property
+    def components(self) -> dict[int, int]:
+        """Component count of each fitted section."""
+        return dict(self._k)
+
     @torch.no_grad()
-    def fit(self, x: Tensor, sections: np.ndarray, domains: np.ndarray, n_sections: int) -> GaussianDensity:
-        """Fit one model per section on the pooled training vectors ``x`` (N, D); returns ``self``."""
+    def fit(self, x: Tensor, sections: np.ndarray, domains: np.ndarray, n_sections: int,
+            components: dict[int, int] | None = None) -> GaussianDensity:
+        """Fit one model per section on the pooled training vectors ``x`` (N, D); returns ``self``.
+        ``components``: ``gmm-diag``'s component count per section (capped at its clips), instead
+        of the BIC's choice (the label-free selection chooses it once for all its folds)."""
         xs = x.double().numpy()
         sections, domains = np.asarray(sections), np.asarray(domains)
         fits = {}
@@ -120,7 +137,8 @@ class GaussianDensity(nn.Module):
             if m.sum() < 2:
                 raise ValueError(f"section {int(s):02d} has {int(m.sum())} training clip; a density needs 2")
             with one_blas_thread():
-                fits[int(s)] = self._fit_one(xs[m], domains[m], None)
+                k = None if components is None else min(components[int(s)], int(m.sum()))
+                fits[int(s)] = self._fit_one(xs[m], domains[m], k)
             self._k[int(s)] = len(fits[int(s)][2])
         dim = xs.shape[1]
         k_max = max(self._k.values())

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SCOPES", "PseudoAnomalies", "PseudoAnomaly", "make_pseudo_anomalies", "perturb"]
+__all__ = ["SCOPES", "PseudoAnomalies", "PseudoAnomaly", "draw_pseudo_anomalies", "make_pseudo_anomalies", "perturb"]
 
 SCOPES: tuple[str, ...] = ("band", "events", "span")
 
@@ -86,15 +86,15 @@ def perturb(logmel: np.ndarray, p: PseudoAnomaly) -> np.ndarray:
     return out
 
 
-def make_pseudo_anomalies(logmel: np.ndarray, rng: np.random.Generator) -> list[tuple[PseudoAnomaly, np.ndarray]]:
-    """Six pseudo-anomalies of one normal clip: each scope once with added and once with removed
-    energy, each with its own random band, gain and frames."""
-    settings = PseudoAnomalies()
+def draw_pseudo_anomalies(logmel: np.ndarray, rng: np.random.Generator) -> list[PseudoAnomaly]:
+    """Six pseudo-anomalies of one normal clip ``(n_mels, T)``: each scope once with added and once
+    with removed energy, each with its own random band, gain and frames."""
     if logmel.ndim != 2 or min(logmel.shape) < 1:
         raise ValueError(f"a clip's log-mel must be (n_mels, T) with both > 0, got {logmel.shape}")
-    out = []
-    for scope in SCOPES:
-        for sign in (1, -1):
-            p = settings.draw(logmel, scope, sign, rng)
-            out.append((p, perturb(logmel, p)))
-    return out
+    settings = PseudoAnomalies()
+    return [settings.draw(logmel, scope, sign, rng) for scope in SCOPES for sign in (1, -1)]
+
+
+def make_pseudo_anomalies(logmel: np.ndarray, rng: np.random.Generator) -> list[tuple[PseudoAnomaly, np.ndarray]]:
+    """The six pseudo-anomalies of :func:`draw_pseudo_anomalies`, each with its perturbed copy."""
+    return [(p, perturb(logmel, p)) for p in draw_pseudo_anomalies(logmel, rng)]

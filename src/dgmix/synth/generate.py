@@ -63,6 +63,8 @@ class SynthConfig:
     Attributes:
         machines: Machine types (DCASE spelling, case-insensitive on input); default all seven.
         sections: Two-digit sections ("00".."05"); default the development sections 00-02.
+        test_sections: Sections that get test clips (None: all of ``sections``). DCASE 2022's
+            development set has training clips for sections 00-05 and test clips for 00-02 only.
         train_source: Source-domain training clips per section (DCASE 2022: 990).
         train_target: Target-domain training clips per section (DCASE 2022: 10).
         test_per_group: Test clips per section for each of source-normal, source-anomaly,
@@ -75,6 +77,7 @@ class SynthConfig:
 
     machines: tuple[str, ...] = MACHINES
     sections: tuple[str, ...] = ("00", "01", "02")
+    test_sections: tuple[str, ...] | None = None
     train_source: int = 10
     train_target: int = 2
     test_per_group: int = 4
@@ -99,6 +102,12 @@ class SynthConfig:
             raise InputError("--sections", "no section given")
         object.__setattr__(self, "machines", machines)
         object.__setattr__(self, "sections", sections)
+        if self.test_sections is not None:
+            tests = tuple(sorted({f"{int(x):02d}" if x.isdigit() else x for x in _as_tuple(self.test_sections)}))
+            if not tests or any(x not in sections for x in tests):
+                raise InputError("--test-sections", f"must be some of the sections {', '.join(sections)}, got "
+                                 f"{', '.join(_as_tuple(self.test_sections)) or 'none'}")
+            object.__setattr__(self, "test_sections", tests)
         for name in ("train_source", "train_target", "test_per_group"):
             v = getattr(self, name)
             if not (_is_int(v) and 1 <= v <= MAX_CLIPS):
@@ -118,10 +127,10 @@ class SynthConfig:
         """Samples per clip."""
         return int(np.floor(self.duration * self.sample_rate + 0.5))
 
-    def count(self, domain: str, split: str, label: str) -> int:
+    def count(self, domain: str, split: str, label: str, section: str | None = None) -> int:
         """Number of clips of one (domain, split, label) group in one section."""
         if split == "test":
-            return self.test_per_group
+            return 0 if self.test_sections is not None and section not in self.test_sections else self.test_per_group
         if label == "anomaly":
             return 0
         return self.train_source if domain == "source" else self.train_target
@@ -136,6 +145,8 @@ class SynthConfig:
 SYNTH_SETS: dict[str, SynthConfig] = {
     "default": SynthConfig(),
     "bench": SynthConfig(machines=("fan", "valve"), train_source=60, train_target=6, test_per_group=25),
+    "dcase2022": SynthConfig(sections=SECTIONS, test_sections=("00", "01", "02"), train_source=990,
+                             train_target=10, test_per_group=50),
 }
 
 
@@ -184,7 +195,7 @@ def plan(cfg: SynthConfig) -> list[ClipSpec]:
     groups = itertools.product(cfg.machines, cfg.sections, SPLITS, DOMAINS, LABELS)
     for machine, section, split, domain, label in groups:
         mdl = model(machine)
-        for i in range(cfg.count(domain, split, label)):
+        for i in range(cfg.count(domain, split, label, section)):
             attrs = tuple(mdl.attributes(section, domain, i).items())
             kind = mdl.anomaly_kind(section, i) if label == "anomaly" else None
             specs.append(ClipSpec(machine, section, domain, split, label, i, attrs, kind))
