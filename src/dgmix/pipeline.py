@@ -8,7 +8,7 @@ Outputs under ``RUN/``: ``<method>/scores/anomaly_score_<machine>_section_<XX>_t
 ``decision_result_...`` in the official format, ``<method>/<machine>/detector.pt`` bundles,
 training run dirs, ``results.{md,csv,json}``, the resolved ``config.yaml``, ``split.csv`` (every
 clip's train/test split, :func:`dgmix.data.write_split_csv`), ``run_info.json`` (data root,
-methods, whether the paper's numbers apply) and, with ``report.enabled``, ``report_inputs/``
+methods, whether the paper's numbers apply, the wall time and peak RSS of every stage) and, with ``report.enabled``, ``report_inputs/``
 (:mod:`dgmix.report.inputs`).
 
 A section whose test set lacks a group (no anomalous, source-domain normal or target-domain normal
@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,6 +56,52 @@ from dgmix.training.distributed import DistContext, resolve_device
 
 #: What the run was (read by ``dgmix report``).
 RUN_INFO = "run_info.json"
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident set size so far, in MB (None where the OS does not say)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1e6 if sys.platform == "darwin" else 1e3), 1)  # bytes on macOS, KiB on Linux
+
+
+class StageClock:
+    """Wall time and peak RSS of each stage of a run, for ``run_info.json``'s ``stages``.
+
+    ``stages[machine]["features"]`` and ``stages[machine][method][stage]`` (in ``run_info.json``:
+    ``stages.machines``; stages after the pipeline, such as ``report``, sit beside it) (stage: ``train``,
+    ``detector`` (the scoring choice and the fit of the back end), ``score``, ``outputs``) each hold
+    ``seconds`` and ``peak_rss_mb``, the process's peak RSS when the stage ended (a peak, so it
+    only grows; the stage that raised it is the one that needed the memory).
+    """
+
+    def __init__(self) -> None:
+        self.stages: dict[str, dict[str, Any]] = {}
+        self._t = time.perf_counter()
+
+    def start(self) -> None:
+        self._t = time.perf_counter()
+
+    def lap(self, machine: str, stage: str, method: str | None = None) -> float:
+        now = time.perf_counter()
+        seconds, self._t = now - self._t, now
+        where = self.stages.setdefault(machine, {})
+        if method is not None:
+            where = where.setdefault(method, {})
+        where[stage] = {"seconds": round(seconds, 3), "peak_rss_mb": peak_rss_mb()}
+        return seconds
+
+
+def record_run_stage(out: Path, stage: str, seconds: float) -> None:
+    """Add a stage that ran after the pipeline (the report) to ``run_info.json``'s ``stages``."""
+    path = Path(out) / RUN_INFO
+    info = json.loads(path.read_text())
+    info.setdefault("stages", {})[stage] = {"seconds": round(seconds, 3), "peak_rss_mb": peak_rss_mb()}
+    info["peak_rss_mb"] = peak_rss_mb()
+    atomic_write_text(path, json.dumps(info, indent=2) + "\n")
 
 
 def _by_section(md: MachineData) -> dict[str, list[int]]:
@@ -198,8 +246,11 @@ def run_pipeline(data_root: Path, out: Path, cfg: RunConfig, methods: Sequence[s
     timings: dict[str, dict[str, float]] = {}
     groups: dict[str, list[SectionScores]] = {}
     ctx = DistContext(device=torch.device(resolve_device(device)))
+    clock = StageClock()
     for mi, machine in enumerate(chosen, 1):
+        clock.start()
         md = load_machine(ds, machine, cfg.features, cache_dir, progress)
+        clock.lap(machine, "features")
         for line in incomplete_group_warnings(md.test):
             echo(f"warning: {line}")
         if cfg.report.enabled:
@@ -213,14 +264,17 @@ def run_pipeline(data_root: Path, out: Path, cfg: RunConfig, methods: Sequence[s
                 model_dir, scores, decisions, health = read_done(done, out / name, md)
                 timings.setdefault(name, {})[machine] = 0.0
             else:
-                t_train = time.perf_counter()
+                clock.start()
                 model_dir = method.train(TrainJob(Path(data_root), md, cfg, out / name / machine, cache_dir,
                                                   progress, ctx, resume=resume))
-                timings.setdefault(name, {})[machine] = time.perf_counter() - t_train if model_dir else 0.0
+                t_train = clock.lap(machine, "train", name)
+                timings.setdefault(name, {})[machine] = t_train if model_dir else 0.0
                 detector = method.build_detector(model_dir, md, cfg, resolve_scoring(cfg.scoring, method))
+                clock.lap(machine, "detector", name)
                 test_sections = [r.section for r in md.test]
                 scores = detector.score_features(md.test_feats, test_sections)
                 decisions = detector.decide(scores, test_sections)
+                clock.lap(machine, "score", name)
                 write_outputs(out / name, md, scores, decisions)
                 detector.save(out / name / machine / "detector.pt")
                 if detector.info.selection is not None:  # scoring.select: pseudo
@@ -231,6 +285,7 @@ def run_pipeline(data_root: Path, out: Path, cfg: RunConfig, methods: Sequence[s
                     keep_for_report(out, name, md, detector, cfg.seed)
                 health = detector.info.health
                 write_done(done, model_dir, health)
+                clock.lap(machine, "outputs", name)
             res = evaluate_machine(md, scores, decisions)
             line = f"[{time.perf_counter() - t0:6.0f}s] {machine} ({mi}/{len(chosen)}) {name:<8}"
             if res:
@@ -257,6 +312,7 @@ def run_pipeline(data_root: Path, out: Path, cfg: RunConfig, methods: Sequence[s
     atomic_write_text(out / RUN_INFO, json.dumps({
         "data_root": str(Path(data_root).resolve()), "paper_reference": paper_reference,
         "methods": [m.name for m in chosen_methods], "machines": chosen, "seconds": round(seconds, 1),
+        "peak_rss_mb": peak_rss_mb(), "stages": {"machines": clock.stages},
     }, indent=2) + "\n")
     if table.methods():
         table.write(out, paper=PAPER_RESULTS if paper_reference else None)

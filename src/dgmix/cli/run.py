@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -59,11 +62,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run every registered method (the paper's four and the logmel floor) on every machine type."""
         from dgmix.data import parse_test_normals
-        from dgmix.pipeline import run_pipeline
+        from dgmix.pipeline import record_run_stage, run_pipeline
         from dgmix.report import build_report
         from dgmix.report.console import summary_markdown, where_lines
         from dgmix.rundir import prepare_out_dir, remove_training_files
-        from dgmix.synth import SynthConfig, generate
+        from dgmix.synth import generate
+        from dgmix.synth.generate import SYNTH_SETS
 
         setup(verbose, preset)
         overrides = loader_overrides(pad, allow_silence, seed=seed)
@@ -85,10 +89,14 @@ def register(app: typer.Typer) -> None:
                 # generated once for every run there (seeded, so always the same clips)
                 synth_out = out.resolve().parent / SYNTH_DIR
                 done = synth_out / "synth-complete"  # written once the whole set is there
-                if not done.is_file():
+                synth_cfg = SYNTH_SETS["default"]
+                stamp = json.dumps(dataclasses.asdict(synth_cfg), sort_keys=True)  # which set is there
+                if not done.is_file() or done.read_text() != stamp:
                     typer.echo(f"no --data: generating the default synthetic set in {synth_out}")
-                    generate(synth_out, SynthConfig(), workers=2, progress=bars, overwrite=True)
-                    atomic_write_text(done, "")
+                    if (synth_out / "dev_data").is_dir():  # an older or half-written set goes first
+                        shutil.rmtree(synth_out / "dev_data")
+                    generate(synth_out, synth_cfg, workers=2, progress=bars, overwrite=True)
+                    atomic_write_text(done, stamp)
                 else:
                     typer.echo(f"no --data: the default synthetic set in {synth_out}")
                 root = synth_out / "dev_data"
@@ -106,7 +114,9 @@ def register(app: typer.Typer) -> None:
             report = None
             if cfg.report.enabled:
                 typer.echo("\nwriting the report (figures, t-SNE) ...")
+                t_report = time.perf_counter()
                 report = build_report(out, cfg.report, seed=cfg.seed)
+                record_run_stage(out, "report", time.perf_counter() - t_report)
             if not keep_checkpoints:  # finished: --resume reads the pairs back from their done.json
                 removed = remove_training_files(out)
                 if removed.paths:

@@ -136,14 +136,18 @@ class SynthConfig:
         return self.train_source if domain == "source" else self.train_target
 
 
-#: Named data sets (``dgmix synth OUT --set NAME``). ``default``: what ``dgmix run`` generates (4 test
-#: clips per group, a smoke test). ``bench``: the synthetic benchmark, DCASE's shape at a
-#: size where one method x option cell trains and scores in minutes on 2 CPU cores: two machine types
-#: of opposite character (fan: stationary, anomalies in the tonal/noise balance; valve: trains of
-#: clicks, anomalies in their timing and level), 3 sections, 10x as many source as target training
-#: clips, 25 test clips per section and group, so one clip moves an AUC by 4 points (1/25).
+#: Named data sets (``dgmix synth OUT --set NAME``). ``default``: what ``dgmix run`` generates when
+#: no ``--data`` is given: three machine types of different character (fan: stationary; gearbox:
+#: tonal, load-dependent; valve: trains of clicks), 2 sections, 10 source + 2 target training clips
+#: and 25 test clips per section and group, so that every official-score cell rests on 25 x 25
+#: normal/anomaly pairs per domain and one clip moves an AUC by at most 4 points. ``bench``: the
+#: synthetic benchmark, DCASE's shape at a size where one method x option cell trains and scores
+#: in minutes on 2 CPU cores: fan and valve, 3 sections, 10x as many source as target training
+#: clips, 25 test clips per section and group. ``dcase2022``: the size of one DCASE 2022
+#: development + additional machine type (sections 00-05 with 990 + 10 training clips, test clips
+#: for 00-02 only, 50 per group), for the scale benchmarks.
 SYNTH_SETS: dict[str, SynthConfig] = {
-    "default": SynthConfig(),
+    "default": SynthConfig(machines=("fan", "gearbox", "valve"), sections=("00", "01"), test_per_group=25),
     "bench": SynthConfig(machines=("fan", "valve"), train_source=60, train_target=6, test_per_group=25),
     "dcase2022": SynthConfig(sections=SECTIONS, test_sections=("00", "01", "02"), train_source=990,
                              train_target=10, test_per_group=50),
