@@ -165,7 +165,13 @@ def test_benchmark_set_has_the_dcase_shape(tmp_path):
     bench = SYNTH_SETS["bench"]
     assert len(bench.sections) == 3 and bench.test_per_group >= 25
     assert bench.train_source == 10 * bench.train_target
-    assert SYNTH_SETS["default"].test_per_group == 4
+    # the main job's set: every official-score cell from at least 25 x 25 normal/anomaly pairs per domain
+    default = SYNTH_SETS["default"]
+    assert default.test_per_group >= 25 and len(default.sections) >= 2 and default.test_sections is None
+    big = SYNTH_SETS["dcase2022"]  # one DCASE 2022 machine type: 6,000 training, 600 test clips
+    assert sum(big.count(d, "train", "normal", s) for d in ("source", "target") for s in big.sections) == 6000
+    assert sum(big.count(d, "test", lab, s) for d in ("source", "target") for lab in ("normal", "anomaly")
+               for s in big.sections) == 600
     res = CliRunner().invoke(app, ["synth", str(tmp_path / "x"), "--set", "nope", "--no-progress"])
     assert res.exit_code == 2 and "--set" in res.output
     # the set's sizes apply unless an option overrides them

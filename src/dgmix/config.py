@@ -195,7 +195,7 @@ def _preset_overrides(name: str) -> dict[str, Any]:
     if name == "paper":
         return {}
     if name == "cpu":
-        # Sized so that `dgmix run` (7 machine types x 6 methods on the default synthetic set)
+        # Sized so that `dgmix run` (3 machine types x 6 methods on the default synthetic set)
         # finishes in minutes on 2 CPU cores: each stage trains for seconds, so these numbers are
         # a smoke test of the method, not a reproduction. The baseline's lr is raised from 1e-5 so
         # that 16 steps move it. AdamW pre-training and one joined forward pass over the views:
