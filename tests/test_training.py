@@ -179,7 +179,7 @@ def test_every_learned_stage_ends_with_precise_bn(tiny_synth, feature_cache, tmp
     """The saved encoder's BN statistics are those of the real training windows (here 64 windows:
     one batch, so the first BN's running mean is exactly its input's mean), not the training
     run's (last.pt, written before the re-estimation)."""
-    from dgmix.models import build_encoder
+    from dgmix.models import build_baseline_encoder, build_encoder
     from dgmix.training.common import training_clips
     from dgmix.training.distributed import DistContext
 
@@ -195,15 +195,22 @@ def test_every_learned_stage_ends_with_precise_bn(tiny_synth, feature_cache, tmp
     clips = training_clips(tiny_synth, "fan", cfg, feature_cache, DistContext(), progress=False)
     assert clips.n_windows <= 256
     saved = load_checkpoint(out / "encoder.pt")["encoder"]
-    enc = build_encoder(cfg.model, cfg.features)
+    windows = clips.windows.batch(np.arange(clips.n_windows))
+    if stage == "baseline":  # the official baseline's network: padding, conv, BN; Keras orientation, 3 copies
+        enc = build_baseline_encoder(cfg.model, cfg.features)
+        pad, conv, bn = enc.features[0][0], enc.features[0][1], enc.features[0][2]
+        x, bn_name = pad(windows.transpose(2, 3).repeat(1, 3, 1, 1)), "features.0.2"
+    else:
+        enc = build_encoder(cfg.model, cfg.features)
+        conv, bn, x, bn_name = enc.stages.conv3x3[0], enc.stages.conv3x3[1], windows, "stages.conv3x3.1"
     enc.load_state_dict(saved)
     with torch.no_grad():
-        y = enc.stages.conv3x3[0](clips.windows.batch(np.arange(clips.n_windows)))
-    torch.testing.assert_close(enc.stages.conv3x3[1].running_mean, y.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-3)
-    torch.testing.assert_close(enc.stages.conv3x3[1].running_var, y.var(dim=(0, 2, 3)), rtol=1e-3, atol=1e-3)
+        y = conv(x)
+    torch.testing.assert_close(bn.running_mean, y.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(bn.running_var, y.var(dim=(0, 2, 3)), rtol=1e-3, atol=1e-3)
     trained = load_checkpoint(out / "last.pt")["model"]
-    key = "encoder.stages.conv3x3.1.running_mean"
-    assert not torch.equal(trained[key], saved["stages.conv3x3.1.running_mean"])
+    key = f"encoder.{bn_name}.running_mean"
+    assert not torch.equal(trained[key], saved[f"{bn_name}.running_mean"])
     if stage != "pretrain":  # the classifier's model.pt carries the same encoder
         model = load_checkpoint(out / "model.pt")["model"]
-        assert torch.equal(model[key], saved["stages.conv3x3.1.running_mean"])
+        assert torch.equal(model[key], saved[f"{bn_name}.running_mean"])

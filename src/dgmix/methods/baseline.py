@@ -1,6 +1,8 @@
 """``baseline``: the official DCASE 2022 MobileNetV2 baseline (the paper's Table 2, left column).
 
-A section classifier trained with cross-entropy; a clip's anomaly score is the mean over its
+Its network is the baseline's own (:mod:`dgmix.models.baseline_net`: Keras MobileNetV2, alpha
+0.5, average pooling, a dense softmax over sections), not the Table 1 encoder. A section
+classifier trained with cross-entropy; a clip's anomaly score is the mean over its
 windows of log((1 - p) / p), p the softmax probability of its own section
 (:class:`~dgmix.scoring.detector.Detector`'s classifier path). Its thresholds come from the
 training clips' own scores.
@@ -20,7 +22,7 @@ from dgmix.methods.finetuned import load_encoder
 from dgmix.methods.machine import MachineData
 from dgmix.scoring.detector import Detector
 from dgmix.training import train_baseline
-from dgmix.training.finetune import MODEL_FILE, build_model
+from dgmix.training.finetune import MODEL_FILE, build_baseline_model
 
 
 class BaselineMethod(Method):
@@ -36,11 +38,11 @@ class BaselineMethod(Method):
         return out
 
     def encoder(self, model_dir: Path | None, cfg: RunConfig) -> nn.Module | None:
-        return load_encoder(model_dir, cfg)
+        return load_encoder(model_dir, cfg, baseline=True)
 
     def build_detector(self, model_dir: Path | None, md: MachineData, cfg: RunConfig,
                        scoring: ScoringConfig) -> Detector:
         """The classifier detector; thresholds from the training clips' own scores."""
-        model = build_model(cfg, len(md.section_names))
+        model = build_baseline_model(cfg, len(md.section_names))
         model.load_state_dict(load_checkpoint(Path(model_dir) / MODEL_FILE)["model"])
         return fit_detector(self.name, md, cfg, scoring, encoder=model.encoder, classifier=model.classifier)

@@ -19,15 +19,16 @@ from dgmix.checkpoint import load_checkpoint
 from dgmix.config import RunConfig
 from dgmix.errors import InputError
 from dgmix.methods.base import Method, TrainJob
-from dgmix.models import build_encoder
+from dgmix.models import build_baseline_encoder, build_encoder
 from dgmix.training import finetune, pretrain
 from dgmix.training.finetune import MODEL_FILE
 from dgmix.training.pretrain import ENCODER_FILE
 
 
-def load_encoder(model_dir: Path, cfg: RunConfig) -> nn.Module:
-    """The encoder saved in ``model_dir/encoder.pt``, built for ``cfg``'s model and feature shape."""
-    enc = build_encoder(cfg.model, cfg.features)
+def load_encoder(model_dir: Path, cfg: RunConfig, baseline: bool = False) -> nn.Module:
+    """The encoder saved in ``model_dir/encoder.pt``, built for ``cfg``'s model and feature shape
+    (``baseline``: the official baseline's network, :mod:`dgmix.models.baseline_net`)."""
+    enc = (build_baseline_encoder if baseline else build_encoder)(cfg.model, cfg.features)
     path = Path(model_dir) / ENCODER_FILE
     try:
         enc.load_state_dict(load_checkpoint(path)["encoder"])

@@ -8,8 +8,11 @@ convolution covers the map that is actually left after the five stride-2 layers.
 
 from __future__ import annotations
 
+from torch import nn
+
 from dgmix.config import ModelConfig
 from dgmix.features import FeatureParams
+from dgmix.models.baseline_net import BaselineNet, baseline_classifier
 from dgmix.models.heads import Expander, SectionClassifier
 from dgmix.models.mobilenet import Encoder
 
@@ -27,3 +30,14 @@ def build_expander(model: ModelConfig) -> Expander:
 def build_classifier(model: ModelConfig, n_classes: int) -> SectionClassifier:
     """The fine-tuning / baseline classifier Linear(320,128)-ReLU-Linear(128, n_classes) (paper §3.4)."""
     return SectionClassifier(in_dim=model.embed_dim, hidden=model.classifier_hidden, n_classes=n_classes)
+
+
+def build_baseline_encoder(model: ModelConfig, features: FeatureParams) -> BaselineNet:
+    """The official DCASE 2022 baseline's MobileNetV2 (Keras, alpha ``model.width_mult``) up to its
+    average pooling, for windows of ``features.input_size``."""
+    return BaselineNet(width_mult=model.width_mult, input_size=features.input_size)
+
+
+def build_baseline_classifier(model: ModelConfig, n_classes: int) -> nn.Linear:
+    """The official baseline's ``Dense(n_sections)`` on its 1280-d pooled features."""
+    return baseline_classifier(BaselineNet.embed_dim_for(model.width_mult), n_classes)

@@ -37,7 +37,7 @@ from dgmix.checkpoint import load_checkpoint, save_checkpoint
 from dgmix.config import ModelConfig
 from dgmix.errors import InputError
 from dgmix.features import FeatureParams
-from dgmix.models import build_classifier, build_encoder
+from dgmix.models import build_baseline_classifier, build_baseline_encoder, build_encoder
 from dgmix.models.fold import fold_batchnorm
 from dgmix.scoring.clips import ClipScoring
 from dgmix.scoring.gmm import GaussianDensity
@@ -46,7 +46,7 @@ from dgmix.scoring.pooling import pool
 
 __all__ = ["FORMAT", "Detector", "DetectorInfo", "inference_encoder"]
 
-FORMAT = "dgmix-detector-2"
+FORMAT = "dgmix-detector-3"
 EPS = float(np.finfo(np.float32).eps)
 
 
@@ -187,10 +187,11 @@ class Detector(ClipScoring, nn.Module):
         from dgmix.scoring.backends import make_backend
 
         encoder = classifier = backend = None
-        if info.kind != "logmel":
+        if info.kind == "encoder":
             encoder = inference_encoder(build_encoder(info.model, info.params))
-        if info.kind == "classifier":
-            classifier = build_classifier(info.model, len(info.section_names)).eval()
+        if info.kind == "classifier":  # the official baseline's network and dense layer
+            encoder = inference_encoder(build_baseline_encoder(info.model, info.params))
+            classifier = build_baseline_classifier(info.model, len(info.section_names)).eval()
         else:
             backend = make_backend(info.backend, info.per_domain, **info.backend_settings)
         return cls(info, encoder, classifier, backend)

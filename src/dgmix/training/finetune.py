@@ -35,7 +35,7 @@ from dgmix.checkpoint import load_checkpoint
 from dgmix.config import RunConfig
 from dgmix.errors import InputError
 from dgmix.losses import MixupKLLoss
-from dgmix.models import build_classifier, build_encoder
+from dgmix.models import build_baseline_classifier, build_baseline_encoder, build_classifier, build_encoder
 from dgmix.optim import param_groups
 from dgmix.training.common import loop_settings, run_stage, start_stage, wrap_model
 from dgmix.training.data import ClipSet
@@ -67,6 +67,12 @@ def build_model(cfg: RunConfig, n_classes: int, joined: bool = False) -> Encoder
     """Encoder (for ``cfg.features``' window shape) + classifier over ``n_classes`` classes."""
     return EncoderClassifier(build_encoder(cfg.model, cfg.features), build_classifier(cfg.model, n_classes),
                              joined=joined)
+
+
+def build_baseline_model(cfg: RunConfig, n_classes: int) -> EncoderClassifier:
+    """The official DCASE 2022 baseline: its MobileNetV2 + ``Dense(n_classes)`` (:mod:`dgmix.models.baseline_net`)."""
+    return EncoderClassifier(build_baseline_encoder(cfg.model, cfg.features),
+                             build_baseline_classifier(cfg.model, n_classes))
 
 
 def load_pretrained_encoder(init: Path, encoder: nn.Module) -> dict:
@@ -109,7 +115,7 @@ class BaselineTask(MixupTask):
     """The official baseline's section classifier: cross-entropy on single windows (no pairs)."""
 
     def __init__(self, clips: ClipSet, cfg: RunConfig, ctx: DistContext) -> None:
-        super().__init__(clips, cfg, ctx, build_model(cfg, len(clips.section_names)), None)
+        super().__init__(clips, cfg, ctx, build_baseline_model(cfg, len(clips.section_names)), None)
 
     def step(self, model: nn.Module, idx: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         y, logits = model(self.move(self.data.windows(idx)))
