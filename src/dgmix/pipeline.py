@@ -22,7 +22,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -197,6 +197,162 @@ def read_done(path: Path, method_dir: Path,
 
 
 @dataclass
+class MethodOutcome:
+    """What the main process keeps of one (method, machine type): results, scores for the CI."""
+
+    name: str
+    results: dict[str, SectionResult]
+    section_scores: list[SectionScores]
+    seconds: float
+    degenerate: str | None
+
+
+@dataclass
+class MachineOutcome:
+    machine: str
+    methods: list[MethodOutcome]
+    stages: dict[str, Any]
+    lines: list[str]
+
+
+@dataclass
+class _MachineJob:
+    """Everything one machine type's work needs (picklable: it goes to worker processes)."""
+
+    ds: Any
+    methods: list[str]
+    cfg: RunConfig
+    out: Path
+    data_root: Path
+    cache_dir: Path
+    progress: bool
+    ctx: DistContext
+    resume: bool
+    t0: float  # wall-clock start of the run (time.time()), for the progress lines
+    n_machines: int
+
+
+def resolve_jobs(jobs: int | str, n_machines: int, ctx: DistContext) -> int:
+    """Machine types trained at once: ``auto`` is 1 on the CPU (its cores are shared by one
+    machine type's threads already) and every machine type on a GPU; never more than there are."""
+    if jobs == "auto":
+        n = 1 if ctx.device.type != "cuda" else n_machines
+    else:
+        try:
+            n = int(jobs)
+        except (TypeError, ValueError):
+            raise InputError("--jobs", f"must be a positive integer or auto, got {jobs!r}") from None
+        if n < 1:
+            raise InputError("--jobs", f"must be a positive integer or auto, got {jobs!r}")
+    if n > 1 and ctx.world_size > 1:
+        raise InputError("--jobs", "runs machine types in parallel processes; not under torchrun (DDP)")
+    return max(1, min(n, n_machines))
+
+
+def _run_machines(job: _MachineJob, machines: list[str], n_jobs: int,
+                  echo: Callable[[str], None]) -> Iterator[MachineOutcome]:
+    """Each machine type's outcome, in the order of ``machines``. With ``n_jobs > 1`` they run in
+    worker processes (spawned, each with ``cores // n_jobs`` torch threads); every stage seeds
+    itself from ``cfg.seed``, so a machine type's result does not depend on what runs beside it
+    or on the order (tests/test_jobs.py: byte-identical score CSVs at equal thread counts).
+    Progress lines are printed as each machine type ends."""
+    if n_jobs == 1:
+        for mi, machine in enumerate(machines, 1):
+            yield _run_machine(job, machine, mi, echo)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, (os.cpu_count() or 1) // n_jobs)
+    with ProcessPoolExecutor(n_jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                             initargs=(threads,)) as pool:
+        futures = [pool.submit(_run_machine, job, m, mi, None) for mi, m in enumerate(machines, 1)]
+        for fut in futures:
+            outcome = fut.result()
+            for line in outcome.lines:
+                echo(line)
+            yield outcome
+
+
+def _worker_init(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _run_machine(job: _MachineJob, machine: str, mi: int, echo: Callable[[str], None] | None) -> MachineOutcome:
+    """Train, score and evaluate every method on one machine type; writes its outputs under ``job.out``."""
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        lines.append(line)
+        if echo is not None:
+            echo(line)
+
+    cfg, out, ds = job.cfg, job.out, job.ds
+    clock = StageClock()
+    clock.start()
+    md = load_machine(ds, machine, cfg.features, job.cache_dir, job.progress)
+    clock.lap(machine, "features")
+    for line in incomplete_group_warnings(md.test):
+        say(f"warning: {line}")
+    if cfg.report.enabled:
+        save_test_clips(out, machine, md.test)
+    outcomes: list[MethodOutcome] = []
+    local = ResultsTable()  # this machine type's rows, for the progress lines
+    for name in job.methods:
+        method = get_method(name)
+        done = out / name / machine / DONE_FILE
+        kept = job.resume and done.is_file()
+        picked = ""  # the scoring select: pseudo chose, for the progress line
+        if kept:  # finished before the interruption: kept as it is (report inputs included)
+            model_dir, scores, decisions, health = read_done(done, out / name, md)
+            seconds = 0.0
+        else:
+            clock.start()
+            model_dir = method.train(TrainJob(job.data_root, md, cfg, out / name / machine, job.cache_dir,
+                                              job.progress, job.ctx, resume=job.resume))
+            t_train = clock.lap(machine, "train", name)
+            seconds = t_train if model_dir else 0.0
+            detector = method.build_detector(model_dir, md, cfg, resolve_scoring(cfg.scoring, method))
+            clock.lap(machine, "detector", name)
+            test_sections = [r.section for r in md.test]
+            scores = detector.score_features(md.test_feats, test_sections)
+            decisions = detector.decide(scores, test_sections)
+            clock.lap(machine, "score", name)
+            write_outputs(out / name, md, scores, decisions)
+            detector.save(out / name / machine / "detector.pt")
+            if detector.info.selection is not None:  # scoring.select: pseudo
+                atomic_write_text(out / name / machine / SELECTION_FILE,
+                                  json.dumps(detector.info.selection, indent=1) + "\n")
+                picked = detector.info.selection["chosen"]
+            if cfg.report.enabled:
+                keep_for_report(out, name, md, detector, cfg.seed)
+            health = detector.info.health
+            write_done(done, model_dir, health)
+            clock.lap(machine, "outputs", name)
+        res = evaluate_machine(md, scores, decisions)
+        line = f"[{time.time() - job.t0:6.0f}s] {machine} ({mi}/{job.n_machines}) {name:<8}"
+        if res:
+            local.add_machine(name, machine, res)
+            hm = local.machine_summary(name, machine)
+            line += (f" hmean {_pct(hm.hmean)}  (AUC-S {_pct(hm.auc_source)}, "
+                     f"AUC-T {_pct(hm.auc_target)}, pAUC {_pct(hm.pauc)})")
+        else:
+            line += " scored (no labelled test section to evaluate)"
+        if picked:
+            line += f", scoring chosen on training clips: {picked}"
+        if kept:
+            line += ", finished in the earlier run, kept"
+        elif model_dir:
+            line += f", trained in {seconds:.1f} s"
+        problem = health_message(health)
+        if problem:
+            line += f"\n  warning: {name}/{machine}: {problem}"
+        say(line)
+        outcomes.append(MethodOutcome(name, res, section_scores(md, scores, list(res)) if res else [], seconds,
+                                      health["reason"] if problem else None))
+    return MachineOutcome(machine, outcomes, clock.stages.get(machine, {}), lines)
+
+@dataclass
 class RunSummary:
     table: ResultsTable
     seconds: float
@@ -207,8 +363,13 @@ class RunSummary:
 def run_pipeline(data_root: Path, out: Path, cfg: RunConfig, methods: Sequence[str] | None = None,
                  machines: Sequence[str] | None = None, cache_dir: Path | None = None, progress: bool = True,
                  echo: Callable[[str], None] = print, paper_reference: bool = False, device: str = "auto",
-                 resume: bool = False) -> RunSummary:
+                 resume: bool = False, jobs: int | str = 1) -> RunSummary:
     """Run every method on every machine type; write scores, detectors and results tables.
+
+    ``jobs``: machine types trained at once, in worker processes (:func:`resolve_jobs`; ``auto``:
+    1 on the CPU, all of them on a GPU); the outputs are those of one machine type at a time with
+    the workers' torch thread count (on the CPU the thread count moves float rounding; GPU
+    kernels do not depend on it).
 
     ``methods``: registered method names (default: the paper's methods). ``device``: where the
     models train, "auto" (CUDA when available), "cpu" or "cuda". ``resume``: continue an
@@ -246,73 +407,25 @@ def run_pipeline(data_root: Path, out: Path, cfg: RunConfig, methods: Sequence[s
     timings: dict[str, dict[str, float]] = {}
     groups: dict[str, list[SectionScores]] = {}
     ctx = DistContext(device=torch.device(resolve_device(device)))
-    clock = StageClock()
-    for mi, machine in enumerate(chosen, 1):
-        clock.start()
-        md = load_machine(ds, machine, cfg.features, cache_dir, progress)
-        clock.lap(machine, "features")
-        for line in incomplete_group_warnings(md.test):
-            echo(f"warning: {line}")
-        if cfg.report.enabled:
-            save_test_clips(out, machine, md.test)
-        for method in chosen_methods:
-            name = method.name
-            done = out / name / machine / DONE_FILE
-            kept = resume and done.is_file()
-            picked = ""  # the scoring select: pseudo chose, for the progress line
-            if kept:  # finished before the interruption: kept as it is (report inputs included)
-                model_dir, scores, decisions, health = read_done(done, out / name, md)
-                timings.setdefault(name, {})[machine] = 0.0
-            else:
-                clock.start()
-                model_dir = method.train(TrainJob(Path(data_root), md, cfg, out / name / machine, cache_dir,
-                                                  progress, ctx, resume=resume))
-                t_train = clock.lap(machine, "train", name)
-                timings.setdefault(name, {})[machine] = t_train if model_dir else 0.0
-                detector = method.build_detector(model_dir, md, cfg, resolve_scoring(cfg.scoring, method))
-                clock.lap(machine, "detector", name)
-                test_sections = [r.section for r in md.test]
-                scores = detector.score_features(md.test_feats, test_sections)
-                decisions = detector.decide(scores, test_sections)
-                clock.lap(machine, "score", name)
-                write_outputs(out / name, md, scores, decisions)
-                detector.save(out / name / machine / "detector.pt")
-                if detector.info.selection is not None:  # scoring.select: pseudo
-                    atomic_write_text(out / name / machine / SELECTION_FILE,
-                                      json.dumps(detector.info.selection, indent=1) + "\n")
-                    picked = detector.info.selection["chosen"]
-                if cfg.report.enabled:
-                    keep_for_report(out, name, md, detector, cfg.seed)
-                health = detector.info.health
-                write_done(done, model_dir, health)
-                clock.lap(machine, "outputs", name)
-            res = evaluate_machine(md, scores, decisions)
-            line = f"[{time.perf_counter() - t0:6.0f}s] {machine} ({mi}/{len(chosen)}) {name:<8}"
-            if res:
-                table.add_machine(name, machine, res)
-                groups.setdefault(name, []).extend(section_scores(md, scores, list(res)))
-                hm = table.machine_summary(name, machine)
-                line += (f" hmean {_pct(hm.hmean)}  (AUC-S {_pct(hm.auc_source)}, "
-                         f"AUC-T {_pct(hm.auc_target)}, pAUC {_pct(hm.pauc)})")
-            else:
-                line += " scored (no labelled test section to evaluate)"
-            if picked:
-                line += f", scoring chosen on training clips: {picked}"
-            if kept:
-                line += ", finished in the earlier run, kept"
-            elif model_dir:
-                line += f", trained in {timings[name][machine]:.1f} s"
-            problem = health_message(health)
-            if problem:
-                table.mark_degenerate(name, machine, health["reason"])
-                line += f"\n  warning: {name}/{machine}: {problem}"
-            echo(line)
+    n_jobs = resolve_jobs(jobs, len(chosen), ctx)
+    job = _MachineJob(ds, [m.name for m in chosen_methods], cfg, out, Path(data_root), cache_dir,
+                      progress and n_jobs == 1, ctx, resume, time.time(), len(chosen))
+    stages: dict[str, Any] = {}
+    for outcome in _run_machines(job, chosen, n_jobs, echo):
+        stages[outcome.machine] = outcome.stages
+        for r in outcome.methods:
+            timings.setdefault(r.name, {})[outcome.machine] = r.seconds
+            if r.results:
+                table.add_machine(r.name, outcome.machine, r.results)
+                groups.setdefault(r.name, []).extend(r.section_scores)
+            if r.degenerate:
+                table.mark_degenerate(r.name, outcome.machine, r.degenerate)
     attach_ci(table, groups, echo)
     seconds = time.perf_counter() - t0
     atomic_write_text(out / RUN_INFO, json.dumps({
         "data_root": str(Path(data_root).resolve()), "paper_reference": paper_reference,
         "methods": [m.name for m in chosen_methods], "machines": chosen, "seconds": round(seconds, 1),
-        "peak_rss_mb": peak_rss_mb(), "stages": {"machines": clock.stages},
+        "peak_rss_mb": peak_rss_mb(), "jobs": n_jobs, "stages": {"machines": stages},
     }, indent=2) + "\n")
     if table.methods():
         table.write(out, paper=PAPER_RESULTS if paper_reference else None)

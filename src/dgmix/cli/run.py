@@ -40,6 +40,8 @@ def register(app: typer.Typer) -> None:
         paper: bool | None = typer.Option(None, "--paper-reference/--no-paper-reference",
                                              help="Put the paper's numbers beside ours (default: on for --data)."),
         seed: Seed = None,
+        jobs: str = typer.Option("auto", "--jobs", help="Machine types trained at once, in worker processes "
+                                 "(auto: 1 on the CPU, all of them on a GPU); each machine type's result does not depend on the others."),
         resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in OUT: finished "
                                     "machine types and methods are kept, the rest continues from its checkpoints."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Start clean in a used OUT (its feature "
@@ -105,7 +107,7 @@ def register(app: typer.Typer) -> None:
                 root, out, cfg, methods=method_names() if methods == "all" else split_list(methods),
                 machines=None if machines == "all" else split_list(machines), cache_dir=cache_dir, progress=bars,
                 echo=typer.echo, paper_reference=data is not None if paper is None else paper, device=device,
-                resume=resume)
+                resume=resume, jobs=jobs)
             if summary.table.methods():
                 typer.echo(f"\nofficial score (%): per machine type and overall\n{summary_markdown(summary.table)}")
             else:  # nothing labelled to evaluate (e.g. evaluation clips without ground truth)
