@@ -17,9 +17,14 @@ def summary_markdown(table: ResultsTable) -> str:
              "|---" * (len(machines) + 2) + "|"]
     for m in table.methods():
         own = set(table.machines(m))
-        cells = [f"{100 * table.machine_summary(m, x).hmean:.2f}" if x in own else "" for x in machines]
-        lines.append(f"| {m} | " + " | ".join(cells) + f" | {100 * table.official_score(m):.2f} |")
+        cells = [_pct(table.machine_summary(m, x).hmean) if x in own else "" for x in machines]
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {_pct(table.official_score(m))} |")
     return "\n".join(lines)
+
+
+def _pct(v: float | None) -> str:
+    """A metric in %, or n/a where it could not be computed (a section lacking a test group)."""
+    return "n/a" if v is None else f"{100 * v:.2f}"
 
 
 def _test_folder(data_root: Path, machine: str) -> Path | None:
@@ -37,10 +42,14 @@ def where_lines(out: Path, table: ResultsTable, data_root: Path | None, report: 
               f"detectors:  {out}/<method>/<machine>/detector.pt"]
     if not table.methods():
         return lines
-    best = max(table.methods(), key=table.official_score)
-    machine = max(table.machines(best), key=lambda x: table.machine_summary(best, x).hmean)
+    scored = [m for m in table.methods() if table.official_score(m) is not None]
+    if not scored:  # every official score is n/a: no "best" to point at
+        return lines
+    best = max(scored, key=table.official_score)
+    known = [x for x in table.machines(best) if table.machine_summary(best, x).hmean is not None]
+    machine = max(known, key=lambda x: table.machine_summary(best, x).hmean)
     det = out / best / machine / "detector.pt"
     clips = _test_folder(data_root, machine) if data_root is not None else None
-    return lines + [f"best method: {best} (official score {100 * table.official_score(best):.2f}); "
-                    f"its best detector: {machine} ({100 * table.machine_summary(best, machine).hmean:.2f})",
+    return lines + [f"best method: {best} (official score {_pct(table.official_score(best))}); "
+                    f"its best detector: {machine} ({_pct(table.machine_summary(best, machine).hmean)})",
                     f"  dgmix score {det} {clips if clips else 'CLIPS...'} --csv scores.csv", f"  dgmix serve {det}"]

@@ -12,7 +12,7 @@ _HEAD = ("AUC Source", "AUC Target", "pAUC", "Harmonic Mean")
 
 
 def _pct(v: float | None) -> str:
-    return "" if v is None else f"{100.0 * v:.2f}"
+    return "n/a" if v is None else f"{100.0 * v:.2f}"
 
 
 def html_table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
@@ -31,16 +31,17 @@ def summary_table(table: ResultsTable) -> str:
     machines = all_machines(table)
     vals = {m: {x: table.machine_summary(m, x).hmean for x in table.machines(m)} for m in table.methods()}
     official = {m: table.official_score(m) for m in table.methods()}
-    best = {x: max((vals[m][x] for m in vals if x in vals[m]), default=None) for x in machines}
-    best_off = max(official.values(), default=None)
+    best = {x: max((vals[m][x] for m in vals if vals[m].get(x) is not None), default=None) for x in machines}
+    best_off = max((v for v in official.values() if v is not None), default=None)
     rows = []
     for m in table.methods():
         cells = [escape(m)]
         for x in machines:
             v = vals[m].get(x)
-            cells.append("" if v is None else (f"<b>{_pct(v)}</b>" if v == best[x] else _pct(v)))
+            cells.append("" if x not in vals[m] else (f"<b>{_pct(v)}</b>" if v is not None and v == best[x]
+                                                      else _pct(v)))
         o = official[m]
-        cells.append(f"<b>{_pct(o)}</b>" if o == best_off else _pct(o))
+        cells.append(f"<b>{_pct(o)}</b>" if o is not None and o == best_off else _pct(o))
         rows.append(cells)
     return html_table(["method", *machines, "official score"], rows, "num")
 
@@ -55,7 +56,8 @@ def method_table(table: ResultsTable, method: str, paper: bool) -> str:
         cells += [_pct(getattr(s, c)) for c in _COLS]
         if paper:
             ref = paper_row(method, machine)
-            cells += ([_pct(ref["hmean"]), f"{100.0 * (s.hmean - ref['hmean']):+.2f}"] if ref else ["", ""])
+            delta = "" if not ref or s.hmean is None else f"{100.0 * (s.hmean - ref['hmean']):+.2f}"
+            cells += [_pct(ref["hmean"]), delta] if ref else ["", ""]
         rows.append(cells)
     return html_table(["machine", *_HEAD, *ref_head], rows, "num")
 
