@@ -417,3 +417,22 @@ def test_data_reports_clips_the_later_stages_refuse(data_copy, logmel_run, share
     assert "total: 16 clips" in res.output
     res = invoke("features", data_copy, "--cache", shared_cache, "--no-progress", "--pad", "--allow-silence")
     assert "1 error(s)" in res.output  # the NaN clip, which no flag accepts
+
+
+def test_section_option_against_the_name(logmel_run, small_set):
+    """--section is for clips whose names carry none: a different section in the name is refused."""
+    det = logmel_run / "logmel" / "fan" / "detector.pt"
+    clip = _a_test_clip(small_set)  # a section_00 clip
+    line = one_line_error(invoke("score", det, clip, "--section", "01", "--on-error", "fail"), clip.name)
+    assert "--section 01 contradicts the section in the name (00)" in line
+    res = invoke("score", det, clip, "--section", "00")
+    assert res.exit_code == 0 and clip.name in res.stdout
+
+
+def test_export_into_a_folder_and_serve_on_a_bad_port(logmel_run, tmp_path):
+    det = logmel_run / "logmel" / "fan" / "detector.pt"
+    line = one_line_error(invoke("export", det, "--out", tmp_path), str(tmp_path))
+    assert "is a folder" in line
+    assert invoke("export", det, "--out", tmp_path).exit_code == 2
+    res = invoke("serve", det, "--port", "99999")
+    assert res.exit_code == 2 and "--port" in res.output and "65535" in res.output

@@ -148,14 +148,23 @@ def _gt_layout(tmp_path: Path):
 
 def test_evaluate_ground_truth_layout(tmp_path):
     scores, gt, expected = _gt_layout(tmp_path)
+    # section 05 is in the ground truth but has no score file: refused, named
     res = CliRunner().invoke(_app(), ["evaluate", str(scores), "--ground-truth", str(gt), "--json"])
+    assert res.exit_code == 1
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "anomaly_score_valve_section_05_test.csv" in errors[0] and "--allow-missing" in errors[0]
+    res = CliRunner().invoke(_app(), ["evaluate", str(scores), "--ground-truth", str(gt), "--json", "--allow-missing"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)["eval_run"]
     for sec, (a_s, a_t, p) in expected.items():
         assert data["valve"][sec]["auc_source"] == pytest.approx(a_s)
         assert data["valve"][sec]["auc_target"] == pytest.approx(a_t)
         assert data["valve"][sec]["pauc"] == pytest.approx(p)
-    assert "1 ground-truth sections have no score file: valve/05" in res.stderr
+    assert "1 ground-truth section(s) have no score file, counted as n/a: valve/05" in res.stderr
+    counted = json.loads(res.stdout)["eval_run"]["official_score_values"]
+    assert counted["n_expected"] == 3 * (len(expected) + 1) and counted["n_values"] == 3 * len(expected)
+    table = CliRunner().invoke(_app(), ["evaluate", str(scores), "--ground-truth", str(gt), "--allow-missing"])
+    assert f"over {3 * len(expected)} of {3 * (len(expected) + 1)} values" in table.stdout
     # without ground truth the evaluation names carry no labels
     res2 = CliRunner().invoke(_app(), ["evaluate", str(scores)])
     assert res2.exit_code == 1
@@ -175,19 +184,19 @@ def test_evaluate_errors(tmp_path):
     f = scores / "anomaly_score_valve_section_03_test.csv"
     lines = f.read_text().splitlines(keepends=True)
     f.write_text("".join(lines[1:]) + "other.wav,0.5\nother2.wav,0.1\n")
-    r = CliRunner().invoke(app, ["evaluate", str(scores), "-g", str(gt)])
+    r = CliRunner().invoke(app, ["evaluate", str(scores), "-g", str(gt), "--allow-missing"])
     assert r.exit_code == 1
     assert "anomaly_score_valve_section_03_test.csv: file names do not match the ground truth: " \
            "1 ground-truth clips missing, 2 names not in the ground truth" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     # non-numeric score
     f.write_text("".join(lines[:3]) + "section_03_0003.wav,high\n" + "".join(lines[4:]))
-    r = CliRunner().invoke(app, ["evaluate", str(scores), "-g", str(gt)])
+    r = CliRunner().invoke(app, ["evaluate", str(scores), "-g", str(gt), "--allow-missing"])
     assert r.exit_code == 1 and "line 4: score 'high' is not a number" in r.stderr
     # missing ground-truth file for a scored section
     (scores / "anomaly_score_fan_section_00_test.csv").write_text("section_00_0000.wav,1.0\n")
     f.write_text("".join(lines))
-    r = CliRunner().invoke(app, ["evaluate", str(scores), "-g", str(gt)])
+    r = CliRunner().invoke(app, ["evaluate", str(scores), "-g", str(gt), "--allow-missing"])
     assert r.exit_code == 1 and "ground_truth_fan_section_00_test.csv: file not found" in r.stderr
     r = CliRunner().invoke(app, ["evaluate", str(scores), "--paper", "nope"])
     assert r.exit_code == 2

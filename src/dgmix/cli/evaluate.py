@@ -33,6 +33,9 @@ def evaluate(
         "--json", help="Print the results as JSON instead of the table.")] = False,
     method: Annotated[str | None, typer.Option(
         "--method", help="Method name in the tables (default: the folder name).")] = None,
+    allow_missing: Annotated[bool, typer.Option(
+        "--allow-missing", help="Evaluate even when the ground truth has sections without a score file "
+                                "(their values count as n/a).")] = False,
     paper: Annotated[str | None, typer.Option(
         "--paper", help="Show the paper's rows of this method for comparison (baseline, scratch, vicreg or dgmix).")
     ] = None,
@@ -46,7 +49,7 @@ def evaluate(
     notes: list[str] = []
     warnings: list[str] = []
     with guarded():
-        table = evaluate_scores_dir(scores_dir, ground_truth, method, notes, warnings)
+        table = evaluate_scores_dir(scores_dir, ground_truth, method, notes, warnings, allow_missing)
         ref = {table.methods()[0]: PAPER_RESULTS[paper]} if paper is not None else None
         written = table.write(out, ref) if out is not None else {}
     for line in [f"note: {n}" for n in notes] + [f"warning: {w}" for w in warnings]:

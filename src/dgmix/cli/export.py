@@ -22,6 +22,8 @@ def register(app: typer.Typer) -> None:
         setup()
         if fmt != "onnx":
             fail(f"--format {fmt!r} is not supported (supported: onnx)")
+        if out.is_dir():
+            fail(f"--out: {out} is a folder; give the file to write, e.g. {out / 'detector.onnx'}", code=2)
         with guarded():
             from dgmix.export.writer import export_onnx
             from dgmix.scoring.clips import load_detector

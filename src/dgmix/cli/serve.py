@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
         detector: Path = typer.Argument(..., help="detector.pt written by dgmix run, or an .onnx file from "
                                         "dgmix export."),
         host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-        port: int = typer.Option(8000, "--port", help="TCP port to listen on."),
+        port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port to listen on (1-65535)."),
         max_upload_mb: float = typer.Option(10.0, "--max-upload-mb", help="Largest accepted upload in MiB "
                                             "(2^20 bytes); a larger one gets 413."),
         log_level: str = typer.Option("info", "--log-level", help="uvicorn log level: critical | error | "

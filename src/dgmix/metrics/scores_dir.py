@@ -12,27 +12,30 @@ from pathlib import Path
 
 from dgmix.errors import InputError
 from dgmix.metrics.confidence import SectionScores, official_score_ci
-from dgmix.metrics.dcase import missing_note, section_metrics
+from dgmix.metrics.dcase import SectionResult, missing_note, section_metrics
 from dgmix.metrics.tables import ResultsTable
 
 __all__ = ["evaluate_scores_dir"]
 
 
 def evaluate_scores_dir(scores_dir: str | Path, ground_truth: str | Path | None = None, method: str | None = None,
-                        notes: list[str] | None = None, warnings: list[str] | None = None) -> ResultsTable:
+                        notes: list[str] | None = None, warnings: list[str] | None = None,
+                        allow_missing: bool = False) -> ResultsTable:
     """Evaluate a folder of official-format score files (what ``dgmix evaluate`` does).
 
     Every ``anomaly_score_<machine>_section_<XX>_test.csv`` in ``scores_dir`` is evaluated (with its
     ``decision_result_...`` file when present). Labels come from the development-set file names,
     or from ``ground_truth`` (the evaluator's ``ground_truth_data`` / ``ground_truth_domain``
     layout) when given. ``method`` names the table's method (default: the folder name). Remarks
-    that are not errors (ground-truth sections without a score file) are appended to ``notes``;
+    that are not errors are appended to ``notes``. A ground-truth section without a score file is
+    an error unless ``allow_missing``; then its three values count as expected and n/a (the
+    official score averages over the others, and says so);
     one line per section whose clips lack a group (its missing values are n/a, as in ``dgmix
     run``) to ``warnings``.
 
     Raises:
         InputError: no score file, unreadable or non-numeric file, names that do not match the
-            ground truth.
+            ground truth, a ground-truth section without its score file (unless ``allow_missing``).
     """
     from dgmix.scoring import csvio
 
@@ -46,13 +49,19 @@ def evaluate_scores_dir(scores_dir: str | Path, ground_truth: str | Path | None 
         if not (gt_root / "ground_truth_data").is_dir():
             raise InputError(gt_root, "no ground_truth_data folder (expected the evaluator's "
                                       "ground_truth_data/ and ground_truth_domain/ layout)")
-        if notes is not None:
-            have = {(m, s) for m, s, _, _ in files}
-            pat = re.compile(r"^ground_truth_(.+)_section_(\d{2})_test\.csv$")
-            unscored = sorted(f"{m[1]}/{m[2]}" for p in (gt_root / "ground_truth_data").iterdir()
-                              if (m := pat.match(p.name)) and (m[1], m[2]) not in have)
-            if unscored:
-                notes.append(f"{len(unscored)} ground-truth sections have no score file: " + ", ".join(unscored))
+        have = {(m, s) for m, s, _, _ in files}
+        pat = re.compile(r"^ground_truth_(.+)_section_(\d{2})_test\.csv$")
+        unscored = sorted((m[1], m[2]) for p in (gt_root / "ground_truth_data").iterdir()
+                          if (m := pat.match(p.name)) and (m[1], m[2]) not in have)
+        if unscored and not allow_missing:
+            names = ", ".join(csvio.score_file_name(m, s) for m, s in unscored)
+            raise InputError(root, f"no score file for {len(unscored)} ground-truth section(s): {names} "
+                                   "(--allow-missing evaluates the others and counts these as n/a)")
+        if unscored and notes is not None:
+            notes.append(f"{len(unscored)} ground-truth section(s) have no score file, counted as n/a: "
+                         + ", ".join(f"{m}/{s}" for m, s in unscored))
+    else:
+        unscored = []
     table = ResultsTable()
     groups: list[SectionScores] = []
     for machine, section, score_path, dec_path in files:
@@ -70,6 +79,8 @@ def evaluate_scores_dir(scores_dir: str | Path, ground_truth: str | Path | None 
             warnings.append(note)
         table.add(name, machine, section, res)
         groups.append(SectionScores(y_true, scores, is_target))
+    for machine, section in unscored:  # expected by the ground truth: three n/a values each
+        table.add(name, machine, section, SectionResult(None, None, None, empty_groups=("scored",)))
     if table.official_score(name) is None:  # nothing to average: no interval either
         return table
     try:

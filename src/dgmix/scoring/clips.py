@@ -100,33 +100,42 @@ class ClipScore:
     decision: int | None
 
 
-def clip_section(detector: Any, path: Path, section: str | None = None, name: str | None = None) -> str:
-    """The section of a clip: ``section`` if given, else the one its file name carries, else the
-    detector's only section. ``name`` is the file name to read (default: ``path``, with its folders).
+def clip_section(detector: Any, path: Path, section: str | None = None, name: str | None = None,
+                 option: str = "--section") -> str:
+    """The section of a clip: the one its file name carries, else ``section``, else the detector's
+    only section. ``name`` is the file name to read (default: ``path``, with its folders);
+    ``option`` is how the user gave ``section`` (the CLI's ``--section``, serve's ``section``
+    parameter), for the messages.
 
-    Raises InputError when none of these tells it, or when the detector does not know the section.
+    Raises InputError when none of these tells it, when ``section`` contradicts the name (the
+    option is for clips whose names carry none), or when the detector does not know the section.
     """
     from dgmix.data import parse_filename
 
     source = name if name is not None else path
-    sec = section
+    try:
+        if name is not None:
+            named = parse_filename(Path(name).name, machine=detector.machine, folders=[]).section
+        else:
+            named = parse_filename(path, machine=detector.machine).section
+    except InputError:
+        named = None
+    if named is not None and section is not None and f"{section}" != named:
+        raise InputError(source, f"{option} {section} contradicts the section in the name ({named}); "
+                                 f"{option} is only for clips whose names carry no section")
+    sec = named if named is not None else section
+    if sec is None and len(detector.section_names) == 1:
+        sec = detector.section_names[0]
     if sec is None:
-        try:
-            if name is not None:
-                sec = parse_filename(Path(name).name, machine=detector.machine, folders=[]).section
-            else:
-                sec = parse_filename(path, machine=detector.machine).section
-        except InputError:
-            sec = detector.section_names[0] if len(detector.section_names) == 1 else None
-    if sec is None:
-        raise InputError(source, "cannot tell the section from the name; pass --section "
+        raise InputError(source, f"cannot tell the section from the name; give {option} "
                                  f"(this detector knows {', '.join(detector.section_names)})")
     detector.section_index([sec], source=str(source))
     return sec
 
 
 def score_clip(detector: Any, path: Path, section: str | None = None, *, channel: int | None = None,
-               pad: bool | None = None, allow_silence: bool | None = None, name: str | None = None) -> ClipScore:
+               pad: bool | None = None, allow_silence: bool | None = None, name: str | None = None,
+               option: str = "--section") -> ClipScore:
     """Load, featurise and score one clip file with ``detector`` (see the module docstring).
 
     ``channel`` / ``pad`` / ``allow_silence`` override the detector's loader settings when given; ``name`` is the
@@ -139,7 +148,7 @@ def score_clip(detector: Any, path: Path, section: str | None = None, *, channel
     problem = undecodable_name(path) if name is None else None
     if problem is not None:
         raise InputError(path, problem)
-    sec = clip_section(detector, path, section, name)
+    sec = clip_section(detector, path, section, name, option)
     feats = detector.features_of(path, channel=channel, pad=pad, allow_silence=allow_silence)
     score = float(detector.score_features([feats], [sec])[0])
     idx = int(detector.section_index([sec], source=str(name or path))[0])

@@ -90,9 +90,10 @@ class ScoringService:
             if (fmt := sf.info(str(path)).format) not in WAV_FORMATS:
                 raise ServeError(415, f"{name}: a {fmt} file, not a WAV")
             try:
-                clip_section(self.detector, path, section or None, name)  # cheap; fail before waiting for the lock
+                clip_section(self.detector, path, section or None, name, "the section parameter")  # cheap; fail before waiting for the lock
                 with self._lock:
-                    res = score_clip(self.detector, path, section or None, pad=pad, name=name)
+                    res = score_clip(self.detector, path, section or None, pad=pad, name=name,
+                                     option="the section parameter")
             except InputError as exc:
                 # the loader's and the section rule's hints name CLI options; say the request's parameters
                 hint = exc.problem.replace("pass --section", "pass section=NN").replace("pass --pad", "pass pad=true")
