@@ -436,3 +436,22 @@ def test_export_into_a_folder_and_serve_on_a_bad_port(logmel_run, tmp_path):
     assert invoke("export", det, "--out", tmp_path).exit_code == 2
     res = invoke("serve", det, "--port", "99999")
     assert res.exit_code == 2 and "--port" in res.output and "65535" in res.output
+
+
+def test_a_failed_start_leaves_out_as_it_found_it(small_set, tmp_path):
+    """A wrong --machines or an empty --methods: nothing is left in --out, so the corrected command
+    runs (it is not refused as a used folder)."""
+    out = tmp_path / "run"
+    one_line_error(invoke("run", "--data", small_set, "--machines", "nope", "--out", out, "--preset", "tiny",
+                          "--no-progress"), "nope")
+    assert not out.exists()
+    one_line_error(invoke("run", "--data", small_set, "--methods", "", "--out", out, "--preset", "tiny",
+                          "--no-progress"), "--methods")
+    assert not out.exists()
+    empty = tmp_path / "empty"  # an existing empty folder stays, empty
+    empty.mkdir()
+    one_line_error(invoke("run", "--data", small_set, "--machines", "nope", "--out", empty, "--preset", "tiny",
+                          "--no-progress"), "nope")
+    assert empty.is_dir() and not any(empty.iterdir())
+    res = invoke("run", "--data", small_set, "--methods", "logmel", "--out", out, "--preset", "tiny", "--no-progress")
+    assert res.exit_code == 0, res.output

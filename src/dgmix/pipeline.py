@@ -384,6 +384,8 @@ def run_pipeline(data_root: Path, out: Path, cfg: RunConfig, methods: Sequence[s
     t0 = time.perf_counter()
     out = Path(out)
     chosen_methods = [get_method(m) for m in (methods if methods is not None else method_names(paper_only=True))]
+    if not chosen_methods:
+        raise InputError("--methods", f"no method given; choose from {', '.join(method_names())}")
     check_per_method(cfg.scoring)
     cache_dir = Path(cache_dir) if cache_dir else out / "cache"
     ds = scan(Path(data_root), split=cfg.split)
@@ -393,14 +395,14 @@ def run_pipeline(data_root: Path, out: Path, cfg: RunConfig, methods: Sequence[s
         raise InputError(data_root, "no usable clips found" + (
             f" ({len(ds.errors)} file(s) could not be used, listed above)" if ds.errors else
             " (expected DCASE-named .wav files or <machine>/train/ folders; see `dgmix data`)"))
-    for line in split_lines(ds.splits, ds.split_config):
-        echo(line)
-    write_split_csv(out / "split.csv", ds.records, ds.root)
     available = ds.machines()
     chosen = list(machines) if machines else available
     missing = [m for m in chosen if m not in available]
-    if missing:
+    if missing:  # before anything is written
         raise InputError(data_root, f"machine type(s) {missing} not found; found {available}")
+    for line in split_lines(ds.splits, ds.split_config):
+        echo(line)
+    write_split_csv(out / "split.csv", ds.records, ds.root)
     out.mkdir(parents=True, exist_ok=True)
     write_config(cfg, out)
     table = ResultsTable()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
@@ -21,6 +23,27 @@ from dgmix.methods import method_names
 DEFAULT_OUT = Path("runs/default")
 #: where the default synthetic set (and its feature cache) goes, beside the run folder
 SYNTH_DIR = "synthetic"
+
+
+@contextlib.contextmanager
+def _left_as_found(out: Path) -> Iterator[None]:
+    """A run that fails before any method finished on any machine type leaves ``out`` as it found
+    it: what it created there (config.yaml, split.csv, the cache, the folder itself) goes, so the
+    corrected command is not refused as a used folder. Once something finished, everything stays
+    for ``--resume``; an interruption (Ctrl-C) keeps everything too."""
+    from dgmix.pipeline import DONE_FILE
+
+    before = set(out.iterdir()) if out.is_dir() else None
+    try:
+        yield
+    except Exception:
+        if out.is_dir() and not any(out.rglob(DONE_FILE)):
+            if before is None:
+                shutil.rmtree(out, ignore_errors=True)
+            else:
+                for p in set(out.iterdir()) - before:
+                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink()
+        raise
 
 
 def register(app: typer.Typer) -> None:
@@ -74,7 +97,7 @@ def register(app: typer.Typer) -> None:
         setup(verbose, preset)
         overrides = loader_overrides(pad, allow_silence, seed=seed)
         bars = sys.stderr.isatty() if progress is None else progress
-        with guarded():
+        with guarded(), _left_as_found(out):
             t0 = time.perf_counter()
             if test_normals is not None:
                 overrides["split"] = {"test_normals": parse_test_normals(test_normals)}
