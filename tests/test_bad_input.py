@@ -10,6 +10,7 @@ by kind of input; ``[holds]`` marks cases of long-standing behaviour. The kill-a
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -455,3 +456,35 @@ def test_a_failed_start_leaves_out_as_it_found_it(small_set, tmp_path):
     assert empty.is_dir() and not any(empty.iterdir())
     res = invoke("run", "--data", small_set, "--methods", "logmel", "--out", out, "--preset", "tiny", "--no-progress")
     assert res.exit_code == 0, res.output
+
+
+def test_resume_refuses_what_it_cannot_honour(small_set, tmp_path):
+    """--resume compares the request with the run: another seed, preset, setting or data folder,
+    or changed clips, is refused in one line naming it; more methods are accepted."""
+    out = tmp_path / "run"
+    base = ["run", "--data", small_set, "--out", out, "--preset", "tiny", "--no-progress", "--methods", "logmel"]
+    assert invoke(*base).exit_code == 0
+    line = one_line_error(invoke(*base, "--resume", "--seed", "5"), "--resume")
+    assert "seed is 0" in line and "5 now" in line
+    one_line_error(invoke(*base[:5], "--preset", "cpu", "--no-progress", "--resume"), "--preset tiny, not cpu")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("features:\n  n_fft: 2048\n")
+    assert "features.n_fft is 1024" in one_line_error(invoke(*base, "--resume", "--config", cfg), "--resume")
+    other = tmp_path / "other"
+    shutil.copytree(small_set, other)
+    one_line_error(invoke("run", "--data", other, "--out", out, "--no-progress", "--resume"), str(other))
+    # the same folder with a clip gone
+    moved = tmp_path / "moved"
+    shutil.copytree(small_set, moved)
+    clip = sorted((moved / "fan" / "test").glob("*.wav"))[0]
+    clip.unlink()
+    out2 = tmp_path / "run2"
+    base2 = ["run", "--data", moved, "--out", out2, "--preset", "tiny", "--no-progress", "--methods", "logmel"]
+    assert invoke(*base2).exit_code == 0
+    shutil.copy(sorted((small_set / "fan" / "test").glob("*.wav"))[0], clip)
+    assert "clips changed since the run started" in one_line_error(invoke(*base2, "--resume"), "--resume")
+    # accepted: the same request, without --data (the run's folder), and with a method added
+    res = invoke("run", "--out", out, "--no-progress", "--resume", "--methods", "logmel,random")
+    assert res.exit_code == 0, res.output
+    assert "finished in the earlier run, kept" in res.output and "random" in res.output
+    assert json.loads((out / "run_info.json").read_text())["data_root"] == str(small_set.resolve())

@@ -322,6 +322,35 @@ def read_run_config(run_dir: Path, name: str = "config.yaml") -> RunConfig:
     return config_from_dict(read_config_file(path), source=str(path))
 
 
+def resume_config(run_dir: Path, preset: str | None, config_file: Path | None,
+                  overrides: dict[str, Any] | None) -> RunConfig:
+    """The configuration ``--resume`` continues with: the run's own, after checking that what the
+    command gives now (``preset`` if given, the settings of ``config_file`` and ``overrides``)
+    asks for nothing else. A difference is refused in one line that names the first setting."""
+    saved = read_run_config(run_dir)
+    where = Path(run_dir) / "config.yaml"
+    if preset is not None and preset != saved.preset:
+        raise InputError("--resume", f"the run in {run_dir} used --preset {saved.preset}, not {preset}; "
+                         "resume without changing it, or start a new run (--overwrite or another --out)")
+    requested = config_from_dict(saved.to_dict(), source=str(where))
+    if config_file is not None:
+        data = read_config_file(config_file)
+        data.pop("preset", None)
+        apply_overrides(requested, data, str(config_file))
+    if overrides:
+        apply_overrides(requested, overrides, "command line")
+    for key, old, new in _differences(saved.to_dict(), requested.to_dict()):
+        raise InputError("--resume", f"{key} is {old!r} in the run in {run_dir}, {new!r} now; resume without "
+                         "changing it, or start a new run (--overwrite or another --out)")
+    return saved
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in _differences(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [(prefix.rstrip("."), a, b)]
+
+
 def write_config(cfg: RunConfig, run_dir: Path, name: str = "config.yaml") -> Path:
     """Write the resolved configuration into ``run_dir`` (created if needed)."""
     Path(run_dir).mkdir(parents=True, exist_ok=True)

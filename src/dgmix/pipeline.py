@@ -104,6 +104,21 @@ def record_run_stage(out: Path, stage: str, seconds: float) -> None:
     atomic_write_text(path, json.dumps(info, indent=2) + "\n")
 
 
+def check_same_split(path: Path, records: Sequence[Any], root: Path) -> None:
+    """``--resume`` on data whose clips or split differ from the run's ``split.csv``: refused."""
+    new_path = Path(str(path) + ".new")
+    write_split_csv(new_path, records, root)
+    try:
+        old, new = path.read_text().splitlines()[1:], new_path.read_text().splitlines()[1:]
+    finally:
+        new_path.unlink(missing_ok=True)
+    if old != new:
+        gone, added = len(set(old) - set(new)), len(set(new) - set(old))
+        raise InputError("--resume", f"the data's clips changed since the run started ({len(old)} clips then, "
+                         f"{len(new)} now: {gone} gone or changed, {added} new or changed; split.csv has the old "
+                         "list); start a new run (--overwrite or another --out)")
+
+
 def _by_section(md: MachineData) -> dict[str, list[int]]:
     """Indices into ``md.test`` of each section's clips (sections without test clips left out)."""
     out: dict[str, list[int]] = {}
@@ -402,7 +417,13 @@ def run_pipeline(data_root: Path, out: Path, cfg: RunConfig, methods: Sequence[s
         raise InputError(data_root, f"machine type(s) {missing} not found; found {available}")
     for line in split_lines(ds.splits, ds.split_config):
         echo(line)
+    if resume and (out / "split.csv").is_file():  # the same clips, split the same way, or nothing
+        check_same_split(out / "split.csv", ds.records, ds.root)
     write_split_csv(out / "split.csv", ds.records, ds.root)
+    if not resume or not (out / RUN_INFO).is_file():  # what the run is on, from its start (read by --resume)
+        atomic_write_text(out / RUN_INFO, json.dumps({
+            "data_root": str(Path(data_root).resolve()), "paper_reference": paper_reference,
+            "methods": [m.name for m in chosen_methods], "machines": chosen, "finished": False}, indent=2) + "\n")
     out.mkdir(parents=True, exist_ok=True)
     write_config(cfg, out)
     table = ResultsTable()
@@ -427,7 +448,7 @@ def run_pipeline(data_root: Path, out: Path, cfg: RunConfig, methods: Sequence[s
     atomic_write_text(out / RUN_INFO, json.dumps({
         "data_root": str(Path(data_root).resolve()), "paper_reference": paper_reference,
         "methods": [m.name for m in chosen_methods], "machines": chosen, "seconds": round(seconds, 1),
-        "peak_rss_mb": peak_rss_mb(), "jobs": n_jobs, "stages": {"machines": stages},
+        "peak_rss_mb": peak_rss_mb(), "jobs": n_jobs, "finished": True, "stages": {"machines": stages},
     }, indent=2) + "\n")
     if table.methods():
         table.write(out, paper=PAPER_RESULTS if paper_reference else None)

@@ -9,13 +9,14 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
+from typing import Annotated
 from pathlib import Path
 
 import typer
 
 from dgmix.cli.common import guarded, loader_overrides, setup, split_list
-from dgmix.cli.options import AllowSilence, Pad, Preset, Seed, Verbose
-from dgmix.config import DEFAULT_PRESET, load_config, read_run_config, write_config
+from dgmix.cli.options import PRESET_HELP, AllowSilence, Pad, Seed, Verbose
+from dgmix.config import DEFAULT_PRESET, load_config, resume_config, write_config
 from dgmix.errors import InputError
 from dgmix.io_atomic import atomic_write_text
 from dgmix.methods import method_names
@@ -23,6 +24,27 @@ from dgmix.methods import method_names
 DEFAULT_OUT = Path("runs/default")
 #: where the default synthetic set (and its feature cache) goes, beside the run folder
 SYNTH_DIR = "synthetic"
+
+
+def resumed_data_root(out: Path, data: Path | None) -> Path | None:
+    """The data root ``--resume`` continues on: the run's own (its ``run_info.json``). ``--data``
+    naming another folder is refused; without ``--data`` the run's folder is used (None: the run
+    was on the default synthetic set, which is found again beside ``out``)."""
+    from dgmix.pipeline import RUN_INFO
+
+    info_path = out / RUN_INFO
+    if not info_path.is_file():
+        return data
+    saved = json.loads(info_path.read_text()).get("data_root")
+    default = (out.resolve().parent / SYNTH_DIR / "dev_data").resolve()
+    if saved is None:
+        return data
+    if data is not None and data.resolve() != Path(saved).resolve():
+        raise InputError("--resume", f"the run in {out} is on the data in {saved}, not {data}; resume without "
+                         "--data (or with that folder), or start a new run (--overwrite or another --out)")
+    if data is None and Path(saved).resolve() != default:
+        return Path(saved)
+    return data
 
 
 @contextlib.contextmanager
@@ -55,7 +77,7 @@ def register(app: typer.Typer) -> None:
             "all", "--methods",
             help=f"Comma list of methods, or all: {', '.join(method_names())} (`dgmix methods` describes them)."),
         machines: str = typer.Option("all", "--machines", help="Comma list of machine types, or all."),
-        preset: Preset = DEFAULT_PRESET,
+        preset: Annotated[str | None, typer.Option("--preset", help=PRESET_HELP)] = None,
         config: Path | None = typer.Option(None, "--config", help="YAML/TOML overrides of any field."),
         out: Path = typer.Option(DEFAULT_OUT, "--out", help="Run directory."),
         cache: Path | None = typer.Option(None, "--cache", help="Feature cache (default OUT/cache; without "
@@ -95,6 +117,7 @@ def register(app: typer.Typer) -> None:
         from dgmix.synth.generate import SYNTH_SETS
 
         setup(verbose, preset)
+        given_preset, preset = preset, preset or DEFAULT_PRESET
         overrides = loader_overrides(pad, allow_silence, seed=seed)
         bars = sys.stderr.isatty() if progress is None else progress
         with guarded(), _left_as_found(out):
@@ -105,8 +128,9 @@ def register(app: typer.Typer) -> None:
             if data is not None and not data.is_dir():
                 raise InputError(data, "dataset folder not found" if not data.exists() else "not a folder")
             prepare_out_dir(out, resume, overwrite, keep=("cache",))
-            if resume:  # continue with the settings the run started with
-                cfg = read_run_config(out)
+            if resume:  # continue with the settings the run started with; a different request is refused
+                cfg = resume_config(out, given_preset, config, overrides)
+                data = resumed_data_root(out, data)
             root, cache_dir = data, cache
             if root is None:
                 write_config(cfg, out)  # first, so that a run killed while generating can resume
