@@ -488,3 +488,34 @@ def test_resume_refuses_what_it_cannot_honour(small_set, tmp_path):
     assert res.exit_code == 0, res.output
     assert "finished in the earlier run, kept" in res.output and "random" in res.output
     assert json.loads((out / "run_info.json").read_text())["data_root"] == str(small_set.resolve())
+
+
+def test_every_skipped_clip_is_counted_and_listed(data_copy, logmel_run, shared_cache, tmp_path):
+    """A test clip cut in half (its header says more), an unreadable one: the run says how many it
+    scored, lists both in skipped.csv with the reason, keeps the counts in results.json; with
+    --on-error fail it stops at the first; score refuses the cut clip too."""
+    test_dir = data_copy / "fan" / "test"
+    n_test = len(list(test_dir.glob("*.wav")))
+    full = _write_wav(test_dir / "section_00_source_test_normal_0080_x_1.wav", _noise(3.0))
+    cut = test_dir / "section_00_source_test_normal_0081_x_1.wav"
+    cut.write_bytes(full.read_bytes()[: 44 + 2 * 16000 * 2])  # header says 3 s, 2 s of data
+    full.unlink()
+    (test_dir / "section_00_source_test_normal_0082_x_1.wav").write_text("not audio\n")
+    out = tmp_path / "run"
+    res = invoke("run", "--data", data_copy, "--methods", "logmel", "--preset", "tiny", "--out", out,
+                 "--cache", shared_cache, "--no-progress")
+    assert res.exit_code == 0, res.output
+    assert f"scored {n_test} of {n_test + 2} test clips, 2 skipped" in res.output
+    rows = (out / "skipped.csv").read_text().splitlines()
+    assert rows[0] == "path,machine,split,reason" and len(rows) == 3
+    assert any("0081" in r and "truncated WAV: its header says 3.00 s, the file holds 2.00 s" in r for r in rows)
+    assert any("0082" in r and ",fan,test," in r for r in rows)
+    counts = json.loads((out / "results.json").read_text())["logmel"]["test_clips"]
+    assert counts["found"] == n_test + 2 and counts["scored"] == n_test and counts["skipped"] == 2
+    line = one_line_error(invoke("run", "--data", data_copy, "--methods", "logmel", "--preset", "tiny",
+                                 "--out", tmp_path / "strict", "--cache", shared_cache, "--no-progress",
+                                 "--on-error", "fail"), "--on-error fail")
+    assert "0081" in line or "0082" in line
+    assert not (tmp_path / "strict").exists()
+    res = invoke("score", logmel_run / "logmel" / "fan" / "detector.pt", cut)
+    assert res.exit_code == 1 and "truncated WAV" in res.stderr

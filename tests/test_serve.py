@@ -164,7 +164,7 @@ def test_error_statuses(tiny_detectors, clips):
     check(client.post("/score", params={"section": "00"}, content=_wav(np.zeros(48000, np.float32))), 422,
           "digital silence")
     check(client.post("/score", params={"section": "00"}, content=clips[0].read_bytes()[:2000]), 422,
-          "shorter than one window")  # a truncated WAV
+          "truncated WAV: its header says 3.00 s")  # refused as in every verb, not scored as a shorter clip
     check(client.post("/score", content=_wav(noise)), 422, "cannot tell the section")
     check(client.post("/score", params={"section": "07"}, content=_wav(noise)), 422, "unknown to this detector")
     check(client.post("/score", content=b""), 422, "empty upload")

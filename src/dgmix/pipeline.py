@@ -104,6 +104,31 @@ def record_run_stage(out: Path, stage: str, seconds: float) -> None:
     atomic_write_text(path, json.dumps(info, indent=2) + "\n")
 
 
+#: the clips a run left out, with the reason (written only when there are some)
+SKIPPED_CSV = "skipped.csv"
+
+
+def write_skipped(path: Path, rows: Sequence[tuple[Path, str, str, str]], root: Path) -> None:
+    """``skipped.csv``: ``path,machine,split,reason`` of every clip left out (removed when none)."""
+    import csv
+    import io
+
+    if not rows:
+        path.unlink(missing_ok=True)
+        return
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["path", "machine", "split", "reason"])
+    for p, machine, split, reason in rows:
+        try:
+            shown = Path(p).resolve().relative_to(Path(root).resolve())
+        except ValueError:
+            shown = Path(p)
+        safe = str(shown).encode("utf-8", "backslashreplace").decode("utf-8")  # names that are not UTF-8
+        w.writerow([safe, machine, split, reason.encode("utf-8", "backslashreplace").decode("utf-8")])
+    atomic_write_text(path, buf.getvalue())
+
+
 def check_same_split(path: Path, records: Sequence[Any], root: Path) -> None:
     """``--resume`` on data whose clips or split differ from the run's ``split.csv``: refused."""
     new_path = Path(str(path) + ".new")
@@ -228,6 +253,8 @@ class MachineOutcome:
     methods: list[MethodOutcome]
     stages: dict[str, Any]
     lines: list[str]
+    skipped: list[tuple[Path, str, str]]  # (path, split, reason) of every clip left out
+    n_test_found: int  # test clips of this machine type in the data, before any was left out
 
 
 @dataclass
@@ -245,6 +272,7 @@ class _MachineJob:
     resume: bool
     t0: float  # wall-clock start of the run (time.time()), for the progress lines
     n_machines: int
+    on_error: str = "skip"
 
 
 def resolve_jobs(jobs: int | str, n_machines: int, ctx: DistContext) -> int:
@@ -305,7 +333,7 @@ def _run_machine(job: _MachineJob, machine: str, mi: int, echo: Callable[[str], 
     cfg, out, ds = job.cfg, job.out, job.ds
     clock = StageClock()
     clock.start()
-    md = load_machine(ds, machine, cfg.features, job.cache_dir, job.progress)
+    md = load_machine(ds, machine, cfg.features, job.cache_dir, job.progress, job.on_error)
     clock.lap(machine, "features")
     for line in incomplete_group_warnings(md.test):
         say(f"warning: {line}")
@@ -365,7 +393,8 @@ def _run_machine(job: _MachineJob, machine: str, mi: int, echo: Callable[[str], 
         say(line)
         outcomes.append(MethodOutcome(name, res, section_scores(md, scores, list(res)) if res else [], seconds,
                                       health["reason"] if problem else None))
-    return MachineOutcome(machine, outcomes, clock.stages.get(machine, {}), lines)
+    return MachineOutcome(machine, outcomes, clock.stages.get(machine, {}), lines, md.skipped,
+                          len(ds.select(machine=machine, split="test")))
 
 @dataclass
 class RunSummary:
@@ -378,10 +407,12 @@ class RunSummary:
 def run_pipeline(data_root: Path, out: Path, cfg: RunConfig, methods: Sequence[str] | None = None,
                  machines: Sequence[str] | None = None, cache_dir: Path | None = None, progress: bool = True,
                  echo: Callable[[str], None] = print, paper_reference: bool = False, device: str = "auto",
-                 resume: bool = False, jobs: int | str = 1) -> RunSummary:
+                 resume: bool = False, jobs: int | str = 1, on_error: str = "skip") -> RunSummary:
     """Run every method on every machine type; write scores, detectors and results tables.
 
-    ``jobs``: machine types trained at once, in worker processes (:func:`resolve_jobs`; ``auto``:
+    ``on_error``: ``skip`` leaves out a clip that cannot be used (named on one line, listed with
+    its reason in ``skipped.csv``, counted in the summary and in results.json's ``test_clips``);
+    ``fail`` stops at the first one. ``jobs``: machine types trained at once, in worker processes (:func:`resolve_jobs`; ``auto``:
     1 on the CPU, all of them on a GPU); the outputs are those of one machine type at a time with
     the workers' torch thread count (on the CPU the thread count moves float rounding; GPU
     kernels do not depend on it).
@@ -404,6 +435,8 @@ def run_pipeline(data_root: Path, out: Path, cfg: RunConfig, methods: Sequence[s
     check_per_method(cfg.scoring)
     cache_dir = Path(cache_dir) if cache_dir else out / "cache"
     ds = scan(Path(data_root), split=cfg.split)
+    if ds.errors and on_error == "fail":
+        raise InputError(ds.errors[0][0], f"{ds.errors[0][1]} (--on-error fail)")
     for path, msg in ds.errors:
         echo(f"skipped {shown_path(path)}: {msg}")
     if not ds.records:  # before anything is written: an empty folder is no success
@@ -432,10 +465,15 @@ def run_pipeline(data_root: Path, out: Path, cfg: RunConfig, methods: Sequence[s
     ctx = DistContext(device=torch.device(resolve_device(device)))
     n_jobs = resolve_jobs(jobs, len(chosen), ctx)
     job = _MachineJob(ds, [m.name for m in chosen_methods], cfg, out, Path(data_root), cache_dir,
-                      progress and n_jobs == 1, ctx, resume, time.time(), len(chosen))
+                      progress and n_jobs == 1, ctx, resume, time.time(), len(chosen), on_error)
     stages: dict[str, Any] = {}
+    skipped = [(Path(p), "", "", msg) for p, msg in ds.errors]  # (path, machine, split, reason)
+    n_found = n_scored = 0
     for outcome in _run_machines(job, chosen, n_jobs, echo):
         stages[outcome.machine] = outcome.stages
+        skipped += [(p, outcome.machine, split, msg) for p, split, msg in outcome.skipped]
+        n_found += outcome.n_test_found
+        n_scored += outcome.n_test_found - sum(split == "test" for _, split, _ in outcome.skipped)
         for r in outcome.methods:
             timings.setdefault(r.name, {})[outcome.machine] = r.seconds
             if r.results:
@@ -444,6 +482,13 @@ def run_pipeline(data_root: Path, out: Path, cfg: RunConfig, methods: Sequence[s
             if r.degenerate:
                 table.mark_degenerate(r.name, outcome.machine, r.degenerate)
     attach_ci(table, groups, echo)
+    counts = {"found": n_found, "scored": n_scored, "skipped": n_found - n_scored, "other_files_skipped":
+              sum(1 for _, m, _, _ in skipped if not m), "list": SKIPPED_CSV if skipped else None}
+    write_skipped(out / SKIPPED_CSV, skipped, ds.root)
+    echo(f"scored {n_scored} of {n_found} test clips, {n_found - n_scored} skipped"
+         + (f"; {len(skipped)} file(s) left out in all, listed with the reason in {out / SKIPPED_CSV}" if skipped
+            else ""))
+    table.test_clips = counts
     seconds = time.perf_counter() - t0
     atomic_write_text(out / RUN_INFO, json.dumps({
         "data_root": str(Path(data_root).resolve()), "paper_reference": paper_reference,

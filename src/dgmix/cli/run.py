@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 
 from dgmix.cli.common import guarded, loader_overrides, setup, split_list
-from dgmix.cli.options import PRESET_HELP, AllowSilence, Pad, Seed, Verbose
+from dgmix.cli.options import PRESET_HELP, AllowSilence, OnError, Pad, Seed, Verbose
 from dgmix.config import DEFAULT_PRESET, load_config, resume_config, write_config
 from dgmix.errors import InputError
 from dgmix.io_atomic import atomic_write_text
@@ -85,6 +85,8 @@ def register(app: typer.Typer) -> None:
         paper: bool | None = typer.Option(None, "--paper-reference/--no-paper-reference",
                                              help="Put the paper's numbers beside ours (default: on for --data)."),
         seed: Seed = None,
+        on_error: OnError = typer.Option(OnError.skip, "--on-error", help="skip: leave out a clip that cannot be "
+                                         "used (named, counted, listed in OUT/skipped.csv); fail: stop at the first."),
         jobs: str = typer.Option("auto", "--jobs", help="Machine types trained at once, in worker processes "
                                  "(auto: 1 on the CPU, all of them on a GPU); each machine type's result does not depend on the others."),
         resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in OUT: finished "
@@ -154,7 +156,7 @@ def register(app: typer.Typer) -> None:
                 root, out, cfg, methods=method_names() if methods == "all" else split_list(methods),
                 machines=None if machines == "all" else split_list(machines), cache_dir=cache_dir, progress=bars,
                 echo=typer.echo, paper_reference=data is not None if paper is None else paper, device=device,
-                resume=resume, jobs=jobs)
+                resume=resume, jobs=jobs, on_error=on_error.value)
             if summary.table.methods():
                 typer.echo(f"\nofficial score (%): per machine type and overall\n{summary_markdown(summary.table)}")
             else:  # nothing labelled to evaluate (e.g. evaluation clips without ground truth)

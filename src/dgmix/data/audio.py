@@ -58,6 +58,33 @@ def _short(e: Exception) -> str:
     return text or type(e).__name__
 
 
+def wav_declared_frames(path: Path, n_channels: int) -> int | None:
+    """Frames a RIFF/WAVE file's ``data`` chunk header declares, or None (not a WAV, a streaming
+    size of 0 or 0xFFFFFFFF, or no ``fmt``/``data`` chunk found in the first 64 KiB).
+
+    libsndfile reads what is there; a file cut short (a copy that stopped, a recorder that
+    crashed) would otherwise be scored as a shorter clip without a word."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(65536)
+    except OSError:
+        return None
+    if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+        return None
+    order = "little" if head[:4] == b"RIFF" else "big"
+    pos, block = 12, None
+    while pos + 8 <= len(head):
+        cid, size = head[pos:pos + 4], int.from_bytes(head[pos + 4:pos + 8], order)
+        if cid == b"fmt " and pos + 22 <= len(head):
+            block = int.from_bytes(head[pos + 20:pos + 22], order)  # nBlockAlign: bytes per frame
+        elif cid == b"data":
+            if size in (0, 0xFFFFFFFF) or not block:
+                return None
+            return size // block
+        pos += 8 + size + (size & 1)
+    return None
+
+
 def load_audio(path: str | Path, sample_rate: int = 16000, channel: int | None = None, pad_to: int | None = None,
                min_samples: int | None = None, *, pad: bool = False, allow_silence: bool = False,
                hop_length: int = 512) -> np.ndarray:
@@ -96,6 +123,10 @@ def load_audio(path: str | Path, sample_rate: int = 16000, channel: int | None =
     n_frames, n_channels = data.shape
     if n_frames == 0:
         raise InputError(path, "empty audio file (0 samples)")
+    declared = wav_declared_frames(path, n_channels)
+    if declared is not None and declared > n_frames:
+        raise InputError(path, f"truncated WAV: its header says {declared / rate:.2f} s, the file holds "
+                               f"{n_frames / rate:.2f} s (cut while copying or recording?)")
     if channel is not None and not 0 <= channel < n_channels:
         raise InputError(path, f"channel {channel} out of range (the file has {n_channels} channel(s): "
                                f"0..{n_channels - 1})")

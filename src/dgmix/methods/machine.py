@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,9 @@ class MachineData:
     train_feats: list[np.ndarray]
     test_feats: list[np.ndarray]
     section_names: list[str]
+    #: clips left out, as ``(path, split, reason)``: unreadable, or test clips of a section
+    #: without training clips
+    skipped: list[tuple[Path, str, str]] = field(default_factory=list)
 
     def sections(self, records: Sequence[ClipRecord]) -> np.ndarray:
         """Section index of each record (into ``section_names``)."""
@@ -34,9 +37,11 @@ class MachineData:
         return np.array([index[r.section] for r in records], dtype=np.int64)
 
 
-def load_machine(ds: Dataset, machine: str, params: FeatureParams, cache_dir: Path, progress: bool) -> MachineData:
+def load_machine(ds: Dataset, machine: str, params: FeatureParams, cache_dir: Path, progress: bool,
+                 on_error: str = "skip") -> MachineData:
     """The clips of ``machine`` in ``ds`` with their features; unreadable clips are skipped with a
-    warning, and test sections without training clips are dropped."""
+    warning (``on_error="fail"``: the first one raises its InputError), and test sections without
+    training clips are dropped. Every clip left out is in ``skipped``."""
     train = ds.select(machine=machine, split="train")
     test = ds.select(machine=machine, split="test")
     if not train:
@@ -44,6 +49,11 @@ def load_machine(ds: Dataset, machine: str, params: FeatureParams, cache_dir: Pa
     cache = make_cache(cache_dir, params)
     report = cache.fill([r.path for r in train + test], workers=2, progress=progress)
     bad = {Path(p) for p, _ in report.errors}
+    if report.errors and on_error == "fail":
+        p, msg = report.errors[0]
+        raise InputError(p, f"{msg} (--on-error fail)")
+    split_of = {r.path: r.split for r in train + test}
+    skipped = [(Path(p), split_of.get(Path(p), "?"), msg) for p, msg in report.errors]
     for p, msg in report.errors:
         log.warning("skipping %s: %s", shown_path(p), msg)
     train = [r for r in train if r.path not in bad]
@@ -54,7 +64,10 @@ def load_machine(ds: Dataset, machine: str, params: FeatureParams, cache_dir: Pa
     unseen = sorted({r.section for r in test} - set(sections))
     if unseen:
         log.warning("%s: test sections %s have no training clips and are skipped", machine, unseen)
+        skipped += [(r.path, "test", f"section {r.section} has no training clips") for r in test
+                    if r.section not in sections]
         test = [r for r in test if r.section in sections]
     return MachineData(
-        machine, train, test, [cache.get(r.path) for r in train], [cache.get(r.path) for r in test], sections
+        machine, train, test, [cache.get(r.path) for r in train], [cache.get(r.path) for r in test], sections,
+        skipped,
     )

@@ -29,6 +29,7 @@ import json
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from dgmix.errors import InputError
 from dgmix.io_atomic import atomic_write_text
@@ -123,6 +124,9 @@ class ResultsTable:
         self.ci: dict[str, JackknifeCI] = {}
         #: method -> machine -> why its detector failed the health check (dgmix.scoring.health)
         self.degenerate: dict[str, dict[str, str]] = {}
+        #: the run's test clips, ``{"found", "scored", "skipped", ...}`` (set by ``dgmix run``; every
+        #: method saw the same clips), written into results.json under each method
+        self.test_clips: dict[str, Any] | None = None
 
     # -- filling ---------------------------------------------------------------------------
     def add(self, method: str, machine: str, section: str, result: SectionResult) -> None:
@@ -239,6 +243,8 @@ class ResultsTable:
             d["official_score_values"] = official_values(secs)
             if self.degenerate.get(method):
                 d["degenerate_detectors"] = dict(sorted(self.degenerate[method].items()))
+            if self.test_clips is not None:
+                d["test_clips"] = dict(self.test_clips)
             out[method] = d
         return out
 
@@ -261,7 +267,7 @@ class ResultsTable:
         table = cls()
         for method, machines in _mapping(data, source, "results JSON must be an object mapping method names").items():
             for machine, secs in _mapping(machines, source, f"method {method!r} must map machine names").items():
-                if machine.startswith("official_score") or machine == "degenerate_detectors":
+                if machine.startswith("official_score") or machine in ("degenerate_detectors", "test_clips"):
                     continue
                 for sec, vals in _mapping(secs, source, f"{method}/{machine} must map section ids").items():
                     try:
