@@ -18,7 +18,8 @@ from dgmix.report.console import summary_markdown, where_lines
 
 @pytest.fixture(scope="module")
 def gappy_set(tmp_path_factory):
-    """fan complete; valve's test set without anomalous clips (every valve metric is n/a)."""
+    """valve's test set without anomalous clips (every valve metric is n/a); fan section 01 with
+    source-domain normals only (n/a too), fan section 00 complete."""
     from dgmix.synth import SynthConfig, generate
 
     out = tmp_path_factory.mktemp("gappy")
@@ -27,10 +28,12 @@ def gappy_set(tmp_path_factory):
     root = out / "dev_data"
     for p in (root / "valve" / "test").glob("*_anomaly_*.wav"):
         p.unlink()
-    for gt in (root / "ground_truth_data").glob("ground_truth_valve_*"):
-        gt.unlink()
-    for gt in (root / "ground_truth_domain").glob("ground_truth_valve_*"):
-        gt.unlink()
+    # fan section 01: only source-domain normals (its target-domain ROC panel has no clip at all)
+    for p in {*(root / "fan" / "test").glob("section_01_*_anomaly_*.wav"),
+              *(root / "fan" / "test").glob("section_01_target_*.wav")}:
+        p.unlink()
+    for gt in [*(root / "ground_truth_data").iterdir(), *(root / "ground_truth_domain").iterdir()]:
+        gt.unlink()  # labels come from the names
     return root
 
 

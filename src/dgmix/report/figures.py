@@ -80,7 +80,7 @@ def roc_figure(machine: str, by_method: Mapping[str, Mapping[str, SectionScores]
                     continue
                 sel = (s.is_target == flag) | s.is_anomaly
                 y, sc = s.is_anomaly[sel].astype(int), s.scores[sel]
-                if y.min() == y.max():
+                if y.size == 0 or y.min() == y.max():  # a domain without normals or anomalies: no curve
                     continue
                 fpr, tpr, _ = roc_curve(y, sc)
                 ax.plot(fpr, tpr, color=colors[method], lw=1.4,
@@ -89,7 +89,10 @@ def roc_figure(machine: str, by_method: Mapping[str, Mapping[str, SectionScores]
             ax.set(xlim=(0, 1), ylim=(0, 1.01))
             _label(ax, f"{machine} section {sec}, {dom}", "false positive rate",
                    "true positive rate" if col == 0 else None)
-            ax.legend(fontsize=7, loc="lower right", title="AUC %", title_fontsize=7)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7, loc="lower right", title="AUC %", title_fontsize=7)
+            else:
+                ax.text(0.5, 0.5, "n/a: no normal or no anomalous clip", ha="center", va="center", fontsize=7)
     return _finish(fig)
 
 
