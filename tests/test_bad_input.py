@@ -519,3 +519,20 @@ def test_every_skipped_clip_is_counted_and_listed(data_copy, logmel_run, shared_
     assert not (tmp_path / "strict").exists()
     res = invoke("score", logmel_run / "logmel" / "fan" / "detector.pt", cut)
     assert res.exit_code == 1 and "truncated WAV" in res.stderr
+
+
+def test_detector_files_that_are_not_detectors_say_what_they_are(small_set, tmp_path):
+    """Empty, a folder, a symlink loop, text, a cut zip: one line in words, never torch's advice."""
+    clip = _a_test_clip(small_set)
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "text.pt").write_text("hello\n")
+    torch.save({"meta": {}, "state": {}}, tmp_path / "whole.pt")
+    data = (tmp_path / "whole.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    os.symlink(tmp_path / "loop.pt", tmp_path / "loop.pt")
+    (tmp_path / "folder.pt").mkdir()
+    expected = {"empty.pt": "empty file (0 bytes)", "text.pt": "not a torch file", "cut.pt": "damaged: cut short",
+                "loop.pt": "a broken symbolic link", "folder.pt": "is a folder"}
+    for name, words in expected.items():
+        line = one_line_error(invoke("score", tmp_path / name, clip), name)
+        assert words in line and "weights_only" not in line and "EOFError" not in line, line

@@ -221,7 +221,7 @@ def test_export_refuses_what_is_not_a_detector(tiny_detectors, tmp_path):
     encoder_file = tiny_detectors / "random" / "fan" / "random" / "encoder.pt"  # a checkpoint, not a detector
     _one_line_error(["export", encoder_file, "--out", out], "not a dgmix detector (no detector metadata)")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    _one_line_error(["export", tmp_path / "junk.pt", "--out", out], "cannot read checkpoint")
+    _one_line_error(["export", tmp_path / "junk.pt", "--out", out], "not a torch file")
     folder = tmp_path / "folder"
     folder.mkdir()
     _one_line_error(["export", src, "--out", folder], "is a folder; give the file to write")

@@ -8,6 +8,7 @@ crash mid-write never leaves a truncated ``last.pt``.
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +46,26 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True``; a missing or corrupt file is an InputError."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "checkpoint not found")
+    try:
+        if path.is_dir():
+            raise InputError(path, "is a folder, not a checkpoint or detector file")
+        if not path.exists():
+            raise InputError(path, "a broken symbolic link (or a link loop)" if path.is_symlink()
+                             else "checkpoint not found")
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:  # a symlink loop, a permission problem
+        raise InputError(path, f"cannot open it ({exc.strerror or exc})") from None
+    if size == 0:
+        raise InputError(path, "empty file (0 bytes), not a checkpoint or detector")
+    if magic != b"PK\x03\x04" and not magic.startswith(b"\x80"):  # torch's zip format, or its legacy pickle
+        raise InputError(path, "not a torch file (dgmix detectors and checkpoints are torch.save zip archives)")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file for the user
-        raise InputError(path, f"cannot read checkpoint ({type(exc).__name__}: {exc})") from None
+    except pickle.UnpicklingError:  # weights_only refused an object: never load such a file unchecked
+        raise InputError(path, "holds Python objects besides tensors and plain values, so it is not loaded "
+                               "(it is not a dgmix file, or not one from a trusted source)") from None
+    except Exception as exc:  # noqa: BLE001 - any other reading failure is a bad file for the user
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0]
+        raise InputError(path, f"damaged: cut short or not fully copied? ({first})") from None
