@@ -536,3 +536,29 @@ def test_detector_files_that_are_not_detectors_say_what_they_are(small_set, tmp_
     for name, words in expected.items():
         line = one_line_error(invoke("score", tmp_path / name, clip), name)
         assert words in line and "weights_only" not in line and "EOFError" not in line, line
+
+
+def test_flac_is_read_by_every_verb(data_copy, logmel_run, shared_cache, tmp_path):
+    """One audio policy: a FLAC clip is listed by data, scored by run and by score (the same score
+    as the WAV of the same samples); an .mp3 is named and refused."""
+    wav = _a_test_clip(data_copy)
+    x, rate = sf.read(str(wav))
+    flac = wav.with_suffix(".flac")
+    sf.write(str(flac), x, rate, format="FLAC")
+    copy = tmp_path / wav.name
+    shutil.move(wav, copy)  # the data set holds the FLAC in its place
+    (data_copy / "fan" / "test" / "x.mp3").write_bytes(b"ID3 not read")
+    res = invoke("data", data_copy)
+    assert res.exit_code == 0 and flac.name not in res.output.split("could not be used")[-1]
+    assert "x.mp3: not a WAV or FLAC file (.mp3)" in res.output
+    out = tmp_path / "run"
+    res = invoke("run", "--data", data_copy, "--methods", "logmel", "--preset", "tiny", "--out", out,
+                 "--cache", shared_cache, "--no-progress")
+    assert res.exit_code == 0, res.output
+    scores = (out / "logmel" / "scores" / "anomaly_score_fan_section_00_test.csv").read_text()
+    assert flac.name in scores
+    det = logmel_run / "logmel" / "fan" / "detector.pt"
+    by_flac = invoke("score", det, flac).stdout.split("\t")[1]
+    by_wav = invoke("score", det, copy).stdout.split("\t")[1]
+    assert by_flac == by_wav
+    assert flac.name in invoke("score", det, data_copy / "fan" / "test").stdout  # folders: .flac too

@@ -55,7 +55,7 @@ def dcase_tree(tmp_path: Path) -> Path:
         "file_name,d1p,d1v,d2p,d2v\nfan/test/section_01_source_test_normal_0000.wav,m-n,Q,x,1\n")
     (dev / "fan" / "readme.txt").write_text("ignored")
     (dev / "fan" / "test" / "notes.md").write_text("ignored")
-    (dev / "fan" / "test" / "section_00_source_test_normal_0001.flac").write_bytes(b"fLaC")
+    (dev / "fan" / "test" / "section_00_source_test_normal_0001.mp3").write_bytes(b"ID3")
     (dev / "fan" / "test" / "take_3.wav").write_bytes(b"not parsed")
     (dev / "fan" / "test" / ".hidden.wav").write_bytes(b"skipped")
     _wav(ev / "fan" / "train" / "section_03_source_train_normal_0000_m-n_Z.wav")
@@ -89,8 +89,8 @@ def test_scan_dcase_tree(dcase_tree: Path) -> None:
         ("valve", "00", "target", "train", "normal"): 1,
     })
     err = {p.name: msg for p, msg in ds.errors}
-    assert set(err) == {"section_00_source_test_normal_0001.flac", "take_3.wav"}
-    assert "not a WAV file" in err["section_00_source_test_normal_0001.flac"]
+    assert set(err) == {"section_00_source_test_normal_0001.mp3", "take_3.wav"}
+    assert "not a WAV or FLAC file" in err["section_00_source_test_normal_0001.mp3"]
     assert "file name not recognised" in err["take_3.wav"]
     assert ds.machines() == ["fan", "valve"]
     # attributes_XX.csv merged into the records it names

@@ -155,14 +155,20 @@ def test_error_statuses(tiny_detectors, clips):
         assert response.status_code == status, response.text
         assert text in response.json()["error"]
 
-    check(client.post("/score", content=b"RIFF not really a wave file" * 10), 415, "not a WAV file")
-    check(client.post("/score", files={"file": ("x.flac", _wav(noise, fmt="FLAC"), "audio/flac")},
-                      data={"section": "00"}), 415, "x.flac: a FLAC file, not a WAV")
+    check(client.post("/score", content=b"RIFF not really a wave file" * 10), 415, "not a WAV or FLAC file")
+    pcm = np.round(noise * 32767).astype(np.int16)  # the same 16-bit samples in both containers
+    flac = client.post("/score", files={"file": ("x.flac", _wav(pcm, fmt="FLAC"), "audio/flac")},
+                       data={"section": "00"})  # FLAC is read as in every verb, to the same score as its WAV
+    assert flac.status_code == 200, flac.text
+    assert flac.json()["score"] == client.post("/score", params={"section": "00"}, content=_wav(pcm)).json()["score"]
+    check(client.post("/score", files={"file": ("x.ogg", _wav(noise, fmt="OGG"), "audio/ogg")},
+                      data={"section": "00"}), 415, "x.ogg: a OGG file, not a WAV or FLAC")
     check(client.post("/score", params={"section": "00"}, content=_wav(noise[:16000])), 422,
           "shorter than one window")
     check(client.post("/score", params={"section": "00"}, content=_wav(nan, subtype="FLOAT")), 422, "NaN")
-    check(client.post("/score", params={"section": "00"}, content=_wav(np.zeros(48000, np.float32))), 422,
-          "digital silence")
+    silent = client.post("/score", params={"section": "00"}, content=_wav(np.zeros(48000, np.float32)))
+    check(silent, 422, "digital silence")
+    assert "this detector refuses silent clips" in silent.json()["error"] and "pass --allow" not in silent.json()["error"]
     check(client.post("/score", params={"section": "00"}, content=clips[0].read_bytes()[:2000]), 422,
           "truncated WAV: its header says 3.00 s")  # refused as in every verb, not scored as a shorter clip
     check(client.post("/score", content=_wav(noise)), 422, "cannot tell the section")

@@ -19,11 +19,15 @@ from dgmix.errors import InputError, shown_path
 
 
 def _clip_files(clips: list[Path]) -> list[Path]:
-    """The WAV files under ``clips`` (files as given, folders searched recursively)."""
+    """The clip files under ``clips`` (files as given; folders searched recursively for the
+    extensions every verb reads, :data:`dgmix.data.discover.CLIP_EXTENSIONS`)."""
+    from dgmix.data.discover import CLIP_EXTENSIONS
+
     for c in clips:
         if not c.exists():
             raise InputError(c, "no such file or folder")
-    return [f for c in clips for f in (sorted(c.rglob("*.wav")) if c.is_dir() else [c])]
+    return [f for c in clips for f in (sorted(p for p in c.rglob("*") if p.is_file() and p.suffix.lower()
+                                              in CLIP_EXTENSIONS) if c.is_dir() else [c])]
 
 
 def register(app: typer.Typer) -> None:

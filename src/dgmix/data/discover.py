@@ -31,10 +31,12 @@ from .ground_truth import DATA_DIR, DOMAIN_DIR, GroundTruth, attribute_files, re
 from .records import ClipRecord, canonical_machine, machine_from_folders, parse_filename, strip_machine_prefix
 from .split import GroupSplit, SplitConfig, assign_split
 
-#: Extensions of audio files that are reported (not silently skipped) because they are not WAV.
-AUDIO_LIKE_EXTENSIONS = frozenset({".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".aifc",
+#: Extensions of audio files that are reported (not silently skipped) because dgmix does not read them.
+AUDIO_LIKE_EXTENSIONS = frozenset({".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".aifc",
                                    ".wma", ".au", ".snd", ".caf", ".w64", ".rf64", ".wv", ".ape", ".mp4", ".webm"})
-WAV_EXTENSIONS = frozenset({".wav", ".wave"})
+#: Clip files every verb reads (data, features, run, score, serve, training): WAV and FLAC, the
+#: lossless formats that soundfile reads everywhere (users keep FLAC archives).
+CLIP_EXTENSIONS = frozenset({".wav", ".wave", ".flac"})
 
 
 @dataclass
@@ -107,7 +109,7 @@ def scan(root: str | Path, ground_truth: str | Path | None = None, *, check_audi
         split: How clips whose layout has no train/test split are divided (MIMII 2019, plain
             ``<machine>/{normal,anomaly}``); default ``SplitConfig()``, the MIMII protocol.
 
-    A ``.wav`` that cannot be interpreted, a non-WAV audio file (``.flac``, ``.mp3``, ...) and a
+    A ``.wav`` or ``.flac`` that cannot be interpreted, another audio file (``.mp3``, ...) and a
     clip whose label in the name contradicts the ground truth are errors; other files are ignored.
 
     Raises:
@@ -175,8 +177,8 @@ def _read_clip(path: Path, rel: list[str], root_chain: list[str], check_audio: b
     """The record of the clip at ``path``, the problem that makes it unusable, or ``None`` (not a clip)."""
     ext = path.suffix.lower()
     if ext in AUDIO_LIKE_EXTENSIONS:
-        return f"not a WAV file ({ext}); convert it to .wav to use it"
-    if ext not in WAV_EXTENSIONS:
+        return f"not a WAV or FLAC file ({ext}); convert it to .wav or .flac to use it"
+    if ext not in CLIP_EXTENSIONS:
         return None
     if (bad_name := undecodable_name(path)) is not None:
         return bad_name

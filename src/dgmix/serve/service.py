@@ -11,7 +11,7 @@ use every core for one clip, and the detector's lazily built log-mel module is
 then never built twice at once.
 
 Status codes (:class:`ServeError`): 413 body over the size limit (raised by the app, which reads
-the body), 415 not a WAV file (libsndfile cannot read the header, or it is another format), 422 a
+the body), 415 not a WAV or FLAC file (libsndfile cannot read the header, or it is another format), 422 a
 WAV the detector cannot score (corrupt data, empty, NaN/Inf, silent, shorter than one window,
 unknown section).
 """
@@ -31,8 +31,8 @@ from dgmix.errors import InputError
 from dgmix.scoring.clips import clip_section, score_clip
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
-#: libsndfile container formats accepted as WAV.
-WAV_FORMATS = ("WAV", "WAVEX", "RF64")
+#: libsndfile container formats accepted (WAV and FLAC, as every other verb).
+WAV_FORMATS = ("WAV", "WAVEX", "RF64", "FLAC")
 
 
 class ServeError(Exception):
@@ -85,10 +85,10 @@ class ScoringService:
             problem = audio_problem(path)
             if problem is not None:
                 rest = problem.removeprefix("not a readable audio file")
-                status, text = (415, f"not a WAV file{rest}") if rest != problem else (422, problem)
+                status, text = (415, f"not a WAV or FLAC file{rest}") if rest != problem else (422, problem)
                 raise ServeError(status, f"{name}: {text}")
             if (fmt := sf.info(str(path)).format) not in WAV_FORMATS:
-                raise ServeError(415, f"{name}: a {fmt} file, not a WAV")
+                raise ServeError(415, f"{name}: a {fmt} file, not a WAV or FLAC")
             try:
                 clip_section(self.detector, path, section or None, name, "the section parameter")  # cheap; fail before waiting for the lock
                 with self._lock:
@@ -96,7 +96,10 @@ class ScoringService:
                                      option="the section parameter")
             except InputError as exc:
                 # the loader's and the section rule's hints name CLI options; say the request's parameters
-                hint = exc.problem.replace("pass --section", "pass section=NN").replace("pass --pad", "pass pad=true")
+                hint = (exc.problem.replace("pass --section", "pass section=NN").replace("pass --pad", "pass pad=true")
+                        .replace("pass --allow-silence (features.allow_silence) to accept it",
+                                 "this detector refuses silent clips (one made by dgmix run --allow-silence "
+                                 "accepts them)"))
                 raise ServeError(422, f"{name}: {hint}") from None
             except ValueError as exc:  # e.g. a section whose bank is empty
                 raise ServeError(422, f"{name}: {' '.join(str(exc).split())}") from None
