@@ -562,3 +562,17 @@ def test_flac_is_read_by_every_verb(data_copy, logmel_run, shared_cache, tmp_pat
     by_wav = invoke("score", det, copy).stdout.split("\t")[1]
     assert by_flac == by_wav
     assert flac.name in invoke("score", det, data_copy / "fan" / "test").stdout  # folders: .flac too
+
+
+def test_one_exit_status_per_kind_of_error(small_set, tmp_path):
+    """Usage 2 (an error naming an option), bad input or data 1, in every verb."""
+    out = tmp_path / "run"
+    for args in (["run", "--data", small_set, "--methods", "", "--out", out],
+                 ["run", "--data", small_set, "--jobs", "0", "--out", out, "--preset", "tiny"],
+                 ["synth", tmp_path / "s", "--set", "nope"],
+                 ["data", small_set, "--test-normals", "x"]):
+        res = invoke(*args, "--no-progress") if args[0] != "data" else invoke(*args)
+        assert res.exit_code == 2, (args, res.output)
+    for args in (["run", "--data", tmp_path / "missing", "--out", out, "--no-progress"],
+                 ["score", tmp_path / "missing.pt", small_set]):
+        assert invoke(*args).exit_code == 1, args

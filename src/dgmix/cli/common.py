@@ -13,7 +13,10 @@ from pathlib import Path
 import typer
 
 from dgmix.config import PRESETS
-from dgmix.errors import DgmixError, shown_path
+from dgmix.errors import DgmixError, InputError, shown_path
+
+#: exit status of a bad option or usage (bad input or data: 1; interrupted: 130)
+USAGE = 2
 
 
 def default_cache_dir() -> Path:
@@ -65,10 +68,12 @@ def setup(verbose: bool = False, preset: str | None = None) -> None:
 
 @contextmanager
 def guarded(code: int = 1) -> Iterator[None]:
-    """A ``DgmixError`` inside the block becomes a one-line message and exit status ``code``."""
+    """A ``DgmixError`` inside the block becomes a one-line message and exit status ``code`` (1:
+    bad input or data), or 2 when it names an option (``--name: ...``): one exit code per kind
+    of error in every verb (usage 2, input or data 1, interrupted 130)."""
     try:
         yield
     except DgmixError as exc:
-        fail(str(exc), code)
+        fail(str(exc), USAGE if isinstance(exc, InputError) and exc.path.startswith("--") else code)
     except KeyboardInterrupt:
         fail("interrupted; completed checkpoints are kept", code=130)
