@@ -506,6 +506,7 @@ def test_every_skipped_clip_is_counted_and_listed(data_copy, logmel_run, shared_
                  "--cache", shared_cache, "--no-progress")
     assert res.exit_code == 0, res.output
     assert f"scored {n_test} of {n_test + 2} test clips, 2 skipped" in res.output
+    assert "skipped" in res.stderr and "0082" in res.stderr and "0082" not in res.stdout  # skip lines: stderr
     rows = (out / "skipped.csv").read_text().splitlines()
     assert rows[0] == "path,machine,split,reason" and len(rows) == 3
     assert any("0081" in r and "truncated WAV: its header says 3.00 s, the file holds 2.00 s" in r for r in rows)
@@ -536,6 +537,11 @@ def test_detector_files_that_are_not_detectors_say_what_they_are(small_set, tmp_
     for name, words in expected.items():
         line = one_line_error(invoke("score", tmp_path / name, clip), name)
         assert words in line and "weights_only" not in line and "EOFError" not in line, line
+    # a folder or a link loop given as the config file says so, not "not found"
+    for name, words in (("folder.pt", "is a folder; give the config file itself"), ("loop.pt", "broken symbolic link")):
+        line = one_line_error(invoke("run", "--data", small_set, "--config", tmp_path / name, "--out",
+                                     tmp_path / "r", "--no-progress"), name)
+        assert words in line, line
 
 
 def test_flac_is_read_by_every_verb(data_copy, logmel_run, shared_cache, tmp_path):

@@ -280,8 +280,10 @@ def validate(cfg: RunConfig, source: str = "config") -> None:
 def read_config_file(path: Path) -> dict[str, Any]:
     """Read a YAML (.yaml/.yml) or TOML (.toml) file; JSON is valid YAML."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(path, "is a folder; give the config file itself (YAML or TOML)")
     if not path.is_file():
-        raise InputError(path, "config file not found")
+        raise InputError(path, "a broken symbolic link (or a link loop)" if path.is_symlink() else "config file not found")
     try:
         data = tomllib.loads(path.read_text()) if path.suffix == ".toml" else yaml.safe_load(path.read_text())
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:

@@ -437,8 +437,8 @@ def run_pipeline(data_root: Path, out: Path, cfg: RunConfig, methods: Sequence[s
     ds = scan(Path(data_root), split=cfg.split)
     if ds.errors and on_error == "fail":
         raise InputError(ds.errors[0][0], f"{ds.errors[0][1]} (--on-error fail)")
-    for path, msg in ds.errors:
-        echo(f"skipped {shown_path(path)}: {msg}")
+    for path, msg in ds.errors:  # on stderr, as every verb's skip lines (the summary line counts them)
+        print(f"skipped {shown_path(path)}: {msg}", file=sys.stderr, flush=True)
     if not ds.records:  # before anything is written: an empty folder is no success
         raise InputError(data_root, "no usable clips found" + (
             f" ({len(ds.errors)} file(s) could not be used, listed above)" if ds.errors else

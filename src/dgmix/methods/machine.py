@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,8 +55,8 @@ def load_machine(ds: Dataset, machine: str, params: FeatureParams, cache_dir: Pa
         raise InputError(p, f"{msg} (--on-error fail)")
     split_of = {r.path: r.split for r in train + test}
     skipped = [(Path(p), split_of.get(Path(p), "?"), msg) for p, msg in report.errors]
-    for p, msg in report.errors:
-        log.warning("skipping %s: %s", shown_path(p), msg)
+    for p, msg in report.errors:  # on stderr, as every verb's skip lines
+        print(f"skipped {shown_path(p)}: {msg}", file=sys.stderr, flush=True)
     train = [r for r in train if r.path not in bad]
     test = [r for r in test if r.path not in bad]
     if not train:
