@@ -104,7 +104,8 @@ def main() -> None:
             rows[name] = {"marginal_ms_per_clip": round(1e3 * marginal, 2), "vs_librosa": round(marginal / ref, 2),
                           "one_clip_s": round(statistics.median(t["one"]), 3),
                           f"{a.n + 1}_clips_s": round(statistics.median(t["many"]), 3),
-                          "rounds_one": [round(x, 3) for x in t["one"]], "rounds_many": [round(x, 3) for x in t["many"]]}
+                          "rounds_one": [round(x, 3) for x in t["one"]],
+                          "rounds_many": [round(x, 3) for x in t["many"]]}
         res = {**info, "n": a.n, "rounds": a.rounds, "librosa_logmel_ms_per_clip": round(1e3 * ref, 2),
                "detectors": rows, "load_end": os.getloadavg()}
         print(f"librosa log-mel: {1e3 * ref:.2f} ms per clip")

@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from dgmix.cli import app
+from dgmix.methods import method_names
 from dgmix.metrics import section_metrics
 from dgmix.metrics.tables import ResultsTable
-from dgmix.methods import method_names
 from dgmix.report.console import summary_markdown, where_lines
 
 

@@ -283,7 +283,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
     if path.is_dir():
         raise InputError(path, "is a folder; give the config file itself (YAML or TOML)")
     if not path.is_file():
-        raise InputError(path, "a broken symbolic link (or a link loop)" if path.is_symlink() else "config file not found")
+        raise InputError(path, "a broken symbolic link (or a link loop)" if path.is_symlink()
+                         else "config file not found")
     try:
         data = tomllib.loads(path.read_text()) if path.suffix == ".toml" else yaml.safe_load(path.read_text())
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:

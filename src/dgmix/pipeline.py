@@ -8,8 +8,9 @@ Outputs under ``RUN/``: ``<method>/scores/anomaly_score_<machine>_section_<XX>_t
 ``decision_result_...`` in the official format, ``<method>/<machine>/detector.pt`` bundles,
 training run dirs, ``results.{md,csv,json}``, the resolved ``config.yaml``, ``split.csv`` (every
 clip's train/test split, :func:`dgmix.data.write_split_csv`), ``run_info.json`` (data root,
-methods, whether the paper's numbers apply, the wall time and peak RSS of every stage) and, with ``report.enabled``, ``report_inputs/``
-(:mod:`dgmix.report.inputs`).
+methods, whether the paper's numbers apply, each stage's wall time and peak RSS:
+:mod:`dgmix.runinfo`), ``skipped.csv`` (clips left out) and, with ``report.enabled``,
+``report_inputs/`` (:mod:`dgmix.report.inputs`).
 
 A section whose test set lacks a group (no anomalous, source-domain normal or target-domain normal
 clip) is evaluated with the metrics that can be computed (:mod:`dgmix.metrics.dcase`); the run
@@ -49,99 +50,11 @@ from dgmix.metrics.confidence import SectionScores, official_score_ci
 from dgmix.metrics.groups import incomplete_group_warnings, labels_of
 from dgmix.metrics.tables import PAPER_RESULTS, ResultsTable
 from dgmix.report.inputs import keep_for_report, save_test_clips
+from dgmix.runinfo import RUN_INFO, SKIPPED_CSV, StageClock, check_same_split, peak_rss_mb, write_skipped
 from dgmix.scoring import write_decisions, write_scores
 from dgmix.scoring.csvio import decision_file_name, read_decisions, read_scores, score_file_name
 from dgmix.scoring.health import health_message
 from dgmix.training.distributed import DistContext, resolve_device
-
-#: What the run was (read by ``dgmix report``).
-RUN_INFO = "run_info.json"
-
-
-def peak_rss_mb() -> float | None:
-    """This process's peak resident set size so far, in MB (None where the OS does not say)."""
-    try:
-        import resource
-    except ImportError:  # Windows
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1e6 if sys.platform == "darwin" else 1e3), 1)  # bytes on macOS, KiB on Linux
-
-
-class StageClock:
-    """Wall time and peak RSS of each stage of a run, for ``run_info.json``'s ``stages``.
-
-    ``stages[machine]["features"]`` and ``stages[machine][method][stage]`` (in ``run_info.json``:
-    ``stages.machines``; stages after the pipeline, such as ``report``, sit beside it) (stage: ``train``,
-    ``detector`` (the scoring choice and the fit of the back end), ``score``, ``outputs``) each hold
-    ``seconds`` and ``peak_rss_mb``, the process's peak RSS when the stage ended (a peak, so it
-    only grows; the stage that raised it is the one that needed the memory).
-    """
-
-    def __init__(self) -> None:
-        self.stages: dict[str, dict[str, Any]] = {}
-        self._t = time.perf_counter()
-
-    def start(self) -> None:
-        self._t = time.perf_counter()
-
-    def lap(self, machine: str, stage: str, method: str | None = None) -> float:
-        now = time.perf_counter()
-        seconds, self._t = now - self._t, now
-        where = self.stages.setdefault(machine, {})
-        if method is not None:
-            where = where.setdefault(method, {})
-        where[stage] = {"seconds": round(seconds, 3), "peak_rss_mb": peak_rss_mb()}
-        return seconds
-
-
-def record_run_stage(out: Path, stage: str, seconds: float) -> None:
-    """Add a stage that ran after the pipeline (the report) to ``run_info.json``'s ``stages``."""
-    path = Path(out) / RUN_INFO
-    info = json.loads(path.read_text())
-    info.setdefault("stages", {})[stage] = {"seconds": round(seconds, 3), "peak_rss_mb": peak_rss_mb()}
-    info["peak_rss_mb"] = peak_rss_mb()
-    atomic_write_text(path, json.dumps(info, indent=2) + "\n")
-
-
-#: the clips a run left out, with the reason (written only when there are some)
-SKIPPED_CSV = "skipped.csv"
-
-
-def write_skipped(path: Path, rows: Sequence[tuple[Path, str, str, str]], root: Path) -> None:
-    """``skipped.csv``: ``path,machine,split,reason`` of every clip left out (removed when none)."""
-    import csv
-    import io
-
-    if not rows:
-        path.unlink(missing_ok=True)
-        return
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["path", "machine", "split", "reason"])
-    for p, machine, split, reason in rows:
-        try:
-            shown = Path(p).resolve().relative_to(Path(root).resolve())
-        except ValueError:
-            shown = Path(p)
-        safe = str(shown).encode("utf-8", "backslashreplace").decode("utf-8")  # names that are not UTF-8
-        w.writerow([safe, machine, split, reason.encode("utf-8", "backslashreplace").decode("utf-8")])
-    atomic_write_text(path, buf.getvalue())
-
-
-def check_same_split(path: Path, records: Sequence[Any], root: Path) -> None:
-    """``--resume`` on data whose clips or split differ from the run's ``split.csv``: refused."""
-    new_path = Path(str(path) + ".new")
-    write_split_csv(new_path, records, root)
-    try:
-        old, new = path.read_text().splitlines()[1:], new_path.read_text().splitlines()[1:]
-    finally:
-        new_path.unlink(missing_ok=True)
-    if old != new:
-        gone, added = len(set(old) - set(new)), len(set(new) - set(old))
-        raise InputError("--resume", f"the data's clips changed since the run started ({len(old)} clips then, "
-                         f"{len(new)} now: {gone} gone or changed, {added} new or changed; split.csv has the old "
-                         "list); start a new run (--overwrite or another --out)")
 
 
 def _by_section(md: MachineData) -> dict[str, list[int]]:
@@ -412,10 +325,10 @@ def run_pipeline(data_root: Path, out: Path, cfg: RunConfig, methods: Sequence[s
 
     ``on_error``: ``skip`` leaves out a clip that cannot be used (named on one line, listed with
     its reason in ``skipped.csv``, counted in the summary and in results.json's ``test_clips``);
-    ``fail`` stops at the first one. ``jobs``: machine types trained at once, in worker processes (:func:`resolve_jobs`; ``auto``:
-    1 on the CPU, all of them on a GPU); the outputs are those of one machine type at a time with
-    the workers' torch thread count (on the CPU the thread count moves float rounding; GPU
-    kernels do not depend on it).
+    ``fail`` stops at the first one. ``jobs``: machine types trained at once, in worker
+    processes (:func:`resolve_jobs`; ``auto``: 1 on the CPU, all of them on a GPU); the outputs
+    are those of one machine type at a time with the workers' torch thread count (on the CPU the
+    thread count moves float rounding; GPU kernels do not depend on it).
 
     ``methods``: registered method names (default: the paper's methods). ``device``: where the
     models train, "auto" (CUDA when available), "cpu" or "cuda". ``resume``: continue an

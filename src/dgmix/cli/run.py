@@ -9,8 +9,8 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
-from typing import Annotated
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -30,7 +30,7 @@ def resumed_data_root(out: Path, data: Path | None) -> Path | None:
     """The data root ``--resume`` continues on: the run's own (its ``run_info.json``). ``--data``
     naming another folder is refused; without ``--data`` the run's folder is used (None: the run
     was on the default synthetic set, which is found again beside ``out``)."""
-    from dgmix.pipeline import RUN_INFO
+    from dgmix.runinfo import RUN_INFO
 
     info_path = out / RUN_INFO
     if not info_path.is_file():
@@ -88,7 +88,8 @@ def register(app: typer.Typer) -> None:
         on_error: OnError = typer.Option(OnError.skip, "--on-error", help="skip: leave out a clip that cannot be "
                                          "used (named, counted, listed in OUT/skipped.csv); fail: stop at the first."),
         jobs: str = typer.Option("auto", "--jobs", help="Machine types trained at once, in worker processes "
-                                 "(auto: 1 on the CPU, all of them on a GPU); each machine type's result does not depend on the others."),
+                                 "(auto: 1 on the CPU, all of them on a GPU); each machine type's result does "
+                                 "not depend on the others."),
         resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in OUT: finished "
                                     "machine types and methods are kept, the rest continues from its checkpoints."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Start clean in a used OUT (its feature "
@@ -111,10 +112,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run every registered method (the paper's four and the logmel floor) on every machine type."""
         from dgmix.data import parse_test_normals
-        from dgmix.pipeline import record_run_stage, run_pipeline
+        from dgmix.pipeline import run_pipeline
         from dgmix.report import build_report
         from dgmix.report.console import summary_markdown, where_lines
         from dgmix.rundir import prepare_out_dir, remove_training_files
+        from dgmix.runinfo import record_run_stage
         from dgmix.synth import generate
         from dgmix.synth.generate import SYNTH_SETS
 

@@ -39,7 +39,8 @@ def register(app: typer.Typer) -> None:
                  "(with --onnx: only the clips)."),
         onnx: Path | None = typer.Option(None, "--onnx", help="Score with this ONNX file (dgmix export) on "
                                          "onnxruntime instead of a detector.pt bundle."),
-        section: str | None = typer.Option(None, "--section", help="Section id for clips whose names carry none (a different section in a name is refused)."),
+        section: str | None = typer.Option(None, "--section", help="Section id for clips whose names carry none "
+                                          "(a different section in a name is refused)."),
         channel: int | None = typer.Option(
             None, "--channel", help="Channel to use (default: the detector's own setting, usually the downmix)."),
         pad: bool = typer.Option(False, "--pad", help="Zero-pad clips shorter than one window "

@@ -111,7 +111,8 @@ class GroupSplit:
         return self.normal - self.test_normal
 
 
-def _relative(path: Path, root: Path | None) -> str:
+def relative_path(path: Path, root: Path | None) -> str:
+    """``path`` relative to ``root`` when it lies below it (POSIX separators), else as given."""
     return (path.relative_to(root) if root is not None and path.is_relative_to(root) else path).as_posix()
 
 
@@ -148,7 +149,7 @@ def assign_split(records: Sequence[ClipRecord], cfg: SplitConfig, root: Path | N
     summary: list[GroupSplit] = []
     for (machine, section), idx in sorted(groups.items()):
         normal = sorted((i for i in idx if records[i].label == "normal"),
-                        key=lambda i: _relative(records[i].path, root))
+                        key=lambda i: relative_path(records[i].path, root))
         anomaly = [i for i in idx if records[i].label != "normal"]
         k, capped = _n_test_normals(cfg, machine, section, len(normal), len(anomaly),
                                     str(root) if root is not None else "split")
@@ -175,8 +176,8 @@ def split_lines(splits: Sequence[GroupSplit], cfg: SplitConfig) -> list[str]:
     return lines
 
 
-def write_split_csv(path: Path, records: Sequence[ClipRecord], root: Path | None = None) -> Path:
-    """Write every record's split as ``split.csv`` (columns :data:`SPLIT_CSV_COLUMNS`).
+def split_csv_text(records: Sequence[ClipRecord], root: Path | None = None) -> str:
+    """The text of ``split.csv`` (columns :data:`SPLIT_CSV_COLUMNS`): every record's split.
 
     ``path`` is relative to ``root`` when the clip lies below it; ``split_from`` is ``layout`` (the
     name or folders gave the split) or ``seeded`` (:func:`assign_split` drew it); ``score_name`` is
@@ -186,6 +187,11 @@ def write_split_csv(path: Path, records: Sequence[ClipRecord], root: Path | None
     w = csv.writer(fh, lineterminator="\n")
     w.writerow(SPLIT_CSV_COLUMNS)
     for r in records:
-        w.writerow([_relative(r.path, root), r.machine, r.section, r.domain, r.split, r.label,
+        w.writerow([relative_path(r.path, root), r.machine, r.section, r.domain, r.split, r.label,
                     "layout" if r.split_given else "seeded", r.score_name])
-    return atomic_write_text(path, fh.getvalue())
+    return fh.getvalue()
+
+
+def write_split_csv(path: Path, records: Sequence[ClipRecord], root: Path | None = None) -> Path:
+    """Write :func:`split_csv_text` to ``path``."""
+    return atomic_write_text(path, split_csv_text(records, root))

@@ -10,8 +10,9 @@ So a renamed or copied clip is found again, an edited clip is recomputed, and di
 never share files. Hashing a clip reads all of it (2 GB for a DCASE machine type), so the hashes
 are also kept in ``<cache_dir>/hashes.tsv``, one line per file: its resolved path, inode, size and
 modification and change times (ns), and the hash. A file whose five values all match is not read
-again (git's index does the same); any change to the file changes its change time. float32 is kept (float16 would round the -156 dB floor by ~0.1 dB, more than
-the 1e-3 dB the front end is checked to). Writes are atomic (temporary file + ``os.replace``), so
+again (git's index does the same); any change to the file changes its change time. float32 is
+kept (float16 would round the -156 dB floor by ~0.1 dB, more than the 1e-3 dB the front end is
+checked to). Writes are atomic (temporary file + ``os.replace``), so
 several processes may fill the same cache.
 """
 

@@ -90,7 +90,8 @@ class ScoringService:
             if (fmt := sf.info(str(path)).format) not in WAV_FORMATS:
                 raise ServeError(415, f"{name}: a {fmt} file, not a WAV or FLAC")
             try:
-                clip_section(self.detector, path, section or None, name, "the section parameter")  # cheap; fail before waiting for the lock
+                # cheap; fail before waiting for the lock
+                clip_section(self.detector, path, section or None, name, "the section parameter")
                 with self._lock:
                     res = score_clip(self.detector, path, section or None, pad=pad, name=name,
                                      option="the section parameter")
