@@ -149,8 +149,11 @@ class ScoringConfig:
     select: Literal["none", "pseudo"] = "none"
     select_candidates: list[str] = field(default_factory=list)
     select_repeats: int = 5
-    # Decision threshold: this quantile of a gamma fit to the training clips' scores.
+    # Decision threshold: this quantile of a gamma fit to the training clips' scores (the official
+    # baseline's rule), or, when false_alarm_rate is set, the split-conformal threshold at which a new
+    # normal clip raises an alarm with probability <= false_alarm_rate (dgmix.scoring.conformal).
     threshold_percentile: float = 0.9
+    false_alarm_rate: float | None = None
     per_method: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -259,6 +262,8 @@ def validate(cfg: RunConfig, source: str = "config") -> None:
         (0.0 <= cfg.scoring.gwrp_r <= 1.0, "scoring.gwrp_r must be in [0, 1]"),
         (cfg.scoring.select_repeats >= 1, "scoring.select_repeats must be >= 1"),
         (0.0 < cfg.scoring.threshold_percentile < 1.0, "scoring.threshold_percentile must be in (0, 1)"),
+        (cfg.scoring.false_alarm_rate is None or 0.0 < cfg.scoring.false_alarm_rate < 1.0,
+         "scoring.false_alarm_rate must be in (0, 1), or null for the gamma rule"),
         (cfg.features.channel is None or cfg.features.channel >= 0, "features.channel must be >= 0"),
     ]
     if failed := [msg for ok, msg in checks if not ok]:

@@ -52,7 +52,7 @@ from dgmix.metrics.tables import PAPER_RESULTS, ResultsTable
 from dgmix.report.inputs import keep_for_report, save_test_clips
 from dgmix.runinfo import RUN_INFO, SKIPPED_CSV, StageClock, check_same_split, peak_rss_mb, write_skipped
 from dgmix.scoring import write_decisions, write_scores
-from dgmix.scoring.csvio import decision_file_name, read_decisions, read_scores, score_file_name
+from dgmix.scoring.csvio import decision_file_name, read_decisions, read_scores, score_file_name, write_p_values
 from dgmix.scoring.health import health_message
 from dgmix.training.distributed import DistContext, resolve_device
 
@@ -105,11 +105,16 @@ def _pct(v: float | None) -> str:
     return "  n/a" if v is None else f"{100 * v:5.2f}"
 
 
-def write_outputs(method_dir: Path, md: MachineData, scores: np.ndarray, decisions: np.ndarray) -> None:
+def write_outputs(method_dir: Path, md: MachineData, scores: np.ndarray, decisions: np.ndarray,
+                  p_values: np.ndarray | None = None) -> None:
+    """The official score and decision CSVs of each test section, and beside them its p-values
+    (``p_value_<machine>_section_<XX>_test.csv``, :mod:`dgmix.scoring.conformal`)."""
     for sec, idx in _by_section(md).items():
         names = [md.test[i].score_name for i in idx]
         write_scores(method_dir / "scores", md.machine, sec, names, scores[idx])
         write_decisions(method_dir / "scores", md.machine, sec, names, decisions[idx])
+        if p_values is not None:
+            write_p_values(method_dir / "scores", md.machine, sec, names, p_values[idx])
 
 
 #: Written into ``RUN/<method>/<machine>/`` after its scores, decisions and detector: that pair is done.
@@ -273,8 +278,9 @@ def _run_machine(job: _MachineJob, machine: str, mi: int, echo: Callable[[str], 
             test_sections = [r.section for r in md.test]
             scores = detector.score_features(md.test_feats, test_sections)
             decisions = detector.decide(scores, test_sections)
+            p_values = detector.p_values(scores, test_sections)
             clock.lap(machine, "score", name)
-            write_outputs(out / name, md, scores, decisions)
+            write_outputs(out / name, md, scores, decisions, p_values)
             detector.save(out / name / machine / "detector.pt")
             if detector.info.selection is not None:  # scoring.select: pseudo
                 atomic_write_text(out / name / machine / SELECTION_FILE,

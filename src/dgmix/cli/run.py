@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from dgmix.cli.common import guarded, loader_overrides, setup, split_list
+from dgmix.cli.common import fail, guarded, loader_overrides, setup, split_list
 from dgmix.cli.options import PRESET_HELP, AllowSilence, OnError, Pad, Seed, Verbose
 from dgmix.config import DEFAULT_PRESET, load_config, resume_config, write_config
 from dgmix.errors import InputError
@@ -104,6 +104,11 @@ def register(app: typer.Typer) -> None:
             None, "--test-normals", help="Layouts without a train/test split (MIMII 2019, <machine>/{normal,anomaly}): "
             "normal clips per machine type and ID in the test set, N or a FRACTION (default: match = as many as "
             "the anomalous clips, the MIMII protocol; config split.*)."),
+        false_alarm_rate: float | None = typer.Option(
+            None, "--false-alarm-rate",
+            help="Set each section's alarm threshold so that a new normal clip raises an alarm with probability at "
+            "most A (split-conformal on the normal training clips; config scoring.false_alarm_rate). Default: the "
+            "official baseline's rule, the 90th percentile of a gamma fit."),
         device: str = typer.Option("auto", "--device",
                                    help="Where the models train: auto (CUDA when available), cpu, cuda."),
         progress: bool | None = typer.Option(
@@ -121,6 +126,8 @@ def register(app: typer.Typer) -> None:
         from dgmix.synth.generate import SYNTH_SETS
 
         setup(verbose, preset)
+        if false_alarm_rate is not None and not 0.0 < false_alarm_rate < 1.0:
+            fail(f"--false-alarm-rate must be between 0 and 1 (exclusive), got {false_alarm_rate:g}", code=2)
         given_preset, preset = preset, preset or DEFAULT_PRESET
         overrides = loader_overrides(pad, allow_silence, seed=seed)
         bars = sys.stderr.isatty() if progress is None else progress
@@ -128,6 +135,8 @@ def register(app: typer.Typer) -> None:
             t0 = time.perf_counter()
             if test_normals is not None:
                 overrides["split"] = {"test_normals": parse_test_normals(test_normals)}
+            if false_alarm_rate is not None:
+                overrides["scoring"] = {**overrides.get("scoring", {}), "false_alarm_rate": false_alarm_rate}
             cfg = load_config(preset, config, overrides)
             if data is not None and not data.is_dir():
                 raise InputError(data, "dataset folder not found" if not data.exists() else "not a folder")

@@ -34,10 +34,15 @@ class OnnxDetector(ClipScoring):
         try:
             self.info = DetectorInfo.from_dict(meta["info"])
             self.thresholds = np.array([math.nan if t is None else float(t) for t in meta["thresholds"]])
+            self._calibration = [np.asarray(c, dtype=np.float64).reshape(-1) for c in meta["calibration"]]
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(path, f"ONNX detector has bad dgmix metadata: {exc}") from None
-        if len(self.thresholds) != len(self.info.section_names):
-            raise InputError(path, "ONNX detector metadata: one threshold per section expected")
+        if len(self.thresholds) != len(self.info.section_names) or len(self._calibration) != len(self.thresholds):
+            raise InputError(path, "ONNX detector metadata: one threshold and one calibration set per section expected")
+
+    def calibration_scores(self) -> list[np.ndarray]:
+        """Each section's calibration scores (:mod:`dgmix.scoring.conformal`), from the metadata."""
+        return self._calibration
 
     @classmethod
     def load(cls, path: Path) -> OnnxDetector:

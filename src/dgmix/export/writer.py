@@ -9,7 +9,8 @@ section and threshold rules.
 
 What the runtime needs besides the graph travels in the model's metadata (key ``dgmix``, JSON):
 the detector's :class:`~dgmix.scoring.detector.DetectorInfo` (feature settings, sections, back end,
-health) and the thresholds. Before the file is written, the graph is run on onnxruntime on random
+health), the thresholds and each section's calibration scores (the p-values' reference,
+:mod:`dgmix.scoring.conformal`). Before the file is written, the graph is run on onnxruntime on random
 frames of two lengths for every section and compared with the module it was traced from.
 """
 
@@ -32,7 +33,7 @@ from dgmix.scoring.detector import Detector
 
 __all__ = ["FORMAT", "OPSET", "ExportInfo", "export_onnx"]
 
-FORMAT = "dgmix-onnx-2"
+FORMAT = "dgmix-onnx-3"
 OPSET = 17
 #: Relative tolerance of the export-time comparison of onnxruntime with PyTorch on random frames: a
 #: guard against a wrong graph (a mis-traced shape gives differences of order 1), looser than the
@@ -61,7 +62,8 @@ def example_frames(detector: Detector, n_frames: int, seed: int = 0) -> np.ndarr
 def metadata(detector: Detector) -> dict:
     """The ``dgmix`` metadata entry of the ONNX model (module docstring)."""
     return {"format": FORMAT, "dgmix_version": __version__, "info": detector.info.to_dict(),
-            "thresholds": [float(t) if np.isfinite(t) else None for t in detector.thresholds.tolist()]}
+            "thresholds": [float(t) if np.isfinite(t) else None for t in detector.thresholds.tolist()],
+            "calibration": [c.tolist() for c in detector.calibration_scores()]}
 
 
 def self_check(detector: Detector, model_bytes: bytes) -> float:

@@ -12,7 +12,7 @@ log-mel, shared by the cache and detector bundles), :func:`loader_options`.
 from .cache import FeatureCache, content_hash
 from .extract import clip_logmel, loader_options
 from .fill import FillReport, fill_cache
-from .logmel import EPS, FeatureParams, LogMel, log_mel, mel_filterbank
+from .logmel import EPS, FeatureParams, LogMel, log_mel, mel_band_edges, mel_filterbank
 from .windows import WindowDataset, WindowIndex, clip_windows, n_windows
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "fill_cache",
     "loader_options",
     "log_mel",
+    "mel_band_edges",
     "mel_filterbank",
     "n_windows",
 ]

@@ -174,6 +174,14 @@ def _mel_to_hz_slaney(mel: np.ndarray) -> np.ndarray:
     return np.where(mel >= _MIN_LOG_MEL, logpart, mel * _F_SP)
 
 
+def mel_band_edges(params: FeatureParams, fmin: float = FMIN, fmax: float | None = FMAX) -> np.ndarray:
+    """The ``n_mels + 2`` filter edges in Hz: mel bin ``m`` spans edges ``m`` to ``m + 2`` and peaks
+    at edge ``m + 1`` (equally spaced on the Slaney mel scale between ``fmin`` and ``fmax``)."""
+    fmax = params.sample_rate / 2.0 if fmax is None else float(fmax)
+    mel_edges = np.linspace(_hz_to_mel_slaney(np.float64(fmin)), _hz_to_mel_slaney(np.float64(fmax)), params.n_mels + 2)
+    return _mel_to_hz_slaney(mel_edges)
+
+
 def mel_filterbank(params: FeatureParams, fmin: float = FMIN, fmax: float | None = FMAX) -> np.ndarray:
     """Slaney-scale, Slaney-normalised triangular mel filterbank, shape ``(n_mels, n_fft//2 + 1)``.
 
@@ -184,10 +192,8 @@ def mel_filterbank(params: FeatureParams, fmin: float = FMIN, fmax: float | None
     same definition as ``librosa.filters.mel(htk=False, norm="slaney")``, computed in float64.
     """
     sr = params.sample_rate
-    fmax = sr / 2.0 if fmax is None else float(fmax)
     fft_freqs = np.linspace(0.0, sr / 2.0, params.n_freqs)
-    mel_edges = np.linspace(_hz_to_mel_slaney(np.float64(fmin)), _hz_to_mel_slaney(np.float64(fmax)), params.n_mels + 2)
-    hz_edges = _mel_to_hz_slaney(mel_edges)
+    hz_edges = mel_band_edges(params, fmin, fmax)
     widths = np.diff(hz_edges)  # (n_mels + 1,)
     # distance of every edge to every FFT bin frequency: (n_mels + 2, n_freqs)
     ramps = hz_edges[:, None] - fft_freqs[None, :]

@@ -4,7 +4,9 @@ The steps (paper §3.5 where it speaks): embed every training clip with the dete
 ``clip_vector`` (the same code that scores test clips), fit the back end on those vectors, score
 each training clip with itself left out (k-NN) or in a held-out fold (densities), fit one decision
 threshold per section to those scores (a gamma fit at ``threshold_percentile``, as the official
-baseline), and check that the detector tells its own training clips apart
+baseline, or with ``false_alarm_rate`` the split-conformal threshold of :mod:`dgmix.scoring.conformal`;
+the same scores are kept in the detector as every later score's p-value reference), and check
+that the detector tells its own training clips apart
 (:mod:`dgmix.scoring.health`). With ``scoring.select: pseudo`` the pooling, back end and domain
 handling are first chosen on the training clips (:mod:`dgmix.methods.selection`).
 """
@@ -12,6 +14,8 @@ handling are first chosen on the training clips (:mod:`dgmix.methods.selection`)
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 
 import numpy as np
 import torch
@@ -22,15 +26,32 @@ from dgmix.methods.machine import MachineData
 from dgmix.methods.selection import select_scoring
 from dgmix.scoring import fit_gamma_threshold
 from dgmix.scoring.backends import backend_settings, fit_backend, loo_scores
+from dgmix.scoring.conformal import conformal_threshold, pack_calibration
 from dgmix.scoring.detector import Detector, DetectorInfo, inference_encoder
 from dgmix.scoring.health import check_health
 
 __all__ = ["fit_detector", "section_thresholds"]
 
+log = logging.getLogger("dgmix.methods")
 
-def section_thresholds(scores: np.ndarray, sections: np.ndarray, n: int, percentile: float) -> list[float]:
-    """One decision threshold per section: a gamma fit to that section's training scores."""
-    return [fit_gamma_threshold(scores[sections == s], percentile) for s in range(n)]
+
+def section_thresholds(scores: np.ndarray, sections: np.ndarray, n: int, percentile: float,
+                       false_alarm_rate: float | None = None, names: list[str] | None = None) -> list[float]:
+    """One decision threshold per section from that section's training scores: a gamma fit
+    (``percentile``), or with ``false_alarm_rate`` the split-conformal threshold (a warning when a
+    section has too few clips for the rate: its guarantee is then 1 / (n + 1))."""
+    if false_alarm_rate is None:
+        return [fit_gamma_threshold(scores[sections == s], percentile) for s in range(n)]
+    out = []
+    for s in range(n):
+        fit = conformal_threshold(scores[sections == s], false_alarm_rate)
+        if fit.short:
+            name = names[s] if names else f"{s:02d}"
+            log.warning("section %s has %d normal training clips: a false-alarm rate of %g needs at least %d; "
+                        "its threshold is the largest training score, which guarantees only %.3g",
+                        name, fit.n, fit.rate, math.ceil(1 / fit.rate - 1), fit.achieved)
+        out.append(fit.threshold)
+    return out
 
 
 def fit_detector(method: str, md: MachineData, cfg: RunConfig, scoring: ScoringConfig,
@@ -42,7 +63,7 @@ def fit_detector(method: str, md: MachineData, cfg: RunConfig, scoring: ScoringC
     kind = "logmel" if encoder is None else "classifier" if classifier is not None else "encoder"
     info = DetectorInfo(kind, md.machine, method, list(md.section_names), cfg.features, cfg.model,
                         pooling=scoring.pooling, gwrp_r=scoring.gwrp_r, backend=scoring.backend,
-                        per_domain=scoring.per_domain)
+                        per_domain=scoring.per_domain, false_alarm_rate=scoring.false_alarm_rate)
     enc = None if encoder is None else inference_encoder(encoder)
     clf = None if classifier is None else classifier.eval()
     det = Detector(info, enc, clf).eval()
@@ -66,8 +87,10 @@ def fit_detector(method: str, md: MachineData, cfg: RunConfig, scoring: ScoringC
                                       cfg.seed)
             det.info.backend_settings = backend_settings(det.backend)
             train_scores = loo_scores(det.backend, vectors, sec, dom)
+    n_sec = len(md.section_names)
     det.thresholds.copy_(torch.as_tensor(section_thresholds(
-        train_scores, sec, len(md.section_names), scoring.threshold_percentile)))
+        train_scores, sec, n_sec, scoring.threshold_percentile, scoring.false_alarm_rate, list(md.section_names))))
+    det.calibration = torch.from_numpy(pack_calibration([train_scores[sec == s] for s in range(n_sec)]))
     det.info.health = check_health(vectors.double().numpy(), train_scores)
     det.train_vectors = vectors  # a plain attribute, not saved: the report's t-SNE reuses it
     return det.eval()

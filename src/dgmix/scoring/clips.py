@@ -49,6 +49,16 @@ class ClipScoring:
         thr = np.asarray(self.thresholds, dtype=np.float64)[self.section_index(sections)]
         return (np.asarray(scores) > thr).astype(np.int64)
 
+    def p_values(self, scores: Sequence[float], sections: Sequence[str]) -> np.ndarray:
+        """Conformal p-values of ``scores`` against their sections' calibration scores
+        (:mod:`dgmix.scoring.conformal`); NaN for a section without any."""
+        from dgmix.scoring.conformal import p_values
+
+        cal = self.calibration_scores()
+        idx = self.section_index(sections)
+        return np.array([p_values([s], cal[i])[0] if len(cal[i]) else math.nan
+                         for s, i in zip(scores, idx)], dtype=np.float64)
+
     def features_of(self, path: Path, channel: int | None = None, pad: bool | None = None,
                     allow_silence: bool | None = None) -> np.ndarray:
         """Log-mel of one clip file with the detector's feature settings (the function the run's
@@ -88,16 +98,18 @@ def load_detector(path: Path) -> Any:
 
 @dataclass(frozen=True)
 class ClipScore:
-    """One scored clip: its section, anomaly score, threshold and decision (1 = anomaly).
+    """One scored clip: its section, anomaly score, threshold, decision (1 = anomaly) and p-value.
 
     ``threshold`` and ``decision`` are ``None`` when the detector has no finite threshold for the
-    section (a detector built without thresholds)."""
+    section (a detector built without thresholds), ``p_value`` when it has no calibration scores."""
 
     path: Path
     section: str
     score: float
     threshold: float | None
     decision: int | None
+    p_value: float | None = None
+    explanation: Any = None  # a dgmix.scoring.explain.Explanation when asked for
 
 
 def clip_section(detector: Any, path: Path, section: str | None = None, name: str | None = None,
@@ -135,11 +147,13 @@ def clip_section(detector: Any, path: Path, section: str | None = None, name: st
 
 def score_clip(detector: Any, path: Path, section: str | None = None, *, channel: int | None = None,
                pad: bool | None = None, allow_silence: bool | None = None, name: str | None = None,
-               option: str = "--section") -> ClipScore:
+               option: str = "--section", explain: bool = False) -> ClipScore:
     """Load, featurise and score one clip file with ``detector`` (see the module docstring).
 
     ``channel`` / ``pad`` / ``allow_silence`` override the detector's loader settings when given; ``name`` is the
-    clip's own file name when ``path`` is a temporary copy (the server's uploads).
+    clip's own file name when ``path`` is a temporary copy (the server's uploads). ``explain``: also
+    the explanation of the score (:mod:`dgmix.scoring.explain`; a detector.pt only), from the same
+    forward pass, so the score is the same number.
     Raises InputError for a clip that cannot be scored.
     """
     from dgmix.errors import undecodable_name
@@ -150,9 +164,18 @@ def score_clip(detector: Any, path: Path, section: str | None = None, *, channel
         raise InputError(path, problem)
     sec = clip_section(detector, path, section, name, option)
     feats = detector.features_of(path, channel=channel, pad=pad, allow_silence=allow_silence)
-    score = float(detector.score_features([feats], [sec])[0])
+    expl = None
+    if explain:
+        from dgmix.scoring.explain import explain_frames
+
+        expl = explain_frames(detector, feats, sec)
+        score = expl.score
+    else:
+        score = float(detector.score_features([feats], [sec])[0])
     idx = int(detector.section_index([sec], source=str(name or path))[0])
     thr = float(detector.thresholds[idx])
+    p = float(detector.p_values([score], [sec])[0])
+    p_value = p if math.isfinite(p) else None
     if not math.isfinite(thr):
-        return ClipScore(path, sec, score, None, None)
-    return ClipScore(path, sec, score, thr, int(decide([score], thr)[0]))
+        return ClipScore(path, sec, score, None, None, p_value, expl)
+    return ClipScore(path, sec, score, thr, int(decide([score], thr)[0]), p_value, expl)

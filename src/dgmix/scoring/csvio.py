@@ -5,6 +5,8 @@
   with the ground truth by sorted file name). Scores are written with Python's shortest round-trip
   ``repr`` of the float.
 * ``decision_result_<machine>_section_<XX>_test.csv``: rows ``filename,0|1`` (1 = anomaly).
+* ``p_value_<machine>_section_<XX>_test.csv`` (ours, not DCASE's): rows ``filename,p``, each
+  score's conformal p-value against the section's normal training clips.
 * Ground truth (the evaluator's layout): ``DIR/ground_truth_data/ground_truth_<machine>_section_<XX>
   _test.csv`` (``filename,0|1``, 1 = anomaly) and ``DIR/ground_truth_domain/...`` (1 = target).
 * Development-set names carry their labels: ``section_XX_{source|target}_test_{normal|anomaly}_...``
@@ -31,8 +33,9 @@ from dgmix.errors import InputError
 from dgmix.io_atomic import atomic_write_text
 
 __all__ = ["GroundTruth", "decision_file_name", "find_score_files", "ground_truth_paths", "labels_from_names",
+           "p_value_file_name",
            "read_decisions", "read_ground_truth", "read_scores", "score_file_name", "section_id", "write_decisions",
-           "write_scores"]
+           "write_p_values", "write_scores"]
 
 SCORE_RE = re.compile(r"^anomaly_score_(?P<machine>.+)_section_(?P<section>\d{2})_test\.csv$")
 DEV_NAME_RE = re.compile(r"section_(?P<section>\d{2})_(?P<domain>source|target)_test_(?P<label>normal|anomaly)_")
@@ -90,6 +93,20 @@ def write_decisions(
     if not np.all((arr == 0) | (arr == 1)):
         raise ValueError("decisions must be 0 or 1")
     return _write(Path(out_dir) / decision_file_name(machine, section), filenames, [int(v) for v in arr], "decisions")
+
+
+def p_value_file_name(machine: str, section: int | str) -> str:
+    return f"p_value_{machine}_section_{section_id(section)}_test.csv"
+
+
+def write_p_values(
+    out_dir: str | Path, machine: str, section: int | str, filenames: Sequence[str | Path],
+    p_values: Sequence[float] | np.ndarray,
+) -> Path:
+    """Write ``p_value_<machine>_section_<XX>_test.csv`` (rows ``filename,p``; not an official file:
+    the conformal p-value of each score, :mod:`dgmix.scoring.conformal`); returns its path."""
+    vals = [float(v) for v in np.asarray(p_values, dtype=float).reshape(-1)]
+    return _write(Path(out_dir) / p_value_file_name(machine, section), filenames, vals, "p-values")
 
 
 def read_scores(path: str | Path) -> tuple[list[str], np.ndarray]:

@@ -46,7 +46,7 @@ from dgmix.scoring.pooling import pool
 
 __all__ = ["FORMAT", "Detector", "DetectorInfo", "inference_encoder"]
 
-FORMAT = "dgmix-detector-3"
+FORMAT = "dgmix-detector-4"
 EPS = float(np.finfo(np.float32).eps)
 
 
@@ -58,7 +58,9 @@ class DetectorInfo:
     ``"classifier"`` (the official baseline's score). ``backend``: the back end's name
     (:func:`dgmix.scoring.backends.parse_backend`), ``per_domain`` its domain handling.
     ``selection``: what the label-free choice measured (or None); ``health``: the check that the
-    detector tells its own training clips apart (:func:`dgmix.scoring.health.check_health`)."""
+    detector tells its own training clips apart (:func:`dgmix.scoring.health.check_health`).
+    ``false_alarm_rate``: the rate the thresholds were set for (:mod:`dgmix.scoring.conformal`),
+    or None for the official baseline's gamma rule."""
 
     kind: str
     machine: str
@@ -73,6 +75,7 @@ class DetectorInfo:
     backend_settings: dict[str, Any] = field(default_factory=dict)
     selection: dict[str, Any] | None = None
     health: dict[str, Any] | None = None
+    false_alarm_rate: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -97,6 +100,7 @@ class Detector(ClipScoring, nn.Module):
     """Log-mel frames + section -> anomaly score, for one machine type (module docstring)."""
 
     thresholds: Tensor
+    calibration: Tensor
 
     def __init__(self, info: DetectorInfo, encoder: nn.Module | None = None, classifier: nn.Module | None = None,
                  backend: nn.Module | None = None) -> None:
@@ -110,6 +114,8 @@ class Detector(ClipScoring, nn.Module):
         self.info = info
         self.encoder, self.classifier, self.backend = encoder, classifier, backend
         self.register_buffer("thresholds", torch.full((len(info.section_names),), math.nan, dtype=torch.float64))
+        # each section's out-of-fold normal training scores, sorted, NaN-padded: the p-values' reference
+        self.register_buffer("calibration", torch.full((len(info.section_names), 1), math.nan, dtype=torch.float64))
 
     # -- the scoring path --------------------------------------------------------------------
     def windows(self, frames: Tensor) -> Tensor:
@@ -156,6 +162,12 @@ class Detector(ClipScoring, nn.Module):
         return torch.stack([self.clip_vector(torch.from_numpy(np.ascontiguousarray(f, dtype=np.float32)))
                             for f in features])
 
+    def calibration_scores(self) -> list[np.ndarray]:
+        """Each section's calibration scores (:mod:`dgmix.scoring.conformal`)."""
+        from dgmix.scoring.conformal import unpack_calibration
+
+        return unpack_calibration(self.calibration.numpy())
+
     # -- persistence -------------------------------------------------------------------------
     def save(self, path: Path) -> Path:
         """Write ``{"meta", "state"}`` (loads with ``torch.load(weights_only=True)``)."""
@@ -198,7 +210,10 @@ class Detector(ClipScoring, nn.Module):
 
 
 def _resize_buffers(module: nn.Module, state: dict[str, Tensor]) -> None:
-    """Give the back end's buffers the shapes of the fit they were saved from (they are sized by it)."""
+    """Give the back end's buffers and the calibration scores the shapes of the fit they were
+    saved from (they are sized by it)."""
+    if "calibration" in state:
+        module._buffers["calibration"] = torch.empty_like(state["calibration"])
     for name, sub in module.named_modules():
         if isinstance(sub, (KNNBank, GaussianDensity)):
             for b, buf in list(sub._buffers.items()):

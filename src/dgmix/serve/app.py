@@ -2,7 +2,10 @@
 
 ``POST /score`` takes a WAV either as a multipart upload (field ``file``; an optional form field
 ``section``) or as the raw request body (any other content type), and answers
-``{score, decision, threshold, section, method}``. The section comes from the ``section`` query
+``{score, decision, threshold, p_value, section, method}`` (``p_value``: the conformal p-value of
+the score against the section's normal training clips, :mod:`dgmix.scoring.conformal`);
+``explain=1`` adds ``explanation``, the strongest bands (Hz) and times (s) behind the score
+(:mod:`dgmix.scoring.explain`). The section comes from the ``section`` query
 parameter (or form field), else from the file name: the multipart file name or the ``filename``
 query parameter, read by the same rules as ``dgmix score``. ``pad=true`` zero-pads a clip shorter
 than one window (as ``dgmix score --pad``). Errors are JSON ``{"error": message}``
@@ -69,7 +72,7 @@ def create_app(service: ScoringService) -> Any:
 
     @app.post("/score")
     async def score(request: Request, section: str | None = None, filename: str | None = None,
-                    pad: bool | None = None) -> dict[str, Any]:
+                    pad: bool | None = None, explain: bool = False) -> dict[str, Any]:
         multipart = request.headers.get("content-type", "").lower().startswith("multipart/form-data")
         limit = service.max_bytes + (MULTIPART_OVERHEAD if multipart else 0)
         declared = request.headers.get("content-length", "")
@@ -91,6 +94,6 @@ def create_app(service: ScoringService) -> Any:
                 section = form.get("section") or None
         else:
             data = b"".join([chunk async for chunk in body])
-        return await run_in_threadpool(service.score_bytes, data, filename, section, pad)
+        return await run_in_threadpool(service.score_bytes, data, filename, section, pad, explain)
 
     return app

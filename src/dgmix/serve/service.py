@@ -29,6 +29,7 @@ import soundfile as sf
 from dgmix.data import audio_problem, min_samples_for
 from dgmix.errors import InputError
 from dgmix.scoring.clips import clip_section, score_clip
+from dgmix.scoring.detector import Detector
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 #: libsndfile container formats accepted (WAV and FLAC, as every other verb).
@@ -70,11 +71,16 @@ class ScoringService:
         }
 
     def score_bytes(self, data: bytes, filename: str | None = None, section: str | None = None,
-                    pad: bool | None = None) -> dict[str, Any]:
-        """``POST /score``: ``{score, decision, threshold, section, method}`` or a :class:`ServeError`.
+                    pad: bool | None = None, explain: bool = False) -> dict[str, Any]:
+        """``POST /score``: ``{score, decision, threshold, p_value, section, method}`` or a :class:`ServeError`.
 
-        ``pad`` zero-pads a clip shorter than one window (default: the detector's own setting)."""
+        ``pad`` zero-pads a clip shorter than one window (default: the detector's own setting);
+        ``explain`` adds ``explanation``: the strongest bands (Hz) and times (s) behind the score
+        (:meth:`dgmix.scoring.explain.Explanation.summary`; a detector.pt only, else 400)."""
         name = Path(filename).name if filename else "upload.wav"
+        if explain and not isinstance(self.detector, Detector):
+            raise ServeError(400, "explain=1 needs a server started with a detector.pt (an ONNX graph gives the "
+                                  "score only)")
         if len(data) > self.max_bytes:
             raise ServeError(413, f"{name}: upload is {len(data)} bytes, over the limit of {self.max_bytes}")
         if not data:
@@ -94,7 +100,7 @@ class ScoringService:
                 clip_section(self.detector, path, section or None, name, "the section parameter")
                 with self._lock:
                     res = score_clip(self.detector, path, section or None, pad=pad, name=name,
-                                     option="the section parameter")
+                                     option="the section parameter", explain=explain)
             except InputError as exc:
                 # the loader's and the section rule's hints name CLI options; say the request's parameters
                 hint = (exc.problem.replace("pass --section", "pass section=NN").replace("pass --pad", "pass pad=true")
@@ -104,5 +110,8 @@ class ScoringService:
                 raise ServeError(422, f"{name}: {hint}") from None
             except ValueError as exc:  # e.g. a section whose bank is empty
                 raise ServeError(422, f"{name}: {' '.join(str(exc).split())}") from None
-        return {"score": res.score, "decision": res.decision, "threshold": res.threshold,
-                "section": res.section, "method": self.detector.method}
+        out = {"score": res.score, "decision": res.decision, "threshold": res.threshold, "p_value": res.p_value,
+               "section": res.section, "method": self.detector.method}
+        if res.explanation is not None:
+            out["explanation"] = res.explanation.summary()
+        return out

@@ -1,0 +1,67 @@
+"""The picture of an explanation (:mod:`dgmix.scoring.explain`): the clip's log-mel spectrogram with
+its score map over it, and the map's total over time below.
+
+Time-mel maps (pooled log-mel detectors) are drawn over the spectrogram in red where a cell
+raises the score, with the strongest bands and times marked; time-resolved maps (learned
+detectors) leave the spectrogram clear and show their curve in the panel below.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from dgmix.features import FeatureParams, mel_band_edges  # noqa: E402
+from dgmix.scoring.explain import Explanation  # noqa: E402
+
+__all__ = ["explanation_figure", "save_explanation"]
+
+_DPI = 80
+
+
+def explanation_figure(expl: Explanation, params: FeatureParams, title: str) -> Figure:
+    """A figure: the clip's log-mel with ``expl``'s map, and the map's curve over time."""
+    frames = expl.frames
+    n_mels, t = frames.shape
+    edges = mel_band_edges(params)
+    hop_s = params.hop_length / params.sample_rate
+    extent = (0.0, t * hop_s, 0, n_mels)
+    fig, (ax, ax_t) = plt.subplots(2, 1, figsize=(7.5, 4.2), sharex=True,
+                                   gridspec_kw={"height_ratios": [3, 1], "hspace": 0.08})
+    ax.imshow(frames, origin="lower", aspect="auto", cmap="gray_r", extent=extent, interpolation="nearest")
+    curve = expl.map.mean(axis=0) if expl.resolved == "time" else expl.map.sum(axis=0)
+    if expl.resolved == "time-mel":
+        pos = np.clip(expl.map, 0.0, None)
+        top = float(pos.max())
+        if top > 0:
+            shown = np.ma.masked_less(pos / top, 0.05)
+            ax.imshow(shown, origin="lower", aspect="auto", cmap="autumn_r", alpha=0.75, extent=extent,
+                      vmin=0.0, vmax=1.0, interpolation="nearest")
+        for lo, _hi in expl.bands_hz:
+            j = int(np.argmin(np.abs(edges[:-2] - lo)))
+            ax.axhspan(j, j + 1, color="tab:blue", alpha=0.25, lw=0)
+    for s in expl.times_s:
+        ax_t.axvline(s, color="tab:red", lw=0.8, ls="--")
+    ax_t.plot((np.arange(t) + 0.5) * hop_s, curve, color="tab:red", lw=1.0)
+    ticks = np.linspace(0, n_mels - 1, 5).round().astype(int)
+    ax.set_yticks(ticks + 0.5, [f"{edges[j + 1]:.0f}" for j in ticks])
+    ax.set_ylabel("Hz (mel scale)", fontsize=8)
+    ax_t.set_ylabel("window score" if expl.resolved == "time" else "per frame", fontsize=8)
+    ax_t.set_xlabel("time (s)", fontsize=8)
+    bands = ", ".join(f"{lo:.0f}-{hi:.0f} Hz" for lo, hi in expl.bands_hz) or "not resolved by band"
+    times = ", ".join(f"{s:.2f} s" for s in expl.times_s)
+    ax.set_title(f"{title}\nscore {expl.score:.4g} · bands: {bands} · times: {times}", fontsize=8)
+    for a in (ax, ax_t):
+        a.tick_params(labelsize=7)
+    return fig
+
+
+def save_explanation(path, expl: Explanation, params: FeatureParams, title: str) -> None:  # noqa: ANN001
+    """Write the figure of :func:`explanation_figure` to ``path`` (a file or a binary stream) as a PNG."""
+    fig = explanation_figure(expl, params, title)
+    fig.savefig(path, format="png", dpi=_DPI, bbox_inches="tight")
+    plt.close(fig)
