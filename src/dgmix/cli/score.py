@@ -82,7 +82,7 @@ def register(app: typer.Typer) -> None:
         if onnx is None and len(paths) < 2:
             fail("give a detector.pt and at least one clip (or --onnx FILE and the clips)")
         if onnx is not None and explain is not None:
-            fail("--explain needs the detector.pt (an ONNX graph gives the score only)")
+            fail("--explain needs the detector.pt (an ONNX graph gives the score only)", code=2)
         with guarded():
             detector, clips = (load_detector(onnx), paths) if onnx is not None else (load_detector(paths[0]), paths[1:])
             rows = []
