@@ -99,3 +99,27 @@ def test_report_verb_with_paper_numbers(cli_run, tmp_path):
 def test_report_on_a_folder_that_is_not_a_run(tmp_path):
     res = CliRunner().invoke(app, ["report", str(tmp_path)])
     assert res.exit_code == 1 and "not a dgmix run directory" in res.output and "Traceback" not in res.output
+
+
+def test_report_explains_each_sections_three_highest_scoring_clips(cli_run):
+    from dgmix.report.maps import read_explanations
+    from dgmix.scoring.csvio import read_scores
+
+    out, _ = cli_run
+    html = (out / "report.html").read_text()
+    assert "id='explain'" in html
+    alts = {a for _, a in IMG.findall(html)}
+    for m in METHODS:
+        entries = read_explanations(out / m / "fan")
+        for sec in ("00", "01"):
+            names, scores = read_scores(out / m / "scores" / f"anomaly_score_fan_section_{sec}_test.csv")
+            top = [n for _, n in sorted(zip(-scores, names))[:3]]
+            mine = sorted((e for e in entries if e["section"] == sec), key=lambda e: e["rank"])
+            assert [e["clip"] for e in mine] == top
+            for e in mine:
+                assert (out / m / "fan" / "explain" / e["png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+                assert e["clip"] in alts
+                assert len(e["times_s"]) >= 1
+                # pooled log-mel detectors name bands; learned ones and the baseline are time-resolved only
+                assert (len(e["bands_hz"]) > 0) == (m == "logmel") and e["resolved"] == (
+                    "time-mel" if m == "logmel" else "time")

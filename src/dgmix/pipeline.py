@@ -50,6 +50,7 @@ from dgmix.metrics.confidence import SectionScores, official_score_ci
 from dgmix.metrics.groups import incomplete_group_warnings, labels_of
 from dgmix.metrics.tables import PAPER_RESULTS, ResultsTable
 from dgmix.report.inputs import keep_for_report, save_test_clips
+from dgmix.report.maps import keep_explanations
 from dgmix.runinfo import RUN_INFO, SKIPPED_CSV, StageClock, check_same_split, peak_rss_mb, write_skipped
 from dgmix.scoring import write_decisions, write_scores
 from dgmix.scoring.csvio import decision_file_name, read_decisions, read_scores, score_file_name, write_p_values
@@ -288,6 +289,7 @@ def _run_machine(job: _MachineJob, machine: str, mi: int, echo: Callable[[str], 
                 picked = detector.info.selection["chosen"]
             if cfg.report.enabled:
                 keep_for_report(out, name, md, detector, cfg.seed)
+                keep_explanations(out / name / machine, md, detector, scores, p_values)
             health = detector.info.health
             write_done(done, model_dir, health)
             clock.lap(machine, "outputs", name)

@@ -86,6 +86,45 @@ def _figure_sections(rc: RunContents, cfg: ReportConfig, seed: int) -> list[str]
     return out
 
 
+def _explanation_section(run_dir: Path, rc: RunContents) -> list[str]:
+    """Each section's highest-scoring test clips, explained (:func:`dgmix.report.maps.keep_explanations`)."""
+    import base64
+
+    from dgmix.report.maps import EXPLAIN_DIR, TOP_CLIPS, read_explanations
+
+    out = ["<h2 id='explain'>Why the top clips score high</h2>",
+           f"<p>The {TOP_CLIPS} highest-scoring test clips of each section, per method: the log-mel spectrogram "
+           "with what drives the score over it (red: raises it; pooled log-mel detectors, per band and frame) and "
+           "its total per frame below (learned detectors: each window's own score). <code>dgmix score --explain "
+           "DIR</code> draws the same for any clip.</p>"]
+    shown = 0
+    for machine in rc.machines:
+        for k, method in enumerate(rc.methods):
+            folder = Path(run_dir) / method / machine
+            entries = read_explanations(folder)
+            if not entries:
+                continue
+            imgs = []
+            for e in entries:
+                png = folder / EXPLAIN_DIR / e["png"]
+                if not png.is_file():
+                    continue
+                uri = "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
+                bands = ", ".join(f"{lo:.0f}-{hi:.0f} Hz" for lo, hi in e["bands_hz"]) or "-"
+                imgs.append(f'<figure style="display:inline-block;width:32%;margin:0 .5% .5em 0;vertical-align:top">'
+                            f'<img src="{uri}" alt="{escape(e["clip"])}"><figcaption style="font-size:.8em">'
+                            f'section {escape(e["section"])} #{e["rank"]}: {escape(e["clip"])}<br>bands {bands}'
+                            '</figcaption></figure>')
+            if imgs:
+                shown += 1
+                opened = " open" if k == 0 else ""
+                out.append(f"<details{opened}><summary>{escape(machine)}: {escape(method)}</summary>"
+                           + "".join(imgs) + "</details>")
+    if not shown:
+        out.append("<p>No explanations in this run (they are kept when the report is on).</p>")
+    return out
+
+
 def build_report(run_dir: Path, cfg: ReportConfig | None = None, out: Path | None = None, seed: int = 0,
                  paper: bool | None = None) -> Path:
     """Write ``out`` (default ``RUN_DIR/report.html``) for the run in ``run_dir``; return its path.
@@ -111,9 +150,10 @@ def build_report(run_dir: Path, cfg: ReportConfig | None = None, out: Path | Non
         meta.append(f"pipeline time: {info['seconds']:.1f} s")
     body = ["<h1>dgmix run report</h1>", f"<p class='meta'>{' · '.join(meta)}</p>",
             "<nav><a href='#results'>Results</a><a href='#roc'>ROC</a><a href='#hist'>Histograms</a>"
-            "<a href='#tsne'>t-SNE</a><a href='#training'>Training</a></nav>"]
+            "<a href='#explain'>Explanations</a><a href='#tsne'>t-SNE</a><a href='#training'>Training</a></nav>"]
     body += _results_section(rc, paper)
     body += _figure_sections(rc, cfg, seed)
+    body += _explanation_section(run_dir, rc)
     if rc.notes:
         body.append("<h2>Notes</h2><ul>" + "".join(f"<li class='note'>{escape(n)}</li>" for n in rc.notes) + "</ul>")
     page = ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"

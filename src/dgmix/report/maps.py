@@ -1,5 +1,6 @@
 """The picture of an explanation (:mod:`dgmix.scoring.explain`): the clip's log-mel spectrogram with
-its score map over it, and the map's total over time below.
+its score map over it, and the map's total over time below; and the explanations a run keeps for
+its report (:func:`keep_explanations`: each section's highest-scoring test clips).
 
 Time-mel maps (pooled log-mel detectors) are drawn over the spectrogram in red where a cell
 raises the score, with the strongest bands and times marked; time-resolved maps (learned
@@ -7,6 +8,9 @@ detectors) leave the spectrogram clear and show their curve in the panel below.
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import matplotlib
 
@@ -18,7 +22,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from dgmix.features import FeatureParams, mel_band_edges  # noqa: E402
 from dgmix.scoring.explain import Explanation  # noqa: E402
 
-__all__ = ["explanation_figure", "save_explanation"]
+__all__ = ["explanation_figure", "keep_explanations", "read_explanations", "save_explanation"]
 
 _DPI = 80
 
@@ -65,3 +69,43 @@ def save_explanation(path, expl: Explanation, params: FeatureParams, title: str)
     fig = explanation_figure(expl, params, title)
     fig.savefig(path, format="png", dpi=_DPI, bbox_inches="tight")
     plt.close(fig)
+
+
+#: the highest-scoring test clips of each section whose explanations a run keeps for its report
+TOP_CLIPS = 3
+#: where in ``RUN/<method>/<machine>/`` they go, with their index
+EXPLAIN_DIR = "explain"
+EXPLAIN_INDEX = "explain.json"
+
+
+def keep_explanations(folder: Path, md, detector, scores: np.ndarray, p_values: np.ndarray) -> Path:  # noqa: ANN001
+    """Explain the :data:`TOP_CLIPS` highest-scoring test clips of each section of ``md`` (a
+    ``MachineData``): ``folder/explain/<clip>.png`` and an index ``explain.json`` (section, rank,
+    clip, score, p-value, strongest bands and times, PNG name) that the report reads. Returns the
+    index's path."""
+    from dgmix.io_atomic import atomic_write_text
+    from dgmix.scoring.explain import explain_frames
+
+    out = Path(folder) / EXPLAIN_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for section in md.section_names:
+        idx = [i for i, r in enumerate(md.test) if r.section == section]
+        top = sorted(idx, key=lambda i: (-float(scores[i]), md.test[i].score_name))[:TOP_CLIPS]
+        for rank, i in enumerate(top, start=1):
+            expl = explain_frames(detector, md.test_feats[i], section)
+            name = Path(md.test[i].score_name).stem
+            png = f"{name}.png"
+            save_explanation(out / png, expl, detector.params, f"{md.machine} section {section} #{rank}: {name}")
+            entries.append({"section": section, "rank": rank, "clip": md.test[i].score_name, "score": expl.score,
+                            "p_value": None if not np.isfinite(p_values[i]) else float(p_values[i]),
+                            **expl.summary(), "png": png})
+    return atomic_write_text(out / EXPLAIN_INDEX, json.dumps(entries, indent=1) + "\n")
+
+
+def read_explanations(folder: Path) -> list[dict]:
+    """The index written by :func:`keep_explanations` in ``folder`` (``RUN/<method>/<machine>``), [] if none."""
+    index = Path(folder) / EXPLAIN_DIR / EXPLAIN_INDEX
+    if not index.is_file():
+        return []
+    return json.loads(index.read_text())
