@@ -5,13 +5,16 @@ method, machine type and section the split-conformal threshold for each rate A
 (:func:`dgmix.scoring.conformal.conformal_threshold` on the detector's own calibration scores, the
 out-of-fold scores of the section's normal training clips), and the share of the section's
 *normal test clips* above it, per domain. The gamma rule of the official baseline (the detector's
-own thresholds without ``--false-alarm-rate``) is measured beside it. Normal test clips are only
-counted, never used to set anything.
+thresholds without ``--false-alarm-rate``, :func:`dgmix.scoring.fit_gamma_threshold` on the same
+calibration scores) is measured beside it, and so is the bare gamma fit without that rule's
+goodness-of-fit check (``gamma, no check``). Normal test clips are only counted, never used to set
+anything.
 
 Usage::
 
     python benchmarks/false_alarms.py run --out OUT [--synth-set bench] [--data DIR] [--seeds 0,1,2]
         [--methods logmel,random]
+    python benchmarks/false_alarms.py measure OUT      # again, from the run folders already in OUT
     python benchmarks/false_alarms.py table OUT/false_alarms.json [more.json ...]
 
 With ``--synth-set``, each seed generates its own synthetic set (``dgmix synth --set NAME --seed S``),
@@ -28,7 +31,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import scipy.stats
 
+from dgmix.scoring import fit_gamma_threshold
 from dgmix.scoring.conformal import conformal_threshold
 from dgmix.scoring.csvio import find_score_files, read_scores
 from dgmix.scoring.detector import Detector
@@ -61,9 +66,12 @@ def measure_run(run: Path, methods: list[str]) -> list[dict]:
                 normal = np.array([sc for n, sc in zip(names, scores) if _domain_and_label(n) == (domain, "normal")])
                 if normal.size == 0:
                     continue
+                shape, loc, scale = scipy.stats.gamma.fit(cal)
+                bare = scipy.stats.gamma.ppf(0.9, shape, loc, scale)
                 row = {"method": method, "machine": machine, "section": section, "domain": domain,
                        "n_calibration": int(cal.size), "n_normal": int(normal.size),
-                       "gamma": int((normal > float(det.thresholds[s])).sum())}
+                       "gamma": int((normal > fit_gamma_threshold(cal, 0.9)).sum()),
+                       "gamma, no check": int((normal > bare).sum())}
                 for a in RATES:
                     fit = conformal_threshold(cal, a)
                     row[f"A={a}"] = int((normal > fit.threshold).sum())
@@ -95,7 +103,7 @@ def run(args: argparse.Namespace) -> None:
                "--out", str(run_dir), "--overwrite", "--no-paper-reference", "--config", str(config),
                "--cache", str(out / f"cache_{data.parent.name}"))
         result["runs"][key] = measure_run(run_dir, args.methods.split(","))
-        result["data"] = f"synth --set {args.synth_set}" if args.synth_set else str(args.data)
+        result["data"] = args.label or (f"synth --set {args.synth_set}" if args.synth_set else str(args.data))
         result["preset"] = args.preset
         result_path.write_text(json.dumps(result, indent=1) + "\n")
         print(f"{key}: {len(result['runs'][key])} rows", flush=True)
@@ -106,8 +114,8 @@ def table(paths: list[Path]) -> str:
     """Markdown: per data set, method and domain, the false-alarm rate on normal test clips
     (pooled over sections and seeds; the range over seeds in brackets) for each rate and the gamma rule."""
     lines = ["| data | method | domain | normal test clips | calibration clips / section | "
-             + " | ".join(f"A = {a}" for a in RATES) + " | gamma rule |",
-             "|---|---|---|---|---|" + "---|" * (len(RATES) + 1)]
+             + " | ".join(f"A = {a}" for a in RATES) + " | gamma rule | gamma, no check |",
+             "|---|---|---|---|---|" + "---|" * (len(RATES) + 2)]
     for path in paths:
         res = json.loads(Path(path).read_text())
         rows = [dict(r, seed=k) for k, rs in res["runs"].items() for r in rs]
@@ -117,7 +125,7 @@ def table(paths: list[Path]) -> str:
                 if not sel:
                     continue
                 cells = []
-                for col in [f"A={a}" for a in RATES] + ["gamma"]:
+                for col in [f"A={a}" for a in RATES] + ["gamma", "gamma, no check"]:
                     per_seed = []
                     for seed in sorted({r["seed"] for r in sel}):
                         rs = [r for r in sel if r["seed"] == seed]
@@ -131,6 +139,17 @@ def table(paths: list[Path]) -> str:
     return "\n".join(lines)
 
 
+def remeasure(out: Path) -> None:
+    """Measure the run folders of an earlier ``run`` again (e.g. after a change of the rules)."""
+    path = out / "false_alarms.json"
+    result = json.loads(path.read_text())
+    methods = sorted({r["method"] for rows in result["runs"].values() for r in rows})
+    for key in result["runs"]:
+        result["runs"][key] = measure_run(out / f"run_{key}", methods)
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    print(table([path]))
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -141,6 +160,9 @@ def main(argv: list[str]) -> None:
     r.add_argument("--seeds", default="0,1,2")
     r.add_argument("--methods", default="logmel,random")
     r.add_argument("--preset", default="cpu")
+    r.add_argument("--label", default=None, help="the data's name in the table")
+    m = sub.add_parser("measure")
+    m.add_argument("out")
     t = sub.add_parser("table")
     t.add_argument("paths", nargs="+")
     args = parser.parse_args(argv)
@@ -148,6 +170,8 @@ def main(argv: list[str]) -> None:
         if (args.synth_set is None) == (args.data is None):
             parser.error("give exactly one of --synth-set and --data")
         run(args)
+    elif args.cmd == "measure":
+        remeasure(Path(args.out))
     else:
         print(table([Path(p) for p in args.paths]))
 

@@ -31,6 +31,19 @@ def test_gamma_threshold_vs_scipy():
     assert info.threshold == pytest.approx(scipy.stats.gamma.ppf(0.95, a, loc, scale))
 
 
+def test_a_gamma_fit_that_does_not_describe_the_scores_gives_way_to_the_quantile():
+    """The free-loc MLE on these valve training scores (logmel, density NLLs) degenerates to shape
+    ~0.11 with loc at the smallest score: its 90th percentile lies below 33 of the 34 scores."""
+    valve = np.array([278.9, 282.0, 283.2, 285.1, 286.6, 290.8, 291.3, 292.2, 293.6, 293.7, 294.3, 295.8, 296.0,
+                      302.6, 302.6, 303.6, 303.6, 308.4, 309.0, 313.6, 317.3, 320.6, 325.7, 329.6, 330.6, 334.3,
+                      336.4, 338.4, 338.6, 347.3, 359.8, 375.5, 379.0, 471.3])
+    shape, loc, scale = scipy.stats.gamma.fit(valve)
+    assert shape < 0.5 and np.mean(valve > scipy.stats.gamma.ppf(0.9, shape, loc, scale)) > 0.9
+    info = fit_gamma_threshold_info(valve)
+    assert info.method == "quantile" and info.fallback_used
+    assert info.threshold == np.quantile(valve, 0.9)
+
+
 def test_gamma_threshold_degenerate_and_decide():
     assert fit_gamma_threshold([2.5, 2.5, 2.5]) == 2.5
     assert fit_gamma_threshold([4.0]) == 4.0

@@ -38,8 +38,11 @@ def where_lines(out: Path, table: ResultsTable, data_root: Path | None, report: 
     scored best."""
     lines = [f"report:     {report}"] if report is not None else []
     lines += [f"results:    {out}/results.md (per-section tables), results.csv, results.json",
-              f"scores:     {out}/<method>/scores/ (official DCASE format: anomaly_score_*.csv, decision_result_*.csv)",
+              f"scores:     {out}/<method>/scores/ (official DCASE format: anomaly_score_*.csv, decision_result_*.csv; "
+              "and p_value_*.csv)",
               f"detectors:  {out}/<method>/<machine>/detector.pt"]
+    if report is not None:
+        lines.append(f"explained:  {out}/<method>/<machine>/explain/ (each section's 3 highest-scoring test clips)")
     if not table.methods():
         return lines
     scored = [m for m in table.methods() if table.official_score(m) is not None]
@@ -52,4 +55,5 @@ def where_lines(out: Path, table: ResultsTable, data_root: Path | None, report: 
     clips = _test_folder(data_root, machine) if data_root is not None else None
     return lines + [f"best method: {best} (official score {_pct(table.official_score(best))}); "
                     f"its best detector: {machine} ({_pct(table.machine_summary(best, machine).hmean)})",
-                    f"  dgmix score {det} {clips if clips else 'CLIPS...'} --csv scores.csv", f"  dgmix serve {det}"]
+                    f"  dgmix score {det} {clips if clips else 'CLIPS...'} --csv scores.csv --explain explained/",
+                    f"  dgmix serve {det}"]
