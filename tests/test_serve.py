@@ -43,13 +43,13 @@ def _wav(samples: np.ndarray, rate: int = 16000, fmt: str = "WAV", subtype: str 
     return buf.getvalue()
 
 
-def _cli_scores(detector: Path, clips: list[Path], tmp_path: Path, *extra: str) -> dict[str, tuple[float, str]]:
+def _cli_scores(detector: Path, clips: list[Path], tmp_path: Path, *extra: str) -> dict[str, tuple[float, str, str]]:
     out = tmp_path / "cli.csv"
     res = CliRunner().invoke(cli_app, ["score", *extra, *(str(a) for a in ([detector] if detector else [])),
                                        *map(str, clips), "--csv", str(out)])
     assert res.exit_code == 0, res.output
     with open(out, newline="") as fh:
-        return {Path(r[0]).name: (float(r[1]), r[2]) for r in csv.reader(fh)}
+        return {Path(r[0]).name: (float(r[1]), r[2], r[3]) for r in csv.reader(fh)}
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +70,10 @@ def test_scores_equal_dgmix_score(tiny_detectors, clips, tmp_path, method):
         for r in (multipart, raw):
             assert r.status_code == 200, r.text
             body = r.json()
-            assert set(body) == {"score", "decision", "threshold", "section", "method"}
+            assert set(body) == {"score", "decision", "threshold", "p_value", "section", "method"}
             assert body["score"] == expected[clip.name][0]  # the same code path: bit-identical
             assert str(body["decision"]) == expected[clip.name][1]
+            assert f"{body['p_value']:.4g}" == expected[clip.name][2] and 0 < body["p_value"] <= 1
             assert body["section"] == clip.name[8:10] and body["method"] == method
             assert body["decision"] == int(body["score"] > body["threshold"])
 
