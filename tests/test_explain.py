@@ -104,7 +104,7 @@ def test_pooling_weights_reproduce_the_pooling(pooling):
     torch.testing.assert_close((w * x).sum(dim=0), pool(x, pooling, 0.8).double())
 
 
-def test_a_learned_detector_names_the_time_of_a_loud_event(tiny_detectors, tiny_synth):
+def test_a_learned_detector_names_the_time_of_a_loud_event(tiny_detectors, tiny_synth, tmp_path):
     """The random encoder's window-level distance over time is highest on the windows with the event."""
     det = Detector.load(tiny_detectors / "random" / "fan" / "detector.pt")
     clip = sorted((tiny_synth / "fan" / "train").glob("section_00_*.wav"))[0]
@@ -113,7 +113,7 @@ def test_a_learned_detector_names_the_time_of_a_loud_event(tiny_detectors, tiny_
     t = np.arange(len(long)) / sr
     on = (t >= 7.0) & (t < 7.5)
     long[on] += 0.5 * np.sin(2 * np.pi * 3000.0 * t[on])
-    frames = det.features_of(_write(clip.parent.parent.parent / "explain_long.wav", long, sr))
+    frames = det.features_of(_write(tmp_path / "explain_long.wav", long, sr))
     e = explain_frames(det, frames, "00")
     assert e.resolved == "time" and e.bands_hz == []
     assert abs(e.times_s[0] - 7.25) <= 1.1  # a window is 64 frames (2 s) long: its centre is within 1 s

@@ -216,6 +216,6 @@ def test_two_runs_with_one_seed_write_byte_identical_scores(tiny_synth, feature_
                      echo=lambda s: None)
         outs.append(out)
     files = sorted(p.relative_to(outs[0]) for p in (outs[0] / "dgmix" / "scores").glob("*.csv"))
-    assert len(files) == 4  # anomaly scores and decisions, two sections
+    assert len(files) == 6  # anomaly scores, decisions and p-values, two sections
     for rel in files:
         assert (outs[0] / rel).read_bytes() == (outs[1] / rel).read_bytes(), rel

@@ -46,8 +46,8 @@ def section_thresholds(scores: np.ndarray, sections: np.ndarray, n: int, percent
     for s in range(n):
         fit = conformal_threshold(scores[sections == s], false_alarm_rate)
         if fit.short:
-            name = names[s] if names else f"{s:02d}"
-            log.warning("section %s has %d normal training clips: a false-alarm rate of %g needs at least %d; "
+            name = names[s] if names else f"section {s:02d}"
+            log.warning("%s has %d normal training clips: a false-alarm rate of %g needs at least %d; "
                         "its threshold is the largest training score, which guarantees only %.3g",
                         name, fit.n, fit.rate, math.ceil(1 / fit.rate - 1), fit.achieved)
         out.append(fit.threshold)
@@ -89,7 +89,8 @@ def fit_detector(method: str, md: MachineData, cfg: RunConfig, scoring: ScoringC
             train_scores = loo_scores(det.backend, vectors, sec, dom)
     n_sec = len(md.section_names)
     det.thresholds.copy_(torch.as_tensor(section_thresholds(
-        train_scores, sec, n_sec, scoring.threshold_percentile, scoring.false_alarm_rate, list(md.section_names)),
+        train_scores, sec, n_sec, scoring.threshold_percentile, scoring.false_alarm_rate,
+        [f"{md.machine} section {n}" for n in md.section_names]),
         dtype=torch.float64))
     det.calibration = torch.from_numpy(pack_calibration([train_scores[sec == s] for s in range(n_sec)]))
     det.info.health = check_health(vectors.double().numpy(), train_scores)

@@ -18,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from scipy.ndimage import maximum_filter  # noqa: E402
 
 from dgmix.features import FeatureParams, mel_band_edges  # noqa: E402
 from dgmix.scoring.explain import Explanation  # noqa: E402
@@ -39,15 +40,19 @@ def explanation_figure(expl: Explanation, params: FeatureParams, title: str) -> 
     ax.imshow(frames, origin="lower", aspect="auto", cmap="gray_r", extent=extent, interpolation="nearest")
     curve = expl.map.mean(axis=0) if expl.resolved == "time" else expl.map.sum(axis=0)
     if expl.resolved == "time-mel":
-        pos = np.clip(expl.map, 0.0, None)
+        # for the eye only (the .npy keeps the exact map): each cell shows the largest value around
+        # it, so that single frames picked by max or GWRP pooling stay visible at this size
+        pos = maximum_filter(np.clip(expl.map, 0.0, None), size=(3, 5))
         top = float(pos.max())
         if top > 0:
             shown = np.ma.masked_less(pos / top, 0.05)
             ax.imshow(shown, origin="lower", aspect="auto", cmap="autumn_r", alpha=0.75, extent=extent,
                       vmin=0.0, vmax=1.0, interpolation="nearest")
-        for lo, _hi in expl.bands_hz:
+        for lo, hi in expl.bands_hz:
             j = int(np.argmin(np.abs(edges[:-2] - lo)))
-            ax.axhspan(j, j + 1, color="tab:blue", alpha=0.25, lw=0)
+            ax.axhline(j + 0.5, color="tab:blue", lw=0.8, alpha=0.8)
+            ax.annotate(f"{lo:.0f}-{hi:.0f} Hz", (1.0, (j + 0.5) / n_mels), xycoords="axes fraction",
+                        xytext=(3, 0), textcoords="offset points", va="center", fontsize=7, color="tab:blue")
     for s in expl.times_s:
         ax_t.axvline(s, color="tab:red", lw=0.8, ls="--")
     ax_t.plot((np.arange(t) + 0.5) * hop_s, curve, color="tab:red", lw=1.0)
