@@ -15,7 +15,7 @@ app = typer.Typer(
 )
 
 # Verb modules, in pipeline order. A module listed here that is missing is an error, not a skip.
-_VERBS = ["synth", "data", "features", "train", "run", "score", "evaluate", "methods", "serve", "export",
+_VERBS = ["synth", "data", "features", "train", "run", "score", "evaluate", "methods", "serve", "watch", "export",
           "report", "download"]
 
 for _name in _VERBS:
