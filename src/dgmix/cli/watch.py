@@ -28,8 +28,6 @@ def register(app: typer.Typer) -> None:
             None, "--channel", help="Channel to use (default: the detector's own setting, usually the downmix)."),
         pad: bool = typer.Option(False, "--pad", help="Zero-pad clips shorter than one window."),
         allow_silence: bool = typer.Option(False, "--allow-silence", help="Accept all-zero clips."),
-        no_explain: bool = typer.Option(False, "--no-explain", help="Log scores only, without the strongest "
-                                        "bands and times."),
     ) -> None:
         """Watch FOLDER: score each new clip once, append it to --log, print an ALARM line for each
         clip above its section's threshold. Ctrl-C, --max-files or --timeout end it."""
@@ -40,7 +38,7 @@ def register(app: typer.Typer) -> None:
         with guarded():
             opts = WatchOptions(interval=interval, settle=settle, max_files=max_files, timeout=timeout,
                                 section=section, channel=channel, pad=pad or None,
-                                allow_silence=allow_silence or None, explain=not no_explain)
+                                allow_silence=allow_silence or None)
             det = load_detector(detector_path)
             watcher = Watcher(det, folder, log, opts, echo=typer.echo,
                               echo_err=lambda s: typer.echo(s, err=True))

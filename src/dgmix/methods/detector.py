@@ -90,7 +90,7 @@ def fit_detector(method: str, md: MachineData, cfg: RunConfig, scoring: ScoringC
     n_sec = len(md.section_names)
     det.thresholds.copy_(torch.as_tensor(section_thresholds(
         train_scores, sec, n_sec, scoring.threshold_percentile, scoring.false_alarm_rate,
-        [f"{md.machine} section {n}" for n in md.section_names]),
+        [f"{method}: {md.machine} section {n}" for n in md.section_names]),
         dtype=torch.float64))
     det.calibration = torch.from_numpy(pack_calibration([train_scores[sec == s] for s in range(n_sec)]))
     det.info.health = check_health(vectors.double().numpy(), train_scores)
