@@ -23,7 +23,8 @@ def register(app: typer.Typer) -> None:
         verbose: Verbose = False,
     ) -> None:
         """Write one HTML file with the results tables, ROC curves, score histograms, t-SNE plots of the
-        training embeddings and the training curves; images are embedded, nothing else is needed."""
+        training embeddings, the training curves and the explanation maps of each section's top-scoring
+        test clips; images are embedded, nothing else is needed."""
         from dgmix.config import ReportConfig, read_run_config
         from dgmix.report import build_report
 

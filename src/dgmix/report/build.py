@@ -112,7 +112,7 @@ def _explanation_section(run_dir: Path, rc: RunContents) -> list[str]:
                 uri = "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
                 bands = ", ".join(f"{lo:.0f}-{hi:.0f} Hz" for lo, hi in e["bands_hz"]) or "-"
                 imgs.append(f'<figure style="display:inline-block;width:32%;margin:0 .5% .5em 0;vertical-align:top">'
-                            f'<img src="{uri}" alt="{escape(e["clip"])}"><figcaption style="font-size:.8em">'
+                            f'<img src="{uri}" alt="{escape(e["clip"])}"><figcaption style="font-size:.8em;overflow-wrap:anywhere">'
                             f'section {escape(e["section"])} #{e["rank"]}: {escape(e["clip"])}<br>bands {bands}'
                             '</figcaption></figure>')
             if imgs:
@@ -150,7 +150,7 @@ def build_report(run_dir: Path, cfg: ReportConfig | None = None, out: Path | Non
         meta.append(f"pipeline time: {info['seconds']:.1f} s")
     body = ["<h1>dgmix run report</h1>", f"<p class='meta'>{' · '.join(meta)}</p>",
             "<nav><a href='#results'>Results</a><a href='#roc'>ROC</a><a href='#hist'>Histograms</a>"
-            "<a href='#explain'>Explanations</a><a href='#tsne'>t-SNE</a><a href='#training'>Training</a></nav>"]
+            "<a href='#tsne'>t-SNE</a><a href='#training'>Training</a><a href='#explain'>Explanations</a></nav>"]
     body += _results_section(rc, paper)
     body += _figure_sections(rc, cfg, seed)
     body += _explanation_section(run_dir, rc)
