@@ -13,6 +13,13 @@ The ``ft-*`` settings time the fine-tuning step (paper §3.4, :class:`dgmix.trai
 AdamW, batch 64 as the paper preset): 20 fine-tuning epochs of 1,500 such steps can cost as much
 as the 100 pre-training epochs of 94 steps each.
 
+CUDA graphs (``cuda_graphs``, both stages, device path, fp32): ``none`` (``device-fp32``,
+``ft-device-fp32``), ``forward`` (``device-graphs``, ``ft-device-graphs``: the model's forward and
+backward, :mod:`dgmix.training.graphs`) and ``step`` (``device-step``, ``ft-device-step``: the whole
+step, :mod:`dgmix.training.step_graph`; its eager warm-up steps and the capture happen in the
+setting's warm-up, so the timed steps are replays). Without CUDA the graph settings are not run
+and their rows say so ("n/a"): on a CPU ``forward`` does nothing and ``step`` runs eagerly.
+
 Per setting it prints the median step time (each step synchronised), training windows/s
 (3 views x batch / step time), the epoch time for 96,000 windows at its batch, and the fraction
 of the card's peak that the achieved model FLOP/s represent (FLOPs per window: 3 x 2 x the
@@ -49,6 +56,7 @@ from dgmix.training.distributed import DistContext
 from dgmix.training.finetune import FinetuneTask
 from dgmix.training.graphs import maybe_graph
 from dgmix.training.pretrain import PretrainTask, build_optimizer
+from dgmix.training.step_graph import WARMUP_STEPS, StepGraph
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,7 @@ class Setting:
     on_device: bool
     amp: bool = False
     stage: str = "pretrain"  # "finetune": FinetuneTask + AdamW at the fine-tuning batch (--ft-batch)
-    graphs: bool = False  # finetune.cuda_graphs (dgmix.training.graphs)
+    graphs: str = "none"  # cuda_graphs: "none", "forward" (dgmix.training.graphs), "step" (.step_graph)
 
 
 SETTINGS = {
@@ -65,10 +73,14 @@ SETTINGS = {
     "host-bf16": Setting("host-bf16", False, amp=True),
     "device-fp32": Setting("device-fp32", True),
     "device-bf16": Setting("device-bf16", True, amp=True),
+    "device-graphs": Setting("device-graphs", True, graphs="forward"),
+    "device-step": Setting("device-step", True, graphs="step"),
     "ft-host-fp32": Setting("ft-host-fp32", False, stage="finetune"),
     "ft-device-fp32": Setting("ft-device-fp32", True, stage="finetune"),
-    "ft-device-graphs": Setting("ft-device-graphs", True, stage="finetune", graphs=True),
+    "ft-device-graphs": Setting("ft-device-graphs", True, stage="finetune", graphs="forward"),
+    "ft-device-step": Setting("ft-device-step", True, stage="finetune", graphs="step"),
 }
+DEFAULT_SETTINGS = ",".join(SETTINGS)
 
 
 def make_clips(n_clips: int, seed: int = 0) -> ClipSet:
@@ -93,11 +105,12 @@ def build(s: Setting, clips: ClipSet, batch: int, device: str):
 
 
 def build_pretrain(s: Setting, clips: ClipSet, batch: int, device: str):
-    cfg = load_config("paper", overrides={"pretrain": {"batch_size": batch, "amp": s.amp}})
+    cfg = load_config("paper", overrides={"pretrain": {"batch_size": batch, "amp": s.amp, "cuda_graphs": s.graphs}})
     ctx = DistContext(device=torch.device(device))
     torch.manual_seed(0)
     task = PretrainTask(clips, cfg, ctx)
     task.module, model = wrap_model(task.module, ctx)
+    model = maybe_graph(model, s.graphs == "forward", ctx)
     opt, sched = build_optimizer(task.module, cfg, steps_per_epoch=max(1, clips.n_windows // batch))
     order = torch.randperm(clips.n_windows, generator=torch.Generator().manual_seed(0)).to(task.index_device)
     return task, model, opt, order
@@ -110,19 +123,24 @@ def build_finetune(s: Setting, clips: ClipSet, batch: int, device: str):
     torch.manual_seed(0)
     task = FinetuneTask(clips, cfg, ctx)
     task.module, model = wrap_model(task.module, ctx)
-    model = maybe_graph(model, s.graphs, ctx)
+    model = maybe_graph(model, s.graphs == "forward", ctx)
     opt = torch.optim.AdamW(param_groups(task.module, cfg.finetune.weight_decay), lr=cfg.finetune.lr)
     order = torch.randperm(clips.n_windows, generator=torch.Generator().manual_seed(0)).to(task.index_device)
     return task, model, opt, order
 
 
-def step_fn(task, model, opt, order, batch: int, gen: torch.Generator):
+def step_fn(task, model, opt, order, batch: int, gen: torch.Generator, graphs: str = "none"):
+    """One training step as run_loop takes it: eager, or with ``graphs == "step"`` through a
+    :class:`StepGraph` (at the optimizer's lr)."""
     pos = [0]
+    runner = StepGraph(task, model, opt, task.ctx) if graphs == "step" else None
 
     def step() -> float:
         start = pos[0] % (len(order) - batch)
         pos[0] += batch
         idx = order[start:start + batch]
+        if runner is not None:
+            return float(runner.step(idx, runner.base_lr, gen)["loss"].detach())
         terms = task.step(model, idx, gen)
         opt.zero_grad(set_to_none=True)
         terms["loss"].backward()
@@ -141,8 +159,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=3, help="timed blocks of --steps steps")
     ap.add_argument("--ft-batch", type=int, default=64, help="batch of the ft-* (fine-tuning) settings")
-    ap.add_argument("--settings",
-                    default="host-fp32,host-bf16,device-fp32,device-bf16,ft-host-fp32,ft-device-fp32,ft-device-graphs")
+    ap.add_argument("--settings", default=DEFAULT_SETTINGS)
     ap.add_argument("--peak-tflops", type=float, default=989.0, help="the card's dense bf16 peak")
     ap.add_argument("--epoch-windows", type=int, default=96_000)
     ap.add_argument("--json", default=None)
@@ -154,6 +171,8 @@ def main() -> None:
     names = args.settings.split(",")
     built = {}
     failed: dict[str, str] = {}
+    skipped = {n: "n/a: cuda_graphs needs CUDA" for n in names if SETTINGS[n].graphs != "none" and not cuda}
+    names = [n for n in names if n not in skipped]
     for n in names:
         t1 = time.perf_counter()
         try:
@@ -173,14 +192,19 @@ def main() -> None:
     print("| setting | step (ms) | train windows/s | epoch of 96k windows (s) | model TFLOP/s | % of peak "
           "| windows/s vs first |")
     print("|---|---:|---:|---:|---:|---:|---:|", flush=True)
+    for n, why in skipped.items():
+        print(f"| {n} | {why} | | | | | |", flush=True)
     rows = []
     # one setting after the other, each row printed as soon as it is measured, so a time limit
     # costs only the settings not reached yet
     for n in names:
         *parts, batch = built[n]
-        step = step_fn(*parts, batch, torch.Generator().manual_seed(1))
+        graphs = SETTINGS[n].graphs
+        step = step_fn(*parts, batch, torch.Generator().manual_seed(1), graphs)
+        # a step graph takes WARMUP_STEPS eager steps, then its capture: all before the timing
+        warmup = max(1, args.warmup, WARMUP_STEPS + 1 if graphs == "step" else 1)
         try:
-            warm = [step() for _ in range(max(1, args.warmup))]  # same init and draws per stage: parity
+            warm = [step() for _ in range(warmup)]  # same init and draws per stage: parity
             first = warm[0]
         except Exception as exc:
             failed[n] = f"{type(exc).__name__}: {exc}".splitlines()[0]
@@ -210,12 +234,12 @@ def main() -> None:
     for r in rows:
         print(f"  {r['setting']}: " + ", ".join(f"{v:.6f}" for v in r["warmup_losses"]))
     for n in wanted:
-        if n not in built:
+        if n not in built and n not in skipped:
             print(f"| {n} | failed to build: {failed[n]} | | | | | |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": machine_info(args.device), "args": vars(args), "rows": rows,
-                       "failed": failed, "macs_per_window": macs}, f, indent=1)
+                       "failed": failed, "skipped": skipped, "macs_per_window": macs}, f, indent=1)
 
 
 def window_macs(module: torch.nn.Module) -> int:

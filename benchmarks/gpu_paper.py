@@ -1,6 +1,9 @@
 """The paper's schedule on one DCASE-size machine type on a GPU, end to end, in one call.
 
-1. the step-time table (``bench_gpu.py``, a few settings, its JSON kept);
+1. the step-time table (``bench_gpu.py``, its JSON kept): host / device path, fp32 / bf16, and
+   ``cuda_graphs`` none / forward / step for pre-training and fine-tuning, summarised in
+   ``gpu_paper.json`` as ``"cuda_graphs_ms": {stage: {mode: median step ms, or "n/a ..."}}``
+   (the graph modes are n/a without CUDA, as in the dry run);
 2. ``dgmix synth --set dcase2022 --machines fan`` (6,000 training and 600 test clips) and
    ``dgmix features``;
 3. one ``dgmix run --preset paper --device cuda --methods M`` per method, in the order given
@@ -35,6 +38,20 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 DGMIX = [sys.executable, "-m", "dgmix"]
 METHODS = "dgmix,random,scratch,vicreg,baseline,logmel"
+#: bench_gpu.py's settings per stage and cuda_graphs mode (device-resident data, fp32)
+GRAPH_SETTINGS = {"pretrain": {"none": "device-fp32", "forward": "device-graphs", "step": "device-step"},
+                  "finetune": {"none": "ft-device-fp32", "forward": "ft-device-graphs", "step": "ft-device-step"}}
+
+
+def graphs_table(step_times: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Median step time (ms) per stage and ``cuda_graphs`` mode from bench_gpu.py's JSON, or why
+    there is none (skipped without CUDA, failed, not measured)."""
+    rows = {r["setting"]: r for r in step_times.get("rows", [])}
+    why = {**step_times.get("failed", {}), **step_times.get("skipped", {})}
+    return {stage: {mode: round(1e3 * rows[name]["median_step_s"], 2) if name in rows
+                    else why.get(name, "not measured")
+                    for mode, name in modes.items()}
+            for stage, modes in GRAPH_SETTINGS.items()}
 
 
 def _run(cmd: list[str], log: Path, timeout: float | None) -> tuple[float, int | None]:
@@ -78,9 +95,10 @@ def main() -> None:
     bench = [sys.executable, str(HERE / "bench_gpu.py"), "--json", str(step_json)]
     if a.dry_run:
         bench += ["--device", "cpu", "--clips", "6", "--batch", "32", "--steps", "2", "--rounds", "1"]
-    res["step_table_s"], rc = _run(bench, logs / "bench_gpu.log", 240)
+    res["step_table_s"], rc = _run(bench, logs / "bench_gpu.log", 360)
     if rc == 0 and step_json.is_file():
         res["step_times"] = json.loads(step_json.read_text())
+        res["cuda_graphs_ms"] = graphs_table(res["step_times"])
     t_budget = time.perf_counter()
 
     def left() -> float:
@@ -136,7 +154,8 @@ def main() -> None:
     res["epochs_pretrain"], res["epochs_finetune"] = preset.pretrain.epochs, preset.finetune.epochs
     res["total_minutes"] = round((time.perf_counter() - t_start) / 60, 2)
     (out / "gpu_paper.json").write_text(json.dumps(res, indent=1) + "\n")
-    print(json.dumps({k: res[k] for k in ("device", "official", "minutes", "not_finished")}, indent=1))
+    print(json.dumps({k: res.get(k) for k in ("device", "official", "minutes", "not_finished", "cuda_graphs_ms")},
+                     indent=1))
     if a.work is None:
         shutil.rmtree(work, ignore_errors=True)
 

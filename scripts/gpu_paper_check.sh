@@ -44,7 +44,7 @@ timeout -k 5 "$(( $(left) < 120 ? $(left) : 120 ))" python3 benchmarks/bench_gpu
   --json "$OUT/bench_gpu.json" > "$OUT/bench_gpu.txt" 2>&1
 echo "benchmark done at $((SECONDS - T0)) s" >> "$OUT/data.txt"
 
-# keep what won in the benchmark just run: bf16 for pre-training and CUDA graphs for fine-tuning,
+# keep what won in the benchmark just run: bf16 for pre-training and CUDA graphs (forward or step) for fine-tuning,
 # each only where its row beat the fp32 eager row of the device path (KEEP=0: the preset as is)
 python3 - "$OUT/bench_gpu.json" "$W/speed.yaml" "${KEEP:-1}" >> "$OUT/data.txt" 2>&1 <<'PY'
 import json, sys
@@ -56,9 +56,11 @@ except (OSError, ValueError, KeyError):
 keep = sys.argv[3] == "1"
 won = lambda a, b: keep and a in rows and b in rows and rows[a] > rows[b]
 pre = won("device-bf16", "device-fp32")
-graphs = won("ft-device-graphs", "ft-device-fp32")
+# finetune.cuda_graphs: the fastest of none / forward / step (none unless it beat the eager row)
+modes = {"forward": "ft-device-graphs", "step": "ft-device-step"}
+graphs = max((m for m in modes if won(modes[m], "ft-device-fp32")), key=lambda m: rows[modes[m]], default="none")
 with open(sys.argv[2], "w") as f:
-    f.write(f"pretrain:\n  amp: {str(pre).lower()}\nfinetune:\n  cuda_graphs: {str(graphs).lower()}\n")
+    f.write(f"pretrain:\n  amp: {str(pre).lower()}\nfinetune:\n  cuda_graphs: {graphs}\n")
 print(f"e2e settings kept from the benchmark: pretrain bf16={pre}, finetune cuda_graphs={graphs}")
 PY
 

@@ -100,23 +100,29 @@ SECTIONS = np.repeat([0, 1], 36)
 DOMAINS = np.tile(np.array([0] * 30 + [1] * 6), 2)
 
 
-def test_sections_keep_pairs_in_the_anchor_section() -> None:
+#: the two ways to draw: the host path's, and the fixed-shape one of the device path (CUDA graphs)
+DRAWS = ["__call__", "draw_static"]
+
+
+@pytest.mark.parametrize("draw", DRAWS)
+def test_sections_keep_pairs_in_the_anchor_section(draw) -> None:
     sampler = PairSampler(72, sections=SECTIONS)
     idx = torch.arange(72).repeat(20)
-    a, b = sampler(idx, torch.Generator().manual_seed(0))
+    a, b = getattr(sampler, draw)(idx, torch.Generator().manual_seed(0))
     assert torch.equal(a, idx) and (a != b).all() and (SECTIONS[a.numpy()] == SECTIONS[b.numpy()]).all()
     with pytest.raises(ValueError, match="one entry per window"):
         PairSampler(72, sections=SECTIONS[:10])
     with pytest.raises(ValueError, match="single training window"):
-        PairSampler(3, sections=[0, 0, 1])(torch.arange(3), torch.Generator().manual_seed(0))
+        getattr(PairSampler(3, sections=[0, 0, 1]), draw)(torch.arange(3), torch.Generator().manual_seed(0))
 
 
+@pytest.mark.parametrize("draw", DRAWS)
 @pytest.mark.parametrize("scope", ["section", "machine"])
-def test_pair_type_shares_are_drawn_as_configured(scope) -> None:
+def test_pair_type_shares_are_drawn_as_configured(scope, draw) -> None:
     shares = (0.2, 0.5, 0.3)
     sampler = PairSampler(72, sections=SECTIONS if scope == "section" else None, domains=DOMAINS, shares=shares)
     idx = torch.arange(72).repeat(200)
-    a, b = sampler(idx, torch.Generator().manual_seed(3))
+    a, b = getattr(sampler, draw)(idx, torch.Generator().manual_seed(3))
     da, db = DOMAINS[a.numpy()], DOMAINS[b.numpy()]
     kinds = np.where((da == 0) & (db == 0), 0, np.where((da == 1) & (db == 1), 2, 1))
     freq = np.bincount(kinds, minlength=3) / len(kinds)
@@ -135,6 +141,51 @@ def test_pair_type_shares_are_drawn_as_configured(scope) -> None:
         PairSampler(72, shares=shares)
     with pytest.raises(ValueError, match="three non-negative"):
         PairSampler(72, domains=DOMAINS, shares=(1, -1, 1))
+
+
+@pytest.mark.parametrize("shares", [(0.2, 0.5, 0.3), (1.0, 0.0, 0.0), (0.0, 0.0, 1.0), None])
+def test_the_fixed_shape_draw_has_the_distribution_of_the_host_draw(shares) -> None:
+    """draw_static (the device path, graph-safe) and __call__ (the host path) draw another random
+    stream from one distribution: for every anchor, the counts of its (X, X') pairs over 3,000
+    draws each pass a chi-square test of homogeneity. Three sections, one with a single target
+    window (its target x target pairs fall back to a uniform partner) and one of three windows."""
+    sections = np.repeat([0, 1, 2], [12, 12, 3])
+    domains = np.r_[np.zeros(9), np.ones(3), np.zeros(11), np.ones(1), 0, 1, 1].astype(int)
+    sampler = PairSampler(27, sections=sections, domains=domains, shares=shares)
+    idx = torch.arange(27).repeat(3000)
+    draws = [getattr(sampler, d)(idx, torch.Generator().manual_seed(5)) for d in DRAWS]
+    pvalues = []
+    for anchor in range(27):
+        at = (idx == anchor).numpy()
+        keys = [a.numpy()[at] * 27 + b.numpy()[at] for a, b in draws]
+        cells = np.union1d(*keys)
+        table = np.array([[np.sum(k == c) for c in cells] for k in keys])
+        if len(cells) > 1:
+            pvalues.append(stats.chi2_contingency(table).pvalue)
+        for k in keys:  # both windows in the anchor's section, and two different windows
+            assert (sections[k // 27] == sections[anchor]).all() and (sections[k % 27] == sections[anchor]).all()
+            assert ((k // 27) != (k % 27)).all()
+    # 27 tests at a fixed seed: none far in the tail (a wrong distribution gives p ~ 0 at this size)
+    assert min(pvalues) > 1e-4, min(pvalues)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_specaugment_with_a_cuda_generator_stays_on_the_device() -> None:
+    """The device path's SpecAugment (a CUDA generator, no host synchronisation): the masks and the
+    per-sample mean fill of the CPU version, reproducible from the generator's seed."""
+    x = (torch.randn(16, 1, 128, 64, generator=torch.Generator().manual_seed(0)) * 10 - 40).cuda()
+    aug = SpecAugment(time_warp=0)
+    out = aug(x, generator=torch.Generator(device="cuda").manual_seed(5))
+    assert out.device.type == "cuda"
+    torch.testing.assert_close(out, aug(x, generator=torch.Generator(device="cuda").manual_seed(5)))
+    changed = (out != x).cpu()
+    for i in range(16):
+        m = changed[i, 0]
+        assert torch.equal(m, m.all(dim=1)[:, None] | m.all(dim=0)[None, :])
+        torch.testing.assert_close(out[i, 0][m.cuda()], x[i].mean().expand(int(m.sum())))
+    assert changed.any()
+    warped = SpecAugment()(x, generator=torch.Generator(device="cuda").manual_seed(6))
+    assert warped.device.type == "cuda" and warped.shape == x.shape
 
 
 def test_time_warp_matches_numpy_interp() -> None:

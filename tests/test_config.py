@@ -24,7 +24,7 @@ SECTION_FIELDS = {
                  "allow_silence"],
     "model": ["width_mult", "embed_dim", "expander_hidden", "expander_layers", "classifier_hidden"],
     "pretrain": ["method", "epochs", "batch_size", "lr", "weight_decay", "optimizer", "warmup_epochs", "final_lr",
-                 "gamma", "mu", "nu", "mixup_alpha", "windows_per_epoch", "joined_views", "amp"],
+                 "gamma", "mu", "nu", "mixup_alpha", "windows_per_epoch", "joined_views", "amp", "cuda_graphs"],
     "finetune": ["epochs", "batch_size", "lr", "weight_decay", "gamma", "mixup_alpha", "pair_shares",
                  "windows_per_epoch", "joined_views", "cuda_graphs", "classes"],
     "baseline": ["epochs", "batch_size", "lr", "windows_per_epoch"],

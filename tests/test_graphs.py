@@ -1,4 +1,4 @@
-"""finetune.cuda_graphs (dgmix.training.graphs): a no-op on CPU, refused under DDP, eager outside training."""
+"""cuda_graphs: forward (dgmix.training.graphs): a no-op on CPU, refused under DDP, eager outside training."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from dgmix.training.graphs import GraphedForward, maybe_graph
 
 
 def test_config_field_defaults_off_and_validates():
-    assert load_config("paper").finetune.cuda_graphs is False
-    assert load_config("paper", overrides={"finetune": {"cuda_graphs": True}}).finetune.cuda_graphs is True
+    assert load_config("paper").finetune.cuda_graphs == "none"
+    assert load_config("paper", overrides={"finetune": {"cuda_graphs": "forward"}}).finetune.cuda_graphs == "forward"
+    # the boolean of older config files: true was this wrapper
+    assert load_config("paper", overrides={"finetune": {"cuda_graphs": True}}).finetune.cuda_graphs == "forward"
 
 
 def test_cpu_leaves_the_model_as_it_is():

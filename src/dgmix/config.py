@@ -9,6 +9,7 @@ configuration as YAML into a run directory.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -31,6 +32,12 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, installed as ``toml
     import tomli as tomllib
 
 PRESETS: tuple[str, ...] = ("paper", "cpu", "tiny")
+#: ``pretrain.cuda_graphs`` / ``finetune.cuda_graphs``: "none" (eager), "forward" (CUDA graphs of
+#: the model's forward and backward, :mod:`dgmix.training.graphs`) or "step" (the whole training
+#: step in one CUDA graph, :mod:`dgmix.training.step_graph`).
+CudaGraphs = Literal["none", "forward", "step"]
+#: The booleans of earlier config files and run directories: false -> "none", true -> "forward".
+LEGACY_CUDA_GRAPHS = {False: "none", True: "forward"}
 #: The preset every verb (run, pretrain, finetune) starts from when ``--preset`` is not given: a
 #: schedule sized for a 2-core laptop. ``--preset paper`` is the paper's schedule (§3.3-3.4).
 DEFAULT_PRESET = "cpu"
@@ -61,7 +68,7 @@ class PretrainConfig:
     network that is affine in training mode) instead of one per view; not in the paper
     (:func:`dgmix.training.pretrain.forward_views`). ``windows_per_epoch``: a cap on the windows
     visited per epoch (null: every window of the machine type, as the paper). ``amp``: bf16
-    autocast on CUDA.
+    autocast on CUDA. ``cuda_graphs`` as in :class:`FinetuneConfig`.
     """
 
     method: Literal["dgmix", "vicreg"] = "dgmix"
@@ -79,6 +86,7 @@ class PretrainConfig:
     windows_per_epoch: int | None = None
     joined_views: bool = False
     amp: bool = False
+    cuda_graphs: CudaGraphs = "none"
 
 
 @dataclass
@@ -91,9 +99,13 @@ class FinetuneConfig:
     and no proportion), or null (partner uniform within the section: with 990 source and 10
     target clips per section, ~2 % of pairs then involve a target window); see
     :mod:`dgmix.augment.pairs`. AdamW decays conv/linear weights only (biases and BN parameters
-    are not decayed; the paper does not say). ``joined_views`` as in pre-training. ``cuda_graphs``:
-    CUDA graphs of the model's forward and backward on one GPU (the batch-64 step is bound by
-    kernel launches; :mod:`dgmix.training.graphs`); no effect on a CPU. ``classes``: classifier
+    are not decayed; the paper does not say). ``joined_views`` as in pre-training. ``cuda_graphs``
+    (not in the paper; the batch-64 step is bound by kernel launches): "none"; "forward", CUDA
+    graphs of the model's forward and backward (:mod:`dgmix.training.graphs`); "step", the whole
+    step (draws, forward, loss, backward, optimizer update) in one CUDA graph
+    (:mod:`dgmix.training.step_graph`). Both need one GPU (refused under DDP); on a CPU "forward"
+    does nothing and "step" runs the same step function eagerly. The booleans of older config
+    files are read as false -> "none", true -> "forward". ``classes``: classifier
     targets, "section" (paper §3.4), "section+attributes", or "auto" (attributes only when the
     data has a single section; :func:`dgmix.training.data.class_keys`).
     """
@@ -107,7 +119,7 @@ class FinetuneConfig:
     pair_shares: list[float] | None = field(default_factory=lambda: [1.0, 1.0, 1.0])
     windows_per_epoch: int | None = None
     joined_views: bool = False
-    cuda_graphs: bool = False
+    cuda_graphs: CudaGraphs = "none"
     classes: Literal["section", "section+attributes", "auto"] = "section"
 
 
@@ -282,6 +294,17 @@ def validate(cfg: RunConfig, source: str = "config") -> None:
         scoring_with(cfg.scoring, overrides, source, prefix=f"scoring.per_method.{name}.")
 
 
+def upgrade_legacy(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` (a config mapping, changed in place and returned) with the settings of older
+    versions in today's form: ``cuda_graphs: false/true`` -> ``"none"/"forward"`` in ``pretrain``
+    and ``finetune``. Anything else, including a wrong value, is left for the type checks."""
+    for section in ("pretrain", "finetune"):
+        stage = data.get(section)
+        if isinstance(stage, dict) and isinstance(stage.get("cuda_graphs"), bool):
+            stage["cuda_graphs"] = LEGACY_CUDA_GRAPHS[stage["cuda_graphs"]]
+    return data
+
+
 def read_config_file(path: Path) -> dict[str, Any]:
     """Read a YAML (.yaml/.yml) or TOML (.toml) file; JSON is valid YAML."""
     path = Path(path)
@@ -296,7 +319,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise InputError(path, f"cannot parse config: {exc}") from None
     if not isinstance(data, dict | None):
         raise InputError(path, "config file must hold a mapping of fields")
-    return data or {}
+    return upgrade_legacy(data or {})
 
 
 def load_config(preset: str = "paper", config_file: Path | None = None,
@@ -310,14 +333,14 @@ def load_config(preset: str = "paper", config_file: Path | None = None,
             raise InputError(config_file, f"config says preset {named!r} but --preset is {preset!r}")
         apply_overrides(cfg, data, str(config_file))
     if overrides:
-        apply_overrides(cfg, overrides, "command line")
+        apply_overrides(cfg, upgrade_legacy(copy.deepcopy(overrides)), "command line")
     validate(cfg, str(config_file) if config_file else f"preset {preset}")
     return cfg
 
 
 def config_from_dict(data: dict[str, Any], source: str = "checkpoint") -> RunConfig:
     """Rebuild a RunConfig from its ``to_dict`` form (as stored in checkpoints and run dirs)."""
-    data = json.loads(json.dumps(data))  # deep copy
+    data = upgrade_legacy(json.loads(json.dumps(data)))  # deep copy
     cfg = RunConfig(preset=data.pop("preset", "paper"))
     apply_overrides(cfg, data, source)
     validate(cfg, source)
@@ -346,7 +369,7 @@ def resume_config(run_dir: Path, preset: str | None, config_file: Path | None,
         data.pop("preset", None)
         apply_overrides(requested, data, str(config_file))
     if overrides:
-        apply_overrides(requested, overrides, "command line")
+        apply_overrides(requested, upgrade_legacy(copy.deepcopy(overrides)), "command line")
     for key, old, new in _differences(saved.to_dict(), requested.to_dict()):
         raise InputError("--resume", f"{key} is {old!r} in the run in {run_dir}, {new!r} now; resume without "
                          "changing it, or start a new run (--overwrite or another --out)")

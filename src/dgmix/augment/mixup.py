@@ -66,14 +66,17 @@ def mix(x: Tensor, x_prime: Tensor, lam: Tensor | float) -> Tensor:
     return torch.lerp(x_prime, x, lam_b)
 
 
-def mix_labels(labels: Tensor, labels_prime: Tensor, lam: Tensor | float, n_classes: int) -> Tensor:
+def mix_labels(labels: Tensor, labels_prime: Tensor, lam: Tensor | float, n_classes: int,
+               check: bool = True) -> Tensor:
     """Mixed one-hot targets lam * onehot(labels) + (1 - lam) * onehot(labels'), (N, n_classes)
-    float32 (paper §3.4: "the mixed section ID")."""
+    float32 (paper §3.4: "the mixed section ID"). ``check``: test on the host that every label
+    lies in [0, n_classes); a training step whose labels come from its own class table skips it,
+    so that it needs no host synchronisation (CUDA graphs, :mod:`dgmix.training.step_graph`)."""
     if labels.ndim != 1 or labels.shape != labels_prime.shape:
         raise ValueError(f"mix_labels: labels must be two (N,) tensors, got "
                          f"{tuple(labels.shape)} and {tuple(labels_prime.shape)}")
     labels, labels_prime = labels.long(), labels_prime.long()
-    if labels.numel() and (min(labels.min(), labels_prime.min()) < 0
+    if check and labels.numel() and (min(labels.min(), labels_prime.min()) < 0
                            or max(labels.max(), labels_prime.max()) >= n_classes):
         raise ValueError(f"mix_labels: labels must lie in [0, {n_classes})")
     a = torch.nn.functional.one_hot(labels, n_classes).float()

@@ -25,6 +25,13 @@ so a resumed run draws the same pairs.
   lambda onehot(a) + (1 - lambda) onehot(b), is the one-hot label of that section. It is a true
   mixture only when the classes are finer than sections (``finetune.classes:
   section+attributes``, or ``auto`` on one-section data) and the two windows' attributes differ.
+
+Two ways to draw the same distribution: :meth:`PairSampler.__call__` (the host path: per-group
+draws of data-dependent sizes, the random stream of earlier runs) and :meth:`PairSampler.draw_static`
+(the device-resident path, :mod:`dgmix.training.device_data`): a fixed number of draws per anchor
+and no host synchronisation (no ``nonzero``, no Python branch on tensor values), so that a whole
+training step can be captured in a CUDA graph (:mod:`dgmix.training.step_graph`). The two draw
+different random streams.
 """
 
 from __future__ import annotations
@@ -98,6 +105,38 @@ class PairSampler:
                      torch.nonzero((groups == g) & (doms == TARGET)).flatten())
             for g in torch.unique(groups).tolist()
         }
+        self._build_static_tables()
+
+    def _build_static_tables(self) -> None:
+        """Index tables of :meth:`draw_static`, per group in ``self.pools`` order and per pool
+        (0: every window, 1: source, 2: target): the pools concatenated (``flat``, padded with one
+        dummy entry so that an empty pool can still be indexed; such draws are masked out), each
+        group's first position (``start``) and size (``size``), each window's group number
+        (``gid``) and its position in its own group's pool (``rank``), and which pair types a
+        group can form (``valid``, (groups, 3))."""
+        self.gid = torch.zeros(self.n_windows, dtype=torch.long)
+        self.flat, self.start, self.size, self.rank = [], [], [], []
+        for k in range(3):
+            parts = [pools[k] for pools in self.pools.values()]
+            sizes = torch.tensor([len(t) for t in parts], dtype=torch.long)
+            rank = torch.zeros(self.n_windows, dtype=torch.long)
+            for t in parts:
+                rank[t] = torch.arange(len(t))
+            self.flat.append(torch.cat(parts + [torch.zeros(1, dtype=torch.long)]))
+            self.start.append(torch.cumsum(sizes, 0) - sizes)
+            self.size.append(sizes)
+            self.rank.append(rank)
+        for i, pools in enumerate(self.pools.values()):
+            self.gid[pools[0]] = i
+        n_src, n_tgt = self.size[1], self.size[2]
+        self.valid = torch.stack([n_src >= 2, (n_src > 0) & (n_tgt > 0), n_tgt >= 2], dim=1)
+        self.singleton = bool((self.size[0] < 2).any())
+        if self.shares is not None:
+            p = [float(v) for v in self.shares]
+            # kind = (u >= c0) + (u >= c1) for u ~ U[0, 1): P(kind) = shares, a zero share exactly never
+            c0 = p[0]
+            c1 = c0 if p[1] == 0 else (1.0 if p[2] == 0 else c0 + p[1])
+            self.cuts = (c0, c1)
 
     def _labels(self, values: Sequence[int] | np.ndarray | None, what: str) -> Tensor:
         if values is None:
@@ -115,6 +154,9 @@ class PairSampler:
         self.pools = {g: tuple(t.to(device) for t in pools) for g, pools in self.pools.items()}
         if self.shares is not None:
             self.shares = self.shares.to(device)
+        self.gid, self.valid = self.gid.to(device), self.valid.to(device)
+        for name in ("flat", "start", "size", "rank"):
+            setattr(self, name, [t.to(device) for t in getattr(self, name)])
         return self
 
     def __call__(self, idx: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -143,3 +185,69 @@ class PairSampler:
                 b[k] = (_draw_other(pool_b, a[k], generator) if pool_a is pool_b
                         else _draw(pool_b, len(k), generator))
         return a, b
+
+    def draw_static(self, idx: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """``(a, b)`` as :meth:`__call__` draws them (the same distribution, another random
+        stream), with a fixed number of draws and no host synchronisation, so that it can run in a
+        CUDA graph. ``idx``, the tables (:meth:`to`) and ``generator`` must share a device.
+
+        Per anchor, four uniforms: the pair type, the fallback partner (uniform over the other
+        windows of the anchor's group), the replacement X when the anchor's domain does not fit
+        the type, and X'. Each candidate is computed for every anchor and kept with
+        ``torch.where``, which is where :meth:`__call__` branches. Unlike there, a group with a
+        single window is refused whichever anchors are drawn (checked on the host tables).
+        """
+        if self.uniform:
+            return self(idx, generator)  # already a fixed number of draws, no synchronisation
+        if self.singleton:
+            raise ValueError("a section with a single training window cannot form a mixup pair")
+        u = torch.rand((4, *idx.shape), generator=generator, device=idx.device, dtype=torch.float64)
+        g = self.gid[idx]
+        b_any = self._other(0, g, idx, u[1])  # uniform in the group: the fallback, as in __call__
+        if self.shares is None:
+            return idx, b_any
+        kind = (u[0] >= self.cuts[0]).long() + (u[0] >= self.cuts[1]).long()
+        pool_a = torch.where(kind == 2, 2, 1)  # target for target x target, else source
+        keep = self.domain[idx] == torch.where(kind == 2, TARGET, SOURCE)
+        a = torch.where(keep, idx, self._pick(pool_a, g, u[2]))
+        pool_b = torch.where(kind == 0, 1, 2)
+        same = kind != 1  # source x source and target x target: X' is another window of X's pool
+        b = torch.where(same, self._other(pool_b, g, a, u[3]), self._pick(pool_b, g, u[3]))
+        valid = self.valid[g, kind]
+        return torch.where(valid, a, idx), torch.where(valid, b, b_any)
+
+    def _table(self, name: str, pool: int | Tensor, g: Tensor) -> Tensor:
+        """``getattr(self, name)[pool][g]`` with ``pool`` a number or a per-anchor tensor."""
+        tables = getattr(self, name)
+        if isinstance(pool, int):
+            return tables[pool][g]
+        return torch.where(pool == 1, tables[1][g], tables[2][g])
+
+    def _pick(self, pool: int | Tensor, g: Tensor, u: Tensor) -> Tensor:
+        """A uniform member of group ``g``'s ``pool`` (0 all, 1 source, 2 target) for each uniform
+        ``u``; a placeholder where that pool is empty (masked out by the caller)."""
+        size = self._table("size", pool, g)
+        r = torch.minimum((u * size).long(), (size - 1).clamp_min(0))
+        return self._flat(pool, self._table("start", pool, g) + r)
+
+    def _other(self, pool: int | Tensor, g: Tensor, member: Tensor, u: Tensor) -> Tensor:
+        """A uniform member of group ``g``'s ``pool`` other than ``member`` (which belongs to it),
+        for each uniform ``u``: position r in [0, size - 2], shifted past the member's own."""
+        size = self._table("size", pool, g)
+        r = torch.minimum((u * (size - 1)).long(), (size - 2).clamp_min(0))
+        slot = self._table_rank(pool, member)
+        return self._flat(pool, self._table("start", pool, g) + r + (r >= slot).long())
+
+    def _table_rank(self, pool: int | Tensor, member: Tensor) -> Tensor:
+        if isinstance(pool, int):
+            return self.rank[pool][member]
+        return torch.where(pool == 1, self.rank[1][member], self.rank[2][member])
+
+    def _flat(self, pool: int | Tensor, pos: Tensor) -> Tensor:
+        """Window at position ``pos`` of the concatenated ``pool``, clamped into the table (an
+        out-of-range position only arises where the draw is masked out)."""
+        if isinstance(pool, int):
+            flat = self.flat[pool]
+            return flat[pos.clamp(0, len(flat) - 1)]
+        src, tgt = self.flat[1], self.flat[2]
+        return torch.where(pool == 1, src[pos.clamp(0, len(src) - 1)], tgt[pos.clamp(0, len(tgt) - 1)])

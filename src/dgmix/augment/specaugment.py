@@ -36,22 +36,25 @@ N_FREQ_MASKS = 2
 N_TIME_MASKS = 2
 
 
-def time_warp(x: Tensor, centre: Tensor, shift: Tensor) -> Tensor:
+def time_warp(x: Tensor, centre: Tensor, shift: Tensor, check: bool = True) -> Tensor:
     """Warp the last (time) axis of ``x`` (N, ..., T) piecewise-linearly, per sample.
 
     Output frame t reads the input at s(t), where s is piecewise linear with s(0) = 0,
     s(centre + shift) = centre and s(T - 1) = T - 1: the content at frame ``centre`` moves to
     frame ``centre + shift``. Values between frames are linearly interpolated. ``centre`` and
-    ``centre + shift`` must lie in [1, T - 2] (float tensors of shape (N,) are fine).
+    ``centre + shift`` must lie in [1, T - 2] (float tensors of shape (N,) are fine); ``check``
+    tests it, which reads the values on the host: :class:`SpecAugment` draws them in range and
+    skips the test, so that a step on the device needs no host synchronisation (CUDA graphs).
+    The warp is computed on ``centre``'s device.
     """
     n, t_len = x.shape[0], x.shape[-1]
     c = torch.as_tensor(centre, dtype=torch.float64).reshape(-1)
     d = c + torch.as_tensor(shift, dtype=torch.float64).reshape(-1)
     if c.shape != (n,) or d.shape != (n,):
         raise ValueError(f"time_warp: centre and shift must have shape ({n},)")
-    if t_len < 3 or bool(((c < 1) | (c > t_len - 2) | (d < 1) | (d > t_len - 2)).any()):
+    if t_len < 3 or (check and bool(((c < 1) | (c > t_len - 2) | (d < 1) | (d > t_len - 2)).any())):
         raise ValueError(f"time_warp: centre and centre + shift must lie in [1, {t_len - 2}]")
-    t = torch.arange(t_len, dtype=torch.float64).unsqueeze(0)  # (1, T)
+    t = torch.arange(t_len, dtype=torch.float64, device=c.device).unsqueeze(0)  # (1, T)
     c, d = c.unsqueeze(1), d.unsqueeze(1)
     last = float(t_len - 1)
     src = torch.where(t <= d, t * c / d, c + (t - d) * (last - c) / (last - d))
@@ -65,15 +68,18 @@ def time_warp(x: Tensor, centre: Tensor, shift: Tensor) -> Tensor:
 
 
 def _band_mask(length: int, max_width: int, count: int, n: int, gen: torch.Generator | None) -> Tensor:
-    """(n, length) boolean mask: union of ``count`` random bands of width <= max_width."""
-    mask = torch.zeros(n, length, dtype=torch.bool)
+    """(n, length) boolean mask: union of ``count`` random bands of width <= max_width, drawn and
+    built on ``gen``'s device (the CPU without a generator)."""
+    dev = gen.device if gen is not None else torch.device("cpu")
+    mask = torch.zeros(n, length, dtype=torch.bool, device=dev)
     max_width = min(max_width, length)
     if max_width <= 0 or count <= 0:
         return mask
-    pos = torch.arange(length).unsqueeze(0)
+    pos = torch.arange(length, device=dev).unsqueeze(0)
     for _ in range(count):
-        width = torch.randint(0, max_width + 1, (n,), generator=gen)
-        start = (torch.rand(n, generator=gen, dtype=torch.float64) * (length - width + 1).double()).floor().long()
+        width = torch.randint(0, max_width + 1, (n,), generator=gen, device=dev)
+        start = (torch.rand(n, generator=gen, dtype=torch.float64, device=dev)
+                 * (length - width + 1).double()).floor().long()
         start = torch.minimum(start, length - width)
         mask |= (pos >= start.unsqueeze(1)) & (pos < (start + width).unsqueeze(1))
     return mask
@@ -88,8 +94,11 @@ class SpecAugment(nn.Module):
         time_mask: maximum width T of each time mask, in frames.
         n_freq_masks, n_time_masks: number of masks of each kind.
 
-    ``forward(x, generator=None)``: random numbers are drawn on the CPU from ``generator`` (or
-    torch's global RNG), so results are reproducible on any device.
+    ``forward(x, generator=None)``: random numbers are drawn from ``generator`` on its device (or
+    from torch's global RNG on the CPU), so results are reproducible on any device. A generator on
+    the batch's device (the device-resident training path) keeps the whole augmentation there,
+    with no host synchronisation, so it can be captured in a CUDA graph
+    (:mod:`dgmix.training.step_graph`).
     """
 
     def __init__(self, time_warp: int = TIME_WARP, freq_mask: int = FREQ_MASK, time_mask: int = TIME_MASK,
@@ -109,12 +118,13 @@ class SpecAugment(nn.Module):
             return x
         out = x
         w = self.time_warp
+        dev = generator.device if generator is not None else torch.device("cpu")
         if w > 0 and t_len > 2 * w + 2:
-            centre = torch.randint(w, t_len - w, (n,), generator=generator)
-            shift = torch.randint(-w, w + 1, (n,), generator=generator)
+            centre = torch.randint(w, t_len - w, (n,), generator=generator, device=dev)
+            shift = torch.randint(-w, w + 1, (n,), generator=generator, device=dev)
             dest = (centre + shift).clamp(1, t_len - 2)
             centre = centre.clamp(1, t_len - 2)
-            out = time_warp(out, centre, dest - centre)
+            out = time_warp(out, centre, dest - centre, check=False)  # in [1, T - 2] by the clamps
         fmask = _band_mask(f_len, self.freq_mask, self.n_freq_masks, n, generator)
         tmask = _band_mask(t_len, self.time_mask, self.n_time_masks, n, generator)
         mask = (fmask.unsqueeze(2) | tmask.unsqueeze(1)).unsqueeze(1).to(x.device)  # (N,1,F,T)

@@ -9,6 +9,13 @@ Follows the variant of VICReg's code (re-implemented here): for a parameter p wi
 
 Biases and normalisation parameters (every parameter with ``ndim == 1``) are excluded from weight
 decay and from the trust-ratio adaptation (``exclude_bias_and_norm``, the default).
+
+Graph-safe: a step reads no tensor value on the host and branches only on Python settings and on
+whether the momentum buffer exists yet (created by the first step), so from the second step on it
+can be captured in a CUDA graph. A group's ``lr`` may be a number or a 0-d tensor on the
+parameters' device: :mod:`dgmix.training.step_graph` fills one before every replay, so the
+schedule is not baked into the graph. Both forms compute ``p - m * lr`` with the same float32
+operations, so they give the same numbers.
 """
 
 from __future__ import annotations
@@ -33,7 +40,8 @@ class LARS(Optimizer):
 
     Args:
         params: parameters or parameter groups (groups may override every option below).
-        lr: learning rate (paper: 0.8 = 0.2 * batch / 256 with batch 1024).
+        lr: learning rate (paper: 0.8 = 0.2 * batch / 256 with batch 1024); a group's ``lr`` may
+            later be replaced by a 0-d tensor (see the module docstring).
         weight_decay: L2 coefficient (paper: 1e-4).
         momentum: heavy-ball momentum (0.9).
         eta: trust coefficient (0.001).
@@ -72,7 +80,7 @@ class LARS(Optimizer):
                     state["mu"] = dp.clone()
                 else:
                     state["mu"].mul_(group["momentum"]).add_(dp)
-                p.add_(state["mu"], alpha=-group["lr"])
+                p.sub_(state["mu"].mul(group["lr"]))  # lr: a number or a 0-d device tensor
         return loss
 
 

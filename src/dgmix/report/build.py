@@ -112,7 +112,8 @@ def _explanation_section(run_dir: Path, rc: RunContents) -> list[str]:
                 uri = "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
                 bands = ", ".join(f"{lo:.0f}-{hi:.0f} Hz" for lo, hi in e["bands_hz"]) or "-"
                 imgs.append(f'<figure style="display:inline-block;width:32%;margin:0 .5% .5em 0;vertical-align:top">'
-                            f'<img src="{uri}" alt="{escape(e["clip"])}"><figcaption style="font-size:.8em;overflow-wrap:anywhere">'
+                            f'<img src="{uri}" alt="{escape(e["clip"])}">'
+                            '<figcaption style="font-size:.8em;overflow-wrap:anywhere">'
                             f'section {escape(e["section"])} #{e["rank"]}: {escape(e["clip"])}<br>bands {bands}'
                             '</figcaption></figure>')
             if imgs:

@@ -72,12 +72,13 @@ def loop_settings(
     stage_cfg, cfg: RunConfig, progress: bool, stop_after_epoch: int | None, desc: str,
     std_warn_threshold: float | None = None,
 ) -> LoopSettings:
-    """The loop settings every stage config (pretrain, finetune, baseline) has in common."""
+    """The loop settings every stage config (pretrain, finetune, baseline) has in common;
+    ``cuda_graphs`` where the stage has it (the baseline does not: "none")."""
     return LoopSettings(
         epochs=stage_cfg.epochs, batch_size=stage_cfg.batch_size,
         windows_per_epoch=stage_cfg.windows_per_epoch, seed=cfg.seed,
         std_warn_threshold=std_warn_threshold, progress=progress, stop_after_epoch=stop_after_epoch,
-        desc=desc,
+        desc=desc, cuda_graphs=getattr(stage_cfg, "cuda_graphs", "none"),
     )
 
 

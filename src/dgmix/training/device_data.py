@@ -9,8 +9,11 @@ concatenated into one ``(n_mels, total_frames)`` tensor that is copied to the de
 3,000-clip machine type is about 0.5 GB in float32), together with the first column of every
 window. A batch is then one gather on the device: ``frames[:, start[idx] + arange(P)]``.
 
-With the pair and lambda draws on the device too (:class:`StepData`), the host only hands each
-step a slice of the epoch's index order, which is copied to the device once per epoch.
+With the pair, lambda and SpecAugment draws on the device too (:class:`StepData`, from a
+generator of its own), the host only hands each step a slice of the epoch's index order, which is
+copied to the device once per epoch. Every operation of such a step runs on the device without a
+host synchronisation, which is what lets :mod:`dgmix.training.step_graph` capture the whole step
+in one CUDA graph.
 
 Under DDP every rank holds the whole machine type: a window's mixup partner may come from any
 other window, so a rank cannot hold only its shard of the anchors.
@@ -25,11 +28,19 @@ from torch import Tensor
 from dgmix.augment import PairSampler, sample_lambda
 from dgmix.features import WindowDataset
 
-__all__ = ["DeviceWindows", "StepData", "beta_on_device", "use_device_data"]
+__all__ = ["DeviceWindows", "StepData", "beta_on_device", "draws_on_device", "use_device_data"]
 
 
 def use_device_data(device: torch.device) -> bool:
     """Whether a stage training on ``device`` keeps its data there: on CUDA, yes."""
+    return torch.device(device).type == "cuda"
+
+
+def draws_on_device(device: torch.device) -> bool:
+    """Whether a stage whose data lives on ``device`` also draws its pairs, lambda and SpecAugment
+    there, from a generator of its own: on CUDA, yes. On a CPU the device-resident path (forced by
+    tests) keeps the loop's draws, so that it equals the host path exactly; tests of the CUDA
+    path's draws on a CPU force this too."""
     return torch.device(device).type == "cuda"
 
 
@@ -88,11 +99,14 @@ class StepData:
 
     ``clips`` is the stage's :class:`~dgmix.training.data.ClipSet`. The host path gathers windows
     with its :class:`WindowDataset` and draws pairs and lambda (:func:`sample_lambda`) with the
-    loop's generator. The device path gathers with :class:`DeviceWindows` and draws where the data
-    is, with its own CUDA generator seeded from the run seed and rank (:func:`beta_on_device`); a
-    resumed run then continues with a freshly seeded generator (not bit-identical to an
-    uninterrupted one, unlike the host path). Either way the host gives each step a slice of the
-    epoch's order, which the loop puts on :attr:`index_device` once per epoch.
+    loop's generator. The device path gathers with :class:`DeviceWindows` and, where
+    :func:`draws_on_device` (on CUDA), draws where the data is, with its own generator
+    :attr:`device_gen` seeded from the run seed and rank: pairs with
+    :meth:`~dgmix.augment.PairSampler.draw_static`, lambda with :func:`beta_on_device`, and
+    SpecAugment through :meth:`generator_for`. A resumed run then continues with a freshly seeded
+    generator (not bit-identical to an uninterrupted one, unlike the host path). Either way the
+    host gives each step a slice of the epoch's order, which the loop puts on :attr:`index_device`
+    once per epoch.
     """
 
     def __init__(self, clips, pairs: PairSampler | None,  # noqa: ANN001 - a ClipSet
@@ -100,18 +114,23 @@ class StepData:
         self.clips = clips  # its windows are read per step on the host path (never copied)
         self.resident = DeviceWindows(clips.windows, device) if use_device_data(device) else None
         self.index_device = device if self.resident is not None else torch.device("cpu")
-        self.cuda_gen = (torch.Generator(device=self.index_device).manual_seed(seed)
-                         if self.index_device.type == "cuda" else None)
+        self.device_gen = (torch.Generator(device=self.index_device).manual_seed(seed)
+                           if self.resident is not None and draws_on_device(self.index_device) else None)
         self.pairs = pairs.to(self.index_device) if pairs is not None else None
+
+    def generator_for(self, generator: torch.Generator) -> torch.Generator:
+        """The generator a step draws from: :attr:`device_gen` on the device path, else the loop's
+        ``generator``."""
+        return generator if self.device_gen is None else self.device_gen
 
     def pairs_and_lambda(self, idx: Tensor, generator: torch.Generator,
                          alpha: float) -> tuple[Tensor, Tensor, Tensor]:
         """(X indices, X' indices, one lambda per pair) of a mixup step, drawn in this order."""
-        if self.cuda_gen is None:
+        if self.device_gen is None:
             a, b = self.pairs(idx, generator)
             return a, b, sample_lambda(len(idx), alpha=alpha, generator=generator)
-        a, b = self.pairs(idx, self.cuda_gen)
-        return a, b, beta_on_device(len(idx), alpha, self.cuda_gen)
+        a, b = self.pairs.draw_static(idx, self.device_gen)  # no host synchronisation: graph-safe
+        return a, b, beta_on_device(len(idx), alpha, self.device_gen)
 
     def windows(self, idx: Tensor) -> Tensor:
         """Windows ``idx`` as ``(N, 1, n_mels, frames)``, on the device or on the host."""

@@ -18,6 +18,10 @@ Baseline: the same encoder body trained as a plain section classifier with cross
 (the official DCASE 2022 baseline's settings: Adam, lr 1e-5, batch 32, 20 epochs). Its anomaly
 score is computed by :func:`dgmix.scoring.embed.classifier_scores`.
 
+``finetune.cuda_graphs`` (not in the paper): "forward" graphs the model's forward and backward
+(:mod:`dgmix.training.graphs`), "step" the whole step, draws and AdamW update included
+(:mod:`dgmix.training.step_graph`).
+
 Both stages train channels-last and end by re-estimating the encoder's BN statistics on the real
 training windows before saving (:func:`dgmix.training.bn.reestimate_batchnorm`).
 """
@@ -103,7 +107,8 @@ class FinetuneTask(MixupTask):
     def step(self, model: nn.Module, idx: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         d, dev = self.data, self.ctx.device
         a, b, lam = d.pairs_and_lambda(idx, generator, self.cfg.finetune.mixup_alpha)
-        target = mix_labels(d.labels(a), d.labels(b), lam.to(d.index_device), self.n_classes)
+        # labels from the class table: no range check on the host (no synchronisation, graph-safe)
+        target = mix_labels(d.labels(a), d.labels(b), lam.to(d.index_device), self.n_classes, check=False)
         x, x2 = self.move(d.windows(a)), self.move(d.windows(b))  # mixed on the device, as in pre-training
         y, y2, ym, logits = model(x, x2, self.move(mix(x, x2, lam)))
         terms = self.loss(gather_with_grad(logits), gather_no_grad(target.to(dev)), gather_with_grad(y),
@@ -157,7 +162,7 @@ def finetune(
         if init_meta.get("machine") not in (None, machine):
             raise InputError(init, f"encoder was pre-trained on {init_meta['machine']!r}, not {machine!r}")
     task.module, model = wrap_model(task.module, ctx)
-    model = maybe_graph(model, f.cuda_graphs, ctx)
+    model = maybe_graph(model, f.cuda_graphs == "forward", ctx)  # "step": run_loop's StepGraph
     # weight decay on conv/linear weights only (biases and BN parameters: none)
     opt = torch.optim.AdamW(param_groups(task.module, f.weight_decay), lr=f.lr, weight_decay=f.weight_decay)
     return _train(task, opt, model, cfg, f, "finetune", machine, Path(out_dir), ctx, resume, progress,

@@ -1,4 +1,4 @@
-"""CUDA graphs for a training stage's forward and backward pass.
+"""CUDA graphs for a training stage's forward and backward pass (``cuda_graphs: forward``).
 
 Fine-tuning (paper §3.4) runs at batch 64: 1,500 steps per epoch of a DCASE-size machine type,
 each step three MobileNetV2 passes and their backward, about 3,000 small kernels. On an H100 such
@@ -14,6 +14,8 @@ statistics four extra times, so they are restored after the capture. Only traini
 with grad enabled on CUDA, with the shapes of the first call, are graphed (the loop drops the
 ragged last batch, so every step has that shape); anything else runs the module eagerly.
 Not for DDP (its gradient hooks cannot be captured): :func:`maybe_graph` refuses it.
+``cuda_graphs: step`` captures the whole step instead, draws and optimizer update included
+(:mod:`dgmix.training.step_graph`).
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ class GraphedForward(nn.Module):
             self._capture(args)
         if _signature(args) != self._signature:
             raise RuntimeError(
-                "CUDA-graphed module called with new input shapes; set cuda_graphs: false for this stage"
+                "CUDA-graphed module called with new input shapes; set cuda_graphs: none for this stage"
             )
         return self._graphed(*args)
 
@@ -75,5 +77,5 @@ def maybe_graph(model: nn.Module, enabled: bool, ctx: DistContext) -> nn.Module:
     if not enabled or ctx.device.type != "cuda":
         return model
     if ctx.is_distributed:
-        raise ValueError("cuda_graphs cannot be combined with DDP (torchrun); set it to false")
+        raise ValueError("cuda_graphs: forward cannot be combined with DDP (torchrun); set it to none")
     return GraphedForward(model)

@@ -3,7 +3,9 @@
 A *task* (see :class:`Task`) owns the model, the loss and how one batch of window indices becomes
 a dict of loss terms. This loop owns everything else: sharding with ``DistributedSampler``, the
 learning-rate schedule, non-finite-loss detection, the JSON-lines log, progress, and atomic
-per-epoch checkpoints with exact resume.
+per-epoch checkpoints with exact resume. With ``cuda_graphs: step`` (``LoopSettings.cuda_graphs``)
+each step is :func:`dgmix.training.step_graph.train_step`, captured in a CUDA graph on CUDA
+(:class:`~dgmix.training.step_graph.StepGraph`); otherwise it runs eagerly here.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dgmix.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rn
 from dgmix.errors import TrainingError
 from dgmix.training.distributed import DistContext
 from dgmix.training.log import JsonlLogger
+from dgmix.training.step_graph import StepGraph, plain_lr_state
 
 log = logging.getLogger("dgmix.training")
 
@@ -54,6 +57,7 @@ class LoopSettings:
     progress: bool = True
     desc: str = "train"
     stop_after_epoch: int | None = None  # end this invocation after that many epochs (resume later)
+    cuda_graphs: str = "none"  # "step": StepGraph; "none" / "forward" (a wrapped model): the eager step
 
 
 @dataclass
@@ -86,7 +90,10 @@ def run_loop(task: Task, model: nn.Module, optimizer: torch.optim.Optimizer, lr_
     """Train ``model`` (possibly DDP-wrapped ``task.module``) for ``settings.epochs`` epochs.
 
     ``lr_at(step)`` sets every param group's lr before each step (None: keep the optimizer's).
-    ``extra_state`` (config, section map, ...) is stored in every checkpoint.
+    ``extra_state`` (config, section map, ...) is stored in every checkpoint. With
+    ``settings.cuda_graphs == "step"`` the steps go through a
+    :class:`~dgmix.training.step_graph.StepGraph` (set up after a resume has loaded the optimizer),
+    which reads the lr from a device tensor; the checkpoints store it as a number either way.
     """
     run_dir = Path(run_dir)
     steps_per_epoch, per_rank_batch = plan_steps(task.n_windows, settings, ctx)
@@ -112,6 +119,17 @@ def run_loop(task: Task, model: nn.Module, optimizer: torch.optim.Optimizer, lr_
                disable=not (settings.progress and ctx.is_main), leave=False, dynamic_ncols=True)
     stop = settings.stop_after_epoch
     end_epoch = settings.epochs if stop is None else min(settings.epochs, stop)
+    runner = StepGraph(task, model, optimizer, ctx) if settings.cuda_graphs == "step" else None
+
+    def check_finite(loss: torch.Tensor, epoch: int) -> None:
+        if not torch.isfinite(loss.detach()).all():
+            where = (f"the last good checkpoint is {ckpt_path} (after epoch {saved_epoch})"
+                     if saved_epoch else "no checkpoint had been written yet")
+            raise TrainingError(
+                f"{settings.desc}: non-finite loss ({float(loss.detach())}) at epoch {epoch} "
+                f"step {step}; training stopped and {where}"
+            )
+
     try:
         for epoch in range(start_epoch, end_epoch):
             sampler.set_epoch(epoch)
@@ -121,23 +139,23 @@ def run_loop(task: Task, model: nn.Module, optimizer: torch.optim.Optimizer, lr_
             model.train()
             for b in range(steps_per_epoch):
                 idx = order[b * per_rank_batch : (b + 1) * per_rank_batch]
-                if lr_at is not None:
-                    lr = lr_at(step)
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr
                 t0 = time.perf_counter()
-                terms = task.step(model, idx, generator)
-                loss = terms["loss"]
-                if not torch.isfinite(loss.detach()).all():
-                    where = (f"the last good checkpoint is {ckpt_path} (after epoch {saved_epoch})"
-                             if saved_epoch else "no checkpoint had been written yet")
-                    raise TrainingError(
-                        f"{settings.desc}: non-finite loss ({float(loss.detach())}) at epoch {epoch} "
-                        f"step {step}; training stopped and {where}"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                if runner is not None:
+                    # the whole step, then the check (the update has run; the checkpoint is older)
+                    lr = runner.base_lr if lr_at is None else lr_at(step)
+                    terms = runner.step(idx, lr, generator)
+                    check_finite(terms["loss"], epoch)
+                else:
+                    if lr_at is not None:
+                        for group in optimizer.param_groups:
+                            group["lr"] = lr_at(step)
+                    lr = float(optimizer.param_groups[0]["lr"])  # a number, or a 0-d tensor
+                    terms = task.step(model, idx, generator)
+                    loss = terms["loss"]
+                    check_finite(loss, epoch)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
                 # float() waits for the device, so dt covers the whole step on CUDA too
                 last_terms = {k: float(v.detach()) for k, v in terms.items()}
                 dt = time.perf_counter() - t0
@@ -152,12 +170,12 @@ def run_loop(task: Task, model: nn.Module, optimizer: torch.optim.Optimizer, lr_
                     log.warning(msg)
                     tqdm.write(f"warning: {msg}")
                 logger.log({
-                    "epoch": epoch, "step": step, "lr": optimizer.param_groups[0]["lr"],
+                    "epoch": epoch, "step": step, "lr": lr,
                     **last_terms, "windows_per_s": idx.numel() * ctx.world_size / max(dt, 1e-9),
                 })
                 bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{last_terms['loss']:.3f}")
-            payload = {"model": task.module.state_dict(), "optimizer": optimizer.state_dict(),
+            payload = {"model": task.module.state_dict(), "optimizer": plain_lr_state(optimizer.state_dict()),
                        "scheduler": {"step": step, "steps_per_epoch": steps_per_epoch}, "epoch": epoch + 1,
                        "step": step, "rng": _gather_rng(generator, ctx), **extra_state}
             if ctx.is_main:

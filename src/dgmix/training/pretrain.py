@@ -13,7 +13,9 @@ Optimisation: LARS (momentum 0.9, eta 0.001, the paper's and VICReg's values) at
 unless ``pretrain.lr`` is set, with a linear warm-up and a cosine decay to ``pretrain.final_lr``
 (paper §3.3); or AdamW (``pretrain.optimizer: adamw``, not in the paper) at 1e-3 under the same
 schedule shape. Models and batches are channels-last; on CUDA the training windows live on the
-device (:mod:`dgmix.training.device_data`). At the end the encoder's BN statistics are
+device (:mod:`dgmix.training.device_data`). ``pretrain.cuda_graphs`` (not in the paper): "forward"
+graphs the branches' forward and backward (:mod:`dgmix.training.graphs`), "step" the whole step
+(:mod:`dgmix.training.step_graph`). At the end the encoder's BN statistics are
 re-estimated on the real training windows before it is saved
 (:func:`dgmix.training.bn.reestimate_batchnorm`).
 """
@@ -38,6 +40,7 @@ from dgmix.training.common import loop_settings, run_stage, start_stage, wrap_mo
 from dgmix.training.data import ClipSet
 from dgmix.training.device_data import DeviceWindows, StepData
 from dgmix.training.distributed import DistContext, gather_no_grad, gather_with_grad
+from dgmix.training.graphs import maybe_graph
 from dgmix.training.loop import LoopResult, plan_steps
 
 #: LARS's rule when ``pretrain.lr`` is null: lr = 0.2 x batch / 256 (paper §3.3: 0.8 at batch 1024).
@@ -116,6 +119,12 @@ class MixupTask:
     def pairs(self) -> PairSampler | None:
         return self.data.pairs
 
+    @property
+    def device_generator(self) -> torch.Generator | None:
+        """The generator every draw of a step comes from on the device path (None on the host
+        path): the one a whole-step CUDA graph registers (:mod:`dgmix.training.step_graph`)."""
+        return self.data.device_gen
+
     def move(self, x: torch.Tensor) -> torch.Tensor:
         """A batch on the device, in channels-last layout (as the models of every stage)."""
         return x.to(self.ctx.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
@@ -137,7 +146,9 @@ class PretrainTask(MixupTask):
         self.autocast = p.amp and ctx.device.type == "cuda"
 
     def forward_views(self, model: nn.Module, views: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+        # no cast cache: the same numbers, and what CUDA graphs need (the cached casts of a graph's
+        # capture would be freed with the autocast region, then read by every replay)
+        with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=self.autocast, cache_enabled=False):
             outs = model(*views)
         return tuple(o.float() for o in outs) if self.autocast else outs
 
@@ -161,8 +172,8 @@ class PretrainTask(MixupTask):
         if self.method == "dgmix":
             a, b, lam = self.data.pairs_and_lambda(idx, generator, self.cfg.pretrain.mixup_alpha)
             return self.dgmix_terms(model, self.data.windows(a), self.data.windows(b), lam)
-        x = self.data.windows(idx)
-        return self.vicreg_terms(model, self.specaug(x, generator=generator), self.specaug(x, generator=generator))
+        x, gen = self.data.windows(idx), self.data.generator_for(generator)
+        return self.vicreg_terms(model, self.specaug(x, generator=gen), self.specaug(x, generator=gen))
 
 
 def peak_lr(p: PretrainConfig) -> float:
@@ -211,6 +222,7 @@ def pretrain(
     ctx, clips = start_stage(data_root, machine, cfg, cache_dir, ctx, progress)
     task = PretrainTask(clips, cfg, ctx)
     task.module, model = wrap_model(task.module, ctx)
+    model = maybe_graph(model, p.cuda_graphs == "forward", ctx)  # "step": run_loop's StepGraph
     settings = loop_settings(p, cfg, progress, stop_after_epoch, f"pretrain {p.method} {machine}",
                              STD_WARN_THRESHOLD)
     steps_per_epoch, _ = plan_steps(task.n_windows, settings, ctx)
