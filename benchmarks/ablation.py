@@ -127,7 +127,7 @@ def run_cell(job: dict[str, Any]) -> dict[str, Any]:
     work = cell_dir / "run"
     if work.exists():
         shutil.rmtree(work)
-    base = BASE_CPU if job["preset"] == "cpu" else {}
+    base = job.get("base", BASE_CPU if job["preset"] == "cpu" else {})
     overrides = merge(base, job["overrides"])
     overrides["seed"] = job["seed"]
     cfg = load_config(job["preset"], overrides=overrides)
@@ -135,7 +135,8 @@ def run_cell(job: dict[str, Any]) -> dict[str, Any]:
     summary = run_pipeline(Path(job["data"]), work, cfg, methods=[job["method"]], cache_dir=Path(job["cache"]),
                            progress=False, echo=lambda _msg: None, device=job["device"])
     method = job["method"]
-    official = rescore(Path(job["data"]), work, cfg, method, Path(job["cache"]))
+    official = (rescore(Path(job["data"]), work, cfg, method, Path(job["cache"])) if job.get("rescore", True)
+                else {})
     seconds = time.perf_counter() - t0
     table = summary.table
     machines = {}
@@ -199,6 +200,14 @@ def best_overrides(sel_out: Path) -> tuple[list[str], dict[str, Any]]:
     return chosen, merge(*(VARIANTS[o] for o in chosen))
 
 
+def _points(res: dict[str, Any]) -> str:
+    """The cell's scores for a progress line: each pooling's rescore, else the run's own score."""
+    shown = {p: res.get(f"official_{p}") for p in POOLINGS}
+    if all(v is None for v in shown.values()):
+        shown = {"official": res.get("official_as_run")}
+    return " ".join(f"{k} {'n/a' if v is None else f'{100 * v:.2f}'}" for k, v in shown.items())
+
+
 def run_jobs(jobs: list[dict[str, Any]], n_workers: int, t0: float) -> None:
     print(f"{len(jobs)} cells to run with {n_workers} worker(s)", flush=True)
     if not jobs:
@@ -207,8 +216,7 @@ def run_jobs(jobs: list[dict[str, Any]], n_workers: int, t0: float) -> None:
     with ctx.Pool(n_workers, maxtasksperchild=8) as pool:
         for done, res in enumerate(pool.imap_unordered(run_cell, jobs), 1):
             print(f"[{time.perf_counter() - t0:7.1f}s] {done}/{len(jobs)} {res['variant']:>20} {res['method']:>7} "
-                  f"seed {res['seed']}: mean {100 * res['official_mean']:.2f} max {100 * res['official_max']:.2f} "
-                  f"({res['seconds']:.0f} s)", flush=True)
+                  f"seed {res['seed']}: {_points(res)} ({res['seconds']:.0f} s)", flush=True)
 
 
 def cmd_run(args: argparse.Namespace) -> None:
