@@ -152,7 +152,8 @@ def run_cell(job: dict[str, Any]) -> dict[str, Any]:
     as_run = table.official_score(method) if method in table.methods() else None
     result = {"variant": job["variant"], "method": method, "seed": job["seed"], "preset": job["preset"],
               "overrides": job["overrides"], **{f"official_{p}": v for p, v in official.items()},
-              "official_as_run": as_run, "machines": machines, "seconds": round(seconds, 2)}
+              "official_as_run": as_run, "machines": machines, "seconds": round(seconds, 2),
+              "device": "cuda" if job["device"] != "cpu" and torch.cuda.is_available() else "cpu"}
     (cell_dir / "cell.json").write_text(json.dumps(result, indent=1))
     if not job["keep"]:
         shutil.rmtree(work, ignore_errors=True)
