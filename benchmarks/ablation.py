@@ -41,6 +41,7 @@ import signal
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -371,7 +372,12 @@ def _stop(_signum: int, _frame: object) -> None:
     raise SystemExit(143)  # unwinds the Pool's context manager, which terminates the workers
 
 
-if __name__ == "__main__":
+def script_main(entry: Callable[[], int]) -> None:
+    """Run a cell script's ``main``: unbuffered output, SIGTERM stops the pool's workers too."""
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     signal.signal(signal.SIGTERM, _stop)
-    sys.exit(main())
+    sys.exit(entry())
+
+
+if __name__ == "__main__":
+    script_main(main)

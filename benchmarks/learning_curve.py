@@ -37,8 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import statistics
 import sys
 import time
@@ -47,7 +45,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ablation import fill_cache, load_cells, run_jobs  # noqa: E402
+from ablation import fill_cache, load_cells, run_jobs, script_main  # noqa: E402
 
 #: the cpu preset's batch in both stages and its own length (2 epochs x 256 windows / 32)
 CPU_BATCH = 32
@@ -220,11 +218,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _stop(_signum: int, _frame: object) -> None:
-    raise SystemExit(143)  # unwinds the Pool's context manager, which terminates the workers
-
-
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    signal.signal(signal.SIGTERM, _stop)
-    sys.exit(main())
+    script_main(main)
