@@ -53,6 +53,9 @@ CPU_STEPS = 16
 #: the largest epoch (windows) the longer points use; below it, the preset's 2 epochs
 MAX_EPOCH_WINDOWS = 2048
 LEARNED = ("scratch", "vicreg", "dgmix")
+#: training signals averaged per point (each stage's last step, over machine types and
+#: seeds): the fine-tuning KL is the section classifier's loss (ln K = chance for K sections)
+SIGNALS = (("finetune", "kl"), ("finetune", "embedding_std"), ("pretrain", "loss"))
 CONTROL = "random"
 
 
@@ -144,12 +147,20 @@ def curve(cells: list[dict[str, Any]]) -> dict[str, Any]:
         row["seeds"][c["seed"]] = None if v is None else round(100 * v, 2)
         row["seconds"].append(c["seconds"])
         row["steps"] = {k: sorted(v) for k, v in stage_steps(c).items()}
+        for stage, term in SIGNALS:
+            row.setdefault(f"{stage}_{term}", []).extend(
+                m["stages"][stage]["last_terms"][term] for m in c["machines"].values()
+                if term in m["stages"].get(stage, {}).get("last_terms", {}))
     for per_len in rows.values():
         for row in per_len.values():
             vals = [v for v in row["seeds"].values() if v is not None]
             row["mean"] = round(statistics.fmean(vals), 2) if vals else None
             row["half_range"] = round((max(vals) - min(vals)) / 2, 2) if vals else None
             row["seconds"] = round(statistics.fmean(row.pop("seconds")), 1)
+            for stage, term in SIGNALS:
+                vals = row.pop(f"{stage}_{term}")
+                if vals:
+                    row[f"{stage}_{term}"] = round(statistics.fmean(vals), 4)
     return rows
 
 
@@ -178,6 +189,12 @@ def cmd_table(args: argparse.Namespace) -> None:
     if control and control["mean"] is not None:
         lines.append("| best learned − random | " + " | ".join(
             _gap(rows, ln, control["mean"]) for ln in lengths) + " |")
+    lines += ["", "The last training step's signals (one batch; mean over machine types and seeds): fine-tuning KL / "
+              "fine-tuning embedding std / pre-training loss", "",
+              "| steps per stage → | " + " | ".join(head[1:]) + " |", "|---|" + "---:|" * len(lengths)]
+    for method in LEARNED:
+        if method in rows:
+            lines.append(f"| {method} | " + " | ".join(_signals(rows[method].get(ln)) for ln in lengths) + " |")
     lines += ["", "Seconds per cell (mean over seeds) and where it ran: " + "; ".join(
         f"{m} " + ", ".join(f"{ln}: {rows[m][ln]['seconds']:.0f} ({'+'.join(rows[m][ln]['devices'])})"
                             for ln in (["control"] if m == CONTROL else lengths) if ln in rows[m])
@@ -188,6 +205,12 @@ def cmd_table(args: argparse.Namespace) -> None:
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
     print(text)
+
+
+def _signals(row: dict[str, Any] | None) -> str:
+    if row is None:
+        return "-"
+    return " / ".join(f"{row[k]:.3f}" if k in row else "-" for k in (f"{st}_{t}" for st, t in SIGNALS))
 
 
 def _gap(rows: dict[str, Any], length: str, control: float) -> str:
