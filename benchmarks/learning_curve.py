@@ -186,9 +186,11 @@ def cmd_table(args: argparse.Namespace) -> None:
         per = rows[method]
         cells = [cell(control)] * len(lengths) if method == CONTROL else [cell(per.get(ln)) for ln in lengths]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    if control and control["mean"] is not None:
-        lines.append("| best learned − random | " + " | ".join(
-            _gap(rows, ln, control["mean"]) for ln in lengths) + " |")
+    if control:
+        for method in LEARNED:
+            if method in rows:
+                lines.append(f"| {method} − random, same seeds | " + " | ".join(
+                    _paired(rows[method].get(ln), control) for ln in lengths) + " |")
     lines += ["", "The last training step's signals (one batch; mean over machine types and seeds): fine-tuning KL / "
               "fine-tuning embedding std / pre-training loss", "",
               "| steps per stage → | " + " | ".join(head[1:]) + " |", "|---|" + "---:|" * len(lengths)]
@@ -213,10 +215,13 @@ def _signals(row: dict[str, Any] | None) -> str:
     return " / ".join(f"{row[k]:.3f}" if k in row else "-" for k in (f"{st}_{t}" for st, t in SIGNALS))
 
 
-def _gap(rows: dict[str, Any], length: str, control: float) -> str:
-    means = [rows[m][length]["mean"] for m in LEARNED if length in rows.get(m, {})
-             and rows[m][length]["mean"] is not None]
-    return f"{max(means) - control:+.2f}" if means else "-"
+def _paired(row: dict[str, Any] | None, control: dict[str, Any]) -> str:
+    """Mean over the seeds both have of (method - control), in points, and how many seeds."""
+    if row is None:
+        return "-"
+    diffs = [v - control["seeds"][k] for k, v in row["seeds"].items()
+             if v is not None and control["seeds"].get(k) is not None]
+    return f"{statistics.fmean(diffs):+.2f} ({len(diffs)})" if diffs else "-"
 
 
 def main(argv: list[str] | None = None) -> int:
