@@ -19,6 +19,9 @@ A method still running when the budget (``--budget-s``) is spent is stopped and 
 ``null`` with its elapsed time. ``--config FILE`` passes overrides to every run (a shorter
 schedule, for instance); the JSON records the epochs that ran.
 
+The learning curve's paper-length points (``benchmarks/learning_curve.py --lengths paper``) are a
+second device call; docs/results.md §10 has its command.
+
     python benchmarks/gpu_paper.py --out $OUT --budget-s 500                   # on the GPU machine
     python benchmarks/gpu_paper.py --out /tmp/gp --dry-run                      # CPU, tiny, ~2 min
 """
