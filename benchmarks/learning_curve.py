@@ -47,9 +47,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ablation import fill_cache, load_cells, run_jobs, script_main  # noqa: E402
 
-#: the cpu preset's batch in both stages and its own length (2 epochs x 256 windows / 32)
-CPU_BATCH = 32
-CPU_STEPS = 16
 #: the largest epoch (windows) the longer points use; below it, the preset's 2 epochs
 MAX_EPOCH_WINDOWS = 2048
 LEARNED = ("scratch", "vicreg", "dgmix")
@@ -63,15 +60,18 @@ def length_overrides(length: str) -> tuple[str, dict[str, Any]]:
     """Preset and config overrides of one length (see the module docstring)."""
     if length == "paper":
         return "paper", {}
+    from dgmix.config import load_config
+
     steps = int(length)
     if steps < 2 or steps % 2:
         raise SystemExit(f"length {length!r}: an even number of steps >= 2, or 'paper'")
-    windows = min(CPU_BATCH * steps // 2, MAX_EPOCH_WINDOWS)
-    if (CPU_BATCH * steps) % windows:
-        raise SystemExit(f"length {steps}: {CPU_BATCH * steps} windows are not a whole number of "
+    batch = load_config("cpu").pretrain.batch_size  # the cpu preset's, in both stages
+    windows = min(batch * steps // 2, MAX_EPOCH_WINDOWS)
+    if (batch * steps) % windows:
+        raise SystemExit(f"length {steps}: {batch * steps} windows are not a whole number of "
                          f"{windows}-window epochs")
-    epochs = CPU_BATCH * steps // windows
-    stage = {"epochs": epochs, "windows_per_epoch": windows, "batch_size": CPU_BATCH}
+    epochs = batch * steps // windows
+    stage = {"epochs": epochs, "windows_per_epoch": windows}
     return "cpu", {"pretrain": {**stage, "warmup_epochs": epochs / 2}, "finetune": dict(stage)}
 
 
